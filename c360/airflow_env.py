@@ -1,0 +1,87 @@
+"""Run the project's Airflow: an AIRFLOW_HOME inside the project, SQLite metadata, the project's dags/ folder.
+
+`c360 airflow-ui` starts `airflow standalone` (scheduler + API server + UI on 127.0.0.1:8080) with that setup.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from c360.assets import WAREHOUSE_POOL
+from c360.config import PROJECT_ROOT, Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+
+def airflow_env(settings: Settings | None = None) -> dict[str, str]:
+    """Environment for airflow subprocesses: the pipeline settings plus Airflow's own."""
+    settings = settings or get_settings()
+    home = settings.airflow_home
+    env = dict(os.environ)
+    env.update(settings.as_env())
+    env.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{home / 'airflow.db'}")
+    env.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+            "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__PORT": env.get("AIRFLOW__API__PORT", "8080"),
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": env.get(
+                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL", "http://127.0.0.1:8080/execution/"
+            ),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")])),
+            "NO_PROXY": "*",
+        }
+    )
+    return env
+
+
+def airflow_bin() -> str:
+    candidate = Path(sys.executable).with_name("airflow")
+    return str(candidate) if candidate.exists() else (shutil.which("airflow") or "airflow")
+
+
+def run_airflow(args: list[str], settings: Settings | None = None, check: bool = True, quiet: bool = False):
+    env = airflow_env(settings)
+    log.debug("airflow %s", " ".join(args))
+    kwargs = {"stdout": subprocess.DEVNULL, "stderr": subprocess.PIPE, "text": True} if quiet else {}
+    proc = subprocess.run([airflow_bin(), *args], env=env, **kwargs)
+    if check and proc.returncode != 0:
+        err = (proc.stderr or "")[-3000:] if quiet else ""
+        raise RuntimeError(f"`airflow {' '.join(args)}` failed with exit code {proc.returncode}.\n{err}")
+    return proc
+
+
+def ensure_airflow(settings: Settings | None = None) -> None:
+    """Create/upgrade the metadata DB and the warehouse pool (both idempotent)."""
+    settings = settings or get_settings()
+    settings.airflow_home.mkdir(parents=True, exist_ok=True)
+    log.info("Preparing Airflow metadata in %s", settings.airflow_home)
+    run_airflow(["db", "migrate"], settings, quiet=True)
+    run_airflow(
+        ["pools", "set", WAREHOUSE_POOL, "1", "Tasks that write the DuckDB warehouse (single writer)"],
+        settings,
+        quiet=True,
+    )
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--port", default="8080")
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    ensure_airflow(settings)
+    os.environ["AIRFLOW__API__PORT"] = args.port
+    print(f"Airflow UI on http://127.0.0.1:{args.port} (user/password: see {settings.airflow_home}/"
+          "simple_auth_manager_passwords.json.generated). Ctrl-C to stop.")
+    return run_airflow(["standalone"], settings, check=False).returncode

@@ -1,0 +1,16 @@
+"""Airflow Assets of the pipeline, each URI defined once. DAG files import these; nothing heavy here."""
+
+from __future__ import annotations
+
+from airflow.sdk import Asset
+
+from c360.ingest.contract import ENTITIES
+
+# One Asset per raw table, updated by the ingestion DAG; downstream DAGs schedule on them.
+RAW_ASSETS: dict[str, Asset] = {
+    name: Asset(name=f"raw.{e.table}", uri=f"c360://warehouse/raw/{e.table}", group="c360-raw")
+    for name, e in ENTITIES.items()
+}
+
+# The pool every task that writes the DuckDB warehouse runs in (1 slot: DuckDB has a single writer).
+WAREHOUSE_POOL = "warehouse"

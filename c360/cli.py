@@ -1,0 +1,58 @@
+"""The `c360` command line: one entry point for generating data, running the nightly job and its parts.
+
+Each sub-command lives in its own module, imported only when that command runs, so `c360 --help` is fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+# name -> (module, help). Each module defines add_arguments(parser) and run(args) -> int.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "generate": ("c360.generate.cli", "generate a realistic shop's data into the landing zone"),
+    "load-history": ("c360.ingest.history", "spread one big history file into daily landing partitions"),
+    "ingest": ("c360.ingest.cli", "load landed files for a date into the warehouse's raw schema"),
+    "nightly": ("c360.nightly", "run the nightly job for a date through Airflow (generates demo data if needed)"),
+    "airflow-ui": ("c360.airflow_env", "start Airflow (UI on http://127.0.0.1:8080) with the project's DAGs"),
+    "config": ("c360.config_cli", "print the resolved configuration"),
+}
+
+
+def build_parser(requested: set[str] | None = None) -> argparse.ArgumentParser:
+    """All sub-commands; only those in `requested` (default: all) import their module to add arguments."""
+    parser = argparse.ArgumentParser(prog="c360", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(_module=module)
+        # Only the chosen command's module is imported to build its arguments.
+        if requested is None or name in requested:
+            importlib.import_module(module).add_arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser({a for a in argv if a in COMMANDS})
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    module = importlib.import_module(args._module)
+    try:
+        return int(module.run(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

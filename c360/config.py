@@ -1,0 +1,123 @@
+"""All pipeline configuration, in one place: embedded defaults, each overridable by an environment variable.
+
+Nothing else in the project reads os.environ for pipeline settings; it calls `get_settings()`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _env(name: str, default: str) -> str:
+    value = os.environ.get(name)
+    return default if value is None or value == "" else value
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = _env(name, str(default))
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ValueError(f"Environment variable {name}={raw!r} must be a whole number") from exc
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = _env(name, str(default))
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ValueError(f"Environment variable {name}={raw!r} must be a number") from exc
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved settings. Paths are absolute; URIs are local paths or s3://bucket/prefix."""
+
+    data_dir: Path
+    landing_uri: str
+    warehouse_path: Path
+    export_uri: str
+    feature_store_dir: Path
+    scores_dir: Path
+    reports_dir: Path
+    mlflow_tracking_uri: str
+    mlflow_artifact_root: str
+    spark_master: str
+    airflow_home: Path
+    dbt_project_dir: Path
+    dbt_profiles_dir: Path
+    dbt_target: str
+    s3_endpoint_url: str | None
+    default_currency: str
+    currencies: tuple[str, ...]
+    future_tolerance_hours: float
+    landing_wait_seconds: int
+    landing_poke_seconds: int
+    warehouse_lock_timeout_seconds: int
+    extra: dict = field(default_factory=dict)
+
+    def as_env(self) -> dict[str, str]:
+        """The settings as environment variables, for subprocesses (Airflow, dbt, Spark)."""
+        env = {
+            "C360_DATA_DIR": str(self.data_dir),
+            "LANDING_URI": self.landing_uri,
+            "WAREHOUSE_PATH": str(self.warehouse_path),
+            "EXPORT_URI": self.export_uri,
+            "C360_FEATURE_STORE_DIR": str(self.feature_store_dir),
+            "C360_SCORES_DIR": str(self.scores_dir),
+            "C360_REPORTS_DIR": str(self.reports_dir),
+            "MLFLOW_TRACKING_URI": self.mlflow_tracking_uri,
+            "C360_MLFLOW_ARTIFACT_ROOT": self.mlflow_artifact_root,
+            "SPARK_MASTER": self.spark_master,
+            "AIRFLOW_HOME": str(self.airflow_home),
+            "DBT_PROJECT_DIR": str(self.dbt_project_dir),
+            "DBT_PROFILES_DIR": str(self.dbt_profiles_dir),
+            "DBT_TARGET": self.dbt_target,
+            "C360_DEFAULT_CURRENCY": self.default_currency,
+            "C360_CURRENCIES": ",".join(self.currencies),
+            "C360_FUTURE_TOLERANCE_HOURS": str(self.future_tolerance_hours),
+            "C360_LANDING_WAIT_SECONDS": str(self.landing_wait_seconds),
+            "C360_LANDING_POKE_SECONDS": str(self.landing_poke_seconds),
+            "C360_WAREHOUSE_LOCK_TIMEOUT_SECONDS": str(self.warehouse_lock_timeout_seconds),
+        }
+        if self.s3_endpoint_url:
+            env["C360_S3_ENDPOINT_URL"] = self.s3_endpoint_url
+        return env
+
+    def describe(self) -> dict[str, str]:
+        return {k: str(v) for k, v in asdict(self).items() if k != "extra"}
+
+
+def get_settings() -> Settings:
+    """Read settings from the environment now (tests change the environment between calls)."""
+    data_dir = Path(_env("C360_DATA_DIR", str(PROJECT_ROOT / "data"))).resolve()
+    currencies = tuple(
+        c.strip().upper() for c in _env("C360_CURRENCIES", "EUR,USD,GBP,SEK,DKK,NOK,PLN,CHF").split(",") if c.strip()
+    )
+    return Settings(
+        data_dir=data_dir,
+        landing_uri=_env("LANDING_URI", str(data_dir / "landing")),
+        warehouse_path=Path(_env("WAREHOUSE_PATH", str(data_dir / "warehouse" / "c360.duckdb"))).resolve(),
+        export_uri=_env("EXPORT_URI", str(data_dir / "exports")),
+        feature_store_dir=Path(_env("C360_FEATURE_STORE_DIR", str(data_dir / "feature_store"))).resolve(),
+        scores_dir=Path(_env("C360_SCORES_DIR", str(data_dir / "scores"))).resolve(),
+        reports_dir=Path(_env("C360_REPORTS_DIR", str(data_dir / "reports"))).resolve(),
+        mlflow_tracking_uri=_env("MLFLOW_TRACKING_URI", f"sqlite:///{data_dir / 'mlflow' / 'mlflow.db'}"),
+        mlflow_artifact_root=_env("C360_MLFLOW_ARTIFACT_ROOT", str(data_dir / "mlflow" / "artifacts")),
+        spark_master=_env("SPARK_MASTER", "local[*]"),
+        airflow_home=Path(_env("AIRFLOW_HOME", str(PROJECT_ROOT / ".airflow"))).resolve(),
+        dbt_project_dir=Path(_env("DBT_PROJECT_DIR", str(PROJECT_ROOT / "dbt_project"))).resolve(),
+        dbt_profiles_dir=Path(_env("DBT_PROFILES_DIR", str(PROJECT_ROOT / "dbt_project"))).resolve(),
+        dbt_target=_env("DBT_TARGET", "local"),
+        s3_endpoint_url=os.environ.get("C360_S3_ENDPOINT_URL") or None,
+        default_currency=_env("C360_DEFAULT_CURRENCY", "EUR").upper(),
+        currencies=currencies,
+        future_tolerance_hours=_env_float("C360_FUTURE_TOLERANCE_HOURS", 2.0),
+        landing_wait_seconds=_env_int("C360_LANDING_WAIT_SECONDS", 1800),
+        landing_poke_seconds=_env_int("C360_LANDING_POKE_SECONDS", 60),
+        warehouse_lock_timeout_seconds=_env_int("C360_WAREHOUSE_LOCK_TIMEOUT_SECONDS", 0),
+    )

@@ -1,0 +1,182 @@
+"""The landing contract as code: entities, their columns and types, and the validation rules with their reasons.
+
+docs/landing_contract.md describes the same thing for people; tests check the two agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str  # DuckDB type in raw.<table>
+    required: bool = False
+    pii: bool = False
+
+
+@dataclass(frozen=True)
+class Entity:
+    name: str  # landing folder name
+    table: str  # raw table name
+    columns: tuple[Column, ...]
+    formats: tuple[str, ...]
+    required_entity: bool = False
+    # columns whose value is an event time, checked for parse errors and for being in the future
+    timestamp_columns: tuple[str, ...] = ()
+    numeric_columns: tuple[str, ...] = ()
+    # the first timestamp that says when the row happened (used for future_timestamp and history spreading)
+    event_time_column: str | None = None
+    # key that identifies a duplicate; None = the whole landed record
+    duplicate_key: tuple[str, ...] | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    @property
+    def required_columns(self) -> list[str]:
+        return [c.name for c in self.columns if c.required]
+
+
+TABLE_FORMATS = (".csv", ".csv.gz", ".parquet")
+JSON_FORMATS = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".ndjson", ".ndjson.gz")
+
+TRANSACTIONS = Entity(
+    name="transactions",
+    table="transactions",
+    required_entity=True,
+    formats=TABLE_FORMATS,
+    columns=(
+        Column("order_id", "VARCHAR", required=True),
+        Column("customer_id", "VARCHAR", required=True),
+        Column("ordered_at", "TIMESTAMPTZ", required=True),
+        Column("amount", "DECIMAL(18,4)"),
+        Column("quantity", "INTEGER"),
+        Column("unit_price", "DECIMAL(18,4)"),
+        Column("line_id", "INTEGER"),
+        Column("product_id", "VARCHAR"),
+        Column("discount", "DECIMAL(18,4)"),
+        Column("currency", "VARCHAR"),
+        Column("line_type", "VARCHAR"),
+        Column("returned_at", "TIMESTAMPTZ"),
+        Column("status", "VARCHAR"),
+        Column("channel", "VARCHAR"),
+        Column("is_test", "BOOLEAN"),
+        Column("updated_at", "TIMESTAMPTZ"),
+    ),
+    timestamp_columns=("ordered_at", "returned_at", "updated_at"),
+    numeric_columns=("amount", "quantity", "unit_price", "discount", "line_id"),
+    event_time_column="ordered_at",
+)
+
+CUSTOMERS = Entity(
+    name="customers",
+    table="customers",
+    formats=TABLE_FORMATS,
+    columns=(
+        Column("customer_id", "VARCHAR", required=True),
+        Column("email", "VARCHAR", pii=True),
+        Column("first_name", "VARCHAR", pii=True),
+        Column("last_name", "VARCHAR", pii=True),
+        Column("signup_at", "TIMESTAMPTZ"),
+        Column("country", "VARCHAR"),
+        Column("acquisition_channel", "VARCHAR"),
+        Column("marketing_consent", "BOOLEAN"),
+        Column("consent_updated_at", "TIMESTAMPTZ"),
+        Column("updated_at", "TIMESTAMPTZ"),
+    ),
+    timestamp_columns=("signup_at", "consent_updated_at", "updated_at"),
+    event_time_column="updated_at",
+)
+
+PRODUCTS = Entity(
+    name="products",
+    table="products",
+    formats=TABLE_FORMATS,
+    columns=(
+        Column("product_id", "VARCHAR", required=True),
+        Column("name", "VARCHAR"),
+        Column("category", "VARCHAR"),
+        Column("subcategory", "VARCHAR"),
+        Column("brand", "VARCHAR"),
+        Column("price", "DECIMAL(18,4)"),
+        Column("currency", "VARCHAR"),
+        Column("updated_at", "TIMESTAMPTZ"),
+    ),
+    timestamp_columns=("updated_at",),
+    numeric_columns=("price",),
+    event_time_column="updated_at",
+)
+
+TRACKING = Entity(
+    name="tracking",
+    table="tracking_events",
+    formats=JSON_FORMATS,
+    columns=(
+        Column("event_id", "VARCHAR", required=True),
+        Column("event_type", "VARCHAR", required=True),
+        Column("occurred_at", "TIMESTAMPTZ", required=True),
+        Column("anonymous_id", "VARCHAR", required=True),
+        Column("customer_id", "VARCHAR"),
+        Column("page_url", "VARCHAR"),
+        Column("product_id", "VARCHAR"),
+        Column("search_query", "VARCHAR"),
+        Column("order_id", "VARCHAR"),
+        Column("quantity", "INTEGER"),
+        Column("device_type", "VARCHAR"),
+        Column("os", "VARCHAR"),
+        Column("browser", "VARCHAR"),
+        Column("referrer", "VARCHAR"),
+        Column("utm_source", "VARCHAR"),
+        Column("utm_medium", "VARCHAR"),
+        Column("utm_campaign", "VARCHAR"),
+    ),
+    timestamp_columns=("occurred_at",),
+    numeric_columns=("quantity",),
+    event_time_column="occurred_at",
+    duplicate_key=("event_id",),
+)
+
+ENTITIES: dict[str, Entity] = {e.name: e for e in (TRANSACTIONS, CUSTOMERS, PRODUCTS, TRACKING)}
+
+LINE_TYPES = ("sale", "return")
+ORDER_STATUSES = ("completed", "cancelled")
+EVENT_TYPES = (
+    "page_view",
+    "product_view",
+    "search",
+    "add_to_cart",
+    "remove_from_cart",
+    "checkout",
+    "purchase",
+    "login",
+)
+
+# Columns every raw table carries besides the landed ones.
+METADATA_COLUMNS = (
+    Column("_source_file", "VARCHAR"),
+    Column("_source_line", "BIGINT"),
+    Column("_dt", "DATE"),
+    Column("_run_date", "DATE"),
+    Column("_loaded_at", "TIMESTAMPTZ"),
+    Column("_row_hash", "UHUGEINT")  # md5 of the landed record (or of the duplicate key),
+)
+
+# Quarantine reasons, in the order they are checked. docs/landing_contract.md lists the same.
+REASONS = (
+    "malformed_record",
+    "missing_required",
+    "missing_customer_id",
+    "invalid_timestamp",
+    "invalid_number",
+    "missing_amount",
+    "invalid_value",
+    "unknown_currency",
+    "negative_quantity",
+    "future_timestamp",
+    "test_order",
+    "duplicate_row",
+)

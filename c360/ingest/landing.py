@@ -1,0 +1,95 @@
+"""What is in the landing zone: partitions, which files a run must load, and waiting for a partition to land."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import date
+from pathlib import PurePosixPath
+
+from c360.ingest.contract import ENTITIES, Entity
+from c360.ingest.readers import file_format
+from c360.storage import Storage, StoredFile
+
+log = logging.getLogger(__name__)
+
+
+class LandingPartitionMissing(RuntimeError):
+    """The required partition for a date has not landed."""
+
+    @classmethod
+    def for_entity(cls, storage: Storage, entity: Entity, day: date, waited: float | None = None) -> LandingPartitionMissing:
+        latest = latest_partition(storage, entity.name)
+        waited_txt = f" after waiting {waited:.0f} s" if waited is not None else ""
+        return cls(
+            f"No {entity.name} files under {storage.uri_of(f'{entity.name}/dt={day.isoformat()}/')}{waited_txt}. "
+            f"The extract for {day} has not landed (latest {entity.name} partition: "
+            f"{latest.isoformat() if latest else 'none'}). Check the upstream export, or run for a landed date "
+            f"(make nightly DATE=YYYY-MM-DD). See docs/landing_contract.md."
+        )
+
+
+@dataclass
+class FilePlan:
+    current: list[StoredFile]  # files under dt=run_date: always (re)loaded
+    catch_up: list[StoredFile]  # earlier files never loaded, or changed since they were loaded
+    ignored: list[StoredFile]
+
+
+def partitions(storage: Storage, entity_name: str) -> list[date]:
+    out = []
+    for name in storage.list_dirs(entity_name):
+        if name.startswith("dt="):
+            try:
+                out.append(date.fromisoformat(name[3:]))
+            except ValueError:
+                log.warning("%s/%s: not a dt=YYYY-MM-DD folder, ignored", entity_name, name)
+    return sorted(out)
+
+
+def latest_partition(storage: Storage, entity_name: str = "transactions") -> date | None:
+    parts = partitions(storage, entity_name)
+    return parts[-1] if parts else None
+
+
+def _is_data_file(entity: Entity, f: StoredFile) -> bool:
+    name = PurePosixPath(f.key).name
+    return not name.startswith(("_", ".")) and file_format(f.key) in entity.formats
+
+
+def partition_files(storage: Storage, entity: Entity, day: date) -> list[StoredFile]:
+    return [f for f in storage.list(f"{entity.name}/dt={day.isoformat()}/") if _is_data_file(entity, f)]
+
+
+def plan_files(storage: Storage, entity: Entity, run_date: date, loaded: dict[str, str]) -> FilePlan:
+    """Files to load for run_date. `loaded` maps a file URI to the version that was loaded."""
+    current, catch_up, ignored = [], [], []
+    for day in partitions(storage, entity.name):
+        if day > run_date:
+            continue
+        for f in storage.list(f"{entity.name}/dt={day.isoformat()}/"):
+            if not _is_data_file(entity, f):
+                if not PurePosixPath(f.key).name.startswith(("_", ".")):
+                    log.warning("%s: unsupported file type for %s, ignored", storage.uri_of(f.key), entity.name)
+                ignored.append(f)
+            elif day == run_date:
+                current.append(f)
+            elif loaded.get(storage.uri_of(f.key)) != f.version:
+                catch_up.append(f)
+    return FilePlan(current, catch_up, ignored)
+
+
+def partition_ready(storage: Storage, entity_name: str, day: date) -> bool:
+    return bool(partition_files(storage, ENTITIES[entity_name], day))
+
+
+def wait_for_partition(storage: Storage, entity_name: str, day: date, timeout: float, poke: float) -> None:
+    """Block until entity's dt=day partition has a data file, or raise LandingPartitionMissing after timeout."""
+    started = time.monotonic()
+    while not partition_ready(storage, entity_name, day):
+        waited = time.monotonic() - started
+        if waited >= timeout:
+            raise LandingPartitionMissing.for_entity(storage, ENTITIES[entity_name], day, waited)
+        log.info("Waiting for %s (%.0f/%.0f s)", storage.uri_of(f"{entity_name}/dt={day}/"), waited, timeout)
+        time.sleep(min(poke, max(timeout - waited, 0.1)))

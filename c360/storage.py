@@ -1,0 +1,223 @@
+"""Object storage for the landing zone and exports: a local folder or S3 (boto3), behind one small interface.
+
+URIs are either a local path (`/data/landing`, `file:///data/landing`) or `s3://bucket/prefix`. Keys are
+always relative and use `/` (e.g. `transactions/dt=2026-01-01/part-0.csv`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    key: str  # relative to the store's root, '/'-separated
+    size: int
+    version: str  # mtime_ns locally, ETag on S3: changes when the content is rewritten
+
+
+class Storage:
+    """Interface: list / read / write / delete relative keys under a root URI."""
+
+    uri: str
+
+    def list(self, prefix: str = "") -> list[StoredFile]:
+        raise NotImplementedError
+
+    def list_dirs(self, prefix: str) -> list[str]:
+        """Names of the immediate sub-folders of prefix (e.g. the dt=... partitions)."""
+        raise NotImplementedError
+
+    def read_bytes(self, key: str) -> bytes:
+        raise NotImplementedError
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        raise NotImplementedError
+
+    def put_file(self, local_path: Path, key: str) -> None:
+        raise NotImplementedError
+
+    def delete_prefix(self, prefix: str) -> int:
+        raise NotImplementedError
+
+    def exists(self, key: str) -> bool:
+        raise NotImplementedError
+
+    def uri_of(self, key: str) -> str:
+        return f"{self.uri.rstrip('/')}/{key}"
+
+    @contextmanager
+    def local_copy(self, key: str) -> Iterator[Path]:
+        """A local file path holding the object's bytes, for readers that need a path."""
+        raise NotImplementedError
+
+    def copy_prefix(self, src: str, dst: str) -> None:
+        for f in self.list(src):
+            self.write_bytes(dst.rstrip("/") + "/" + f.key[len(src) :].lstrip("/"), self.read_bytes(f.key))
+
+    def is_empty(self) -> bool:
+        return not self.list("")
+
+
+class LocalStorage(Storage):
+    def __init__(self, root: str | Path):
+        self.root = Path(root).resolve()
+        self.uri = str(self.root)
+
+    def _path(self, key: str) -> Path:
+        return self.root / key
+
+    def list(self, prefix: str = "") -> list[StoredFile]:
+        base = self._path(prefix) if prefix else self.root
+        if not base.exists():
+            return []
+        if base.is_file():
+            paths = [base]
+        else:
+            paths = [p for p in base.rglob("*") if p.is_file()]
+        out = []
+        for p in sorted(paths):
+            st = p.stat()
+            out.append(StoredFile(p.relative_to(self.root).as_posix(), st.st_size, str(st.st_mtime_ns)))
+        return out
+
+    def list_dirs(self, prefix: str) -> list[str]:
+        base = self._path(prefix)
+        if not base.is_dir():
+            return []
+        return sorted(p.name for p in base.iterdir() if p.is_dir())
+
+    def read_bytes(self, key: str) -> bytes:
+        return self._path(key).read_bytes()
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        # Write to a hidden temporary name in the same folder, then rename: readers never see half a file.
+        dest = self._path(key)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=dest.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, dest)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def put_file(self, local_path: Path, key: str) -> None:
+        dest = self._path(key)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.parent / f".tmp-{dest.name}"
+        shutil.copyfile(local_path, tmp)
+        os.replace(tmp, dest)
+
+    def delete_prefix(self, prefix: str) -> int:
+        base = self._path(prefix)
+        if not base.exists():
+            return 0
+        if base.is_file():
+            base.unlink()
+            return 1
+        n = sum(1 for p in base.rglob("*") if p.is_file())
+        shutil.rmtree(base)
+        return n
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).exists()
+
+    @contextmanager
+    def local_copy(self, key: str) -> Iterator[Path]:
+        yield self._path(key)
+
+
+class S3Storage(Storage):
+    def __init__(self, uri: str, endpoint_url: str | None = None, client=None):
+        parsed = urlparse(uri)
+        self.bucket = parsed.netloc
+        self.prefix = parsed.path.strip("/")
+        self.uri = f"s3://{self.bucket}/{self.prefix}".rstrip("/")
+        if client is None:
+            import boto3  # imported here: local runs never pay for it
+
+            # endpoint_url None lets boto3 use AWS_ENDPOINT_URL(_S3) or the real AWS endpoint.
+            client = boto3.client("s3", endpoint_url=endpoint_url)
+        self.client = client
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}/{key}".lstrip("/") if key else self.prefix
+
+    def _rel(self, full_key: str) -> str:
+        return full_key[len(self.prefix) :].lstrip("/") if self.prefix else full_key
+
+    def list(self, prefix: str = "") -> list[StoredFile]:
+        full = self._key(prefix)
+        if full and not full.endswith("/") and not Path(full).suffix:
+            full += "/"
+        out = []
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=full):
+            for obj in page.get("Contents", []):
+                out.append(StoredFile(self._rel(obj["Key"]), obj["Size"], obj["ETag"].strip('"')))
+        return sorted(out, key=lambda f: f.key)
+
+    def list_dirs(self, prefix: str) -> list[str]:
+        full = self._key(prefix).rstrip("/") + "/"
+        names = []
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=full, Delimiter="/"):
+            for cp in page.get("CommonPrefixes", []):
+                names.append(cp["Prefix"][len(full) :].rstrip("/"))
+        return sorted(names)
+
+    def read_bytes(self, key: str) -> bytes:
+        return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        # A single PUT is atomic on S3: readers see the old object or the new one, never a part.
+        self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+
+    def put_file(self, local_path: Path, key: str) -> None:
+        self.client.upload_file(str(local_path), self.bucket, self._key(key))
+
+    def delete_prefix(self, prefix: str) -> int:
+        keys = [self._key(f.key) for f in self.list(prefix)]
+        for i in range(0, len(keys), 1000):
+            self.client.delete_objects(
+                Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in keys[i : i + 1000]]}
+            )
+        return len(keys)
+
+    def exists(self, key: str) -> bool:
+        resp = self.client.list_objects_v2(Bucket=self.bucket, Prefix=self._key(key), MaxKeys=1)
+        return resp.get("KeyCount", 0) > 0
+
+    @contextmanager
+    def local_copy(self, key: str) -> Iterator[Path]:
+        suffix = "".join(Path(key).suffixes)
+        fd, tmp = tempfile.mkstemp(prefix="c360-s3-", suffix=suffix)
+        os.close(fd)
+        try:
+            self.client.download_file(self.bucket, self._key(key), tmp)
+            yield Path(tmp)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+
+
+def open_storage(uri: str, endpoint_url: str | None = None) -> Storage:
+    """Storage for a URI: s3://bucket/prefix → S3 (boto3), anything else → local folder."""
+    if uri.startswith("s3://"):
+        return S3Storage(uri, endpoint_url=endpoint_url)
+    if uri.startswith("file://"):
+        uri = urlparse(uri).path
+    return LocalStorage(uri)
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

@@ -1,0 +1,49 @@
+"""Short human-readable summaries printed at the end of a run."""
+
+from __future__ import annotations
+
+
+def print_ingest_summary(result: dict) -> None:
+    print(f"\nIngestion for {result['run_date']} -> {result['warehouse']} ({result['seconds']:.1f} s)")
+    print(f"  {'entity':<14}{'files':>7}{'landed':>13}{'loaded':>13}{'quarantined':>13}")
+    for name, e in result["entities"].items():
+        print(f"  {name:<14}{e['files']:>7,}{e['landed']:>13,}{e['loaded']:>13,}{e['quarantined']:>13,}")
+        for reason, n in sorted(e["reasons"].items(), key=lambda kv: -kv[1]):
+            print(f"  {'':<14}{'':>7}{'':>13}{'':>13}{n:>13,}  {reason}")
+
+
+def print_nightly_summary(settings, day, timings: dict[str, float], total_seconds: float) -> None:
+    """What the night produced, read back from the warehouse (not from task return values)."""
+    from c360.warehouse import connect
+
+    con = connect(settings, read_only=True)
+    try:
+        rows = con.execute(
+            """SELECT entity, count(*) AS files, sum(landed_rows), sum(loaded_rows), sum(quarantined_rows)
+               FROM raw.ingest_audit WHERE _run_date = $1 GROUP BY 1 ORDER BY 1""",
+            [day],
+        ).fetchall()
+        totals = dict(con.execute(
+            "SELECT 'transactions', count(*) FROM raw.transactions UNION ALL SELECT 'tracking', count(*) "
+            "FROM raw.tracking_events UNION ALL SELECT 'customers', count(*) FROM raw.customers "
+            "UNION ALL SELECT 'products', count(*) FROM raw.products"
+        ).fetchall())
+        reasons = con.execute(
+            "SELECT entity, reason, count(*) FROM raw.quarantine WHERE _run_date = $1 GROUP BY 1, 2 ORDER BY 1, 3 DESC",
+            [day],
+        ).fetchall()
+    finally:
+        con.close()
+    print(f"\n=== c360 nightly for {day}: done in {total_seconds:.0f} s ===")
+    for dag_id, s in timings.items():
+        print(f"  {dag_id:<22} {s:8.1f} s")
+    print(f"\n  Loaded by this run (files under dt={day} and any late or first-run files):")
+    print(f"  {'entity':<14}{'files':>7}{'landed':>13}{'loaded':>13}{'quarantined':>13}{'rows in raw':>14}")
+    for entity, files, landed, loaded, quar in rows:
+        print(f"  {entity:<14}{files:>7,}{landed:>13,}{loaded:>13,}{quar:>13,}{totals.get(entity, 0):>14,}")
+    if reasons:
+        print("\n  Quarantined by reason (raw.quarantine):")
+        for entity, reason, n in reasons:
+            print(f"    {entity:<14}{reason:<22}{n:>10,}")
+    print(f"\n  Warehouse: {settings.warehouse_path}")
+    print(f"  Landing zone: {settings.landing_uri}")

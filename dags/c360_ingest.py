@@ -1,0 +1,82 @@
+"""
+### c360_ingest: landing zone -> warehouse raw schema
+
+For logical date **D** (the run starts once D is over), load the landing zone's `dt=D` files and any
+earlier files that arrived late (or, on a first run, all history) into `raw.*` of the DuckDB warehouse.
+
+* `wait_for_transactions` waits (bounded) for `transactions/dt=D/`; it fails naming the missing folder.
+* `ingest_<entity>` validates every row: loaded into `raw.<table>` or quarantined into `raw.quarantine`
+  with a reason. Reruns replace what a file loaded before; they never duplicate.
+* `check_reconciliation` fails if any file's `landed != loaded + quarantined` (`raw.ingest_audit`).
+
+Each `ingest_<entity>` task updates the Asset `raw.<table>`; the transform DAG schedules on them.
+Warehouse writers share the pool `warehouse` (one slot). Landing contract: `docs/landing_contract.md`.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import dag, task
+from airflow.timetables.interval import CronDataIntervalTimetable
+
+from c360.assets import RAW_ASSETS, WAREHOUSE_POOL
+from c360.config import get_settings
+
+settings = get_settings()  # environment reads only: cheap at parse time
+
+default_args = {
+    "owner": "data-platform",
+    "retries": 2,
+    "retry_delay": timedelta(minutes=5),
+}
+
+
+@dag(
+    dag_id="c360_ingest",
+    schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
+    start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    default_args=default_args,
+    tags=["c360", "ingest"],
+    doc_md=__doc__,
+)
+def c360_ingest():
+    @task.sensor(
+        poke_interval=settings.landing_poke_seconds,
+        timeout=settings.landing_wait_seconds + settings.landing_poke_seconds,
+        mode="poke",
+        retries=0,
+    )
+    def wait_for_transactions(ds=None, ti=None):
+        from c360 import tasks
+
+        return tasks.transactions_landed(ds, started_at=ti.start_date if ti else None)
+
+    @task(pool=WAREHOUSE_POOL)
+    def ingest_entity(entity: str, ds=None) -> dict:
+        from c360 import tasks
+
+        return tasks.ingest_entity(entity, ds)
+
+    @task(retries=0)
+    def check_reconciliation(ds=None) -> dict:
+        from c360 import tasks
+
+        return tasks.check_reconciliation(ds)
+
+    waiting = wait_for_transactions()
+    loads = [
+        ingest_entity.override(task_id=f"ingest_{name}", outlets=[asset])(name)
+        for name, asset in RAW_ASSETS.items()
+    ]
+    check = check_reconciliation()
+    waiting >> loads[0]
+    for upstream, downstream in zip(loads, loads[1:], strict=False):
+        upstream >> downstream  # one writer at a time even where the pool has more slots
+    loads[-1] >> check
+
+
+c360_ingest()
