@@ -63,8 +63,14 @@ def run_airflow(args: list[str], settings: Settings | None = None, check: bool =
 
 def ensure_airflow(settings: Settings | None = None) -> None:
     """Create/upgrade the metadata DB and the warehouse pool (both idempotent)."""
+    from importlib.metadata import version
+
     settings = settings or get_settings()
     settings.airflow_home.mkdir(parents=True, exist_ok=True)
+    # `db migrate` + `pools set` take ~10 s; skip them once done for this Airflow version.
+    stamp = settings.airflow_home / f".c360-ready-{version('apache-airflow')}"
+    if stamp.exists():
+        return
     log.info("Preparing Airflow metadata in %s", settings.airflow_home)
     run_airflow(["db", "migrate"], settings, quiet=True)
     run_airflow(
@@ -72,6 +78,7 @@ def ensure_airflow(settings: Settings | None = None) -> None:
         settings,
         quiet=True,
     )
+    stamp.touch()
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -79,10 +79,7 @@ class LocalStorage(Storage):
         base = self._path(prefix) if prefix else self.root
         if not base.exists():
             return []
-        if base.is_file():
-            paths = [base]
-        else:
-            paths = [p for p in base.rglob("*") if p.is_file()]
+        paths = [base] if base.is_file() else [p for p in base.rglob("*") if p.is_file()]
         out = []
         for p in sorted(paths):
             st = p.stat()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 from c360.config import get_settings
 from c360.storage import open_storage
@@ -25,7 +25,7 @@ def transactions_landed(ds: str, started_at: datetime | None = None) -> bool:
     day = _day(ds)
     if partition_ready(storage, "transactions", day):
         return True
-    waited = (datetime.now(timezone.utc) - started_at).total_seconds() if started_at else 0.0
+    waited = (datetime.now(UTC) - started_at).total_seconds() if started_at else 0.0
     if waited + settings.landing_poke_seconds > settings.landing_wait_seconds:
         raise LandingPartitionMissing.for_entity(storage, ENTITIES["transactions"], day, waited)
     log.info("Waiting for %s (%.0f of %d s)", storage.uri_of(f"transactions/dt={day}/"), waited,
