@@ -1,0 +1,69 @@
+"""`c360 generate`: command-line front end of c360.generate.generate()."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from c360.generate.core import DEFAULT_START, generate
+from c360.generate.dirt import DirtConfig
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--customers", type=int, default=20_000, help="number of customers (default 20000)")
+    parser.add_argument("--days", type=int, default=400, help="number of daily dt partitions (default 400)")
+    parser.add_argument(
+        "--seed", type=int, default=42, help="random seed; same arguments give identical files"
+    )
+    parser.add_argument(
+        "--start", default=DEFAULT_START, help=f"first dt, YYYY-MM-DD (default {DEFAULT_START})"
+    )
+    parser.add_argument(
+        "--out", default=None, help="landing URI: folder or s3://bucket/prefix (default LANDING_URI)"
+    )
+    parser.add_argument(
+        "--truth-dir", default=None, help="ground-truth folder (default $C360_DATA_DIR/ground_truth)"
+    )
+    parser.add_argument("--dirt-scale", type=float, default=1.0, help="multiply every dirt rate (default 1)")
+    parser.add_argument("--no-dirt", action="store_true", help="inject no dirt at all")
+    parser.add_argument("--no-tracking", action="store_true", help="do not generate tracking events")
+    parser.add_argument(
+        "--only-transactions",
+        action="store_true",
+        help="write only transactions with customer_id, order_id, ordered_at, amount",
+    )
+    parser.add_argument("--log-every", type=int, default=None, help="log progress every N days")
+
+
+def run(args: argparse.Namespace) -> int:
+    from c360.config import get_settings
+
+    settings = get_settings()
+    try:
+        import numpy as np
+
+        np.datetime64(args.start, "D")
+    except ValueError:
+        log.error("--start %r is not a date like 2025-10-01", args.start)
+        return 2
+    if args.customers < 1 or args.days < 1:
+        log.error("--customers and --days must be at least 1")
+        return 2
+    dirt = DirtConfig.none() if args.no_dirt else DirtConfig(scale=args.dirt_scale)
+    summary = generate(
+        out=args.out or settings.landing_uri,
+        customers=args.customers,
+        days=args.days,
+        seed=args.seed,
+        start=args.start,
+        truth_dir=Path(args.truth_dir) if args.truth_dir else None,
+        dirt=dirt,
+        tracking=not args.no_tracking,
+        only_transactions=args.only_transactions,
+        log_every=args.log_every,
+    )
+    print(summary.describe())
+    return 0

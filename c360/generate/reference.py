@@ -1,0 +1,395 @@
+"""Fixed reference data of the synthetic shop: countries, currencies, catalogue vocabulary, devices, traffic sources.
+
+Everything here is plain ASCII without quotes or backslashes, so the writers can put it into CSV and JSON
+without escaping (tests/test_generate.py checks that).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# code, currency, fixed UTC offset in minutes (standard time; the generator ignores daylight saving), share
+COUNTRIES: list[tuple[str, str, int, float]] = [
+    ("DE", "EUR", 60, 0.20),
+    ("FR", "EUR", 60, 0.13),
+    ("GB", "GBP", 0, 0.13),
+    ("NL", "EUR", 60, 0.07),
+    ("ES", "EUR", 60, 0.07),
+    ("IT", "EUR", 60, 0.07),
+    ("BE", "EUR", 60, 0.03),
+    ("AT", "EUR", 60, 0.03),
+    ("IE", "EUR", 0, 0.02),
+    ("PT", "EUR", 0, 0.02),
+    ("FI", "EUR", 120, 0.02),
+    ("SE", "SEK", 60, 0.05),
+    ("DK", "DKK", 60, 0.03),
+    ("NO", "NOK", 60, 0.03),
+    ("PL", "PLN", 60, 0.05),
+    ("CH", "CHF", 60, 0.03),
+    ("US", "USD", -300, 0.02),
+]
+
+# Units of each currency per EUR; fixed for the whole run (catalogue prices are in EUR).
+FX_PER_EUR: dict[str, float] = {
+    "EUR": 1.0,
+    "GBP": 0.86,
+    "SEK": 11.2,
+    "DKK": 7.46,
+    "NOK": 11.7,
+    "PLN": 4.3,
+    "CHF": 0.94,
+    "USD": 1.09,
+}
+CURRENCIES: list[str] = list(FX_PER_EUR)
+# Codes that are valid ISO-looking strings but not in C360_CURRENCIES: used only by the unknown_currency dirt.
+UNKNOWN_CURRENCIES: list[str] = ["XXX", "ZZZ"]
+CURRENCY_CODES: list[str] = CURRENCIES + UNKNOWN_CURRENCIES
+
+ACQUISITION_CHANNELS: list[tuple[str, float]] = [
+    ("organic", 0.34),
+    ("paid_search", 0.22),
+    ("social", 0.16),
+    ("email", 0.08),
+    ("referral", 0.12),
+    ("affiliate", 0.08),
+]
+
+FIRST_NAMES: list[str] = [
+    "Anna",
+    "Lena",
+    "Marie",
+    "Sophie",
+    "Emma",
+    "Julia",
+    "Laura",
+    "Sara",
+    "Clara",
+    "Nora",
+    "Elin",
+    "Ida",
+    "Freja",
+    "Maja",
+    "Zofia",
+    "Ewa",
+    "Chiara",
+    "Giulia",
+    "Lucia",
+    "Elena",
+    "Ines",
+    "Marta",
+    "Camille",
+    "Chloe",
+    "Manon",
+    "Louise",
+    "Olivia",
+    "Amelia",
+    "Grace",
+    "Ella",
+    "Aoife",
+    "Niamh",
+    "Sanna",
+    "Aino",
+    "Lukas",
+    "Jonas",
+    "Felix",
+    "Paul",
+    "Leon",
+    "Max",
+    "Elias",
+    "Noah",
+    "Liam",
+    "Lucas",
+    "Hugo",
+    "Louis",
+    "Jules",
+    "Arthur",
+    "Oliver",
+    "Jack",
+    "Harry",
+    "George",
+    "Sean",
+    "Conor",
+    "Erik",
+    "Oskar",
+    "Anders",
+    "Lars",
+    "Magnus",
+    "Piotr",
+    "Jakub",
+    "Marco",
+    "Luca",
+    "Matteo",
+    "Pablo",
+    "Diego",
+    "Javier",
+    "Joao",
+    "Tiago",
+    "Mikko",
+    "Eero",
+    "Daan",
+    "Sem",
+    "Bram",
+    "Ruben",
+    "Thomas",
+    "Daniel",
+    "David",
+    "Michael",
+    "James",
+]
+LAST_NAMES: list[str] = [
+    "Mueller",
+    "Schmidt",
+    "Schneider",
+    "Fischer",
+    "Weber",
+    "Meyer",
+    "Wagner",
+    "Becker",
+    "Hoffmann",
+    "Schulz",
+    "Martin",
+    "Bernard",
+    "Dubois",
+    "Thomas",
+    "Robert",
+    "Richard",
+    "Petit",
+    "Durand",
+    "Leroy",
+    "Moreau",
+    "Smith",
+    "Jones",
+    "Taylor",
+    "Brown",
+    "Williams",
+    "Wilson",
+    "Johnson",
+    "Davies",
+    "Evans",
+    "Walsh",
+    "Murphy",
+    "Kelly",
+    "Byrne",
+    "Ryan",
+    "Jansen",
+    "DeVries",
+    "Bakker",
+    "Visser",
+    "Smit",
+    "Garcia",
+    "Rodriguez",
+    "Martinez",
+    "Lopez",
+    "Sanchez",
+    "Perez",
+    "Rossi",
+    "Russo",
+    "Ferrari",
+    "Esposito",
+    "Bianchi",
+    "Romano",
+    "Silva",
+    "Santos",
+    "Ferreira",
+    "Pereira",
+    "Andersson",
+    "Johansson",
+    "Karlsson",
+    "Nilsson",
+    "Hansen",
+    "Nielsen",
+    "Jensen",
+    "Pedersen",
+    "Olsen",
+    "Larsen",
+    "Nowak",
+    "Kowalski",
+    "Wisniewski",
+    "Wojcik",
+    "Korhonen",
+    "Virtanen",
+    "Maki",
+    "Peeters",
+    "Janssens",
+    "Gruber",
+    "Huber",
+    "Keller",
+    "Meier",
+    "Miller",
+]
+EMAIL_DOMAINS: list[str] = [
+    "example.com",
+    "example.org",
+    "example.net",
+    "mail.example.com",
+    "post.example.org",
+]
+
+# category, share of demand, median price EUR, log-price sigma, return rate per line, subcategories, brands
+CATEGORIES: list[tuple[str, float, float, float, float, list[str], list[str]]] = [
+    (
+        "Fashion",
+        0.22,
+        35.0,
+        0.70,
+        0.22,
+        ["Tops", "Dresses", "Jeans", "Jackets", "Shoes", "Accessories"],
+        ["Nordvik", "Maison Clair", "Urbana", "Bluefield", "Kestrel", "Linea", "Softline", "Arrowood"],
+    ),
+    (
+        "Electronics",
+        0.12,
+        90.0,
+        0.90,
+        0.07,
+        ["Headphones", "Phones", "Laptop Accessories", "Smart Home", "Cameras"],
+        ["Voltra", "Pixelon", "Sonicor", "Hexa", "Brightwave", "Nimbus Tech"],
+    ),
+    (
+        "Home and Kitchen",
+        0.15,
+        40.0,
+        0.75,
+        0.06,
+        ["Cookware", "Bedding", "Decor", "Storage", "Small Appliances"],
+        ["Hearth and Co", "Casa Verde", "Tidy Nest", "Ironleaf", "Lumen Home", "Oakline"],
+    ),
+    (
+        "Beauty",
+        0.12,
+        20.0,
+        0.60,
+        0.03,
+        ["Skincare", "Makeup", "Haircare", "Fragrance"],
+        ["Velour", "Pure Botanica", "Glowtide", "Amberly", "Fjordskin"],
+    ),
+    (
+        "Sports and Outdoors",
+        0.11,
+        45.0,
+        0.80,
+        0.10,
+        ["Running", "Cycling", "Camping", "Fitness", "Swimwear"],
+        ["Stridex", "Peakway", "Trailborn", "Aquafin", "Corefit", "Ridgeline"],
+    ),
+    (
+        "Books and Media",
+        0.10,
+        15.0,
+        0.45,
+        0.02,
+        ["Fiction", "Non-fiction", "Kids Books", "Games", "Music"],
+        ["Inkwell Press", "Paperlane", "Northstar Media", "Playforge"],
+    ),
+    (
+        "Toys and Baby",
+        0.08,
+        25.0,
+        0.65,
+        0.05,
+        ["Toys", "Baby Care", "Puzzles", "Outdoor Play"],
+        ["Tinytown", "Brightbloc", "Cubby", "Wondersprout"],
+    ),
+    (
+        "Grocery",
+        0.10,
+        8.0,
+        0.50,
+        0.01,
+        ["Coffee and Tea", "Snacks", "Pantry"],
+        ["Roastery 17", "Goodgrain", "Kettle and Bean", "Harvest Lane"],
+    ),
+]
+PRODUCT_ADJECTIVES: list[str] = [
+    "Classic",
+    "Pro",
+    "Essential",
+    "Premium",
+    "Lite",
+    "Plus",
+    "Eco",
+    "Max",
+    "Mini",
+    "Original",
+]
+
+# device_type, os, browser, share. browser "ShopApp" is the shop's native app: its orders have channel "app".
+DEVICE_COMBOS: list[tuple[str, str, str, float]] = [
+    ("desktop", "Windows", "Chrome", 0.16),
+    ("desktop", "Windows", "Edge", 0.07),
+    ("desktop", "Windows", "Firefox", 0.04),
+    ("desktop", "macOS", "Safari", 0.06),
+    ("desktop", "macOS", "Chrome", 0.05),
+    ("desktop", "Linux", "Firefox", 0.01),
+    ("mobile", "Android", "Chrome", 0.14),
+    ("mobile", "Android", "Samsung Internet", 0.03),
+    ("mobile", "Android", "ShopApp", 0.09),
+    ("mobile", "iOS", "Safari", 0.13),
+    ("mobile", "iOS", "ShopApp", 0.12),
+    ("tablet", "iPadOS", "Safari", 0.05),
+    ("tablet", "iPadOS", "ShopApp", 0.02),
+    ("tablet", "Android", "Chrome", 0.03),
+]
+APP_BROWSER = "ShopApp"
+
+# name, referrer, utm_source, utm_medium, campaign family (None = no utm), share of sessions
+TRAFFIC_SOURCES: list[tuple[str, str | None, str | None, str | None, str | None, float]] = [
+    ("direct", None, None, None, None, 0.34),
+    ("organic_google", "https://www.google.com/", None, None, None, 0.18),
+    ("organic_bing", "https://www.bing.com/", None, None, None, 0.04),
+    ("paid_search", "https://www.google.com/", "google", "cpc", "search", 0.12),
+    ("organic_social", "https://www.instagram.com/", None, None, None, 0.04),
+    ("paid_social_fb", "https://www.facebook.com/", "facebook", "paid_social", "social", 0.07),
+    ("paid_social_tt", "https://www.tiktok.com/", "tiktok", "paid_social", "social", 0.03),
+    ("email", None, "newsletter", "email", "newsletter", 0.10),
+    ("affiliate", "https://deals.example.net/", "affiliate_network", "affiliate", "affiliate", 0.05),
+    ("referral", "https://blog.example.org/", None, None, None, 0.03),
+]
+
+SHOP_URL = "https://shop.example.com"
+# Pages a page_view can show; category pages are appended per category at import time.
+STATIC_PAGES: list[str] = ["/", "/sale", "/new", "/account"] + [
+    "/c/" + c[0].lower().replace(" ", "-") for c in CATEGORIES
+]
+LOGIN_PAGE = "/login"
+CHECKOUT_PAGE = "/checkout"
+CONFIRMATION_PAGE = "/checkout/confirmation"
+GENERIC_QUERIES: list[str] = ["gift ideas", "sale", "new arrivals", "black friday", "best sellers"]
+
+# Relative shopping activity per local hour 0..23 (evening peak); normalised in calendar.py.
+HOUR_PROFILE = np.array(
+    [
+        0.15,
+        0.08,
+        0.05,
+        0.04,
+        0.04,
+        0.07,
+        0.20,
+        0.45,
+        0.70,
+        0.85,
+        0.95,
+        1.05,
+        1.20,
+        1.15,
+        1.00,
+        0.95,
+        1.00,
+        1.10,
+        1.30,
+        1.55,
+        1.70,
+        1.55,
+        1.05,
+        0.50,
+    ]
+)
+# Relative activity Monday..Sunday.
+WEEKDAY_FACTORS = np.array([1.00, 0.97, 0.97, 1.00, 0.95, 0.90, 1.20])
+
+
+def shares(rows: list, index: int = -1) -> np.ndarray:
+    """The share column of a reference table as normalised probabilities."""
+    p = np.array([r[index] for r in rows], dtype=float)
+    return p / p.sum()
