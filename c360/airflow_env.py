@@ -13,8 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from c360.assets import WAREHOUSE_POOL
-from c360.config import PROJECT_ROOT, Settings, get_settings
+from c360.config import PROJECT_ROOT, WAREHOUSE_POOL, Settings, get_settings
 
 log = logging.getLogger(__name__)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from airflow.sdk import Asset
 
+from c360.config import WAREHOUSE_POOL  # noqa: F401 - re-exported for DAG files
 from c360.ingest.contract import ENTITIES
 
 # One Asset per raw table, updated by the ingestion DAG; downstream DAGs schedule on them.
@@ -11,6 +12,3 @@ RAW_ASSETS: dict[str, Asset] = {
     name: Asset(name=f"raw.{e.table}", uri=f"c360://warehouse/raw/{e.table}", group="c360-raw")
     for name, e in ENTITIES.items()
 }
-
-# The pool every task that writes the DuckDB warehouse runs in (1 slot: DuckDB has a single writer).
-WAREHOUSE_POOL = "warehouse"

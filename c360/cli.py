@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 # name -> (module, help). Each module defines add_arguments(parser) and run(args) -> int.
@@ -16,6 +17,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "load-history": ("c360.ingest.history", "spread one big history file into daily landing partitions"),
     "ingest": ("c360.ingest.cli", "load landed files for a date into the warehouse's raw schema"),
     "nightly": ("c360.nightly", "run the nightly job for a date through Airflow (generates demo data if needed)"),
+    "segments": ("c360.segments", "list segments, their sizes and deltas, and export them (docs/exports.md)"),
+    "monitor": ("c360.monitoring", "population stability (PSI) of features and scores vs the training snapshot"),
+    "report": ("c360.report.cli", "write the run report for a date (reports/D.html + D.json)"),
     "airflow-ui": ("c360.airflow_env", "start Airflow (UI on http://127.0.0.1:8080) with the project's DAGs"),
     "config": ("c360.config_cli", "print the resolved configuration"),
 }
@@ -47,6 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
+    from c360.config import get_settings
+
+    # Anything that imports Airflow must see the project's AIRFLOW_HOME, never create ~/airflow.
+    os.environ.setdefault("AIRFLOW_HOME", str(get_settings().airflow_home))
     module = importlib.import_module(args._module)
     try:
         return int(module.run(args) or 0)

@@ -11,6 +11,9 @@ from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
+# The Airflow pool every task that writes the DuckDB warehouse runs in (1 slot: DuckDB has a single writer).
+WAREHOUSE_POOL = "warehouse"
+
 
 def _env(name: str, default: str) -> str:
     value = os.environ.get(name)

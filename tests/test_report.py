@@ -1,0 +1,200 @@
+"""The run report: written with no inputs at all (every section says why it is missing) and with all of them."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import date
+from pathlib import Path
+from types import SimpleNamespace
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from c360.report import build_report, read_stages, record_stage, timed_stage
+
+D = date(2025, 6, 2)
+REF = date(2025, 5, 1)
+
+
+@pytest.fixture
+def report_env(c360_env, tmp_path, monkeypatch):
+    """c360_env plus a dbt project folder of our own: never read or write the repository's dbt_project/target."""
+    from c360.config import get_settings
+
+    monkeypatch.setenv("DBT_PROJECT_DIR", str(tmp_path / "dbt_project"))
+    return get_settings()
+
+
+def test_report_without_any_input(report_env):
+    paths = build_report(D, report_env)
+    assert paths.html == report_env.reports_dir / "2025-06-02.html" and paths.json.name == "2025-06-02.json"
+    facts = json.loads(paths.json.read_text())
+    assert facts["date"] == "2025-06-02"
+    for name, section in facts["sections"].items():
+        assert section["available"] is False, name
+        assert section["reason"], name
+    html = paths.html.read_text()
+    assert html.count("not available:") >= len(facts["sections"])
+    assert "<img" not in html  # no data, no plots
+
+
+def test_stage_log_format(c360_env):
+    record_stage(c360_env, D, "ingest", 12.5, "success", rows=100, dag_id="c360_ingest")
+    with pytest.raises(RuntimeError), timed_stage(c360_env, D, "dbt") as st:
+        st.rows = 7
+        raise RuntimeError("boom")
+    with timed_stage(c360_env, D, "dbt") as st:
+        st.rows = 8
+    with pytest.raises(ValueError, match="status"):
+        record_stage(c360_env, D, "x", 1, "done")
+    lines = (c360_env.reports_dir / "runs" / "2025-06-02" / "stages.jsonl").read_text().splitlines()
+    first = json.loads(lines[0])
+    assert first["stage"] == "ingest" and first["seconds"] == 12.5 and first["rows"] == 100
+    assert first["status"] == "success" and first["dag_id"] == "c360_ingest" and "started_at" in first
+    assert [r["status"] for r in read_stages(c360_env, D)] == ["success", "failed", "success"]
+    assert json.loads(lines[1])["error"] == "RuntimeError: boom"
+
+
+def _write_parquet(folder: Path, columns: dict) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table(columns), folder / "part-0.parquet")
+
+
+@pytest.fixture
+def full_inputs(report_env):
+    s = report_env
+    record_stage(s, D, "ingest", 3.2, "success", rows=1000)
+    record_stage(s, D, "dbt build", 20.0, "failed", error="model x failed")
+    record_stage(s, D, "dbt build", 21.0, "success")
+    record_stage(s, D, "score", 9.0, "success", rows=500)
+
+    s.warehouse_path.parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(s.warehouse_path))
+    con.execute("""
+        CREATE SCHEMA raw; CREATE SCHEMA marts; CREATE SCHEMA feature_store; CREATE SCHEMA monitoring;
+        CREATE TABLE raw.transactions AS SELECT range AS id, DATE '2025-06-02' AS _dt FROM range(10);
+        CREATE TABLE raw.quarantine (entity VARCHAR, reason VARCHAR, _run_date DATE);
+        INSERT INTO raw.quarantine VALUES ('transactions', 'bad_amount', DATE '2025-06-02'),
+            ('transactions', 'bad_amount', DATE '2025-06-02'), ('customers', 'bad_email', DATE '2025-06-01');
+        CREATE TABLE feature_store.customer_features AS SELECT 'c' || range AS customer_id,
+            DATE '2025-06-02' AS as_of_date FROM range(5);
+        CREATE VIEW feature_store.training_set AS SELECT * FROM feature_store.customer_features;
+        CREATE TABLE marts.segment_members (as_of_date DATE, segment VARCHAR, customer_id VARCHAR,
+            marketing_consent BOOLEAN, run_id VARCHAR, churn_model_version VARCHAR, clv_model_version VARCHAR,
+            recommender_model_version VARCHAR);
+        INSERT INTO marts.segment_members VALUES
+            ('2025-06-01', 'vip', 'c1', true, 'r0', '2', '1', '1'),
+            ('2025-06-02', 'vip', 'c1', true, 'r1', '3', '1', '1'),
+            ('2025-06-02', 'vip', 'c2', false, 'r1', '3', '1', '1'),
+            ('2025-06-02', 'win_back', 'c3', true, 'r1', '3', '1', '1');
+        CREATE TABLE monitoring.psi (as_of_date DATE, reference_date DATE, kind VARCHAR, name VARCHAR, psi DOUBLE,
+            status VARCHAR, bins INTEGER, reference_rows BIGINT, current_rows BIGINT, computed_at TIMESTAMPTZ);
+        INSERT INTO monitoring.psi VALUES
+            ('2025-06-02', '2025-05-01', 'score', 'churn_probability', 0.31, 'hold', 10, 500, 500, now()),
+            ('2025-06-02', '2025-05-01', 'feature', 'orders_count', 0.12, 'warn', 6, 500, 500, now()),
+            ('2025-06-02', '2025-05-01', 'feature', 'tenure_days', 0.01, 'ok', 10, 500, 500, now());
+    """)
+    con.close()
+
+    rng = np.random.default_rng(1)
+    for day, shift in ((D, 0.1), (REF, 0.0)):
+        _write_parquet(s.scores_dir / "scores" / f"dt={day}", {
+            "customer_id": [f"c{i}" for i in range(500)],
+            "churn_probability": np.clip(rng.beta(2, 5, 500) + shift, 0, 1),
+            "predicted_value_eur": rng.lognormal(4, 1, 500),
+            "p_alive": rng.uniform(0, 1, 500)})
+
+    target = s.dbt_project_dir / "target"
+    assert target.is_relative_to(s.data_dir.parent)  # the test's own folder, never the repository's
+    target.mkdir(parents=True, exist_ok=True)
+    (target / "run_results.json").write_text(json.dumps({
+        "metadata": {"generated_at": "2025-06-03T01:10:00Z", "invocation_id": "abc"},
+        "elapsed_time": 30.5,
+        "args": {"which": "build", "vars": "{run_date: 2025-06-02}"},
+        "results": [
+            {"unique_id": "model.c360.customer_360", "status": "success", "failures": None, "message": "OK"},
+            {"unique_id": "test.c360.unique_customer_360_customer_id", "status": "pass", "failures": 0},
+            {"unique_id": "test.c360.not_null_x", "status": "fail", "failures": 3, "message": "Got 3 results"},
+        ]}))
+    return s
+
+
+def test_report_with_all_inputs(full_inputs, monkeypatch):
+    s = full_inputs
+    # Export manifest for the date, through the real export code path's reader.
+    from c360.storage import open_storage
+
+    manifest = {"export_id": "e1", "generated_at": "2025-06-03T02:00:00+00:00", "drift_check": {"status": "hold",
+                "forced": True}, "segments": {"vip": {"rows": 1, "excluded_without_consent": 1, "destination": "crm",
+                                                      "required_consent": "none"}}}
+    open_storage(s.export_uri).write_bytes("dt=2025-06-02/manifest.json", json.dumps(manifest).encode())
+
+    # MLflow: an (empty) store file exists, and a stand-in client answers for the registry.
+    db = Path(s.mlflow_tracking_uri.removeprefix("sqlite:///"))
+    db.parent.mkdir(parents=True, exist_ok=True)
+    db.touch()
+    from mlflow.exceptions import MlflowException
+
+    class FakeClient:
+        def __init__(self, tracking_uri=None):
+            pass
+
+        def get_model_version_by_alias(self, name, alias):
+            if name == "recommender":
+                raise MlflowException("Registered model alias champion not found.")
+            return SimpleNamespace(version=4, run_id="run4", creation_timestamp=1_750_000_000_000,
+                                   tags={"validation_status": "passed", "metric.roc_auc": "0.81"})
+
+        def get_run(self, run_id):
+            return SimpleNamespace(data=SimpleNamespace(metrics={"roc_auc": 0.81, "pr_auc": 0.44}))
+
+    monkeypatch.setattr("mlflow.MlflowClient", FakeClient)
+
+    paths = build_report(D, s)
+    facts = json.loads(paths.json.read_text())
+    sec = facts["sections"]
+    assert all(sec[k]["available"] for k in sec), {k: v.get("reason") for k, v in sec.items() if not v["available"]}
+
+    stages = {r["stage"]: r for r in sec["stages"]["stages"]}
+    assert stages["dbt build"]["status"] == "success" and stages["dbt build"]["attempts"] == 2
+    tables = {(t["layer"], t["table"]): t for t in sec["layers"]["tables"]}
+    assert tables[("raw", "transactions")]["rows"] == 10 and tables[("raw", "transactions")]["rows_for_date"] == 10
+    assert tables[("feature_store", "training_set")]["type"] == "view"
+    assert sec["quarantine"]["by_reason"] == [{"entity": "transactions", "reason": "bad_amount", "rows": 2}]
+    assert sec["dbt"]["tests"] == {"total": 2, "passed": 1, "failed": 1, "warned": 0}
+    assert sec["dbt"]["run_date_var"] == "2025-06-02" and sec["dbt"]["note"] is None
+    churn = next(m for m in sec["models"]["models"] if m["name"] == "churn")
+    assert churn["version"] == "4" and churn["metrics"] == {"pr_auc": 0.44, "roc_auc": 0.81}
+    assert next(m for m in sec["models"]["models"] if m["name"] == "recommender")["available"] is False
+    assert sec["models"]["versions_in_segment_members"]["churn"] == ["3"]
+    cp = sec["scores"]["columns"]["churn_probability"]
+    assert sum(cp["histogram"]["counts"]) == 500 and "reference_histogram" in cp
+    assert sec["scores"]["reference_date"] == "2025-05-01"
+    segs = {r["segment"]: r for r in sec["segments"]["segments"]}
+    # segments.yml: vip needs no consent (everyone exported), win_back needs marketing consent.
+    assert segs["vip"] == {"segment": "vip", "members": 2, "with_marketing_consent": 1, "exportable": 2,
+                           "entered": 1, "exited": 0}
+    assert segs["win_back"]["exportable"] == 1
+    assert sec["monitoring"]["exports"]["hold"] is True
+
+    warnings = "\n".join(facts["warnings"])
+    assert "drift (hold): score churn_probability" in warnings and "drift (warn): feature orders_count" in warnings
+    assert "tenure_days" not in warnings
+    assert "exports are held back" in warnings and "dbt: 1 node(s)" in warnings
+    assert "forced despite a drift hold" in warnings
+
+    html = paths.html.read_text()
+    assert len(re.findall(r'<img alt="plot" src="data:image/png;base64,', html)) == 3  # stages, scores, segments
+    assert "not available: no recommender@champion" in html
+    assert "http://" not in html and "https://" not in html  # self-contained: nothing fetched when opened
+
+
+def test_report_flags_dbt_results_of_another_date(full_inputs):
+    facts = json.loads(build_report(date(2025, 6, 3), full_inputs).json.read_text())
+    assert "these results are from a dbt run for 2025-06-02" in "\n".join(facts["warnings"])
+    assert facts["sections"]["segments"]["available"] is False  # no members on 06-03: says so
+    assert "no rows for 2025-06-03" in facts["sections"]["segments"]["reason"]
