@@ -12,3 +12,9 @@ RAW_ASSETS: dict[str, Asset] = {
     name: Asset(name=f"raw.{e.table}", uri=f"c360://warehouse/raw/{e.table}", group="c360-raw")
     for name, e in ENTITIES.items()
 }
+
+# The feature store's nightly snapshot (warehouse tables + Parquet copies), updated by the transform DAG.
+FEATURE_STORE_ASSET = Asset(
+    name="feature_store.customer_features", uri="c360://warehouse/feature_store/customer_features", group="c360"
+)
+MARTS_ASSET = Asset(name="marts", uri="c360://warehouse/marts", group="c360")

@@ -15,6 +15,29 @@ def _day(ds: str | date) -> date:
     return ds if isinstance(ds, date) else date.fromisoformat(str(ds)[:10])
 
 
+def run_date_from_context(context) -> date:
+    """The data date a run works on.
+
+    A manual trigger may say {"run_date": "YYYY-MM-DD"} in its conf; an Asset-triggered run takes the date its
+    upstream run published in the asset events' extra; otherwise (scheduled or `airflow dags test`) the logical date.
+    """
+    conf = getattr(context.get("dag_run"), "conf", None) or {}
+    if conf.get("run_date"):
+        return _day(conf["run_date"])
+    events = context.get("triggering_asset_events") or {}
+    dates = [_day(e.extra["run_date"]) for evs in events.values() for e in evs if (e.extra or {}).get("run_date")]
+    if dates:
+        return max(dates)
+    return _day(context["logical_date"].date().isoformat())
+
+
+def publish_run_date(context, day: date) -> None:
+    """Attach the data date to every Asset event this task emits, for downstream DAGs."""
+    outlet_events = context.get("outlet_events")
+    for asset in context["task"].outlets or []:
+        outlet_events[asset].extra = {"run_date": day.isoformat()}
+
+
 def transactions_landed(ds: str, started_at: datetime | None = None) -> bool:
     """Sensor poke: is transactions/dt=ds there? Fails with a clear message once the wait is over."""
     from c360.ingest.contract import ENTITIES
@@ -33,13 +56,35 @@ def transactions_landed(ds: str, started_at: datetime | None = None) -> bool:
     return False
 
 
-def ingest_entity(entity: str, ds: str) -> dict:
+def ingest_entity(entity: str, context) -> dict:
     from c360.ingest.load import ingest
     from c360.summary import print_ingest_summary
 
-    result = ingest(_day(ds), get_settings(), [entity]).as_dict()
+    day = run_date_from_context(context)
+    result = ingest(day, get_settings(), [entity]).as_dict()
     print_ingest_summary(result)
+    publish_run_date(context, day)
     return result["entities"][entity]
+
+
+def dbt_build(context) -> dict:
+    """`dbt build` of the whole project for the run date (marts, feature-store snapshot, data tests)."""
+    from c360 import transform
+
+    day = run_date_from_context(context)
+    result = transform.build(day, get_settings())
+    publish_run_date(context, day)
+    return {"run_date": day.isoformat(), "seconds": round(result.elapsed_seconds, 1), "nodes": len(result.nodes)}
+
+
+def export_features(context) -> dict:
+    """Copy the run date's feature snapshot (and newly observable labels) to Parquet for Spark."""
+    from c360 import transform
+
+    day = run_date_from_context(context)
+    result = transform.export_feature_parquet(day, get_settings())
+    publish_run_date(context, day)
+    return {t: {str(d): rows for d, (_, rows) in parts.items()} for t, parts in result.written.items()}
 
 
 def check_reconciliation(ds: str) -> dict:

@@ -56,10 +56,10 @@ def c360_ingest():
         return tasks.transactions_landed(ds, started_at=ti.start_date if ti else None)
 
     @task(pool=WAREHOUSE_POOL)
-    def ingest_entity(entity: str, ds=None) -> dict:
+    def ingest_entity(entity: str, **context) -> dict:
         from c360 import tasks
 
-        return tasks.ingest_entity(entity, ds)
+        return tasks.ingest_entity(entity, context)
 
     @task(retries=0)
     def check_reconciliation(ds=None) -> dict:
