@@ -16,10 +16,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("c360.generate.cli", "generate a realistic shop's data into the landing zone"),
     "load-history": ("c360.ingest.history", "spread one big history file into daily landing partitions"),
     "ingest": ("c360.ingest.cli", "load landed files for a date into the warehouse's raw schema"),
+    "transform": ("c360.transform_cli", "dbt build for a date and the Parquet export of its feature snapshot"),
     "nightly": ("c360.nightly", "run the nightly job for a date through Airflow (generates demo data if needed)"),
     "segments": ("c360.segments", "list segments, their sizes and deltas, and export them (docs/exports.md)"),
     "monitor": ("c360.monitoring", "population stability (PSI) of features and scores vs the training snapshot"),
     "report": ("c360.report.cli", "write the run report for a date (reports/D.html + D.json)"),
+    "bench": ("c360.bench.cli", "benchmark the nightly run at a size (S, M, L): per-stage time, memory, ratios"),
     "airflow-ui": ("c360.airflow_env", "start Airflow (UI on http://127.0.0.1:8080) with the project's DAGs"),
     "config": ("c360.config_cli", "print the resolved configuration"),
 }
