@@ -1,0 +1,45 @@
+{#
+  on-run-start: make sure the raw tables dbt reads exist, so a warehouse that has only transactions
+  (or nothing yet) still builds. The ingestion normally creates them; this only creates missing ones, empty,
+  with the columns of c360/ingest/contract.py (tests/test_dbt_project.py checks the two agree).
+#}
+{% macro raw_table_columns() %}
+  {%- set metadata = [('_source_file', 'VARCHAR'), ('_source_line', 'BIGINT'), ('_dt', 'DATE'),
+                      ('_run_date', 'DATE'), ('_loaded_at', 'TIMESTAMPTZ'), ('_row_hash', 'UHUGEINT')] -%}
+  {%- set tables = {
+    'transactions': [('order_id', 'VARCHAR'), ('customer_id', 'VARCHAR'), ('ordered_at', 'TIMESTAMPTZ'),
+                     ('amount', 'DECIMAL(18,4)'), ('quantity', 'INTEGER'), ('unit_price', 'DECIMAL(18,4)'),
+                     ('line_id', 'INTEGER'), ('product_id', 'VARCHAR'), ('discount', 'DECIMAL(18,4)'),
+                     ('currency', 'VARCHAR'), ('line_type', 'VARCHAR'), ('returned_at', 'TIMESTAMPTZ'),
+                     ('status', 'VARCHAR'), ('channel', 'VARCHAR'), ('is_test', 'BOOLEAN'), ('updated_at', 'TIMESTAMPTZ')],
+    'customers': [('customer_id', 'VARCHAR'), ('email', 'VARCHAR'), ('first_name', 'VARCHAR'), ('last_name', 'VARCHAR'),
+                  ('signup_at', 'TIMESTAMPTZ'), ('country', 'VARCHAR'), ('acquisition_channel', 'VARCHAR'),
+                  ('marketing_consent', 'BOOLEAN'), ('consent_updated_at', 'TIMESTAMPTZ'), ('updated_at', 'TIMESTAMPTZ')],
+    'products': [('product_id', 'VARCHAR'), ('name', 'VARCHAR'), ('category', 'VARCHAR'), ('subcategory', 'VARCHAR'),
+                 ('brand', 'VARCHAR'), ('price', 'DECIMAL(18,4)'), ('currency', 'VARCHAR'), ('updated_at', 'TIMESTAMPTZ')],
+    'tracking_events': [('event_id', 'VARCHAR'), ('event_type', 'VARCHAR'), ('occurred_at', 'TIMESTAMPTZ'),
+                        ('anonymous_id', 'VARCHAR'), ('customer_id', 'VARCHAR'), ('page_url', 'VARCHAR'),
+                        ('product_id', 'VARCHAR'), ('search_query', 'VARCHAR'), ('order_id', 'VARCHAR'),
+                        ('quantity', 'INTEGER'), ('device_type', 'VARCHAR'), ('os', 'VARCHAR'), ('browser', 'VARCHAR'),
+                        ('referrer', 'VARCHAR'), ('utm_source', 'VARCHAR'), ('utm_medium', 'VARCHAR'),
+                        ('utm_campaign', 'VARCHAR')],
+  } -%}
+  {%- set out = {} -%}
+  {%- for name, cols in tables.items() -%}
+    {%- do out.update({name: cols + metadata}) -%}
+  {%- endfor -%}
+  {{- return(out) -}}
+{% endmacro %}
+
+
+{% macro create_raw_tables_if_missing() %}
+  {%- if execute -%}
+    {%- set statements = ["create schema if not exists raw"] -%}
+    {%- for name, cols in raw_table_columns().items() -%}
+      {%- set col_sql = [] -%}
+      {%- for col, typ in cols -%}{%- do col_sql.append(col ~ ' ' ~ typ) -%}{%- endfor -%}
+      {%- do statements.append("create table if not exists raw." ~ name ~ " (" ~ col_sql | join(', ') ~ ")") -%}
+    {%- endfor -%}
+    {{- return(statements | join(';\n') ~ ';') -}}
+  {%- endif -%}
+{% endmacro %}

@@ -1,0 +1,74 @@
+{#
+  The run's logical date and the windows derived from it. Every model reads dates through these macros,
+  never through now(): the same run_date always selects the same data.
+#}
+
+{% macro run_date_value() %}
+  {#- The run date as a Python date, or none when it cannot be known (parse time, empty warehouse). -#}
+  {%- set raw = var('run_date', '') | string | trim -%}
+  {%- if raw not in ('', 'None', 'none', 'null') -%}
+    {%- set parsed = modules.datetime.datetime.strptime(raw, '%Y-%m-%d') -%}
+    {{- return(parsed.date()) -}}
+  {%- endif -%}
+  {%- if not execute -%}
+    {{- return(none) -}}
+  {%- endif -%}
+  {%- set result = run_query("select max(_dt) from " ~ source('shop', 'transactions')) -%}
+  {%- set latest = result.columns[0].values()[0] if result and result.rows | length > 0 else none -%}
+  {{- return(latest) -}}
+{% endmacro %}
+
+
+{% macro date_literal(value) -%}
+  {%- if value is none -%} cast(null as date) {%- else -%} date '{{ value.strftime("%Y-%m-%d") }}' {%- endif -%}
+{%- endmacro %}
+
+
+{% macro run_date() -%}
+  {#- SQL literal of the run date: var run_date, default max(_dt) of raw.transactions. -#}
+  {{- date_literal(run_date_value()) -}}
+{%- endmacro %}
+
+
+{% macro int_var(name) -%}
+  {#- Vars set through env_var() arrive as strings; fail clearly when one is not a whole number. -#}
+  {%- set raw = var(name) | string | trim -%}
+  {%- if not (raw | replace('-', '', 1)).isdigit() -%}
+    {{ exceptions.raise_compiler_error("dbt var '" ~ name ~ "' must be a whole number, got '" ~ raw ~ "'") }}
+  {%- endif -%}
+  {{- return(raw | int) -}}
+{%- endmacro %}
+
+
+{% macro lookback_start(catch_up=true) -%}
+  {#-
+    First known date the incremental models recompute: run_date - lookback_days, or earlier when the table's
+    latest known_date is older (nights were skipped: the run catches up from the day after it).
+    The replace_window strategy calls this again before deleting, on the unchanged table: same answer.
+  -#}
+  {%- set d = run_date_value() -%}
+  {%- if d is none -%}
+    {{- return('cast(null as date)') -}}
+  {%- endif -%}
+  {%- set start = d - modules.datetime.timedelta(days=int_var('lookback_days')) -%}
+  {%- if catch_up and execute and is_incremental() -%}
+    {%- set result = run_query("select max(known_date) from " ~ this ~ " where known_date <= " ~ date_literal(d)) -%}
+    {%- set last = result.columns[0].values()[0] if result and result.rows | length > 0 else none -%}
+    {%- if last is not none and last + modules.datetime.timedelta(days=1) < start -%}
+      {%- set start = last + modules.datetime.timedelta(days=1) -%}
+    {%- endif -%}
+  {%- endif -%}
+  {{- return(date_literal(start)) -}}
+{%- endmacro %}
+
+
+{% macro utc_date(ts) -%}
+  {#- The UTC calendar date of a TIMESTAMPTZ, whatever the session time zone. -#}
+  cast(timezone('UTC', {{ ts }}) as date)
+{%- endmacro %}
+
+
+{% macro day_start_utc(date_expr) -%}
+  {#- 00:00 UTC of a date, as TIMESTAMPTZ. -#}
+  timezone('UTC', cast({{ date_expr }} as timestamp))
+{%- endmacro %}

@@ -1,0 +1,27 @@
+{#
+  Incremental strategy `replace_window`: delete the target rows whose `window_column` lies in the run's
+  recompute window, then insert what the model produced for that window.
+
+  The window is [run_date - lookback_days, run_date] (or open-ended when config `window_end = 'open'`).
+  Unlike delete+insert on a unique key, it also removes rows that the recomputation no longer produces
+  (a session merged away by a late event), so rerunning a date always gives the same table.
+  The model SQL must produce exactly the rows of that window (use lookback_start() / run_date()).
+#}
+{% macro get_incremental_replace_window_sql(arg_dict) %}
+  {%- set target = arg_dict['target_relation'] -%}
+  {%- set source = arg_dict['temp_relation'] -%}
+  {%- set dest_columns = arg_dict['dest_columns'] -%}
+  {%- set column = config.get('window_column') -%}
+  {%- if not column -%}
+    {{ exceptions.raise_compiler_error(model.name ~ ": incremental_strategy 'replace_window' needs config window_column") }}
+  {%- endif -%}
+  {%- set cols = get_quoted_csv(dest_columns | map(attribute='name')) -%}
+  delete from {{ target }}
+  where {{ column }} >= {{ lookback_start() }}
+  {%- if config.get('window_end', 'run_date') != 'open' %}
+    and {{ column }} <= {{ run_date() }}
+  {%- endif %};
+
+  insert into {{ target }} ({{ cols }})
+  select {{ cols }} from {{ source }};
+{% endmacro %}

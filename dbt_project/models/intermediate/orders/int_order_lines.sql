@@ -1,0 +1,77 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='order_id',
+        on_schema_change='fail'
+    )
+}}
+-- One row per order line as known today (latest version), sales and returns, with the amount in EUR and the
+-- product's current category. Incremental per order: orders with a line version that became known in the run's
+-- window are rebuilt.
+
+with changed_orders as (
+
+    select distinct order_id
+    from {{ ref('stg_shop__transactions') }}
+    {% if is_incremental() -%}
+    where known_date between {{ lookback_start() }} and {{ run_date() }}
+    {%- endif %}
+
+),
+
+lines as (
+
+    select transactions.*
+    from {{ ref('stg_shop__transactions') }} as transactions
+    semi join changed_orders on changed_orders.order_id = transactions.order_id
+    where transactions.is_latest
+      and not transactions.is_test
+
+),
+
+version_counts as (
+
+    select line_key, count(*) as version_count
+    from {{ ref('stg_shop__transactions') }}
+    semi join changed_orders using (order_id)
+    group by line_key
+
+),
+
+products as (
+
+    select product_id, category
+    from {{ ref('stg_shop__products') }}
+    where is_latest
+
+)
+
+select
+    lines.line_key,
+    lines.order_id,
+    lines.line_id,
+    lines.line_type,
+    lines.customer_id,
+    lines.product_id,
+    coalesce(products.category, 'unknown')                                as category,
+    lines.quantity,
+    lines.unit_price,
+    lines.discount,
+    lines.amount,
+    lines.currency,
+    cast(lines.amount * fx.eur_per_unit as decimal(18, 4))                as amount_eur,
+    lines.status,
+    lines.channel,
+    lines.ordered_at,
+    lines.order_date,
+    lines.returned_at,
+    lines.event_at,
+    lines.activity_date,
+    lines.known_date,
+    lines.landed_date,
+    version_counts.version_count
+from lines
+{{ fx_asof_join('lines', 'currency', 'activity_date') }}
+left join products on products.product_id = lines.product_id
+left join version_counts on version_counts.line_key = lines.line_key

@@ -1,0 +1,108 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='replace_window',
+        window_column='known_date',
+        on_schema_change='fail'
+    )
+}}
+-- Sessions as they were known at the end of each day: one row per session per known_date at which the sessions
+-- starting on its cookie-day (anonymous_id, session_date) changed. For a date D, the latest known_date <= D of
+-- each cookie-day gives exactly the sessions an end-of-D snapshot could see; the latest overall gives today's.
+--
+-- Incremental: recomputes the states of known dates run_date - lookback_days .. run_date, from the events that
+-- became known then (late events merge into the right sessions). Cost follows the new events, not the history.
+
+with events as (
+
+    select
+        event_id, event_type, occurred_at, occurred_date, anonymous_id, customer_id, page_url, product_id,
+        order_id, device_type, os, browser, referrer, utm_source, utm_medium, utm_campaign, known_date
+    from {{ ref('stg_shop__tracking_events') }}
+    where known_date <= {{ run_date() }}
+
+),
+
+new_events as (
+
+    select anonymous_id, occurred_date, known_date
+    from events
+    {% if is_incremental() -%}
+    where known_date >= {{ lookback_start() }}
+    {%- endif %}
+
+),
+
+-- A new event changes the sessions starting on its own day and, through sessions that cross midnight,
+-- on the days before and after: those cookie-days get a new state at the event's known date.
+changed_cookie_days as (
+
+    select distinct
+        new_events.anonymous_id,
+        new_events.occurred_date + day_offset.days   as session_date,
+        new_events.known_date                        as state_known_date
+    from new_events
+    cross join (values (-1), (0), (1)) as day_offset(days)
+
+),
+
+-- Each state sees the cookie's events known by then from the day before (sessions running over midnight)
+-- to the day after its session_date.
+state_events as (
+
+    select
+        changed.session_date,
+        changed.state_known_date,
+        events.*
+    from changed_cookie_days as changed
+    inner join events
+        on  events.anonymous_id = changed.anonymous_id
+        and events.occurred_date between changed.session_date - 1 and changed.session_date + 1
+        and events.known_date <= changed.state_known_date
+    {% if is_incremental() -%}
+    -- prunes the scan (on the raw timestamp, so DuckDB can skip old row groups); the join decides
+    where events.occurred_at >= (select {{ day_start_utc('min(session_date) - 1') }} from changed_cookie_days)
+    {%- endif %}
+
+),
+
+{{ sessionize('state_events', 'sessionized', partition_by=['anonymous_id', 'session_date', 'state_known_date']) }},
+
+facts as (
+
+    {{ session_facts('sessionized', partition_by=['anonymous_id', 'session_date', 'state_known_date']) }}
+
+)
+
+select
+    session_id,
+    anonymous_id,
+    session_date,
+    state_known_date                                                       as known_date,
+    session_start_at,
+    session_end_at,
+    datediff('second', session_start_at, session_end_at)                   as duration_seconds,
+    events_count,
+    page_views,
+    product_views,
+    searches,
+    cart_adds,
+    cart_removes,
+    checkouts,
+    purchases,
+    purchases > 0                                                          as has_purchase,
+    cart_adds > 0 and purchases = 0                                        as is_abandoned_cart,
+    order_id,
+    landing_page,
+    referrer,
+    utm_source,
+    utm_medium,
+    utm_campaign,
+    {{ marketing_channel('utm_source', 'utm_medium', 'utm_campaign', 'referrer') }} as channel,
+    coalesce(device_type, 'unknown')                                       as device_type,
+    os,
+    browser,
+    logged_in_customer_id
+from facts
+-- a state describes the sessions that start on its own day; the neighbouring days only gave context
+where {{ utc_date('session_start_at') }} = session_date

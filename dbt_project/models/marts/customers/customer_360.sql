@@ -1,0 +1,60 @@
+-- One row per customer: the analyst's view of a customer, as of the latest feature snapshot (the last run_date).
+-- Profile and consent, orders and value after returns (EUR), RFM scores and segment, favourite category,
+-- web behaviour (sessions, views, carts, devices, channels). No personal data: join pii.pii_customer_contacts
+-- on customer_id where contact details are needed and allowed.
+
+with latest_snapshot as (
+
+    select *
+    from {{ ref('customer_features') }}
+    where as_of_date = (select max(as_of_date) from {{ ref('customer_features') }})
+
+)
+
+select
+    f.customer_id::varchar                                  as customer_id,
+    f.as_of_date::date                                      as as_of_date,
+    f.has_profile::boolean                                  as has_profile,
+    c.signup_date::date                                     as signup_date,
+    c.country::varchar                                      as country,
+    c.acquisition_channel::varchar                          as acquisition_channel,
+    f.marketing_consent::boolean                            as marketing_consent,
+    c.consent_updated_at::timestamptz                       as consent_updated_at,
+    f.tenure_days::integer                                  as tenure_days,
+    f.first_order_date::date                                as first_order_date,
+    f.last_order_date::date                                 as last_order_date,
+    f.orders_count::integer                                 as orders_count,
+    f.cancelled_orders_count::integer                       as cancelled_orders_count,
+    f.items_count::integer                                  as items_count,
+    f.gross_revenue_eur::decimal(18, 2)                     as gross_revenue_eur,
+    f.returned_revenue_eur::decimal(18, 2)                  as returned_revenue_eur,
+    f.net_revenue_eur::decimal(18, 2)                       as net_revenue_eur,
+    f.avg_order_value_eur::decimal(18, 2)                   as avg_order_value_eur,
+    f.return_rate::double                                   as return_rate,
+    f.days_since_last_order::integer                        as recency_days,
+    f.orders_count::integer                                 as frequency,
+    f.net_revenue_eur::decimal(18, 2)                       as monetary_eur,
+    f.rfm_recency_score::integer                            as rfm_recency_score,
+    f.rfm_frequency_score::integer                          as rfm_frequency_score,
+    f.rfm_monetary_score::integer                           as rfm_monetary_score,
+    f.rfm_segment::varchar                                  as rfm_segment,
+    f.favourite_category::varchar                           as favourite_category,
+    f.days_since_last_visit::integer                        as days_since_last_visit,
+    f.sessions_7d::integer                                  as sessions_7d,
+    f.sessions_30d::integer                                 as sessions_30d,
+    f.sessions_90d::integer                                 as sessions_90d,
+    f.product_views_7d::integer                             as product_views_7d,
+    f.product_views_30d::integer                            as product_views_30d,
+    f.product_views_90d::integer                            as product_views_90d,
+    f.cart_adds_7d::integer                                 as cart_adds_7d,
+    f.cart_adds_30d::integer                                as cart_adds_30d,
+    f.cart_adds_90d::integer                                as cart_adds_90d,
+    f.abandoned_carts_90d::integer                          as abandoned_carts_90d,
+    f.cart_abandonment_rate_90d::double                     as cart_abandonment_rate_90d,
+    f.share_sessions_desktop_90d::double                    as share_sessions_desktop_90d,
+    f.share_sessions_mobile_90d::double                     as share_sessions_mobile_90d,
+    f.share_sessions_tablet_90d::double                     as share_sessions_tablet_90d,
+    f.first_touch_channel::varchar                          as first_touch_channel,
+    f.last_touch_channel::varchar                           as last_touch_channel
+from latest_snapshot as f
+left join {{ ref('dim_customers') }} as c on c.customer_id = f.customer_id

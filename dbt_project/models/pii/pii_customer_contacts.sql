@@ -1,0 +1,17 @@
+-- PERSONAL DATA. One row per customer: the current email and name with the current marketing consent.
+-- The only model that reads email and names; access to the pii schema is restricted. Exports must check
+-- marketing_consent before using a row.
+
+select
+    customer_id::varchar                                   as customer_id,
+    email::varchar                                         as email,
+    first_name::varchar                                    as first_name,
+    last_name::varchar                                     as last_name,
+    coalesce(marketing_consent, false)::boolean            as marketing_consent,
+    consent_updated_at::timestamptz                        as consent_updated_at,
+    updated_at::timestamptz                                as updated_at
+from {{ source('shop', 'customers') }}
+qualify row_number() over (
+    partition by customer_id
+    order by updated_at desc nulls last, _dt desc, _loaded_at desc, _source_file desc, _source_line desc
+) = 1

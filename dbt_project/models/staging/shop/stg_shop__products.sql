@@ -1,0 +1,62 @@
+-- One row per landed product version; `is_latest` marks the current one, valid_from/to_date the known-date
+-- validity used to read a product's category as it was known on a past date.
+
+with source as (
+
+    select * from {{ source('shop', 'products') }}
+
+),
+
+typed as (
+
+    select
+        md5(_source_file || ':' || _source_line::varchar)            as product_version_id,
+        product_id,
+        name                                                           as product_name,
+        lower(category)                                                as category,
+        lower(subcategory)                                             as subcategory,
+        brand,
+        price,
+        upper(coalesce(currency, '{{ var("default_currency") }}'))    as currency,
+        updated_at,
+        _dt                                                            as landed_date,
+        _loaded_at                                                     as loaded_at,
+        _source_file                                                   as source_file,
+        _source_line                                                   as source_line,
+        greatest({{ utc_date('updated_at') }}, _dt)                    as known_date
+    from source
+
+),
+
+ranked as (
+
+    select
+        *,
+        row_number() over latest_first                                 as version_rank,
+        min(known_date) over (latest_first rows between unbounded preceding and 1 preceding) as valid_to_date
+    from typed
+    window latest_first as (
+        partition by product_id
+        order by updated_at desc nulls last, landed_date desc, loaded_at desc, source_file desc, source_line desc
+    )
+
+)
+
+select
+    product_version_id,
+    product_id,
+    product_name,
+    category,
+    subcategory,
+    brand,
+    price,
+    currency,
+    updated_at,
+    landed_date,
+    loaded_at,
+    known_date,
+    known_date                                                         as valid_from_date,
+    valid_to_date,
+    version_rank,
+    version_rank = 1                                                   as is_latest
+from ranked
