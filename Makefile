@@ -14,6 +14,8 @@ export PYTHONDONTWRITEBYTECODE := 1
 help:
 	@echo "make nightly [DATE=YYYY-MM-DD]  set up, generate demo data if the landing zone is empty, run the nightly job"
 	@echo "make test                       set up and run the test suite"
+	@echo "make backfill FROM=… TO=…       run the nightly job for each date in order"
+	@echo "make bench [SIZE=S|M|L]         benchmark the nightly run (results in bench/results/)"
 	@echo "make airflow                    start the Airflow UI on http://127.0.0.1:8080"
 	@echo "make lint                       ruff"
 	@echo "make clean-data                 delete data/ (landing zone, warehouse, MLflow store, exports)"
@@ -31,8 +33,15 @@ venv: $(STAMP)
 nightly: venv
 	$(BIN)/c360 nightly $(if $(DATE),--date $(DATE))
 
+backfill: venv
+	@test -n "$(FROM)" -a -n "$(TO)" || { echo "usage: make backfill FROM=YYYY-MM-DD TO=YYYY-MM-DD"; exit 2; }
+	$(BIN)/c360 nightly --from $(FROM) --to $(TO)
+
 test: venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: venv
+	$(BIN)/c360 bench --size $(SIZE)
 
 lint: venv
 	$(BIN)/ruff check .

@@ -52,3 +52,17 @@ def test_missing_partition_fails_the_dag_with_a_clear_message(c360_env, env):
     assert proc.returncode != 0
     out = proc.stdout + proc.stderr
     assert "No transactions files under" in out and "dt=2026-02-03" in out
+
+
+def test_backfill_runs_each_date_in_order(c360_env, env):
+    store = LocalStorage(c360_env.landing_uri)
+    for d in ("2026-02-01", "2026-02-02", "2026-02-03"):
+        store.write_bytes(f"transactions/dt={d}/orders.csv", ORDERS.format(d=d).encode())
+    proc = run_c360(["nightly", "--from", "2026-02-02", "--to", "2026-02-03", "--dags", "c360_ingest"], env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.stdout.index("nightly for 2026-02-02") < proc.stdout.index("nightly for 2026-02-03")
+    assert "Backfill 2026-02-02 .. 2026-02-03: 2 nights" in proc.stdout
+    con = duckdb.connect(str(c360_env.warehouse_path), read_only=True)
+    assert con.execute("SELECT _run_date::VARCHAR, count(*) FROM raw.ingest_audit GROUP BY 1 ORDER BY 1").fetchall() == [
+        ("2026-02-02", 2), ("2026-02-03", 1)]  # the first night also caught up on 02-01
+    con.close()

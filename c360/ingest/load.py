@@ -95,8 +95,11 @@ def _ddl_columns(entity: Entity) -> str:
 
 
 def ensure_raw_schema(con) -> None:
-    """Create the raw schema and its tables (all four entities, even when they never land)."""
+    """Create the raw schema and its tables (all four entities, even when they never land, and the score tables)."""
+    from c360.scores_load import ensure_tables
+
     con.execute("CREATE SCHEMA IF NOT EXISTS raw")
+    ensure_tables(con)
     for entity in ENTITIES.values():
         con.execute(f"CREATE TABLE IF NOT EXISTS raw.{entity.table} ({_ddl_columns(entity)})")
     con.execute(

@@ -1,0 +1,73 @@
+"""Load the scoring job's Parquet output for a date into the warehouse (raw.scores, raw.recommendations).
+
+Spark writes Parquet (it never opens the DuckDB file); this step copies one date into the warehouse so dbt
+can build the score marts and segments. Loading a date replaces that date: reruns never duplicate.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date
+from pathlib import Path
+
+from c360.config import Settings, get_settings
+from c360.warehouse import connect
+
+log = logging.getLogger(__name__)
+
+SCORES_COLUMNS = {
+    "customer_id": "VARCHAR", "as_of_date": "DATE", "run_id": "VARCHAR", "churn_probability": "DOUBLE",
+    "churn_decile": "INTEGER", "p_alive": "DOUBLE", "expected_purchases": "DOUBLE",
+    "predicted_value_eur": "DOUBLE", "value_decile": "INTEGER", "churn_model_version": "VARCHAR",
+    "clv_model_version": "VARCHAR", "recommender_model_version": "VARCHAR", "feature_snapshot_date": "DATE",
+    "scored_at": "TIMESTAMPTZ",
+}
+RECOMMENDATION_COLUMNS = {
+    "customer_id": "VARCHAR", "as_of_date": "DATE", "rank": "INTEGER", "product_id": "VARCHAR", "score": "DOUBLE",
+    "source": "VARCHAR", "run_id": "VARCHAR", "recommender_model_version": "VARCHAR",
+}
+TABLES = {"scores": SCORES_COLUMNS, "recommendations": RECOMMENDATION_COLUMNS}
+
+
+def ensure_tables(con) -> None:
+    con.execute("CREATE SCHEMA IF NOT EXISTS raw")
+    for table, cols in TABLES.items():
+        ddl = ", ".join(f'"{c}" {t}' for c, t in cols.items())
+        con.execute(f"CREATE TABLE IF NOT EXISTS raw.{table} ({ddl}, _loaded_at TIMESTAMPTZ)")
+
+
+def partition_dir(settings: Settings, table: str, day: date) -> Path:
+    return Path(settings.scores_dir) / table / f"dt={day.isoformat()}"
+
+
+def load_scores(day: date, settings: Settings | None = None) -> dict[str, int]:
+    """Replace raw.scores / raw.recommendations rows of `day` with the Parquet files of dt=day."""
+    settings = settings or get_settings()
+    counts = {}
+    con = connect(settings)
+    try:
+        ensure_tables(con)
+        con.execute("BEGIN TRANSACTION")
+        for table, cols in TABLES.items():
+            folder = partition_dir(settings, table, day)
+            files = sorted(p for p in folder.glob("*.parquet")) if folder.is_dir() else []
+            if not files:
+                raise FileNotFoundError(
+                    f"No {table} Parquet under {folder}: the scoring job has not written {day}. "
+                    f"Run it first (c360 score --date {day})."
+                )
+            con.execute(f"DELETE FROM raw.{table} WHERE as_of_date = ?", [day])
+            select = ", ".join(f'CAST("{c}" AS {t})' for c, t in cols.items())
+            paths = [str(p) for p in files]
+            con.execute(
+                f"INSERT INTO raw.{table} SELECT {select}, now() FROM read_parquet(?) ORDER BY ALL", [paths]
+            )
+            counts[table] = con.execute(f"SELECT count(*) FROM raw.{table} WHERE as_of_date = ?", [day]).fetchall()[0][0]
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    finally:
+        con.close()
+    log.info("Loaded scores for %s: %s", day, counts)
+    return counts
