@@ -168,6 +168,7 @@ METADATA_COLUMNS = (
 # Quarantine reasons, in the order they are checked. docs/landing_contract.md lists the same.
 REASONS = (
     "malformed_record",
+    "erased_customer",
     "missing_required",
     "missing_customer_id",
     "invalid_timestamp",

@@ -27,6 +27,7 @@ from c360.ingest.contract import (
 )
 from c360.ingest.landing import LandingPartitionMissing, plan_files
 from c360.ingest.readers import read_landed_file
+from c360.privacy import ensure_privacy_tables, erased_on_sql, record_names_erased_sql
 from c360.storage import Storage, StoredFile, open_storage
 from c360.warehouse import connect
 
@@ -95,11 +96,13 @@ def _ddl_columns(entity: Entity) -> str:
 
 
 def ensure_raw_schema(con) -> None:
-    """Create the raw schema and its tables (all four entities, even when they never land, and the score tables)."""
+    """Create the raw schema and its tables (all four entities, even when they never land, and the score tables),
+    and the privacy tables the erased_customer rule reads."""
     from c360.scores_load import ensure_tables
 
     con.execute("CREATE SCHEMA IF NOT EXISTS raw")
     ensure_tables(con)
+    ensure_privacy_tables(con)
     for entity in ENTITIES.values():
         con.execute(f"CREATE TABLE IF NOT EXISTS raw.{entity.table} ({_ddl_columns(entity)})")
     con.execute(
@@ -138,6 +141,9 @@ def _bool_expr(col: str) -> str:
 def _rules(entity: Entity, settings: Settings) -> list[tuple[str, str, str]]:
     """(reason, SQL condition over the typed view, SQL detail) in the order they are checked."""
     rules: list[tuple[str, str, str]] = [("malformed_record", "_malformed", "'record does not parse'")]
+    if "customer_id" in entity.column_names:
+        # before every other rule: whatever else is wrong with it, an erased customer's row keeps no record text
+        rules.append(("erased_customer", "_erased_on IS NOT NULL", "'customer erased on ' || _erased_on::VARCHAR"))
     for col in entity.required_columns:
         if entity.name == "transactions" and col == "customer_id":
             continue
@@ -241,7 +247,7 @@ def validate_sql(entity: Entity, settings: Settings) -> str:
     typed = _typed_select(entity)
     return f"""
         WITH typed AS (
-            SELECT *, {typed}, {_hash_expr(entity)} AS _row_hash FROM landed
+            SELECT *, {typed}, {_hash_expr(entity)} AS _row_hash, {erased_on_sql(entity)} AS _erased_on FROM landed
         ),
         checked AS (
             SELECT *, {reason} AS _reason0, {detail} AS _detail0 FROM typed
@@ -304,9 +310,11 @@ def load_files(con, storage: Storage, entity: Entity, files: list[StoredFile], r
                 FROM _validated WHERE _reason IS NULL ORDER BY _dt, _source_file, _source_line""",
             [run_date, loaded_at],
         )
+        # An erased customer's record text is never kept, not even in a malformed line that names them.
+        record = f"CASE WHEN _reason = 'erased_customer' OR {record_names_erased_sql('_record')} THEN NULL ELSE _record END"
         con.execute(
-            """INSERT INTO raw.quarantine
-               SELECT $1, _source_file, _source_line, _dt, $2::DATE, _reason, _detail, _record, $3::TIMESTAMPTZ
+            f"""INSERT INTO raw.quarantine
+               SELECT $1, _source_file, _source_line, _dt, $2::DATE, _reason, _detail, {record}, $3::TIMESTAMPTZ
                FROM _validated WHERE _reason IS NOT NULL ORDER BY _dt, _source_file, _source_line""",
             [entity.name, run_date, loaded_at],
         )
