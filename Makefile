@@ -9,7 +9,7 @@ SIZE ?= S
 
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help venv nightly test lint airflow generate backfill bench test-cluster lock clean clean-data docs
+.PHONY: help venv nightly test lint airflow generate backfill bench train test-cluster lock clean clean-data docs
 
 help:
 	@echo "make nightly [DATE=YYYY-MM-DD]  set up, generate demo data if the landing zone is empty, run the nightly job"
@@ -22,6 +22,9 @@ help:
 
 # (Re)create the virtualenv when it is missing or requirements.txt / pyproject.toml changed.
 $(STAMP): requirements.txt pyproject.toml
+	@# Spark ALS wants libblas.so.3/liblapack.so.3 (else a slower Java BLAS); optional, so never fatal.
+	@ldconfig -p 2>/dev/null | grep -q liblapack.so.3 || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+	  (apt-get update -qq && apt-get install -y -qq libopenblas0 >/dev/null) || echo "note: libopenblas0 not installed; Spark ALS uses Java BLAS"; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.txt
@@ -39,6 +42,9 @@ backfill: venv
 
 test: venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+train: venv
+	$(BIN)/c360 train $(if $(DATE),--as-of-date $(DATE)) $(TRAIN_ARGS)
 
 bench: venv
 	$(BIN)/c360 bench --size $(SIZE)

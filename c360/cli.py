@@ -23,6 +23,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("c360.report.cli", "write the run report for a date (reports/D.html + D.json)"),
     "bench": ("c360.bench.cli", "benchmark the nightly run at a size (S, M, L): per-stage time, memory, ratios"),
     "erase-customer": ("c360.privacy", "erase one customer from the warehouse, Parquet copies and exports (--dry-run first)"),
+    "train": ("spark_jobs.train", "train churn, CLV and recommender in Spark, register in MLflow, promote by gates"),
+    "models": ("spark_jobs.models", "model registry: status, history, rollback, promote"),
     "airflow-ui": ("c360.airflow_env", "start Airflow (UI on http://127.0.0.1:8080) with the project's DAGs"),
     "config": ("c360.config_cli", "print the resolved configuration"),
 }

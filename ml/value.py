@@ -1,0 +1,175 @@
+"""Customer value (CLV over the value horizon): two candidate Spark pipelines and a baseline.
+
+Candidates: a GBTRegressor on the feature store (the BG/NBD summary columns among its features), and
+BG/NBD x Gamma-Gamma (ml.clv) wrapped as a Spark stage (`BGNBDValue`), so either can be registered
+and scored the same way. Baseline: the last-period run rate (net revenue of the last 90 days scaled
+to the horizon).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from pyspark import keyword_only
+from pyspark.ml import Pipeline, PipelineModel, Transformer
+from pyspark.ml.feature import SQLTransformer, StringIndexer, VectorAssembler
+from pyspark.ml.param import Param, Params, TypeConverters
+from pyspark.ml.param.shared import HasOutputCol
+from pyspark.ml.regression import GBTRegressor
+from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from ml.clv import BGNBD, CLVModel, GammaGamma, fit_clv
+from ml.features import LABEL, fill_sql
+
+BGNBD_COLUMNS = ["bgnbd_frequency", "bgnbd_recency_days", "bgnbd_t_days", "bgnbd_monetary_eur"]
+
+
+BGNBD_OUTPUTS = ["bgnbd_value", "p_alive", "expected_purchases"]
+
+
+def build_pipeline(numeric: list[str], categorical: list[str], *, params: dict | None = None, seed: int = 7,
+                   bgnbd: CLVModel | None = None, horizon_days: float = 180.0) -> Pipeline:
+    """[BG/NBD outputs as features ->] fill nulls -> index categories -> assemble -> GBTRegressor -> clamp at 0.
+
+    With a fitted `bgnbd`, its value, P(alive) and expected purchases are features too, and the fitted
+    pipeline outputs `p_alive` and `expected_purchases` beside `prediction`.
+    """
+    params = dict(params or {})
+    stages: list = [SQLTransformer(statement=fill_sql(numeric, categorical))]
+    inputs = [f"f_{c}" for c in numeric]
+    for c in categorical:
+        stages.append(StringIndexer(inputCol=f"f_{c}", outputCol=f"idx_{c}", handleInvalid="keep"))
+        inputs.append(f"idx_{c}")
+    if bgnbd is not None:
+        # after the indexers: their fits do not re-run the (Python) BG/NBD stage; GBT caches its own input
+        stages.append(BGNBDValue.from_model(bgnbd, horizon_days).setOutputCol("bgnbd_value"))
+        inputs += BGNBD_OUTPUTS
+    stages.append(VectorAssembler(inputCols=inputs, outputCol="features", handleInvalid="keep"))
+    stages.append(GBTRegressor(
+        featuresCol="features", labelCol=LABEL, predictionCol="raw_prediction",
+        maxIter=params.pop("maxIter", 60), maxDepth=params.pop("maxDepth", 5),
+        stepSize=params.pop("stepSize", 0.1), subsamplingRate=params.pop("subsamplingRate", 0.8),
+        maxBins=params.pop("maxBins", 64), lossType=params.pop("lossType", "squared"), seed=seed, **params))
+    # a value below zero is never the better guess for future spend
+    stages.append(SQLTransformer(statement="SELECT *, greatest(raw_prediction, 0.0) AS prediction FROM __THIS__"))
+    return Pipeline(stages=stages)
+
+
+def run_rate(df: DataFrame, horizon_days: int) -> DataFrame:
+    """Baseline `baseline_run_rate`: net revenue of the last 90 days, scaled to the horizon (>= 0)."""
+    last90 = F.coalesce(F.col("net_revenue_eur_90d").cast("double"), F.lit(0.0))
+    return df.withColumn("baseline_run_rate", F.greatest(last90 * F.lit(horizon_days / 90.0), F.lit(0.0)))
+
+
+def bgnbd_summary(pdf: pd.DataFrame) -> dict[str, np.ndarray]:
+    """frequency / recency / T / monetary arrays from the feature store's bgnbd_* columns."""
+    missing = [c for c in BGNBD_COLUMNS if c not in pdf.columns]
+    if missing:
+        raise ValueError(f"BG/NBD baseline needs feature-store columns {missing} (docs/feature_store.md)")
+    freq = pdf["bgnbd_frequency"].fillna(0).to_numpy(dtype=float)
+    rec = pdf["bgnbd_recency_days"].fillna(0).to_numpy(dtype=float)
+    T = pdf["bgnbd_t_days"].fillna(0).to_numpy(dtype=float)
+    monetary = pdf["bgnbd_monetary_eur"].astype(float).fillna(0).to_numpy(dtype=float)
+    rec = np.where(freq > 0, np.minimum(rec, T), 0.0)
+    return {"frequency": freq, "recency": rec, "T": T, "monetary": monetary}
+
+
+def fit_bgnbd_baseline(train_pdf: pd.DataFrame, penalizer: float = 0.001) -> CLVModel:
+    s = bgnbd_summary(train_pdf)
+    return fit_clv(s["frequency"], s["recency"], s["T"], s["monetary"], penalizer=penalizer)
+
+
+def predict_bgnbd_parts(model: CLVModel, pdf: pd.DataFrame, horizon_days: float) -> dict[str, np.ndarray]:
+    """value, p_alive and expected_purchases over the horizon for the rows of `pdf` (bgnbd_* columns, nulls ok)."""
+    s = bgnbd_summary(pdf)
+    # a negative mean after returns says nothing about future spend: use the population mean instead
+    monetary = np.where(s["monetary"] > 0, s["monetary"], 0.0)
+    freq_for_spend = np.where(s["monetary"] > 0, s["frequency"], 0.0)
+    purchases = model.bgnbd.expected_purchases(horizon_days, s["frequency"], s["recency"], s["T"])
+    return {"value": purchases * model.gamma_gamma.expected_average_value(freq_for_spend, monetary),
+            "p_alive": model.bgnbd.p_alive(s["frequency"], s["recency"], s["T"]),
+            "expected_purchases": purchases}
+
+
+def predict_bgnbd(model: CLVModel, pdf: pd.DataFrame, horizon_days: float) -> np.ndarray:
+    """Expected value over the horizon (EUR) for the rows of `pdf`."""
+    return predict_bgnbd_parts(model, pdf, horizon_days)["value"]
+
+
+_FLOAT = TypeConverters.toFloat
+
+
+class BGNBDValue(Transformer, HasOutputCol, DefaultParamsReadable, DefaultParamsWritable):
+    """A fitted BG/NBD x Gamma-Gamma model as a Spark stage: bgnbd_* columns -> expected value (`outputCol`,
+    default `prediction`), plus `p_alive` and `expected_purchases` over the horizon.
+
+    The parameters are Params, so the stage saves and loads with the pipeline (and with mlflow.spark).
+    Scoring runs ml.clv in a pandas UDF: the Python workers need this repository's `ml` package
+    (in local mode they have it; on a cluster ship it with --py-files or install it on the nodes).
+    """
+
+    r = Param(Params._dummy(), "r", "BG/NBD r", typeConverter=_FLOAT)
+    alpha = Param(Params._dummy(), "alpha", "BG/NBD alpha", typeConverter=_FLOAT)
+    a = Param(Params._dummy(), "a", "BG/NBD a", typeConverter=_FLOAT)
+    b = Param(Params._dummy(), "b", "BG/NBD b", typeConverter=_FLOAT)
+    p = Param(Params._dummy(), "p", "Gamma-Gamma p", typeConverter=_FLOAT)
+    q = Param(Params._dummy(), "q", "Gamma-Gamma q", typeConverter=_FLOAT)
+    v = Param(Params._dummy(), "v", "Gamma-Gamma v", typeConverter=_FLOAT)
+    horizonDays = Param(Params._dummy(), "horizonDays", "forecast horizon (days)", typeConverter=_FLOAT)
+
+    @keyword_only
+    def __init__(self, *, r: float = 1.0, alpha: float = 1.0, a: float = 1.0, b: float = 1.0, p: float = 1.0,
+                 q: float = 2.0, v: float = 1.0, horizonDays: float = 180.0, outputCol: str = "prediction"):
+        super().__init__()
+        self._setDefault(r=1.0, alpha=1.0, a=1.0, b=1.0, p=1.0, q=2.0, v=1.0, horizonDays=180.0,
+                         outputCol="prediction")
+        self._set(**self._input_kwargs)
+
+    def setOutputCol(self, value: str) -> BGNBDValue:
+        return self._set(outputCol=value)
+
+    @classmethod
+    def from_model(cls, model: CLVModel, horizon_days: float) -> BGNBDValue:
+        return cls(r=model.bgnbd.r, alpha=model.bgnbd.alpha, a=model.bgnbd.a, b=model.bgnbd.b,
+                   p=model.gamma_gamma.p, q=model.gamma_gamma.q, v=model.gamma_gamma.v, horizonDays=horizon_days)
+
+    def clv_model(self) -> CLVModel:
+        get = self.getOrDefault
+        return CLVModel(BGNBD(get(self.r), get(self.alpha), get(self.a), get(self.b)),
+                        GammaGamma(get(self.p), get(self.q), get(self.v)))
+
+    def _transform(self, dataset: DataFrame) -> DataFrame:
+        _local_workers_use_this_python(dataset)
+        model = self.clv_model()
+        horizon = float(self.getOrDefault(self.horizonDays))
+
+        @F.pandas_udf("value double, p_alive double, expected_purchases double")
+        def bgnbd(freq: pd.Series, rec: pd.Series, t: pd.Series, monetary: pd.Series) -> pd.DataFrame:
+            frame = pd.DataFrame({"bgnbd_frequency": freq, "bgnbd_recency_days": rec, "bgnbd_t_days": t,
+                                  "bgnbd_monetary_eur": monetary})
+            return pd.DataFrame(predict_bgnbd_parts(model, frame, horizon))
+
+        out = dataset.withColumn("_bgnbd", bgnbd(*[F.col(c).cast("double") for c in BGNBD_COLUMNS]))
+        return out.withColumns({self.getOutputCol(): F.col("_bgnbd.value"), "p_alive": F.col("_bgnbd.p_alive"),
+                                "expected_purchases": F.col("_bgnbd.expected_purchases")}).drop("_bgnbd")
+
+
+def _local_workers_use_this_python(dataset: DataFrame) -> None:
+    """In local mode, run Python workers with this interpreter (it has numpy/scipy/pandas and `ml`).
+
+    Without PYSPARK_PYTHON, Spark starts workers with whatever `python3` is on the PATH, which outside an
+    activated virtualenv (cron, Airflow, `make`, MLflow's pyfunc session) lacks the packages.
+    """
+    import os
+    import sys
+
+    sc = dataset.sparkSession.sparkContext
+    if sc.master.startswith("local") and not os.environ.get("PYSPARK_PYTHON"):
+        sc.pythonExec = sys.executable
+
+
+def bgnbd_pipeline(model: CLVModel, horizon_days: float) -> PipelineModel:
+    """A fitted PipelineModel holding only the BG/NBD stage (registered like any other CLV model)."""
+    return PipelineModel(stages=[BGNBDValue.from_model(model, horizon_days)])

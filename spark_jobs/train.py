@@ -1,0 +1,234 @@
+"""Train the churn, CLV and recommender models in Spark, log them to MLflow and promote them by gates.
+
+    python -m spark_jobs.train --model churn|clv|recommender|all [--as-of-date YYYY-MM-DD] ...
+
+For each model: pick a training snapshot and a later, fully labelled holdout snapshot (time-based
+holdout), fit, evaluate the model, its baselines and the current @champion on the same holdout, log
+everything to one MLflow run, register the model as @challenger and move @champion if the gates pass.
+Paths, the Spark master and the MLflow store come from c360.config (environment variables).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from spark_jobs.common import build_spark, log, setup_logging, snapshot_dates, step
+
+MODELS = ("churn", "clv", "recommender")
+EXPERIMENT = "c360-models"
+
+
+@dataclass
+class Options:
+    models: list[str]
+    as_of_date: str | None
+    train_date: str | None = None
+    holdout_date: str | None = None
+    train_snapshots: int = 1
+    churn_horizon_days: int = 90
+    value_horizon_days: int = 180
+    rec_holdout_days: int = 30
+    rec_top_n: int = 10
+    rec_grid: str = "small"
+    half_life_days: float = 60.0
+    gbt_iterations: int = 60
+    gate_margin: float | None = None
+    promote: bool = True
+    allow_overlap: bool = True
+    experiment: str = EXPERIMENT
+    model_prefix: str = ""
+    interactions: str | None = None
+    products: str | None = None
+    seed: int = 7
+    extra: dict = field(default_factory=dict)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of the train command (also usable as a `c360 train` sub-command)."""
+    parser.add_argument("--model", choices=[*MODELS, "all"], default="all", help="which model(s) to train")
+    parser.add_argument("--as-of-date", help="latest data date (default: the newest feature snapshot)")
+    parser.add_argument("--train-date", help="training snapshot (default: newest labelled one a horizon before "
+                                             "the holdout)")
+    parser.add_argument("--holdout-date", help="holdout snapshot (default: newest labelled one <= as-of date)")
+    parser.add_argument("--train-snapshots", type=int, default=1,
+                        help="stack the N newest labelled snapshots up to the training date (more rows and seasons)")
+    parser.add_argument("--churn-horizon-days", type=int, default=90)
+    parser.add_argument("--value-horizon-days", type=int, default=180)
+    parser.add_argument("--rec-holdout-days", type=int, default=30, help="recommender holdout window (days)")
+    parser.add_argument("--rec-top-n", type=int, default=10)
+    parser.add_argument("--rec-grid", choices=["none", "small"], default="small",
+                        help="ALS hyper-parameter grid searched on a validation window before the holdout")
+    parser.add_argument("--half-life-days", type=float, default=60.0, help="decay of interaction strength")
+    parser.add_argument("--gbt-iterations", type=int, default=60)
+    parser.add_argument("--gate-margin", type=float, help="override the required improvement over @champion")
+    parser.add_argument("--no-promote", action="store_true", help="register as @challenger only")
+    parser.add_argument("--no-overlap", action="store_true",
+                        help="fail instead of training on a snapshot whose label window overlaps the holdout's")
+    parser.add_argument("--experiment", default=EXPERIMENT)
+    parser.add_argument("--model-prefix", default="", help="prefix of registered model names (e.g. 'dev_')")
+    parser.add_argument("--interactions", help="interaction events Parquet (default: <feature_store>/interactions)")
+    parser.add_argument("--products", help="products Parquet with product_id, category "
+                                           "(default: <feature_store>/products, optional)")
+    parser.add_argument("--seed", type=int, default=7)
+
+
+def options_from_args(args: argparse.Namespace) -> Options:
+    return Options(
+        models=list(MODELS) if args.model == "all" else [args.model],
+        as_of_date=args.as_of_date, train_date=args.train_date, holdout_date=args.holdout_date,
+        train_snapshots=max(1, args.train_snapshots),
+        churn_horizon_days=args.churn_horizon_days, value_horizon_days=args.value_horizon_days,
+        rec_holdout_days=args.rec_holdout_days, rec_top_n=args.rec_top_n, rec_grid=args.rec_grid,
+        half_life_days=args.half_life_days, gbt_iterations=args.gbt_iterations, gate_margin=args.gate_margin,
+        promote=not args.no_promote, allow_overlap=not args.no_overlap, experiment=args.experiment,
+        model_prefix=args.model_prefix, interactions=args.interactions, products=args.products, seed=args.seed,
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# dates
+# --------------------------------------------------------------------------------------------------
+
+def _d(s: str) -> dt.date:
+    return dt.date.fromisoformat(s)
+
+
+def choose_dates(feature_dates: list[str], label_dates: list[str], as_of: str, horizon_days: int, *,
+                 train_date: str | None = None, holdout_date: str | None = None,
+                 allow_overlap: bool = True) -> tuple[str, str, int]:
+    """(train_date, holdout_date, gap_days) for a time-based holdout.
+
+    The holdout is the newest snapshot <= as_of that has features and labels; the training snapshot
+    the newest labelled one at least `horizon_days` earlier, so its label window ends before the
+    holdout starts. With too short a history it falls back (if allowed) to the oldest labelled
+    snapshot, whose label window then overlaps the holdout's: reported as gap_days < horizon.
+    """
+    usable = sorted(set(feature_dates) & set(label_dates))
+    if holdout_date is None:
+        candidates = [d for d in usable if d <= as_of]
+        if not candidates:
+            raise ValueError(f"no snapshot with features and labels on or before {as_of} "
+                             f"(labelled snapshots: {usable[-5:] or 'none'}); labels appear once the horizon "
+                             "after a snapshot is fully loaded")
+        holdout_date = candidates[-1]
+    elif holdout_date not in usable:
+        raise ValueError(f"holdout snapshot {holdout_date} lacks features or labels (labelled: {usable[-5:]})")
+    if train_date is None:
+        limit = (_d(holdout_date) - dt.timedelta(days=horizon_days)).isoformat()
+        earlier = [d for d in usable if d <= limit]
+        if earlier:
+            train_date = earlier[-1]
+        else:
+            before = [d for d in usable if d < holdout_date]
+            if not before or not allow_overlap:
+                raise ValueError(f"no labelled snapshot on or before {limit} ({horizon_days} days before the "
+                                 f"holdout {holdout_date}) to train on; load more history or pass --train-date")
+            train_date = before[0]  # the least overlap available
+            log.warning("training snapshot %s is less than %d days before the holdout %s: label windows overlap",
+                        train_date, horizon_days, holdout_date)
+    elif train_date not in usable:
+        raise ValueError(f"training snapshot {train_date} lacks features or labels (labelled: {usable[-5:]})")
+    if train_date >= holdout_date:
+        raise ValueError(f"training snapshot {train_date} must be before the holdout {holdout_date}")
+    return train_date, holdout_date, (_d(holdout_date) - _d(train_date)).days
+
+
+def stacked_dates(label_dates: list[str], train_date: str, n: int) -> list[str]:
+    """The training date and up to n-1 earlier labelled snapshots (newest first)."""
+    return sorted([d for d in label_dates if d <= train_date], reverse=True)[:max(1, n)]
+
+
+# --------------------------------------------------------------------------------------------------
+# main
+# --------------------------------------------------------------------------------------------------
+
+def run(args: argparse.Namespace) -> int:
+    return train(options_from_args(args))
+
+
+def train(opts: Options, spark=None) -> int:
+    from c360.config import get_settings
+    from ml.registry import DeploymentAudit, configure
+    from spark_jobs import training
+
+    settings = get_settings()
+    own_session = spark is None
+    if own_session:
+        with step(f"starting Spark on {settings.spark_master}"):
+            spark = build_spark("c360-train", settings.spark_master)
+    try:
+        configure(settings.mlflow_tracking_uri, opts.experiment, settings.mlflow_artifact_root)
+        audit = DeploymentAudit(settings.data_dir / "mlflow" / "deployments.sqlite")
+        fs = settings.feature_store_dir
+        feature_dates = snapshot_dates(fs / "customer_features")
+        as_of = opts.as_of_date or (feature_dates[-1] if feature_dates else None)
+        log.info("training %s as of %s; feature store %s; MLflow %s", ",".join(opts.models), as_of, fs,
+                 settings.mlflow_tracking_uri)
+        results = []
+        for name in opts.models:
+            if name in ("churn", "clv"):
+                if as_of is None:
+                    raise FileNotFoundError(f"no feature snapshots under {fs / 'customer_features'}: run the "
+                                            "nightly job (dbt build + feature export) first")
+                labels = "labels_churn" if name == "churn" else "labels_value"
+                horizon = opts.churn_horizon_days if name == "churn" else opts.value_horizon_days
+                train_date, holdout_date, gap = choose_dates(
+                    feature_dates, snapshot_dates(fs / labels), as_of, horizon, train_date=opts.train_date,
+                    holdout_date=opts.holdout_date, allow_overlap=opts.allow_overlap)
+                log.info("%s: train snapshot %s, holdout snapshot %s (%d days apart)", name, train_date,
+                         holdout_date, gap)
+                train_dates = stacked_dates(snapshot_dates(fs / labels), train_date, opts.train_snapshots)
+                if len(train_dates) > 1:
+                    log.info("%s: stacking training snapshots %s", name, ", ".join(train_dates))
+                fn = training.train_churn if name == "churn" else training.train_clv
+                with step(f"{name} model"):
+                    results.append(fn(spark, fs, labels, train_dates, holdout_date, opts, audit))
+            else:
+                path = Path(opts.interactions) if opts.interactions else fs / "interactions"
+                if not path.exists():
+                    message = (f"recommender: no interaction events at {path} (contract: docs/models.md); "
+                               "skipped")
+                    if opts.models == ["recommender"]:
+                        raise FileNotFoundError(message)
+                    log.warning(message)
+                    continue
+                products = Path(opts.products) if opts.products else fs / "products"
+                with step("recommender model"):
+                    results.append(training.train_recommender(
+                        spark, path, products if products.exists() else None, as_of, opts, audit))
+        log.info("summary:")
+        for r in results:
+            log.info("  %-12s version %-4s %-9s champion=%s  %s  (%s)", r["model"], r["version"],
+                     "PROMOTED" if r["promoted"] else "not promoted", r["champion_version"],
+                     " ".join(f"{k}={v:.4g}" for k, v in r["headline"].items()), r["gates"])
+        log.info("MLflow runs in experiment %r at %s; deployments audit %s", opts.experiment,
+                 settings.mlflow_tracking_uri, audit.path)
+        print(json.dumps(results, default=str))
+        return 0
+    finally:
+        if own_session:
+            spark.stop()
+
+
+def build_parser_for_tests() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m spark_jobs.train", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true")
+    add_arguments(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser_for_tests().parse_args(sys.argv[1:] if argv is None else argv)
+    setup_logging(args.verbose)
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

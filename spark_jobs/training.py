@@ -1,0 +1,430 @@
+"""The three training procedures behind spark_jobs.train: fit, evaluate against baselines and the
+champion on the same holdout, log one MLflow run, register @challenger, promote by gates."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from ml import churn, metrics, plots, recommender, value
+from ml.features import (
+    CHURN_LABEL,
+    LABEL,
+    POPULATION_FILTER,
+    VALUE_LABEL,
+    available_features,
+    label_columns,
+    prepare_features,
+)
+from ml.gates import DEFAULT_GATES, evaluate_gates
+from ml.registry import (
+    CHAMPION,
+    DeploymentAudit,
+    alias_version,
+    load_spark_champion,
+    model_requirements,
+    record_validation,
+    register_challenger,
+    spark_signature,
+    validate_and_promote,
+)
+from spark_jobs.common import read_snapshot, step
+
+log = logging.getLogger("spark_jobs.training")
+
+
+# --------------------------------------------------------------------------------------------------
+# shared helpers
+# --------------------------------------------------------------------------------------------------
+
+def read_labelled(spark: SparkSession, fs: Path, labels_table: str, as_of_date: str) -> DataFrame:
+    """Features of one snapshot inner-joined to its labels (customers without a label are not scored)."""
+    features = read_snapshot(spark, fs / "customer_features", as_of_date)
+    labels = read_snapshot(spark, fs / labels_table, as_of_date).drop("as_of_date")
+    return features.join(labels, "customer_id", "inner")
+
+
+def read_training(spark: SparkSession, fs: Path, labels_table: str, dates: list[str]) -> DataFrame:
+    """One or more labelled snapshots stacked (a customer appears once per snapshot)."""
+    frames = [read_labelled(spark, fs, labels_table, d) for d in dates]
+    out = frames[0]
+    for frame in frames[1:]:
+        out = out.unionByName(frame, allowMissingColumns=True)
+    return out
+
+
+def fingerprint(df: DataFrame, columns: list[str]) -> str:
+    """Order-independent hash of the training rows (sum of per-row xxhash64) plus the row count."""
+    row = df.select(F.xxhash64(*columns).alias("h")).agg(F.count(F.lit(1)).alias("n"),
+                                                        F.sum(F.col("h").cast("decimal(38,0)")).alias("s")).first()
+    return f"{row['n']}-{int(row['s'] or 0) % (1 << 64):016x}"
+
+
+def _flat(prefix: str, values: dict[str, float]) -> dict[str, float]:
+    return {f"{prefix}{k}": float(v) for k, v in values.items() if v is not None and np.isfinite(v)}
+
+
+def _log_figure(fig, path: str) -> None:
+    mlflow.log_figure(fig, path)
+    plots.close(fig)
+
+
+def register_and_gate(name: str, kind: str, model_uri: str, run_id: str, challenger: dict[str, float],
+                      champion: dict[str, float] | None, champion_version: str | None, opts,
+                      audit: DeploymentAudit, headline: list[str]) -> dict:
+    gates = DEFAULT_GATES[kind].with_margin(opts.gate_margin)
+    version = register_challenger(name, model_uri, run_id=run_id, metrics=challenger, audit=audit)
+    v = str(version.version)
+    if opts.promote:
+        result = validate_and_promote(name, v, gates, challenger, champion, audit=audit)
+    else:
+        result = evaluate_gates(gates, challenger, champion)
+        record_validation(name, v, result, challenger, champion, champion_version)
+    now = alias_version(name, CHAMPION)
+    return {
+        "model": name, "version": v, "run_id": run_id, "promoted": bool(opts.promote and result.passed),
+        "gates_passed": result.passed, "gates": result.summary(),
+        "champion_version": None if now is None else str(now.version),
+        "headline": {k: challenger[k] for k in headline if k in challenger},
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# churn
+# --------------------------------------------------------------------------------------------------
+
+def train_churn(spark: SparkSession, fs: Path, labels_table: str, train_dates: list[str], holdout_date: str, opts,
+                audit: DeploymentAudit) -> dict:
+    name = f"{opts.model_prefix}churn"
+    with step("churn: reading snapshots"):
+        train_date = train_dates[0]
+        train_raw = read_training(spark, fs, labels_table, train_dates).where(POPULATION_FILTER)
+        hold_raw = read_labelled(spark, fs, labels_table, holdout_date).where(POPULATION_FILTER)
+        numeric, categorical = available_features([c for c in train_raw.columns if c in set(hold_raw.columns)])
+
+        def prep(df: DataFrame) -> DataFrame:
+            return label_columns(prepare_features(df, numeric, categorical), CHURN_LABEL, boolean=True)
+
+        train_df = prep(train_raw).cache()
+        hold_df = churn.baseline_scores(prep(hold_raw)).cache()
+        n_train, n_hold = train_df.count(), hold_df.count()
+        log.info("churn: %d training rows (%s), %d holdout rows (%s), %d numeric + %d categorical features",
+                 n_train, train_date, n_hold, holdout_date, len(numeric), len(categorical))
+    inputs = numeric + categorical
+    weighted, odds_correction = churn.add_class_weights(train_df)
+    # split by customer, so a customer stacked from several snapshots is on one side only
+    in_validation = (F.abs(F.xxhash64("customer_id", F.lit(opts.seed))) % 5) == 0
+    fit_part, val_part = weighted.where(~in_validation), weighted.where(in_validation)
+    fit_part, val_part = fit_part.cache(), val_part.cache()
+
+    fitted, val_auc, params = {}, {}, {}
+    for kind in churn.MODEL_KINDS:
+        params[kind] = {"maxIter": opts.gbt_iterations, "maxDepth": 5} if kind == "gbt" else {"regParam": 0.01}
+        with step(f"churn: fitting {kind}"):
+            fitted[kind] = churn.build_pipeline(kind, numeric, categorical, odds_correction=odds_correction,
+                                                params=params[kind], seed=opts.seed).fit(fit_part)
+            val = fitted[kind].transform(val_part).select(LABEL, "prediction").toPandas()
+            val_auc[kind] = metrics.roc_auc(val[LABEL], val["prediction"])
+            log.info("churn: %s validation AUC %.4f", kind, val_auc[kind])
+    best = max(churn.MODEL_KINDS, key=lambda k: val_auc[k] if np.isfinite(val_auc[k]) else -1.0)
+
+    with step("churn: evaluating on the holdout"):
+        pdf = hold_df.select("customer_id", LABEL, "baseline_recency", "baseline_rfm").toPandas()
+        scored = {}
+        for kind, model in fitted.items():
+            scored[kind] = model.transform(hold_df).select("customer_id", F.col("prediction").alias(kind)).toPandas()
+            pdf = pdf.merge(scored[kind], on="customer_id")
+        y = pdf[LABEL].to_numpy()
+        challenger = metrics.classification_metrics(y, pdf[best])
+        base_rate = float(train_df.agg(F.mean(LABEL)).first()[0])
+        baselines = {
+            "recency": metrics.classification_metrics(y, pdf["baseline_recency"]),
+            "rfm": metrics.classification_metrics(y, pdf["baseline_rfm"]),
+        }
+        for kind in churn.MODEL_KINDS:
+            challenger.update(_flat(f"{kind}_", metrics.classification_metrics(y, pdf[kind])))
+            challenger[f"{kind}_validation_roc_auc"] = float(val_auc[kind])
+        for b, values in baselines.items():
+            challenger.update(_flat(f"baseline_{b}_", values))
+        challenger["baseline_base_rate_brier"] = metrics.brier_score(y, np.full(len(y), base_rate))
+
+    champion_metrics, champion_version = None, None
+    with step("churn: scoring the holdout with the current champion"):
+        try:
+            champ, champ_cols, champion_version = load_spark_champion(name)
+            if champ is not None:
+                missing = [c for c in champ_cols or [] if c not in hold_df.columns]
+                if missing:
+                    log.warning("churn: champion v%s needs columns %s the holdout lacks: floors only",
+                                champion_version, missing)
+                else:
+                    cp = champ.transform(hold_df).select("customer_id", F.col("prediction").alias("champ")).toPandas()
+                    merged = pdf[["customer_id", LABEL]].merge(cp, on="customer_id")
+                    champion_metrics = metrics.classification_metrics(merged[LABEL], merged["champ"])
+        except Exception as exc:  # a broken champion must not block training a replacement
+            log.warning("churn: could not score champion on the holdout (%s): floors only", exc)
+            champion_metrics = None
+
+    with step("churn: logging to MLflow"), mlflow.start_run(run_name=f"churn {holdout_date}") as run:
+        mlflow.set_tags({"model": "churn", "as_of_date": opts.as_of_date or holdout_date,
+                         "train_date": train_date, "holdout_date": holdout_date,
+                         "train_data_hash": fingerprint(train_df, ["customer_id", LABEL, *inputs]),
+                         "holdout_data_hash": fingerprint(hold_df, ["customer_id", LABEL, *inputs])})
+        mlflow.log_params({
+            "model_kind": best, "candidates": ",".join(churn.MODEL_KINDS), "train_date": train_date,
+            "train_dates": ",".join(train_dates),
+            "holdout_date": holdout_date, "horizon_days": opts.churn_horizon_days,
+            "gap_days": (dt.date.fromisoformat(holdout_date) - dt.date.fromisoformat(train_date)).days,
+            "train_rows": n_train, "holdout_rows": n_hold, "train_base_rate": round(base_rate, 6),
+            "odds_correction": round(odds_correction, 6), "class_weighting": "balanced", "seed": opts.seed,
+            "population": POPULATION_FILTER, "n_features": len(inputs),
+            **{f"{k}_{p}": v for k, ps in params.items() for p, v in ps.items()},
+        })
+        mlflow.log_metrics(_flat("", challenger))
+        if champion_metrics:
+            mlflow.log_metrics(_flat("champion_", champion_metrics))
+        mlflow.log_dict({"numeric": numeric, "categorical": categorical, "label": CHURN_LABEL}, "features.json")
+        score_sets = {best: pdf[best], "recency": pdf["baseline_recency"], "rfm": pdf["baseline_rfm"]}
+        _log_figure(plots.roc_figure(y, score_sets), "plots/roc.png")
+        _log_figure(plots.lift_figure(y, score_sets), "plots/lift.png")
+        table = metrics.calibration_table(y, pdf[best])
+        mlflow.log_text(table.to_csv(index=False), "calibration.csv")
+        _log_figure(plots.calibration_figure(table), "plots/calibration.png")
+        importances = churn.feature_importances(fitted[best], fitted[best].transform(hold_df.limit(5)))
+        mlflow.log_text(pd.DataFrame(importances, columns=["feature", "importance"]).to_csv(index=False),
+                        "feature_importance.csv")
+        _log_figure(plots.importance_figure(importances), "plots/feature_importance.png")
+        example = train_df.select(inputs).limit(5).toPandas()
+        info = mlflow.spark.log_model(fitted[best], artifact_path="model",
+                                      signature=spark_signature(train_df.select(inputs), "prediction"),
+                                      input_example=example, pip_requirements=model_requirements("pyspark"))
+        run_id = run.info.run_id
+
+    log.info("churn: %s holdout AUC %.4f (recency %.4f, RFM %.4f); champion %s", best, challenger["roc_auc"],
+             challenger["baseline_recency_roc_auc"], challenger["baseline_rfm_roc_auc"],
+             "none" if champion_metrics is None else f"{champion_metrics['roc_auc']:.4f}")
+    train_df.unpersist()
+    hold_df.unpersist()
+    return register_and_gate(name, "churn", info.model_uri, run_id, challenger, champion_metrics, champion_version,
+                             opts, audit, ["roc_auc", "pr_auc", "lift_top_decile", "baseline_recency_roc_auc"])
+
+
+# --------------------------------------------------------------------------------------------------
+# CLV
+# --------------------------------------------------------------------------------------------------
+
+def train_clv(spark: SparkSession, fs: Path, labels_table: str, train_dates: list[str], holdout_date: str, opts,
+              audit: DeploymentAudit) -> dict:
+    name = f"{opts.model_prefix}clv"
+    horizon = opts.value_horizon_days
+    with step("clv: reading snapshots"):
+        train_date = train_dates[0]
+        train_raw = read_training(spark, fs, labels_table, train_dates).where(POPULATION_FILTER)
+        hold_raw = read_labelled(spark, fs, labels_table, holdout_date).where(POPULATION_FILTER)
+        numeric, categorical = available_features([c for c in train_raw.columns if c in set(hold_raw.columns)])
+
+        def prep(df: DataFrame) -> DataFrame:
+            return label_columns(prepare_features(df, numeric, categorical), VALUE_LABEL, boolean=False)
+
+        train_df = prep(train_raw).cache()
+        hold_df = value.run_rate(prep(hold_raw), horizon).cache()
+        n_train, n_hold = train_df.count(), hold_df.count()
+        log.info("clv: %d training rows (%s), %d holdout rows (%s)", n_train, train_date, n_hold, holdout_date)
+    inputs = numeric + categorical
+    params = {"maxIter": opts.gbt_iterations, "maxDepth": 5, "lossType": "squared"}
+    in_validation = (F.abs(F.xxhash64("customer_id", F.lit(opts.seed))) % 5) == 0
+    fit_part, val_part = train_df.where(~in_validation).cache(), train_df.where(in_validation).cache()
+    fitted: dict = {}
+    bg_cols = [c for c in value.BGNBD_COLUMNS if c in train_df.columns]
+    bgnbd = None
+    with step("clv: fitting BG/NBD + Gamma-Gamma"):
+        try:
+            # one snapshot: BG/NBD describes each customer once
+            newest = fit_part.where(F.col("as_of_date") == F.lit(train_date).cast("date"))
+            bgnbd = value.fit_bgnbd_baseline(newest.select(bg_cols).toPandas())
+            fitted["bgnbd"] = value.bgnbd_pipeline(bgnbd, horizon)
+            log.info("clv: BG/NBD %s", {k: round(v, 4) for k, v in bgnbd.params().items()})
+        except (ValueError, RuntimeError) as exc:
+            log.warning("clv: BG/NBD unavailable: %s", exc)
+    with step("clv: fitting GBTRegressor" + (" (BG/NBD outputs as features)" if bgnbd else "")):
+        fitted["gbt"] = value.build_pipeline(numeric, categorical, params=params, seed=opts.seed, bgnbd=bgnbd,
+                                             horizon_days=horizon).fit(fit_part)
+
+    val_mae = {}
+    for kind, model in fitted.items():
+        val = model.transform(val_part).select(LABEL, "prediction").toPandas()
+        val_mae[kind] = metrics.mae(val[LABEL], val["prediction"])
+        log.info("clv: %s validation MAE %.2f", kind, val_mae[kind])
+    best = min(val_mae, key=val_mae.get)
+    model = fitted[best]
+    model_inputs = inputs if best == "gbt" else bg_cols
+
+    with step("clv: evaluating on the holdout"):
+        pdf = hold_df.select("customer_id", LABEL, "baseline_run_rate").toPandas()
+        for kind, m in fitted.items():
+            pdf = pdf.merge(m.transform(hold_df).select("customer_id", F.col("prediction").alias(kind)).toPandas(),
+                            on="customer_id")
+        y = pdf[LABEL].to_numpy(dtype=float)
+        challenger = metrics.regression_metrics(y, pdf[best])
+        for kind in fitted:
+            challenger.update(_flat(f"{kind}_", metrics.regression_metrics(y, pdf[kind])))
+            challenger[f"{kind}_validation_mae"] = float(val_mae[kind])
+        challenger.update(_flat("baseline_run_rate_", metrics.regression_metrics(y, pdf["baseline_run_rate"])))
+        predictions = {kind: pdf[kind].to_numpy() for kind in fitted}
+        predictions["run_rate"] = pdf["baseline_run_rate"].to_numpy()
+
+    champion_metrics, champion_version = None, None
+    with step("clv: scoring the holdout with the current champion"):
+        try:
+            champ, champ_cols, champion_version = load_spark_champion(name)
+            if champ is not None and not [c for c in champ_cols or [] if c not in hold_df.columns]:
+                cp = champ.transform(hold_df).select("customer_id", F.col("prediction").alias("champ")).toPandas()
+                merged = pdf[["customer_id", LABEL]].merge(cp, on="customer_id")
+                champion_metrics = metrics.regression_metrics(merged[LABEL], merged["champ"])
+        except Exception as exc:
+            log.warning("clv: could not score champion on the holdout (%s): floors only", exc)
+
+    with step("clv: logging to MLflow"), mlflow.start_run(run_name=f"clv {holdout_date}") as run:
+        mlflow.set_tags({"model": "clv", "as_of_date": opts.as_of_date or holdout_date, "train_date": train_date,
+                         "holdout_date": holdout_date,
+                         "train_data_hash": fingerprint(train_df, ["customer_id", LABEL, *inputs])})
+        mlflow.log_params({"model_kind": "gbt_regressor" if best == "gbt" else "bgnbd_gamma_gamma",
+                           "candidates": ",".join(fitted), "train_date": train_date, "holdout_date": holdout_date,
+                           "train_dates": ",".join(train_dates),
+                           "horizon_days": horizon, "train_rows": n_train, "holdout_rows": n_hold,
+                           "population": POPULATION_FILTER, "n_features": len(model_inputs), "seed": opts.seed,
+                           **{f"gbt_{k}": v for k, v in params.items()},
+                           **({} if bgnbd is None else {k: round(v, 6) for k, v in bgnbd.params().items()})})
+        mlflow.log_metrics(_flat("", challenger))
+        if champion_metrics:
+            mlflow.log_metrics(_flat("champion_", champion_metrics))
+        mlflow.log_dict({"numeric": numeric, "categorical": categorical, "label": VALUE_LABEL,
+                         "model_inputs": model_inputs}, "features.json")
+        if bgnbd is not None:
+            mlflow.log_dict(bgnbd.params(), "bgnbd_gamma_gamma_params.json")
+        _log_figure(plots.value_deciles_figure(y, predictions), "plots/value_deciles.png")
+        gbt = fitted["gbt"]
+        importances = churn.feature_importances(gbt, gbt.transform(hold_df.limit(5)))
+        mlflow.log_text(pd.DataFrame(importances, columns=["feature", "importance"]).to_csv(index=False),
+                        "feature_importance_gbt.csv")
+        _log_figure(plots.importance_figure(importances), "plots/feature_importance_gbt.png")
+        info = mlflow.spark.log_model(model, artifact_path="model",
+                                      signature=spark_signature(train_df.select(model_inputs), "prediction"),
+                                      input_example=train_df.select(model_inputs).limit(5).toPandas(),
+                                      pip_requirements=model_requirements("pyspark", "scipy", "pandas"))
+        run_id = run.info.run_id
+    log.info("clv: %s holdout MAE %.2f (GBT %.2f, BG/NBD %s, run rate %.2f); Spearman %.3f", best, challenger["mae"],
+             challenger["gbt_mae"], f"{challenger.get('bgnbd_mae', float('nan')):.2f}",
+             challenger["baseline_run_rate_mae"], challenger["spearman"])
+    for df in (train_df, hold_df, fit_part, val_part):
+        df.unpersist()
+    return register_and_gate(name, "clv", info.model_uri, run_id, challenger, champion_metrics, champion_version,
+                             opts, audit, ["mae", "spearman", "top_decile_capture", "baseline_run_rate_mae"])
+
+
+# --------------------------------------------------------------------------------------------------
+# recommender
+# --------------------------------------------------------------------------------------------------
+
+SMALL_GRID = recommender.param_grid(ranks=[8, 16], reg_params=[0.01, 0.1], alphas=[1.0, 10.0])
+DEFAULT_ALS = {"rank": 16, "reg_param": 0.1, "alpha": 10.0}
+
+
+def read_events(spark: SparkSession, path: Path, through_date: str) -> DataFrame:
+    events = spark.read.parquet(str(path))
+    recommender.check_events(events)
+    return (events.select(F.col("customer_id").cast("string"), F.col("product_id").cast("string"),
+                          F.col("event_type").cast("string"), F.col("event_time").cast("timestamp"))
+            .where(F.col("event_time") < F.to_timestamp(F.date_add(F.lit(through_date).cast("date"), 1))))
+
+
+def train_recommender(spark: SparkSession, events_path: Path, products_path: Path | None, as_of: str | None, opts,
+                      audit: DeploymentAudit) -> dict:
+    name = f"{opts.model_prefix}recommender"
+    k = opts.rec_top_n
+    with step("recommender: reading interactions"):
+        events = spark.read.parquet(str(events_path))
+        if as_of is None:
+            as_of = events.agg(F.max(F.to_date("event_time"))).first()[0].isoformat()
+        events = read_events(spark, events_path, as_of).cache()
+        products = (spark.read.parquet(str(products_path)).select(F.col("product_id").cast("string"),
+                                                                  F.col("category").cast("string"))
+                    .dropDuplicates(["product_id"]).cache() if products_path else None)
+        n_events = events.count()
+        holdout_end = as_of
+        train_end = (dt.date.fromisoformat(as_of) - dt.timedelta(days=opts.rec_holdout_days)).isoformat()
+        val_end = (dt.date.fromisoformat(train_end) - dt.timedelta(days=opts.rec_holdout_days)).isoformat()
+        log.info("recommender: %d events up to %s; train <= %s, holdout (%s, %s]", n_events, as_of, train_end,
+                 train_end, holdout_end)
+
+    grid = SMALL_GRID if opts.rec_grid == "small" else [DEFAULT_ALS]
+    best_params = grid[0]
+    with mlflow.start_run(run_name=f"recommender {as_of}") as run:
+        if len(grid) > 1:
+            with step(f"recommender: grid of {len(grid)} on the validation window ({val_end}, {train_end}]"):
+                val_setup = recommender.evaluate_setup(events, products, val_end, train_end,
+                                                       half_life_days=opts.half_life_days)
+                best_score = -1.0
+                for params in grid:
+                    model = recommender.fit_als(val_setup["strength"], seed=opts.seed, **params)
+                    scores = recommender.evaluate_model(model, val_setup, k)
+                    with mlflow.start_run(run_name=f"als {params}", nested=True):
+                        mlflow.log_params(params)
+                        mlflow.log_metrics(_flat("validation_", scores))
+                    log.info("recommender: %s -> validation ndcg@%d %.4f", params, k, scores[f"ndcg_at_{k}"])
+                    if scores[f"ndcg_at_{k}"] > best_score:
+                        best_score, best_params = scores[f"ndcg_at_{k}"], params
+
+        with step(f"recommender: fitting ALS {best_params} and evaluating on the holdout"):
+            setup = recommender.evaluate_setup(events, products, train_end, holdout_end,
+                                               half_life_days=opts.half_life_days)
+            model = recommender.fit_als(setup["strength"], seed=opts.seed, **best_params)
+            challenger = recommender.evaluate_model(model, setup, k)
+            challenger.update(_flat("baseline_popularity_", recommender.evaluate_model(None, setup, k)))
+            gate_key = f"ndcg_at_{k}"
+            if gate_key != "ndcg_at_10":  # gates are written for k = 10; keep their names meaningful
+                challenger["ndcg_at_10"] = challenger[gate_key]
+                challenger["baseline_popularity_ndcg_at_10"] = challenger[f"baseline_popularity_{gate_key}"]
+
+        champion_metrics, champion_version = None, None
+        with step("recommender: evaluating the current champion on the holdout"):
+            try:
+                champ, _, champion_version = load_spark_champion(name)
+                if champ is not None:
+                    champion_metrics = recommender.evaluate_model(champ, setup, k)
+                    if gate_key != "ndcg_at_10":
+                        champion_metrics["ndcg_at_10"] = champion_metrics[gate_key]
+            except Exception as exc:
+                log.warning("recommender: could not evaluate champion (%s): floors only", exc)
+
+        with step("recommender: logging to MLflow"):
+            mlflow.set_tags({"model": "recommender", "as_of_date": as_of, "train_end": train_end,
+                             "holdout_end": holdout_end,
+                             "train_data_hash": fingerprint(setup["strength"], ["customer_id", "product_id",
+                                                                               "strength"])})
+            mlflow.log_params({"model_kind": "als_implicit", **best_params, "max_iter": 10, "top_n": k,
+                               "half_life_days": opts.half_life_days, "event_weights": str(recommender.EVENT_WEIGHTS),
+                               "holdout_days": opts.rec_holdout_days, "grid": opts.rec_grid, "events": n_events,
+                               "catalog_size": setup["catalog_size"]})
+            mlflow.log_metrics(_flat("", challenger))
+            if champion_metrics:
+                mlflow.log_metrics(_flat("champion_", champion_metrics))
+            example = setup["strength"].select("customer_id", "product_id").limit(5)
+            info = mlflow.spark.log_model(model, artifact_path="model",
+                                          signature=spark_signature(example, "prediction"),
+                                          input_example=example.toPandas(),
+                                          pip_requirements=model_requirements("pyspark"))
+            run_id = run.info.run_id
+    log.info("recommender: holdout ndcg@%d %.4f vs popularity %.4f, coverage %.3f", k, challenger[gate_key],
+             challenger[f"baseline_popularity_{gate_key}"], challenger.get("catalog_coverage", float("nan")))
+    events.unpersist()
+    return register_and_gate(name, "recommender", info.model_uri, run_id, challenger, champion_metrics,
+                             champion_version, opts, audit,
+                             [gate_key, f"recall_at_{k}", "catalog_coverage", f"baseline_popularity_{gate_key}"])

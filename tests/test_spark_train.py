@@ -1,0 +1,218 @@
+"""End-to-end training on a tiny synthetic feature store written by the test (no generator, no dbt)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from spark_jobs.train import (
+    Options,
+    build_parser_for_tests,
+    choose_dates,
+    options_from_args,
+    stacked_dates,
+    train,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_choose_dates_time_based_holdout():
+    features = ["2025-01-31", "2025-03-31", "2025-04-30", "2025-06-30", "2025-07-31"]
+    labels = ["2025-01-31", "2025-03-31", "2025-04-30"]  # later snapshots are not fully observed yet
+    # 89 days < 90: no snapshot gives disjoint label windows, so the oldest (least overlap) is used
+    assert choose_dates(features, labels, "2025-07-31", 90) == ("2025-01-31", "2025-04-30", 89)
+    assert choose_dates(features, labels, "2025-07-31", 89) == ("2025-01-31", "2025-04-30", 89)
+    assert choose_dates(features, labels, "2025-07-31", 30) == ("2025-03-31", "2025-04-30", 30)
+    assert choose_dates(features, labels, "2025-07-31", 90, train_date="2025-03-31") == (
+        "2025-03-31", "2025-04-30", 30)
+    with pytest.raises(ValueError, match="no labelled snapshot"):
+        choose_dates(features, labels, "2025-07-31", 90, allow_overlap=False)
+    with pytest.raises(ValueError, match="no snapshot with features and labels"):
+        choose_dates(features, labels, "2024-12-31", 90)
+    assert stacked_dates(labels, "2025-03-31", 5) == ["2025-03-31", "2025-01-31"]
+    assert stacked_dates(labels, "2025-04-30", 1) == ["2025-04-30"]
+
+
+def test_arguments():
+    args = build_parser_for_tests().parse_args(["--model", "churn", "--as-of-date", "2025-07-31", "--no-promote",
+                                                "--gate-margin", "-0.01"])
+    opts = options_from_args(args)
+    assert opts.models == ["churn"] and opts.as_of_date == "2025-07-31"
+    assert opts.promote is False and opts.gate_margin == -0.01
+    assert options_from_args(build_parser_for_tests().parse_args([])).models == ["churn", "clv", "recommender"]
+
+
+def _snapshot(rng: np.random.Generator, n: int, as_of: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Features plus churn and value labels that depend on them (recency, sessions, frequency)."""
+    ids = [f"c{i:04d}" for i in range(n)]
+    orders = rng.poisson(3, n) + 1
+    first = rng.integers(60, 700, n)
+    last = np.minimum(first, rng.exponential(70, n).astype(int))
+    sessions = rng.poisson(2, n) * (rng.random(n) < 0.7)
+    aov = rng.gamma(4, 15, n)
+    freq = orders - 1
+    churn_logit = (last - 60) / 25 - 0.8 * (sessions - 1.4) - 0.25 * (orders - 4)
+    churned = rng.random(n) < 1 / (1 + np.exp(-churn_logit))
+    future = np.where(churned, 0.0, rng.poisson(orders / 2 + 0.5) * aov * rng.uniform(0.8, 1.2, n))
+    features = pd.DataFrame({
+        "customer_id": ids,
+        "days_since_first_order": first.astype("int32"),
+        "days_since_last_order": last.astype("int32"),
+        "tenure_days": first.astype("int32"),
+        "orders_count": orders.astype("int32"),
+        "purchase_days": orders.astype("int32"),
+        "net_revenue_eur": orders * aov,
+        "net_revenue_eur_90d": np.where(last < 90, aov * rng.poisson(1, n), 0.0),
+        "avg_order_value_eur": aov,
+        "avg_days_between_orders": np.where(freq > 0, (first - last) / np.maximum(freq, 1), np.nan),
+        "sessions_30d": sessions.astype("int32"),
+        "days_since_last_visit": np.where(sessions > 0, rng.integers(0, 30, n), np.nan),
+        "has_tracking": sessions > 0,
+        "rfm_recency_score": pd.qcut(-last, 5, labels=False, duplicates="drop").astype("int32") + 1,
+        "rfm_frequency_score": np.clip(orders, 1, 5).astype("int32"),
+        "rfm_monetary_score": pd.qcut(orders * aov, 5, labels=False).astype("int32") + 1,
+        "country": rng.choice(["DE", "FR", "SE", None], n),
+        "bgnbd_frequency": freq.astype("int32"),
+        "bgnbd_recency_days": np.where(freq > 0, first - last, 0).astype("int32"),
+        "bgnbd_t_days": first.astype("int32"),
+        "bgnbd_monetary_eur": np.where(freq > 0, aov, np.nan),
+    })
+    # money arrives as DECIMAL(18,2) from the dbt export
+    for col in ("net_revenue_eur", "bgnbd_monetary_eur"):
+        features[col] = [None if np.isnan(v) else Decimal(f"{v:.2f}") for v in features[col]]
+    horizon_c = pd.DataFrame({"customer_id": ids, "churn_horizon_days": 90, "churned": churned})
+    horizon_v = pd.DataFrame({"customer_id": ids, "value_horizon_days": 180,
+                              "future_net_revenue_eur": [Decimal(f"{v:.2f}") for v in future]})
+    return features, horizon_c, horizon_v
+
+
+def _write(df: pd.DataFrame, root: Path, table: str, as_of: str) -> None:
+    path = root / table / f"as_of_date={as_of}"
+    path.mkdir(parents=True)
+    df.to_parquet(path / "part-0.parquet", index=False)
+
+
+def _events(rng: np.random.Generator) -> pd.DataFrame:
+    products = [f"{g}{i}" for g in "AB" for i in range(10)]
+    rows = []
+    for c in range(60):
+        group = products[:10] if c % 2 == 0 else products[10:]
+        for _ in range(8):
+            when = dt.datetime(2025, 4, 1) + dt.timedelta(days=int(rng.integers(0, 120)), hours=int(rng.integers(0, 24)))
+            kind = rng.choice(["product_view", "add_to_cart", "purchase"], p=[0.6, 0.2, 0.2])
+            rows.append((f"c{c:04d}", str(rng.choice(group)), str(kind), when))
+    return pd.DataFrame(rows, columns=["customer_id", "product_id", "event_type", "event_time"])
+
+
+@pytest.fixture()
+def env(tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    for key, value in {
+        "C360_DATA_DIR": str(data),
+        "C360_FEATURE_STORE_DIR": str(data / "feature_store"),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{data / 'mlflow' / 'mlflow.db'}",
+        "C360_MLFLOW_ARTIFACT_ROOT": str(data / "mlflow" / "artifacts"),
+        "SPARK_MASTER": "local[2]",
+    }.items():
+        monkeypatch.setenv(key, value)
+    (data / "mlflow").mkdir(parents=True)
+    return data
+
+
+@pytest.mark.integration
+def test_train_all_models_end_to_end(spark, env, capsys):
+    import mlflow
+
+    rng = np.random.default_rng(2024)
+    fs = env / "feature_store"
+    for as_of in ("2025-01-31", "2025-04-30"):
+        features, churn_labels, value_labels = _snapshot(rng, 500, as_of)
+        _write(features, fs, "customer_features", as_of)
+        _write(churn_labels, fs, "labels_churn", as_of)
+        _write(value_labels, fs, "labels_value", as_of)
+    events = _events(rng)
+    (fs / "interactions").mkdir()
+    events.to_parquet(fs / "interactions" / "part-0.parquet", index=False, coerce_timestamps="us")
+    products = pd.DataFrame({"product_id": sorted(events["product_id"].unique())})
+    products["category"] = products["product_id"].str[0]
+    (fs / "products").mkdir()
+    products.to_parquet(fs / "products" / "part-0.parquet", index=False)
+
+    opts = Options(models=["churn", "clv", "recommender"], as_of_date="2025-07-31", gbt_iterations=4,
+                   rec_grid="none", rec_top_n=5, rec_holdout_days=30)
+    assert train(opts, spark=spark) == 0
+    results = {r["model"]: r for r in json.loads(capsys.readouterr().out.strip().splitlines()[-1])}
+    assert set(results) == {"churn", "clv", "recommender"}
+
+    client = mlflow.MlflowClient()
+    churn = results["churn"]
+    assert churn["promoted"], churn["gates"]
+    assert churn["champion_version"] == churn["version"] == "1"
+    run = client.get_run(churn["run_id"])
+    assert run.data.params["train_date"] == "2025-01-31" and run.data.params["holdout_date"] == "2025-04-30"
+    for key in ("roc_auc", "pr_auc", "lift_top_decile", "brier", "baseline_recency_roc_auc", "baseline_rfm_roc_auc",
+                "gbt_roc_auc", "logreg_roc_auc"):
+        assert key in run.data.metrics, key
+    assert run.data.metrics["roc_auc"] > run.data.metrics["baseline_recency_roc_auc"]
+    assert "train_data_hash" in run.data.tags
+    artifacts = {a.path for a in client.list_artifacts(churn["run_id"], "plots")}
+    assert {"plots/roc.png", "plots/lift.png", "plots/calibration.png", "plots/feature_importance.png"} <= artifacts
+
+    for name in ("clv", "recommender"):
+        tags = client.get_model_version(name, results[name]["version"]).tags
+        assert tags["validation_status"] in {"passed", "failed"}
+        assert results[name]["promoted"] == (tags["validation_status"] == "passed")
+    clv_metrics = client.get_run(results["clv"]["run_id"]).data.metrics
+    # whichever candidate won, the CLV model also outputs the BG/NBD quantities the scores table carries
+    from ml.registry import load_spark_champion
+
+    model_version = results["clv"]["version"]
+    clv_model = mlflow.spark.load_model(f"models:/clv/{model_version}")
+    clv_columns = mlflow.models.get_model_info(f"models:/clv/{model_version}").signature.inputs.input_names()
+    sample = spark.read.parquet(str(fs / "customer_features" / "as_of_date=2025-04-30")).limit(5)
+    from ml.features import prepare_features, split_columns
+
+    scored = clv_model.transform(prepare_features(sample, *split_columns(clv_columns)))
+    assert {"prediction", "p_alive", "expected_purchases"} <= set(scored.columns)
+    assert scored.where("prediction < 0 or p_alive < 0 or p_alive > 1").count() == 0
+    assert load_spark_champion("nonexistent") == (None, None, None)
+    assert {"mae", "rmse", "spearman", "top_decile_capture", "baseline_run_rate_mae", "gbt_mae", "bgnbd_mae",
+            "gbt_validation_mae", "bgnbd_validation_mae"} <= set(clv_metrics)
+    rec_metrics = client.get_run(results["recommender"]["run_id"]).data.metrics
+    assert {"ndcg_at_5", "precision_at_5", "recall_at_5", "catalog_coverage", "baseline_popularity_ndcg_at_5"} <= set(
+        rec_metrics)
+
+    from ml.registry import DeploymentAudit
+
+    audit = DeploymentAudit(env / "mlflow" / "deployments.sqlite")
+    assert [(e.action, e.to_version) for e in audit.history("churn", "champion")] == [("promote", "1")]
+
+    # scoring in a fresh process: pyfunc returns P(churn) for raw feature rows, nulls included
+    script = (
+        "import json, mlflow, pandas as pd\n"
+        "m = mlflow.pyfunc.load_model('models:/churn@champion')\n"
+        "cols = m.metadata.get_input_schema().input_names()\n"
+        "X = pd.read_parquet(r'%s').head(20)\n"
+        "X['has_tracking'] = X['has_tracking'].astype(float)\n"
+        "X = X.reindex(columns=cols).astype({c: float for c in cols if c != 'country'})\n"
+        "X.loc[0, 'days_since_last_visit'] = None\n"
+        "print(json.dumps([float(v) for v in m.predict(X)]))\n"
+    ) % (fs / "customer_features" / "as_of_date=2025-04-30" / "part-0.parquet")
+    # a script file, not `python -c`: with -c, pyspark's connect modules run their doctest stubs and exit
+    script_file = env.parent / "score.py"
+    script_file.write_text(script)
+    out = subprocess.run([sys.executable, str(script_file)], cwd=REPO, capture_output=True, text=True, timeout=240,
+                         env={**os.environ})
+    assert out.returncode == 0 and out.stdout.strip(), (out.stdout[-2000:], out.stderr[-3000:])
+    probabilities = json.loads(out.stdout.strip().splitlines()[-1])
+    assert len(probabilities) == 20 and all(0.0 <= p <= 1.0 for p in probabilities)
