@@ -330,7 +330,7 @@ def segment_deltas(con, as_of_date: date) -> dict[str, dict[str, int]]:
 # What the predicates are evaluated over: the date's feature snapshot plus the scores (types for binding).
 PREDICATE_TABLE = "feature_store.customer_features"
 SCORE_TYPES = {"churn_probability": "DOUBLE", "churn_decile": "INTEGER", "p_alive": "DOUBLE",
-               "predicted_value_eur": "DOUBLE", "value_decile": "INTEGER"}
+               "predicted_value_eur": "DOUBLE", "value_decile": "INTEGER", "expected_purchases": "DOUBLE"}
 
 
 def check_predicates(con, segments: list[Segment], table: str = PREDICATE_TABLE) -> list[str]:

@@ -94,3 +94,15 @@ def check_reconciliation(ds: str) -> dict:
     report = reconcile(get_settings(), _day(ds))
     log.info("Reconciliation for %s: %s", ds, report)
     return report
+
+
+def dbt_build_scores(context) -> dict:
+    """Load the night's scores and build everything downstream of them (score marts, customer_360, segments)."""
+    from c360 import transform
+    from c360.scores_load import load_scores
+
+    day = run_date_from_context(context)
+    loaded = load_scores(day, get_settings())
+    result = transform.build_scores(day, get_settings())
+    publish_run_date(context, day)
+    return {"run_date": day.isoformat(), "loaded": loaded, "seconds": round(result.elapsed_seconds, 1)}

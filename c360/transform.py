@@ -27,6 +27,10 @@ FAILED_STATUSES = {"error", "fail", "runtime error"}
 FEATURE_TABLE = "feature_store.customer_features"
 LABEL_TABLES = {"labels_churn": "churn_horizon_days", "labels_value": "value_horizon_days"}
 FEATURE_STORE_SELECTOR = "path:models/feature_store"
+# Everything downstream of the scores (score marts, customer_360, segments): rebuilt once the night's scores are loaded
+SCORES_SELECTOR = "source:scores+"
+# The env var the dbt project reads the segment definitions from (dbt_project/macros/segments.sql)
+SEGMENTS_ENV = "C360_SEGMENTS_JSON"
 # the dbt project's default lookback_days var: label partitions whose horizon closed this recently are re-exported
 DEFAULT_LOOKBACK_DAYS = 3
 
@@ -116,13 +120,15 @@ def run_dbt(
     settings: Settings | None = None,
     *,
     extra_vars: dict | None = None,
+    segments: dict | None = None,
     raise_on_failure: bool = True,
 ) -> DbtResult:
     """Run one dbt command (e.g. ["build"], ["run", "-s", "customer_features"]) in-process.
 
     Adds --project-dir/--profiles-dir/--target from settings, passes run_date (the dbt var `run_date`; None = the
-    latest landed date) and any other dbt vars. Raises DbtRunError naming the failed nodes unless
-    raise_on_failure is False.
+    latest landed date) and any other dbt vars. `segments` is the segment definitions for the segment marts
+    (c360.segments.segments_dbt_var()); without them those models leave their tables unchanged. Raises
+    DbtRunError naming the failed nodes unless raise_on_failure is False.
     """
     from dbt.cli.main import dbtRunner  # heavy import: only when dbt actually runs
 
@@ -140,6 +146,10 @@ def run_dbt(
     env = settings.as_env()
     if run_date is not None:
         env["C360_RUN_DATE"] = run_date.isoformat()
+    if segments is not None:
+        # an env var, not --vars, for the same reason; serialized canonically so an unchanged segments.yml is
+        # byte-identical every night and dbt re-parses nothing
+        env[SEGMENTS_ENV] = json.dumps(segments, sort_keys=True, separators=(",", ":"))
     Path(settings.warehouse_path).parent.mkdir(parents=True, exist_ok=True)
 
     log.info("dbt %s", " ".join(args))
@@ -171,12 +181,49 @@ def run_dbt(
     return result
 
 
-def build(run_date: date | None = None, settings: Settings | None = None) -> DbtResult:
+def load_segment_definitions(segments_file: str | Path | None = None, *, strict: bool = False) -> dict | None:
+    """The segment definitions for dbt (c360.segments.segments_dbt_var()), from segments.yml by default.
+
+    An invalid file raises SegmentConfigError when `strict`; otherwise it is logged and None is returned (the
+    segment marts then keep their tables: a marketing-config typo must not stop the feature store).
+    """
+    from c360.segments import SegmentConfigError, segments_dbt_var
+
+    try:
+        return segments_dbt_var(segments_file)
+    except SegmentConfigError as exc:
+        if strict:
+            raise
+        log.error("Segment definitions not loaded, the segment marts are left unchanged: %s", exc)
+        return None
+
+
+def build(
+    run_date: date | None = None, settings: Settings | None = None, *, segments_file: str | Path | None = None
+) -> DbtResult:
     """The nightly: `dbt build` (seeds, models, data tests) for the logical date.
 
+    Segment memberships are evaluated with the definitions of segments.yml (or `segments_file`) over whatever
+    scores the date has at that point; `build_scores` re-evaluates them once the night's scores are loaded.
     Unit tests are left to CI (tests/test_dbt_*.py): they check SQL logic, not the night's data.
     """
-    return run_dbt(["build", "--exclude-resource-type", "unit_test"], run_date, settings)
+    return run_dbt(
+        ["build", "--exclude-resource-type", "unit_test"], run_date, settings,
+        segments=load_segment_definitions(segments_file),
+    )
+
+
+def build_scores(
+    run_date: date | None = None, settings: Settings | None = None, *, segments_file: str | Path | None = None
+) -> DbtResult:
+    """After the night's scores are loaded (c360.scores_load.load_scores): build everything downstream of them -
+    marts.customer_scores, marts.customer_recommendations, marts.customer_360, marts.segment_members,
+    segment_evaluations and segment_changes - with their data tests. Raises when segments.yml is invalid.
+    """
+    return run_dbt(
+        ["build", "-s", SCORES_SELECTOR, "--exclude-resource-type", "unit_test"], run_date, settings,
+        segments=load_segment_definitions(segments_file, strict=True),
+    )
 
 
 def backfill_snapshots(

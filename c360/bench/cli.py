@@ -16,6 +16,7 @@ import os
 import platform
 import shutil
 import statistics
+import sys
 import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -134,6 +135,14 @@ def run(args: argparse.Namespace) -> int:
     dbt_stage = next(s for s in nightly if s.stage == "dbt")
     comparisons["dbt_nightly_vs_scan_floor"] = round(dbt_stage.median_seconds / floor["median_seconds"], 2)
 
+    # the same features by dbt and by a plain pandas implementation, checked equal (bench/pandas_features.py)
+    feature_json = root / "feature_build_comparison.json"
+    stages.append(run_stage("pandas_reference", [
+        sys.executable, str(PROJECT_ROOT / "bench" / "pandas_features.py"), "--warehouse", env["WAREHOUSE_PATH"],
+        "--date", last.isoformat(), "--time", str(args.repeat), "--out", str(feature_json)], env, 1, log_path))
+    if feature_json.exists():
+        comparisons["dbt_features_vs_pandas"] = json.loads(feature_json.read_text())
+
     if not args.skip_history_ratio and size["days"] > 31:
         short_root = root / "short-history"
         short_root.mkdir()
@@ -199,6 +208,11 @@ def _markdown(r: dict) -> str:
               f"| scan floor (one aggregate scan of raw) | {c['scan_floor']['median_seconds']:.2f} s over "
               f"{c['scan_floor']['rows_scanned']:,} rows |",
               f"| nightly dbt / scan floor | {c['dbt_nightly_vs_scan_floor']}x |"]
+    if "dbt_features_vs_pandas" in c:
+        f = c["dbt_features_vs_pandas"]
+        verdict = "equal" if f["equal"] else "DIFFER: " + ", ".join(f["mismatched_columns"])
+        lines.append(f"| dbt feature build vs pandas reference ({verdict}) | {f['dbt']['median_seconds']} s vs "
+                     f"{f['pandas']['median_seconds']} s = pandas **{f['pandas_over_dbt']}x** |")
     if "history_ratio_dbt" in c:
         h = c["history_ratio_dbt"]
         lines.append(f"| nightly dbt after {h['after_days'][1]} vs {h['after_days'][0]} days of history | "

@@ -4,10 +4,15 @@
 
 with sessions as (
 
+    -- each cookie-day's latest state known by run_date (an empty state, session_id null, has no sessions)
     select *
-    from {{ ref('int_session_states') }}
-    where known_date <= {{ run_date() }}
-    qualify known_date = max(known_date) over (partition by anonymous_id, session_date)
+    from (
+        select *
+        from {{ ref('int_session_states') }}
+        where known_date <= {{ run_date() }}
+        qualify known_date = max(known_date) over (partition by anonymous_id, session_date)
+    )
+    where session_id is not null
 
 ),
 

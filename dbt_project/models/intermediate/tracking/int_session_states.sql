@@ -12,6 +12,10 @@
 --
 -- Incremental: recomputes the states of known dates run_date - lookback_days .. run_date, from the events that
 -- became known then (late events merge into the right sessions). Cost follows the new events, not the history.
+--
+-- A state with no session starting on its day (a late event just before midnight absorbed the day's only
+-- session into the previous day's) is kept as one row with session_id null, so that readers taking each
+-- cookie-day's latest state stop seeing the absorbed session. Readers drop those rows after picking the state.
 
 with events as (
 
@@ -72,37 +76,85 @@ facts as (
 
     {{ session_facts('sessionized', partition_by=['anonymous_id', 'session_date', 'state_known_date']) }}
 
+),
+
+sessions as (
+
+    select
+        session_id,
+        anonymous_id,
+        session_date,
+        state_known_date                                                       as known_date,
+        session_start_at,
+        session_end_at,
+        datediff('second', session_start_at, session_end_at)                   as duration_seconds,
+        events_count,
+        page_views,
+        product_views,
+        searches,
+        cart_adds,
+        cart_removes,
+        checkouts,
+        purchases,
+        purchases > 0                                                          as has_purchase,
+        cart_adds > 0 and purchases = 0                                        as is_abandoned_cart,
+        order_id,
+        landing_page,
+        referrer,
+        utm_source,
+        utm_medium,
+        utm_campaign,
+        {{ marketing_channel('utm_source', 'utm_medium', 'utm_campaign', 'referrer') }} as channel,
+        coalesce(device_type, 'unknown')                                       as device_type,
+        os,
+        browser,
+        logged_in_customer_id
+    from facts
+    -- a state describes the sessions that start on its own day; the neighbouring days only gave context
+    where {{ utc_date('session_start_at') }} = session_date
+
+),
+
+-- cookie-days whose recomputed state has no session starting that day, but which had sessions in an earlier
+-- state (this run's or, for older known dates, the table's)
+emptied_cookie_days as (
+
+    select distinct changed.anonymous_id, changed.session_date, changed.state_known_date
+    from changed_cookie_days as changed
+    where not exists (
+        select 1 from sessions
+        where sessions.anonymous_id = changed.anonymous_id
+          and sessions.session_date = changed.session_date
+          and sessions.known_date = changed.state_known_date
+    )
+      and (
+        exists (
+            select 1 from sessions
+            where sessions.anonymous_id = changed.anonymous_id
+              and sessions.session_date = changed.session_date
+              and sessions.known_date < changed.state_known_date
+        )
+        {% if is_incremental() -%}
+        or exists (
+            select 1 from {{ this }} as earlier
+            where earlier.anonymous_id = changed.anonymous_id
+              and earlier.session_date = changed.session_date
+              and earlier.known_date < {{ lookback_start() }}
+              and earlier.session_id is not null
+        )
+        {%- endif %}
+      )
+
 )
 
+select * from sessions
+
+-- the columns a state row has not are null
+union all by name
+
 select
-    session_id,
+    cast(null as varchar)                                                  as session_id,
     anonymous_id,
     session_date,
-    state_known_date                                                       as known_date,
-    session_start_at,
-    session_end_at,
-    datediff('second', session_start_at, session_end_at)                   as duration_seconds,
-    events_count,
-    page_views,
-    product_views,
-    searches,
-    cart_adds,
-    cart_removes,
-    checkouts,
-    purchases,
-    purchases > 0                                                          as has_purchase,
-    cart_adds > 0 and purchases = 0                                        as is_abandoned_cart,
-    order_id,
-    landing_page,
-    referrer,
-    utm_source,
-    utm_medium,
-    utm_campaign,
-    {{ marketing_channel('utm_source', 'utm_medium', 'utm_campaign', 'referrer') }} as channel,
-    coalesce(device_type, 'unknown')                                       as device_type,
-    os,
-    browser,
-    logged_in_customer_id
-from facts
--- a state describes the sessions that start on its own day; the neighbouring days only gave context
-where {{ utc_date('session_start_at') }} = session_date
+    state_known_date                                                       as known_date
+from emptied_cookie_days

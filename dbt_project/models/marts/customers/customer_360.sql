@@ -1,13 +1,32 @@
 -- One row per customer: the analyst's view of a customer, as of the latest feature snapshot (the last run_date).
 -- Profile and consent, orders and value after returns (EUR), RFM scores and segment, favourite category,
--- web behaviour (sessions, views, carts, devices, channels). No personal data: join pii.pii_customer_contacts
--- on customer_id where contact details are needed and allowed.
+-- web behaviour (sessions, views, carts, devices, channels), and the customer's latest model scores (scored on or
+-- before the snapshot date; null when never scored). No personal data: join pii.pii_customer_contacts on
+-- customer_id where contact details are needed and allowed.
 
 with latest_snapshot as (
 
     select *
     from {{ ref('customer_features') }}
     where as_of_date = (select max(as_of_date) from {{ ref('customer_features') }})
+
+),
+
+-- each customer's most recent scores up to the snapshot date
+latest_scores as (
+
+    select
+        customer_id,
+        arg_max(
+            struct_pack(
+                as_of_date, churn_probability, churn_decile, p_alive, expected_purchases, predicted_value_eur,
+                value_decile, churn_model_version, clv_model_version, recommender_model_version
+            ),
+            as_of_date
+        )                                                   as s
+    from {{ ref('customer_scores') }}
+    where as_of_date <= (select max(as_of_date) from {{ ref('customer_features') }})
+    group by customer_id
 
 )
 
@@ -55,6 +74,17 @@ select
     f.share_sessions_mobile_90d::double                     as share_sessions_mobile_90d,
     f.share_sessions_tablet_90d::double                     as share_sessions_tablet_90d,
     f.first_touch_channel::varchar                          as first_touch_channel,
-    f.last_touch_channel::varchar                           as last_touch_channel
+    f.last_touch_channel::varchar                           as last_touch_channel,
+    scores.s.churn_probability::double                      as churn_probability,
+    scores.s.churn_decile::integer                          as churn_decile,
+    scores.s.p_alive::double                                as p_alive,
+    scores.s.expected_purchases::double                     as expected_purchases,
+    scores.s.predicted_value_eur::double                    as predicted_value_eur,
+    scores.s.value_decile::integer                          as value_decile,
+    scores.s.churn_model_version::varchar                   as churn_model_version,
+    scores.s.clv_model_version::varchar                     as clv_model_version,
+    scores.s.recommender_model_version::varchar             as recommender_model_version,
+    scores.s.as_of_date::date                               as scored_as_of
 from latest_snapshot as f
 left join {{ ref('dim_customers') }} as c on c.customer_id = f.customer_id
+left join latest_scores as scores on scores.customer_id = f.customer_id

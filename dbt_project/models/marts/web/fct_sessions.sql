@@ -24,13 +24,17 @@ with changed_cookies as (
 
 ),
 
--- today's version of each cookie-day: its latest state
+-- today's version of each cookie-day: its latest state (an empty state, session_id null, has no sessions)
 sessions as (
 
-    select states.*
-    from {{ ref('int_session_states') }} as states
-    semi join changed_cookies on changed_cookies.anonymous_id = states.anonymous_id
-    qualify states.known_date = max(states.known_date) over (partition by states.anonymous_id, states.session_date)
+    select *
+    from (
+        select states.*
+        from {{ ref('int_session_states') }} as states
+        semi join changed_cookies on changed_cookies.anonymous_id = states.anonymous_id
+        qualify states.known_date = max(states.known_date) over (partition by states.anonymous_id, states.session_date)
+    )
+    where session_id is not null
 
 ),
 

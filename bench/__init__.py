@@ -1,0 +1,1 @@
+"""Benchmark helpers that live outside the c360 package (reference implementations to compare the pipeline with)."""

@@ -1,0 +1,66 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='replace_dates',
+        date_column='as_of_date',
+        on_schema_change='fail'
+    )
+}}
+-- One row per as_of_date and customer: the model scores of that date (churn, BG/NBD, value) with the versions of the
+-- models that produced them. The history of every scored date is kept.
+--
+-- Incremental per date: a run replaces its run_date (so a rerun after re-scoring, or after the date's scores were
+-- withdrawn, gives exactly what raw.scores holds now) and every date whose rows were (re)loaded since the last run
+-- (a backfill scored later). Dates are compared by their latest load time.
+
+with scores as (
+
+    select * from {{ ref('stg_scores__customer_scores') }}
+
+)
+
+{% if is_incremental() -%}
+, loaded as (
+
+    select as_of_date, max(loaded_at) as loaded_at from scores group by as_of_date
+
+),
+
+built as (
+
+    select as_of_date, max(loaded_at) as loaded_at from {{ this }} group by as_of_date
+
+),
+
+dates_to_build as (
+
+    select loaded.as_of_date
+    from loaded
+    left join built on built.as_of_date = loaded.as_of_date
+    where loaded.as_of_date = {{ run_date() }}
+       or built.as_of_date is null
+       or loaded.loaded_at is distinct from built.loaded_at
+
+)
+{%- endif %}
+
+select
+    scores.as_of_date::date                                             as as_of_date,
+    scores.customer_id::varchar                                         as customer_id,
+    scores.churn_probability::double                                    as churn_probability,
+    scores.churn_decile::integer                                        as churn_decile,
+    scores.p_alive::double                                              as p_alive,
+    scores.expected_purchases::double                                   as expected_purchases,
+    scores.predicted_value_eur::double                                  as predicted_value_eur,
+    scores.value_decile::integer                                        as value_decile,
+    scores.churn_model_version::varchar                                 as churn_model_version,
+    scores.clv_model_version::varchar                                   as clv_model_version,
+    scores.recommender_model_version::varchar                           as recommender_model_version,
+    scores.feature_snapshot_date::date                                  as feature_snapshot_date,
+    scores.run_id::varchar                                              as run_id,
+    scores.scored_at::timestamptz                                       as scored_at,
+    scores.loaded_at::timestamptz                                       as loaded_at
+from scores
+{% if is_incremental() -%}
+semi join dates_to_build on dates_to_build.as_of_date = scores.as_of_date
+{%- endif %}

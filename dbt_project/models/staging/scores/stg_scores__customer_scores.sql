@@ -1,0 +1,26 @@
+-- One row per as_of_date and customer: the scores computed for that date, typed and renamed. The loader replaces a
+-- date's rows, so there is normally one row per key already; should a date hold two (a loader bug, a manual
+-- insert), the most recently loaded row wins.
+
+select
+    as_of_date::date                                                    as as_of_date,
+    customer_id::varchar                                                as customer_id,
+    run_id::varchar                                                     as run_id,
+    churn_probability::double                                           as churn_probability,
+    churn_decile::integer                                               as churn_decile,
+    p_alive::double                                                     as p_alive,
+    expected_purchases::double                                          as expected_purchases,
+    predicted_value_eur::double                                         as predicted_value_eur,
+    value_decile::integer                                               as value_decile,
+    churn_model_version::varchar                                        as churn_model_version,
+    clv_model_version::varchar                                          as clv_model_version,
+    recommender_model_version::varchar                                  as recommender_model_version,
+    feature_snapshot_date::date                                         as feature_snapshot_date,
+    scored_at::timestamptz                                              as scored_at,
+    _loaded_at::timestamptz                                             as loaded_at
+from {{ source('scores', 'scores') }}
+where customer_id is not null and as_of_date is not null
+qualify row_number() over (
+    partition by as_of_date, customer_id
+    order by _loaded_at desc nulls last, scored_at desc nulls last, run_id desc nulls last
+) = 1

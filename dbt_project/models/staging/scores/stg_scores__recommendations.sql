@@ -1,0 +1,19 @@
+-- One row per as_of_date, customer and rank: the recommended products of that date, rank 1 = best. A duplicated
+-- key (should the loader ever append) keeps the most recently loaded row.
+
+select
+    as_of_date::date                                                    as as_of_date,
+    customer_id::varchar                                                as customer_id,
+    "rank"::integer                                                     as rank,
+    product_id::varchar                                                 as product_id,
+    score::double                                                       as score,
+    lower(source)::varchar                                              as source,
+    run_id::varchar                                                     as run_id,
+    recommender_model_version::varchar                                  as recommender_model_version,
+    _loaded_at::timestamptz                                             as loaded_at
+from {{ source('scores', 'recommendations') }}
+where customer_id is not null and as_of_date is not null and "rank" is not null and product_id is not null
+qualify row_number() over (
+    partition by as_of_date, customer_id, "rank"
+    order by _loaded_at desc nulls last, run_id desc nulls last, product_id
+) = 1

@@ -1,0 +1,276 @@
+"""Scores into the marts and segments per date (dbt): the nightly order of things on the tiny base scenario.
+
+Night 01-19: the dbt build (no scores yet), then the scores are loaded and the score part is rebuilt; the same for
+night 01-20. Checks the score marts, customer_360's latest scores, segment members (feature and score predicates,
+consent as of the date, model versions) and the entered/exited deltas; then that a rerun replaces a date (also
+when its scores were withdrawn) and that a hand run without segment definitions leaves the segments alone.
+A second warehouse builds the repository's segments.yml with raw.scores empty.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import duckdb
+import pytest
+
+from c360 import transform
+from c360.config import get_settings
+from c360.segments import segments_dbt_var
+from tests import dbt_testkit as kit
+
+pytestmark = pytest.mark.integration
+
+D1, D2 = date(2025, 1, 19), date(2025, 1, 20)
+
+SEGMENTS = {"segments": [
+    {"name": "buyers", "where": "orders_count >= 1", "required_consent": "marketing",
+     "consent_column": "marketing_consent"},
+    {"name": "high_churn", "where": "churn_decile >= 8", "required_consent": "marketing",
+     "consent_column": "marketing_consent"},
+    # like segments.yml's win_back: coalesce() would admit unscored customers were scores not required
+    {"name": "maybe_alive", "where": "coalesce(p_alive, 1) >= 0.5", "required_consent": "none",
+     "consent_column": None},
+]}
+
+# churn deciles per night: high_churn is {C1, C3} on 01-19 and {C2, C3, C4} on 01-20
+CHURN_DECILES = {D1: {"C1": 9, "C2": 3, "C3": 8, "C4": 1}, D2: {"C1": 2, "C2": 9, "C3": 8, "C4": 10}}
+
+TABLES = {
+    "marts.customer_scores": "as_of_date, customer_id",
+    "marts.customer_recommendations": "as_of_date, customer_id, rank",
+    "marts.segment_members": "as_of_date, segment, customer_id",
+    "marts.segment_evaluations": "as_of_date, segment",
+    "marts.segment_changes": "as_of_date, segment, customer_id",
+    "marts.customer_360": "customer_id",
+}
+
+
+def ensure_score_tables(con) -> None:
+    """raw.scores / raw.recommendations as the lead's loader creates them (or as dbt's fallback would)."""
+    try:
+        from c360.scores_load import ensure_tables
+    except ImportError:  # loader not there: the dbt on-run-start creates them on the first run
+        return
+    ensure_tables(con)
+
+
+def load_scores(con, day: date, deciles: dict[str, int]) -> None:
+    """Replace a date's scores and recommendations, as c360.scores_load.load_scores does."""
+    now = datetime.now(UTC)
+    con.execute("delete from raw.scores where as_of_date = ?", [day])
+    con.execute("delete from raw.recommendations where as_of_date = ?", [day])
+    for customer, decile in deciles.items():
+        con.execute(
+            "insert into raw.scores (customer_id, as_of_date, run_id, churn_probability, churn_decile, p_alive, "
+            "expected_purchases, predicted_value_eur, value_decile, churn_model_version, clv_model_version, "
+            "recommender_model_version, feature_snapshot_date, scored_at, _loaded_at) "
+            "values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [customer, day, f"run-{day}", decile / 10 - 0.05, decile, 1 - decile / 10 + 0.05, 1.5, 100.0 + decile,
+             11 - decile, "7", "3", "5", day, now, now],
+        )
+        for rank, product in enumerate(["P1", "P2", "P3"], start=1):
+            con.execute(
+                "insert into raw.recommendations (customer_id, as_of_date, rank, product_id, score, source, run_id, "
+                "recommender_model_version, _loaded_at) values (?, ?, ?, ?, ?, 'als', ?, '5', ?)",
+                [customer, day, rank, product, 1.0 / rank, f"run-{day}", now],
+            )
+
+
+def query(sql: str, params=None) -> list[tuple]:
+    with duckdb.connect(str(get_settings().warehouse_path), read_only=True) as con:
+        return con.execute(sql, params or []).fetchall()
+
+
+def members(day: date, segment: str) -> set[str]:
+    return {r[0] for r in query(
+        "select customer_id from marts.segment_members where as_of_date = ? and segment = ?", [day, segment])}
+
+
+def changes(day: date, segment: str) -> set[tuple[str, str]]:
+    return set(query(
+        "select customer_id, change from marts.segment_changes where as_of_date = ? and segment = ?", [day, segment]))
+
+
+def evaluated(day: date) -> dict[str, bool]:
+    return dict(query("select segment, is_evaluated from marts.segment_evaluations where as_of_date = ?", [day]))
+
+
+def snapshot() -> dict[str, list[tuple]]:
+    with duckdb.connect(str(get_settings().warehouse_path), read_only=True) as con:
+        return {t: kit.table_rows(con, t, order) for t, order in TABLES.items()}
+
+
+@pytest.fixture(scope="module")
+def nights(tmp_path_factory):
+    """Two nights, each: dbt build, then scores loaded and the score part rebuilt. State captured after each step."""
+    root = tmp_path_factory.mktemp("dbt_segments")
+    with pytest.MonkeyPatch.context() as mp:
+        kit.configure_env(mp, root)
+        settings = get_settings()
+        with kit.connect() as con:
+            kit.seed_base(con)
+            ensure_score_tables(con)
+        state = {"settings": settings}
+        transform.run_dbt(kit.BUILD_MODELS, D1, settings, segments=SEGMENTS)
+        state["d1_before_scores"] = {s: members(D1, s) for s in ("buyers", "high_churn", "maybe_alive")}
+        state["d1_evaluated_before_scores"] = evaluated(D1)
+        for day in (D1, D2):
+            if day == D2:
+                transform.run_dbt(kit.BUILD_MODELS, day, settings, segments=SEGMENTS)
+                state["d2_evaluated_before_scores"] = evaluated(D2)
+            with kit.connect() as con:
+                load_scores(con, day, CHURN_DECILES[day])
+            state[f"build_scores_{day}"] = transform.run_dbt(
+                ["build", "-s", transform.SCORES_SELECTOR], day, settings, segments=SEGMENTS
+            )
+        yield state
+
+
+def test_score_part_builds_with_its_data_tests(nights):
+    for day in (D1, D2):
+        result = nights[f"build_scores_{day}"]
+        assert result.success and not result.failures
+        ran = {n.unique_id for n in result.nodes}
+        for model in ("customer_scores", "customer_recommendations", "customer_360", "segment_members",
+                      "segment_evaluations", "segment_changes"):
+            assert f"model.c360.{model}" in ran
+        # the feature store is not rebuilt by the score part
+        assert "model.c360.customer_features" not in ran
+        assert any(u.startswith("unit_test.c360.segment_changes") for u in ran)
+
+
+def test_without_scores_only_feature_segments_have_members(nights):
+    assert nights["d1_before_scores"] == {"buyers": {"C1", "C2", "C4"}, "high_churn": set(), "maybe_alive": set()}
+    assert nights["d1_evaluated_before_scores"] == {"buyers": True, "high_churn": False, "maybe_alive": False}
+
+
+def test_customer_scores_and_recommendations_per_date(nights):
+    rows = query("select as_of_date, count(*), min(run_id), max(churn_model_version) from marts.customer_scores "
+                 "group by 1 order by 1")
+    assert rows == [(D1, 4, "run-2025-01-19", "7"), (D2, 4, "run-2025-01-20", "7")]
+    recs = query("select as_of_date, customer_id, rank, product_id, recommender_model_version "
+                 "from marts.customer_recommendations where customer_id = 'C1' order by 1, 3")
+    assert recs[:3] == [(D1, "C1", 1, "P1", "5"), (D1, "C1", 2, "P2", "5"), (D1, "C1", 3, "P3", "5")]
+    assert len(recs) == 6
+
+
+def test_customer_360_carries_the_latest_scores(nights):
+    rows = dict((r[0], r[1:]) for r in query(
+        "select customer_id, churn_decile, value_decile, churn_model_version, clv_model_version, scored_as_of "
+        "from marts.customer_360"))
+    assert rows["C2"] == (9, 2, "7", "3", D2)
+    assert set(rows) == {"C1", "C2", "C3", "C4"}
+
+
+def test_segment_members_per_date(nights):
+    assert members(D1, "buyers") == members(D2, "buyers") == {"C1", "C2", "C4"}
+    assert members(D1, "high_churn") == {"C1", "C3"}
+    assert members(D2, "high_churn") == {"C2", "C3", "C4"}
+    # p_alive = 1.05 - decile / 10 >= 0.5  <=>  decile <= 5
+    assert members(D2, "maybe_alive") == {"C1"}
+    row = query(
+        "select churn_decile, churn_probability, marketing_consent, run_id, churn_model_version, clv_model_version, "
+        "recommender_model_version, feature_snapshot_date from marts.segment_members "
+        "where as_of_date = ? and segment = 'high_churn' and customer_id = 'C1'", [D1])
+    assert row == [(9, pytest.approx(0.85), True, "run-2025-01-19", "7", "3", "5", D1)]
+    # consent as of the date: C1 withdraws on 01-20
+    consent = dict(query("select as_of_date, marketing_consent from marts.segment_members "
+                         "where segment = 'buyers' and customer_id = 'C1'"))
+    assert consent == {D1: True, D2: False}
+    # C4 has no profile: no consent; a buyers member without scores would have null score columns
+    assert query("select count(*) from marts.segment_members where marketing_consent is null") == [(0,)]
+
+
+def test_segment_changes_entered_and_exited(nights):
+    assert changes(D1, "high_churn") == {("C1", "entered"), ("C3", "entered")}
+    assert changes(D2, "high_churn") == {("C2", "entered"), ("C4", "entered"), ("C1", "exited")}
+    assert changes(D1, "buyers") == {("C1", "entered"), ("C2", "entered"), ("C4", "entered")}
+    assert changes(D2, "buyers") == set()
+    # 01-20 before its scores: high_churn was not evaluated (and then was, once they were loaded)
+    assert nights["d2_evaluated_before_scores"]["high_churn"] is False
+    assert evaluated(D2) == {"buyers": True, "high_churn": True, "maybe_alive": True}
+    previous = query("select distinct previous_as_of_date from marts.segment_changes where as_of_date = ?", [D2])
+    assert previous == [(D1,)]
+
+
+def test_rerun_replaces_the_date_and_a_run_without_definitions_keeps_it(nights):
+    settings = nights["settings"]
+    before = snapshot()
+    transform.run_dbt(["build", "-s", transform.SCORES_SELECTOR], D2, settings, segments=SEGMENTS)
+    assert snapshot() == before, "rerunning the score part for a date changed the tables"
+
+    # a hand run without the segment definitions: the segment tables stay as they are
+    transform.run_dbt(["run", "-s", "path:models/marts/segments"], D2, settings)
+    assert snapshot() == before
+
+    # the date's scores are withdrawn (re-scoring failed and was rolled back): the rerun follows raw.scores
+    with kit.connect() as con:
+        con.execute("delete from raw.scores where as_of_date = ?", [D2])
+    transform.run_dbt(["build", "-s", transform.SCORES_SELECTOR], D2, settings, segments=SEGMENTS)
+    assert query("select count(*) from marts.customer_scores where as_of_date = ?", [D2]) == [(0,)]
+    assert members(D2, "high_churn") == set()
+    assert evaluated(D2)["high_churn"] is False
+    assert changes(D2, "high_churn") == set()  # not evaluated: no deltas, not "everybody exited"
+    assert changes(D2, "buyers") == set()
+    scored = dict(query("select customer_id, scored_as_of from marts.customer_360"))
+    assert set(scored.values()) == {D1}  # falls back to each customer's latest scores
+
+    # the scores come back: the deltas are computed again versus 01-19
+    with kit.connect() as con:
+        load_scores(con, D2, CHURN_DECILES[D2])
+    transform.run_dbt(["build", "-s", transform.SCORES_SELECTOR], D2, settings, segments=SEGMENTS)
+    assert changes(D2, "high_churn") == {("C2", "entered"), ("C4", "entered"), ("C1", "exited")}
+
+
+def test_segment_definitions_must_be_well_formed(nights):
+    bad = {"segments": [{"name": "Bad Name", "where": "true"}]}
+    with pytest.raises(transform.DbtRunError, match="not a lower-case identifier"):
+        transform.run_dbt(["run", "-s", "segment_members"], D2, nights["settings"], segments=bad)
+
+
+def test_score_tables_fallback_matches_the_loader(nights):
+    scores_load = pytest.importorskip("c360.scores_load")
+    for table, cols in scores_load.TABLES.items():
+        found = query("select column_name, data_type from information_schema.columns "
+                      f"where table_schema = 'raw' and table_name = '{table}' order by ordinal_position")
+        expected = [*cols.items(), ("_loaded_at", "TIMESTAMPTZ")]
+        assert [(n, t.replace("TIMESTAMP WITH TIME ZONE", "TIMESTAMPTZ")) for n, t in found] == expected
+
+
+def test_repository_segments_build_with_empty_scores(tmp_path, monkeypatch):
+    """segments.yml as shipped, raw.scores empty (nothing scored yet; here created by dbt's fallback): the full
+    nightly build succeeds, score segments are not evaluated and have no members, the others do."""
+    kit.configure_env(monkeypatch, tmp_path)
+    with kit.connect() as con:
+        kit.seed_base(con)
+    result = transform.build(D2, get_settings())
+    assert result.success
+    definitions = {s["name"]: s["where"] for s in segments_dbt_var()["segments"]}
+    rows = dict((r[0], r[1:]) for r in query(
+        "select segment, needs_scores, is_evaluated, members from marts.segment_evaluations where as_of_date = ?",
+        [D2]))
+    assert set(rows) == set(definitions)
+    for name, (needs_scores, is_evaluated, count) in rows.items():
+        assert is_evaluated is (not needs_scores), name
+        if needs_scores:
+            assert count == 0, f"{name} has members without scores"
+    assert rows["high_value_at_risk"][0] and rows["win_back"][0] and rows["vip"][0]
+    # C4's only order is on 01-18; C1 added to cart on 01-14 and has not ordered since 01-10
+    assert members(D2, "new_customer_nurture") == {"C4"}
+    assert members(D2, "cart_abandoners") == {"C1"}
+    assert query("select count(*), count(churn_probability) from marts.customer_360") == [(4, 0)]
+
+    # the night's scores arrive: build_scores evaluates the score segments too
+    with kit.connect() as con:
+        ensure_score_tables(con)
+        load_scores(con, D2, CHURN_DECILES[D2])
+    assert transform.build_scores(D2, get_settings()).success
+    evaluated_now = dict(query("select segment, is_evaluated from marts.segment_evaluations where as_of_date = ?",
+                               [D2]))
+    assert all(evaluated_now.values())
+    # value_decile = 11 - churn decile: nobody is in the top value tenth on 01-20 (C1 has 9)
+    assert members(D2, "vip") == set()
+    assert query("select count(*) from marts.segment_members where as_of_date = ? and run_id = 'run-2025-01-20'",
+                 [D2]) == [(len(members(D2, "new_customer_nurture")) + len(members(D2, "cart_abandoners")),)]
+    assert query("select count(*), count(churn_probability) from marts.customer_360") == [(4, 4)]
