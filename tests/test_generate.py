@@ -17,6 +17,7 @@ from c360.config import get_settings
 from c360.generate import DIRT_KINDS, DirtConfig, generate
 from c360.generate import reference as ref
 from c360.generate.oracle import p_no_purchase
+from c360.ingest import contract
 from c360.storage import open_storage
 
 TX_REQUIRED = {"order_id", "customer_id", "ordered_at", "amount"}
@@ -35,16 +36,7 @@ TX_ALL = TX_REQUIRED | {
     "updated_at",
 }
 EVENT_REQUIRED = {"event_id", "event_type", "occurred_at", "anonymous_id"}
-EVENT_TYPES = {
-    "page_view",
-    "product_view",
-    "search",
-    "add_to_cart",
-    "remove_from_cart",
-    "checkout",
-    "purchase",
-    "login",
-}
+EVENT_TYPES = set(contract.EVENT_TYPES)
 CUSTOMER_COLUMNS = {
     "customer_id",
     "email",

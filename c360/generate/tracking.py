@@ -39,17 +39,10 @@ from c360.generate.reference import (
     TRAFFIC_SOURCES,
     shares,
 )
+from c360.ingest.contract import EVENT_TYPES as CONTRACT_EVENT_TYPES
 
-EVENT_TYPES = [
-    "page_view",
-    "product_view",
-    "search",
-    "add_to_cart",
-    "remove_from_cart",
-    "checkout",
-    "purchase",
-    "login",
-]
+# The landing contract owns the vocabulary; the codes below index into it in this order.
+EVENT_TYPES = list(CONTRACT_EVENT_TYPES)
 PAGE_VIEW, PRODUCT_VIEW, SEARCH, ADD_TO_CART, REMOVE_FROM_CART, CHECKOUT, PURCHASE, LOGIN = range(8)
 # page index of each page_url that is not a product or search page
 PAGES = STATIC_PAGES + [LOGIN_PAGE, CHECKOUT_PAGE, CONFIRMATION_PAGE]
