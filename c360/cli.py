@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("c360.bench.cli", "benchmark the nightly run at a size (S, M, L): per-stage time, memory, ratios"),
     "erase-customer": ("c360.privacy", "erase one customer from the warehouse, Parquet copies and exports (--dry-run first)"),
     "train": ("spark_jobs.train", "train churn, CLV and recommender in Spark, register in MLflow, promote by gates"),
+    "score": ("spark_jobs.score", "score churn, CLV and recommendations for a feature snapshot date (docs/models.md)"),
     "models": ("spark_jobs.models", "model registry: status, history, rollback, promote"),
     "airflow-ui": ("c360.airflow_env", "start Airflow (UI on http://127.0.0.1:8080) with the project's DAGs"),
     "config": ("c360.config_cli", "print the resolved configuration"),

@@ -1,0 +1,308 @@
+"""Nightly scoring: churn, CLV and recommendations for every customer of one feature snapshot.
+
+    python -m spark_jobs.score --date YYYY-MM-DD [--model-prefix dev_] [--no-recommendations]
+
+Reads <feature_store>/customer_features/as_of_date=D/, loads models:/{churn,clv,recommender}@champion (by alias
+only), scores, and replaces <scores>/scores/dt=D/ and <scores>/recommendations/dt=D/ (Parquet) atomically.
+Nothing is written when an alias is missing, the snapshot is missing or lacks a column a model's signature needs,
+or the interaction events are missing. Contract: docs/models.md, "Scoring".
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import logging
+import shutil
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from spark_jobs.common import build_spark, log, setup_logging, step
+
+MODELS = ("churn", "clv", "recommender")
+TOP_N = 10
+
+SCORES_COLUMNS = ["customer_id", "as_of_date", "run_id", "churn_probability", "churn_decile", "p_alive",
+                  "expected_purchases", "predicted_value_eur", "value_decile", "churn_model_version",
+                  "clv_model_version", "recommender_model_version", "feature_snapshot_date", "scored_at"]
+RECOMMENDATION_COLUMNS = ["customer_id", "as_of_date", "rank", "product_id", "score", "source", "run_id",
+                          "recommender_model_version"]
+
+
+class ScoringError(RuntimeError):
+    """A precondition of scoring failed; nothing was written."""
+
+
+@dataclass(frozen=True)
+class Champion:
+    name: str
+    version: str
+    uri: str            # models:/<name>/<version> - the exact version the alias pointed at when resolved
+    columns: list[str]  # signature inputs
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of the score command (also usable as a `c360 score` sub-command)."""
+    parser.add_argument("--date", required=True, help="feature snapshot date D (YYYY-MM-DD) to score")
+    parser.add_argument("--model-prefix", default="", help="prefix of registered model names (e.g. 'dev_')")
+    parser.add_argument("--interactions", help="interaction events Parquet (default: <feature_store>/interactions)")
+    parser.add_argument("--products", help="products Parquet with product_id, category "
+                                           "(default: <feature_store>/products, optional)")
+    parser.add_argument("--no-recommendations", action="store_true",
+                        help="score churn/CLV only (recommender champion and interactions not required; "
+                             "recommendations/dt=D is left untouched)")
+
+
+def run(args: argparse.Namespace) -> int:
+    return score(args.date, model_prefix=args.model_prefix, interactions=args.interactions,
+                 products=args.products, recommendations=not args.no_recommendations)
+
+
+# --------------------------------------------------------------------------------------------------
+# pure helpers
+# --------------------------------------------------------------------------------------------------
+
+def scoring_run_id(as_of_date: str, versions: dict[str, str | None]) -> str:
+    """Deterministic id of (D, champion versions): reruns with the same champions give the same id."""
+    key = as_of_date + "|" + "|".join(f"{m}={versions.get(m) or '-'}" for m in MODELS)
+    return hashlib.sha1(key.encode()).hexdigest()
+
+
+def scored_at(as_of_date: str) -> dt.datetime:
+    """Logical scoring time: the end of day D (UTC). Deterministic, so reruns give identical rows."""
+    return dt.datetime.combine(dt.date.fromisoformat(as_of_date) + dt.timedelta(days=1), dt.time())
+
+
+def missing_columns(required: list[str], present: list[str]) -> list[str]:
+    have = set(present)
+    return [c for c in required if c not in have]
+
+
+def _resolve(name: str) -> Champion:
+    from ml.registry import CHAMPION, alias_version, signature_columns
+
+    version = alias_version(name, CHAMPION)
+    if version is None:
+        raise ScoringError(f"models:/{name}@{CHAMPION} does not exist: no {name} model has been promoted. "
+                           "Run `c360 train` (or `make train`) first; nothing was written.")
+    uri = f"models:/{name}/{version.version}"
+    return Champion(name, str(version.version), uri, signature_columns(uri))
+
+
+def _deciles(df, score_col: str, out_col: str):
+    """ntile(10) over the rows with a score, ascending, ties broken by customer_id: 10 = highest score."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    w = Window.orderBy(F.col(score_col).asc(), F.col("customer_id").asc())
+    scored = df.where(F.col(score_col).isNotNull()).withColumn(out_col, F.ntile(10).over(w).cast("int"))
+    return df.join(scored.select("customer_id", out_col), "customer_id", "left")
+
+
+def score_customers(snapshot, churn_model, churn: Champion, clv_model, clv: Champion):
+    """(customer_id, churn_probability, p_alive, expected_purchases, predicted_value_eur, deciles) per customer.
+
+    Every customer of the snapshot gets a row; those outside ml.features.POPULATION_FILTER (never ordered)
+    have null scores and deciles.
+    """
+    from pyspark.sql import functions as F
+
+    from ml.features import POPULATION_FILTER, prepare_features, split_columns
+
+    customers = snapshot.select("customer_id").dropDuplicates(["customer_id"])
+    buyers = snapshot.where(POPULATION_FILTER)
+    churn_in = prepare_features(buyers, *split_columns(churn.columns)).select("customer_id", *churn.columns)
+    churn_scores = churn_model.transform(churn_in).select(
+        "customer_id", F.col("prediction").cast("double").alias("churn_probability"))
+    clv_in = prepare_features(buyers, *split_columns(clv.columns)).select("customer_id", *clv.columns)
+    clv_out = clv_model.transform(clv_in)
+    extra = [F.col(c).cast("double").alias(c) if c in clv_out.columns else F.lit(None).cast("double").alias(c)
+             for c in ("p_alive", "expected_purchases")]
+    clv_scores = clv_out.select("customer_id", *extra,
+                                F.greatest(F.col("prediction").cast("double"), F.lit(0.0)).alias("predicted_value_eur"))
+    out = customers.join(churn_scores, "customer_id", "left").join(clv_scores, "customer_id", "left")
+    out = _deciles(out, "churn_probability", "churn_decile")
+    return _deciles(out, "predicted_value_eur", "value_decile")
+
+
+def recommend_customers(spark, customers, snapshot, model, events_path: Path, products_path: Path | None,
+                        as_of_date: str, n: int = TOP_N):
+    """Top-n recommendations for `customers` from the recommender champion and interactions known at D."""
+    from pyspark.sql import functions as F
+
+    from ml import recommender
+    from spark_jobs.training import read_events
+
+    events = read_events(spark, events_path, as_of_date)
+    products = None
+    if products_path is not None:
+        products = (spark.read.parquet(str(products_path))
+                    .select(F.col("product_id").cast("string"), F.col("category").cast("string"))
+                    .dropDuplicates(["product_id"]))
+    strength = recommender.interaction_strength(events, as_of_date).cache()
+    favourite = recommender.favourite_categories(strength, products).withColumnRenamed(
+        "favourite_category", "fav_events")
+    who = customers.join(favourite, "customer_id", "left")
+    if "favourite_category" in snapshot.columns:
+        who = who.join(snapshot.select("customer_id", F.col("favourite_category").cast("string").alias("fav_fs")),
+                       "customer_id", "left")
+        who = who.withColumn("favourite_category", F.coalesce("fav_events", "fav_fs"))
+    else:
+        who = who.withColumnRenamed("fav_events", "favourite_category")
+    recs = recommender.recommend(model, who.select("customer_id", "favourite_category"),
+                                 recommender.known_purchases(events, as_of_date),
+                                 recommender.popularity(strength, products), n=n)
+    return recs, strength
+
+
+# --------------------------------------------------------------------------------------------------
+# atomic partition replacement
+# --------------------------------------------------------------------------------------------------
+
+def _write_temp(df, table_root: Path, partition: str) -> Path:
+    table_root.mkdir(parents=True, exist_ok=True)
+    tmp = table_root / f".{partition}.tmp-{uuid.uuid4().hex[:8]}"
+    df.write.mode("overwrite").parquet(str(tmp))
+    return tmp
+
+
+def _swap(tmp: Path, final: Path) -> None:
+    """Rename `tmp` over `final` (same parent): readers see the old or the new partition, never a half one."""
+    old = None
+    if final.exists():
+        old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
+        final.rename(old)
+    tmp.rename(final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# main
+# --------------------------------------------------------------------------------------------------
+
+def score(as_of_date: str, *, model_prefix: str = "", interactions: str | None = None, products: str | None = None,
+          recommendations: bool = True, spark=None) -> int:
+    import mlflow
+
+    from c360.config import get_settings
+
+    dt.date.fromisoformat(as_of_date)  # validates the format
+    settings = get_settings()
+    fs = settings.feature_store_dir
+    snapshot_path = fs / "customer_features" / f"as_of_date={as_of_date}"
+    if not snapshot_path.is_dir():
+        raise ScoringError(f"no feature snapshot {snapshot_path}: run the nightly job (dbt build + feature export) "
+                           f"for {as_of_date} first; nothing was written.")
+    events_path = Path(interactions) if interactions else fs / "interactions"
+    if recommendations and not events_path.exists():
+        raise ScoringError(f"no interaction events at {events_path} (contract: docs/models.md, 'Recommender "
+                           "input'): the recommender and its popularity fallback need them. Export them first or "
+                           "pass --no-recommendations; nothing was written.")
+    products_path = Path(products) if products else fs / "products"
+
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    mlflow.set_registry_uri(settings.mlflow_tracking_uri)
+    names = {m: f"{model_prefix}{m}" for m in MODELS}
+    needed = MODELS if recommendations else ("churn", "clv")
+    with step("resolving @champion aliases"):
+        champions = {m: _resolve(names[m]) for m in needed}
+    versions = {m: (champions[m].version if m in champions else None) for m in MODELS}
+    run_id = scoring_run_id(as_of_date, versions)
+    log.info("scoring %s with %s; run_id %s", as_of_date,
+             ", ".join(f"{names[m]} v{v}" for m, v in versions.items() if v), run_id)
+
+    own_session = spark is None
+    if own_session:
+        with step(f"starting Spark on {settings.spark_master}"):
+            spark = build_spark("c360-score", settings.spark_master)
+    try:
+        from pyspark.sql import functions as F
+
+        from spark_jobs.common import read_snapshot
+
+        spark.conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
+        snapshot = read_snapshot(spark, fs / "customer_features", as_of_date)
+        for m in ("churn", "clv"):
+            missing = missing_columns(champions[m].columns, snapshot.columns)
+            if missing:
+                raise ScoringError(f"feature snapshot {as_of_date} lacks column(s) {missing} that "
+                                   f"{names[m]} v{champions[m].version} needs (its signature); retrain or fix the "
+                                   "feature export; nothing was written.")
+        with step("loading models"):
+            models = {m: mlflow.spark.load_model(champions[m].uri) for m in needed}
+
+        started = time.perf_counter()
+        snapshot = snapshot.cache()
+        n_customers = snapshot.select("customer_id").distinct().count()
+        common = {"as_of_date": F.lit(as_of_date).cast("date"), "run_id": F.lit(run_id)}
+        scores = score_customers(snapshot, models["churn"], champions["churn"], models["clv"], champions["clv"])
+        scores = scores.withColumns({
+            **common,
+            "churn_model_version": F.lit(versions["churn"]),
+            "clv_model_version": F.lit(versions["clv"]),
+            "recommender_model_version": F.lit(versions["recommender"]).cast("string"),
+            "feature_snapshot_date": F.lit(as_of_date).cast("date"),
+            # UTC wall time without a zone: Parquet TIMESTAMP (isAdjustedToUTC=false), DuckDB TIMESTAMP
+            "scored_at": F.lit(scored_at(as_of_date).isoformat(sep=" ")).cast("timestamp_ntz"),
+        }).select(SCORES_COLUMNS).orderBy("customer_id")
+        partition = f"dt={as_of_date}"
+        root = settings.scores_dir
+        temps: list[tuple[Path, Path]] = []
+        try:
+            with step("scoring churn and CLV"):
+                temps.append((_write_temp(scores.coalesce(1), root / "scores", partition),
+                              root / "scores" / partition))
+            n_recs = 0
+            if recommendations:
+                with step("recommending"):
+                    customers = snapshot.select("customer_id").dropDuplicates(["customer_id"])
+                    recs, strength = recommend_customers(
+                        spark, customers, snapshot, models["recommender"], events_path,
+                        products_path if products_path.exists() else None, as_of_date)
+                    recs = recs.withColumns({**common, "recommender_model_version": F.lit(versions["recommender"])})
+                    recs = recs.select(RECOMMENDATION_COLUMNS).orderBy("customer_id", "rank")
+                    tmp = _write_temp(recs.coalesce(1), root / "recommendations", partition)
+                    temps.append((tmp, root / "recommendations" / partition))
+                    n_recs = spark.read.parquet(str(tmp)).count()
+                    strength.unpersist()
+        except BaseException:
+            for tmp, _ in temps:
+                shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        for tmp, final in temps:
+            _swap(tmp, final)
+        elapsed = time.perf_counter() - started
+        snapshot.unpersist()
+        rate = n_customers / elapsed if elapsed > 0 else float("inf")
+        log.info("scored %d customers of %s in %.1fs (%.0f customers/s)", n_customers, as_of_date, elapsed, rate)
+        log.info("wrote %s (%d rows)", root / "scores" / partition, n_customers)
+        if recommendations:
+            log.info("wrote %s (%d rows, top %d per customer)", root / "recommendations" / partition, n_recs, TOP_N)
+        log.info("run_id %s; versions %s", run_id, {names[m]: v for m, v in versions.items()})
+        return 0
+    finally:
+        if own_session:
+            spark.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m spark_jobs.score", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true")
+    add_arguments(parser)
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    setup_logging(args.verbose)
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    try:
+        return run(args)
+    except ScoringError as exc:
+        log.error("%s", exc)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

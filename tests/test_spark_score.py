@@ -1,0 +1,164 @@
+"""Nightly scoring on a tiny synthetic snapshot with minimal champions registered by the test."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+
+from spark_jobs.score import ScoringError, main, score, scored_at, scoring_run_id
+
+D = "2025-04-30"
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory, spark):
+    """One feature store and one MLflow store with the three champions for the whole module."""
+    monkeypatch = pytest.MonkeyPatch()
+    data = tmp_path_factory.mktemp("score") / "data"
+    for key, value in {
+        "C360_DATA_DIR": str(data),
+        "C360_FEATURE_STORE_DIR": str(data / "feature_store"),
+        "C360_SCORES_DIR": str(data / "scores"),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{data / 'mlflow' / 'mlflow.db'}",
+        "C360_MLFLOW_ARTIFACT_ROOT": str(data / "mlflow" / "artifacts"),
+        "SPARK_MASTER": "local[2]",
+    }.items():
+        monkeypatch.setenv(key, value)
+    (data / "mlflow").mkdir(parents=True)
+    fs = data / "feature_store"
+    rng = np.random.default_rng(3)
+    n = 60
+    features = pd.DataFrame({
+        "customer_id": [f"c{i:03d}" for i in range(n)],
+        "orders_count": np.where(np.arange(n) < 50, rng.integers(1, 6, n), 0).astype("int32"),
+        "days_since_last_order": rng.integers(0, 300, n).astype("int32"),
+        "net_revenue_eur": rng.gamma(3, 40, n),
+        "favourite_category": rng.choice(["A", "B"], n),
+    })
+    snap = fs / "customer_features" / f"as_of_date={D}"
+    snap.mkdir(parents=True)
+    features.to_parquet(snap / "part-0.parquet", index=False)
+    rows = []
+    for c in range(n):
+        for _ in range(6):
+            when = dt.datetime(2025, 2, 1) + dt.timedelta(days=int(rng.integers(0, 80)))
+            product = f"{'A' if c % 2 else 'B'}{int(rng.integers(0, 8))}"
+            rows.append((f"c{c:03d}", product, str(rng.choice(["product_view", "purchase"])), when))
+    (fs / "interactions").mkdir()
+    pd.DataFrame(rows, columns=["customer_id", "product_id", "event_type", "event_time"]).to_parquet(
+        fs / "interactions" / "part-0.parquet", index=False, coerce_timestamps="us")
+    (fs / "products").mkdir()
+    pd.DataFrame({"product_id": [f"{g}{i}" for g in "AB" for i in range(8)],
+                  "category": [g for g in "AB" for _ in range(8)]}).to_parquet(fs / "products" / "part-0.parquet")
+    _champions(spark, data)
+    yield data
+    monkeypatch.undo()
+
+
+def _register(spark, name: str, model, inputs):
+    import mlflow
+
+    from c360.config import get_settings
+    from ml.registry import configure, promote, register_challenger, spark_signature
+
+    settings = get_settings()
+    configure(settings.mlflow_tracking_uri, "c360-score-tests", settings.mlflow_artifact_root)
+    with mlflow.start_run() as run:
+        info = mlflow.spark.log_model(model, artifact_path="model", signature=spark_signature(inputs, "prediction"),
+                                      pip_requirements=["pyspark"])
+    version = register_challenger(name, info.model_uri, run_id=run.info.run_id, metrics={})
+    promote(name, str(version.version))
+
+
+def _champions(spark, env):
+    from pyspark.ml import Pipeline
+    from pyspark.ml.feature import SQLTransformer
+
+    from ml import recommender
+    from ml.features import prepare_features
+
+    cols = ["days_since_last_order", "orders_count"]
+    inputs = prepare_features(spark.createDataFrame([(1, 2)], cols), cols, [])
+    churn = Pipeline(stages=[SQLTransformer(statement="SELECT *, 1 / (1 + exp(-(days_since_last_order - 150) / 50))"
+                                                      " AS prediction FROM __THIS__")]).fit(inputs)
+    _register(spark, "churn", churn, inputs)
+    clv = Pipeline(stages=[SQLTransformer(
+        statement="SELECT *, 30 * orders_count AS prediction, 1 / (1 + days_since_last_order / 100) AS p_alive, "
+                  "orders_count / 2 AS expected_purchases FROM __THIS__")]).fit(inputs)
+    _register(spark, "clv", clv, inputs)
+    events = spark.read.parquet(str(env / "feature_store" / "interactions"))
+    strength = recommender.interaction_strength(events, D)
+    als = recommender.fit_als(strength, rank=4, max_iter=3)
+    _register(spark, "recommender", als, strength.select("customer_id", "product_id"))
+
+
+def _rows(path) -> pd.DataFrame:
+    return duckdb.sql(f"SELECT * FROM read_parquet('{path}/*.parquet', hive_partitioning = false) ORDER BY ALL").df()
+
+
+def test_helpers():
+    a = scoring_run_id(D, {"churn": "1", "clv": "2", "recommender": "3"})
+    assert a == scoring_run_id(D, {"churn": "1", "clv": "2", "recommender": "3"})
+    assert a != scoring_run_id(D, {"churn": "1", "clv": "2", "recommender": "4"})
+    assert scored_at(D) == dt.datetime(2025, 5, 1)
+
+
+@pytest.mark.integration
+def test_refuses_without_champion_or_snapshot_and_writes_nothing(spark, env, caplog):
+    with pytest.raises(ScoringError, match=r"dev_churn@champion.*c360 train"):
+        score(D, model_prefix="dev_", spark=spark)
+    assert main(["--date", "2025-01-31"]) == 2
+    assert "no feature snapshot" in caplog.text
+    assert not (env / "scores").exists()
+
+
+@pytest.mark.integration
+def test_score_writes_both_partitions_and_reruns_identically(spark, env):
+    assert score(D, spark=spark) == 0
+    scores_dir, recs_dir = env / "scores" / "scores" / f"dt={D}", env / "scores" / "recommendations" / f"dt={D}"
+    types = {r[0]: r[1] for r in duckdb.sql(f"DESCRIBE SELECT * FROM read_parquet('{scores_dir}/*.parquet', hive_partitioning = false)").fetchall()}
+    assert types == {
+        "customer_id": "VARCHAR", "as_of_date": "DATE", "run_id": "VARCHAR", "churn_probability": "DOUBLE",
+        "churn_decile": "INTEGER", "p_alive": "DOUBLE", "expected_purchases": "DOUBLE",
+        "predicted_value_eur": "DOUBLE", "value_decile": "INTEGER", "churn_model_version": "VARCHAR",
+        "clv_model_version": "VARCHAR", "recommender_model_version": "VARCHAR", "feature_snapshot_date": "DATE",
+        "scored_at": "TIMESTAMP"}
+    first_scores, first_recs = _rows(scores_dir), _rows(recs_dir)
+    assert len(first_scores) == 60 and first_scores["customer_id"].is_unique
+    buyers = first_scores[first_scores["churn_probability"].notna()]
+    assert len(buyers) == 50 and first_scores["value_decile"].notna().sum() == 50
+    assert set(buyers["churn_decile"]) == set(range(1, 11)) and set(buyers["value_decile"]) <= set(range(1, 11))
+    top = buyers.sort_values("churn_probability")
+    assert top["churn_decile"].iloc[-1] == 10 and top["churn_decile"].iloc[0] == 1
+    assert first_scores["run_id"].nunique() == 1 and first_scores["run_id"].notna().all()
+    assert (first_scores["as_of_date"].astype(str) == D).all()
+    assert set(first_scores["churn_model_version"]) == {"1"} and set(first_scores["recommender_model_version"]) == {"1"}
+
+    assert list(first_recs.columns) == ["customer_id", "as_of_date", "rank", "product_id", "score", "source",
+                                        "run_id", "recommender_model_version"]
+    per_customer = first_recs.groupby("customer_id")["rank"].agg(["count", "min", "max"])
+    assert len(per_customer) == 60 and (per_customer["min"] == 1).all() and (per_customer["max"] <= 10).all()
+    assert set(first_recs["source"]) <= {"als", "category_popular", "popular"}
+    assert (first_recs["run_id"] == first_scores["run_id"].iloc[0]).all()
+    assert not first_recs.duplicated(["customer_id", "product_id"]).any()
+
+    assert score(D, spark=spark) == 0
+    pd.testing.assert_frame_equal(_rows(scores_dir), first_scores)
+    pd.testing.assert_frame_equal(_rows(recs_dir), first_recs)
+    assert [p.name for p in (env / "scores" / "scores").iterdir()] == [f"dt={D}"]
+
+
+@pytest.mark.integration
+def test_refuses_snapshot_missing_signature_column(spark, env):
+    root = env / "feature_store" / "customer_features"
+    other = root / "as_of_date=2025-05-31"
+    other.mkdir()
+    features = pd.read_parquet(root / f"as_of_date={D}" / "part-0.parquet")
+    features.drop(columns=["days_since_last_order"]).to_parquet(other / "part-0.parquet", index=False)
+    with pytest.raises(ScoringError, match="days_since_last_order"):
+        score("2025-05-31", spark=spark)
+    assert not list(env.glob("scores/*/dt=2025-05-31"))
