@@ -6,6 +6,8 @@ Two cores, one shuffle partition, no UI: the tests use tiny inline DataFrames, s
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 
@@ -18,3 +20,5 @@ def spark():
                                       "spark.sql.adaptive.enabled": "false"})
     yield session
     session.stop()
+    # py4j logs from object finalizers at interpreter exit, after pytest closed its streams: keep it quiet
+    logging.getLogger("py4j").setLevel(logging.ERROR)
