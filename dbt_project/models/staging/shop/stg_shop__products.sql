@@ -30,15 +30,7 @@ typed as (
 
 ranked as (
 
-    select
-        *,
-        row_number() over latest_first                                 as version_rank,
-        min(known_date) over (latest_first rows between unbounded preceding and 1 preceding) as valid_to_date
-    from typed
-    window latest_first as (
-        partition by product_id
-        order by updated_at desc nulls last, landed_date desc, loaded_at desc, source_file desc, source_line desc
-    )
+    {{ rank_versions('typed', 'product_id') }}
 
 )
 

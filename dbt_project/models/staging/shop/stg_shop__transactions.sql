@@ -61,16 +61,7 @@ with_dates as (
 
 ranked as (
 
-    select
-        *,
-        row_number() over latest_first                                 as version_rank,
-        -- a version stops being the one to use on the first day a higher-ranked version is known
-        min(known_date) over (latest_first rows between unbounded preceding and 1 preceding) as valid_to_date
-    from with_dates
-    window latest_first as (
-        partition by line_key
-        order by updated_at desc nulls last, landed_date desc, loaded_at desc, source_file desc, source_line desc
-    )
+    {{ rank_versions('with_dates', 'line_key') }}
 
 )
 
