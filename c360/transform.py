@@ -27,6 +27,9 @@ FAILED_STATUSES = {"error", "fail", "runtime error"}
 FEATURE_TABLE = "feature_store.customer_features"
 LABEL_TABLES = {"labels_churn": "churn_horizon_days", "labels_value": "value_horizon_days"}
 FEATURE_STORE_SELECTOR = "path:models/feature_store"
+# The recommender's inputs, exported beside the snapshots (contract: docs/models.md)
+INTERACTIONS_TABLE = "feature_store.interactions"
+PRODUCTS_QUERY = "select product_id, category from marts.dim_products order by product_id"
 # Everything downstream of the scores (score marts, customer_360, segments): rebuilt once the night's scores are loaded
 SCORES_SELECTOR = "source:scores+"
 # The env var the dbt project reads the segment definitions from (dbt_project/macros/segments.sql)
@@ -291,6 +294,8 @@ def export_feature_parquet(
 
     Also written: snapshots and labels present in the warehouse but missing on disk (backfilled dates, a missed
     export), and labels whose horizon closed within `lookback_days` of run_date (late orders may have changed them).
+    The recommender's inputs go beside them: interactions/known_date=K/ for the known dates this run recomputed
+    (run_date - lookback_days .. run_date) and any missing on disk, and products/ (product_id, category) replaced.
     run_date None = the latest snapshot.
     """
     from c360.warehouse import connect
@@ -322,6 +327,15 @@ def export_feature_parquet(
                 ).fetchall()
             }
             result.written[table] = _export_partitions(con, f"feature_store.{table}", root / table, recent)
+        if _table_exists(con, "feature_store", INTERACTIONS_TABLE.split(".")[1]):
+            # the recommender's input: the known dates this run recomputed (its lookback window) + any missing
+            window = {as_of - timedelta(days=i) for i in range(lookback_days + 1)}
+            result.written["interactions"] = _export_partitions(
+                con, INTERACTIONS_TABLE, root / "interactions", window, column="known_date",
+                order_by="interaction_id")
+        if _table_exists(con, "marts", "dim_products"):
+            rows = _atomic_copy(con, PRODUCTS_QUERY, [], root / "products")
+            result.written["products"] = {as_of: (root / "products", rows)}
         for table, parts in result.written.items():
             log.info(
                 "exported %s partition(s) of %s (%s rows) to %s",
@@ -332,13 +346,20 @@ def export_feature_parquet(
         con.close()
 
 
-def _export_partitions(con, relation: str, folder: Path, dates: set[date]) -> dict[date, tuple[Path, int]]:
-    """Export the given as_of_dates of a relation, plus every as_of_date it holds that is missing on disk."""
-    held = {r[0] for r in con.execute(f"select distinct as_of_date from {relation}").fetchall()}
-    missing = {d for d in held if not (folder / f"as_of_date={d.isoformat()}").exists()}
+def _export_partitions(
+    con, relation: str, folder: Path, dates: set[date], *, column: str = "as_of_date", order_by: str = "customer_id"
+) -> dict[date, tuple[Path, int]]:
+    """Export the given dates (of the partition `column`) of a relation, plus every date it holds that is missing
+    on disk. A date in `dates` that the relation does not hold (any more) loses its partition on disk."""
+    held = {r[0] for r in con.execute(f"select distinct {column} from {relation}").fetchall()}
+    missing = {d for d in held if not (folder / f"{column}={d.isoformat()}").exists()}
     written = {}
     for d in sorted((dates & held) | missing):
-        query = f"select * exclude (as_of_date) from {relation} where as_of_date = ? order by customer_id"
-        path = folder / f"as_of_date={d.isoformat()}"
+        query = f"select * exclude ({column}) from {relation} where {column} = ? order by {order_by}"
+        path = folder / f"{column}={d.isoformat()}"
         written[d] = (path, _atomic_copy(con, query, [d], path))
+    for d in sorted(dates - held):
+        stale = folder / f"{column}={d.isoformat()}"
+        if stale.exists():
+            shutil.rmtree(stale)
     return written

@@ -71,6 +71,17 @@ def _flat(prefix: str, values: dict[str, float]) -> dict[str, float]:
     return {f"{prefix}{k}": float(v) for k, v in values.items() if v is not None and np.isfinite(v)}
 
 
+def _log_predictions(pdf: pd.DataFrame, path: str = "holdout_predictions.parquet") -> None:
+    """The holdout rows with the label and every candidate's and baseline's score, for offline analysis
+    (e.g. c360.bench.quality compares them with the generator's oracles on exactly these rows)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) / path
+        pdf.to_parquet(local, index=False)
+        mlflow.log_artifact(str(local))
+
+
 def _log_figure(fig, path: str) -> None:
     mlflow.log_figure(fig, path)
     plots.close(fig)
@@ -196,6 +207,7 @@ def train_churn(spark: SparkSession, fs: Path, labels_table: str, train_dates: l
         _log_figure(plots.lift_figure(y, score_sets), "plots/lift.png")
         table = metrics.calibration_table(y, pdf[best])
         mlflow.log_text(table.to_csv(index=False), "calibration.csv")
+        _log_predictions(pdf)
         _log_figure(plots.calibration_figure(table), "plots/calibration.png")
         importances = churn.feature_importances(fitted[best], fitted[best].transform(hold_df.limit(5)))
         mlflow.log_text(pd.DataFrame(importances, columns=["feature", "importance"]).to_csv(index=False),
@@ -310,6 +322,7 @@ def train_clv(spark: SparkSession, fs: Path, labels_table: str, train_dates: lis
         if bgnbd is not None:
             mlflow.log_dict(bgnbd.params(), "bgnbd_gamma_gamma_params.json")
         _log_figure(plots.value_deciles_figure(y, predictions), "plots/value_deciles.png")
+        _log_predictions(pdf)
         gbt = fitted["gbt"]
         importances = churn.feature_importances(gbt, gbt.transform(hold_df.limit(5)))
         mlflow.log_text(pd.DataFrame(importances, columns=["feature", "importance"]).to_csv(index=False),
@@ -340,6 +353,8 @@ DEFAULT_ALS = {"rank": 16, "reg_param": 0.1, "alpha": 10.0}
 def read_events(spark: SparkSession, path: Path, through_date: str) -> DataFrame:
     events = spark.read.parquet(str(path))
     recommender.check_events(events)
+    if "known_date" in events.columns:  # the dbt export: only what had landed by the end of through_date
+        events = events.where(F.col("known_date") <= F.lit(through_date).cast("date"))
     return (events.select(F.col("customer_id").cast("string"), F.col("product_id").cast("string"),
                           F.col("event_type").cast("string"), F.col("event_time").cast("timestamp"))
             .where(F.col("event_time") < F.to_timestamp(F.date_add(F.lit(through_date).cast("date"), 1))))
@@ -387,7 +402,10 @@ def train_recommender(spark: SparkSession, events_path: Path, products_path: Pat
                                                half_life_days=opts.half_life_days)
             model = recommender.fit_als(setup["strength"], seed=opts.seed, **best_params)
             challenger = recommender.evaluate_model(model, setup, k)
-            challenger.update(_flat("baseline_popularity_", recommender.evaluate_model(None, setup, k)))
+            challenger.update(_flat("baseline_popularity_", recommender.evaluate_popularity(setup, k)))
+            # plain popularity (most popular unbought products, no category): the textbook baseline
+            challenger.update(_flat("baseline_global_popularity_",
+                                    recommender.evaluate_popularity(setup, k, by_category=False)))
             gate_key = f"ndcg_at_{k}"
             if gate_key != "ndcg_at_10":  # gates are written for k = 10; keep their names meaningful
                 challenger["ndcg_at_10"] = challenger[gate_key]

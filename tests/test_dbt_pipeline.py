@@ -37,6 +37,7 @@ TABLES = {
     "feature_store.customer_features": "as_of_date, customer_id",
     "feature_store.labels_churn": "as_of_date, customer_id",
     "feature_store.labels_value": "as_of_date, customer_id",
+    "feature_store.interactions": "interaction_id",
 }
 
 
@@ -169,6 +170,35 @@ def test_export_feature_parquet_writes_partitions_atomically(warehouse):
     assert set(again.written["customer_features"]) == {RUN_DATE}
     folders = sorted(p.name for p in (settings.feature_store_dir / "customer_features").iterdir())
     assert folders == ["as_of_date=2025-01-05", "as_of_date=2025-01-10", "as_of_date=2025-01-20"]
+
+
+def test_interactions_for_the_recommender(warehouse):
+    """Completed purchase lines once each (O5's re-sent line too), cart adds and views attributed by stitching;
+    cancelled orders, lines without a product, never-identified cookies and the shared device are left out."""
+    rows = query("select customer_id, product_id, event_type, known_date::varchar from feature_store.interactions "
+                 "order by known_date, customer_id, product_id, event_type")
+    assert rows == [
+        ("C1", "P1", "purchase", "2025-01-02"),
+        ("C2", "P3", "purchase", "2025-01-05"),
+        ("C1", "P2", "add_to_cart", "2025-01-09"),   # anonymous on A1, retroactively C1's (login on 01-10)
+        ("C1", "P2", "product_view", "2025-01-09"),
+        ("C1", "P2", "purchase", "2025-01-10"),
+        ("C1", "P3", "product_view", "2025-01-13"),  # A1 after the login: returning
+        ("C2", "P1", "purchase", "2025-01-15"),      # first known version of the re-sent line
+        ("C1", "P3", "add_to_cart", "2025-01-17"),   # the late event: known when it landed
+    ]
+
+
+def test_export_writes_interactions_and_products(warehouse):
+    settings = warehouse["settings"]
+    transform.export_feature_parquet(RUN_DATE, settings)
+    root = settings.feature_store_dir
+    interactions = pq.read_table(root / "interactions").to_pylist()
+    assert len(interactions) == 8
+    assert {r["event_type"] for r in interactions} == {"purchase", "add_to_cart", "product_view"}
+    assert set(interactions[0]) >= {"customer_id", "product_id", "event_type", "event_time", "known_date"}
+    products = pq.read_table(root / "products").to_pylist()
+    assert {(p["product_id"], p["category"]) for p in products} >= {("P1", "shoes"), ("P2", "bags"), ("P3", "books")}
 
 
 def test_failed_dbt_run_names_the_node(warehouse):

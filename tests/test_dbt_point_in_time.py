@@ -49,6 +49,7 @@ PATH_INDEPENDENT = {
     "intermediate.int_order_lines": "line_key",
     "marts.fct_orders": "order_id",
     "marts.fct_sessions": "session_id",
+    "feature_store.interactions": "interaction_id",
 }
 
 

@@ -1,0 +1,97 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='replace_window',
+        window_column='known_date',
+        on_schema_change='fail'
+    )
+}}
+-- The recommender's input: one row per customer-product interaction (a completed purchase line, an add-to-cart
+-- or a product view), with the date it became known. Exported to Parquet (c360.transform) for Spark; the
+-- contract is in docs/models.md. Incremental by known_date: a run recomputes the window
+-- lookback_start() .. run_date, so a reader filtering known_date <= D always sees the same rows for D.
+--
+-- Purchases are keyed by order line and dated by the line's first known version (a re-sent line does not add a
+-- second purchase). Tracking events are attributed with the same stitching rules as sessions (login, then the
+-- cookie's next or previous identified customer, never through a shared device) using the links known at
+-- run_date; events of earlier windows are not re-attributed by later logins.
+
+with purchase_lines as (
+
+    select
+        line_key,
+        min(known_date)                                                   as first_known_date
+    from {{ ref('stg_shop__transactions') }}
+    where line_type = 'sale'
+    group by line_key
+    {% if is_incremental() -%}
+    having min(known_date) between {{ lookback_start() }} and {{ run_date() }}
+    {%- else -%}
+    having min(known_date) <= {{ run_date() }}
+    {%- endif %}
+
+),
+
+purchases as (
+
+    select
+        'order:' || lines.line_key                                        as interaction_id,
+        lines.customer_id,
+        lines.product_id,
+        'purchase'                                                        as event_type,
+        lines.ordered_at                                                  as event_time,
+        purchase_lines.first_known_date                                   as known_date
+    from {{ ref('int_order_lines') }} as lines
+    inner join purchase_lines on purchase_lines.line_key = lines.line_key
+    where lines.line_type = 'sale'
+      and lines.status = 'completed'
+      and lines.customer_id is not null
+      and lines.product_id is not null
+
+),
+
+product_events as (
+
+    select
+        event_id,
+        event_type,
+        product_id,
+        anonymous_id,
+        occurred_at                                                       as session_start_at,
+        customer_id                                                       as logged_in_customer_id,
+        known_date
+    from {{ ref('stg_shop__tracking_events') }}
+    where event_type in ('product_view', 'add_to_cart')
+      and product_id is not null
+      {% if is_incremental() -%}
+      and known_date between {{ lookback_start() }} and {{ run_date() }}
+      {%- else -%}
+      and known_date <= {{ run_date() }}
+      {%- endif %}
+
+),
+
+links as (
+
+    select anonymous_id, customer_id, first_linked_at, last_linked_at
+    from {{ ref('int_identity_links') }}
+    where known_date <= {{ run_date() }}
+
+),
+
+{{ stitch_sessions('product_events', 'links', 'attributed') }}
+
+select interaction_id, customer_id, product_id, event_type, event_time, known_date
+from purchases
+
+union all
+
+select
+    'event:' || event_id                                                  as interaction_id,
+    customer_id,
+    product_id,
+    event_type,
+    session_start_at                                                      as event_time,
+    known_date
+from attributed
+where customer_id is not null
