@@ -18,3 +18,15 @@ FEATURE_STORE_ASSET = Asset(
     name="feature_store.customer_features", uri="c360://warehouse/feature_store/customer_features", group="c360"
 )
 MARTS_ASSET = Asset(name="marts", uri="c360://warehouse/marts", group="c360")
+# The @champion models in the MLflow registry, moved by the training DAG (and by the first night's bootstrap).
+MODELS_ASSET = Asset(name="models.champions", uri="c360://mlflow/models/champions", group="c360")
+# The night's scores and recommendations (Parquet by date), written by the scoring job.
+SCORES_ASSET = Asset(name="scores", uri="c360://scores/customer_scores", group="c360")
+# Segment memberships and changes in the marts, rebuilt once the scores are loaded.
+SEGMENTS_ASSET = Asset(name="marts.segments", uri="c360://warehouse/marts/segment_members", group="c360")
+# The consent-aware segment exports (manifest.json per date under EXPORT_URI).
+EXPORTS_ASSET = Asset(name="exports.segments", uri="c360://exports/segments", group="c360")
+
+# When the weekly training runs (cron, UTC); C360_TRAIN_SCHEDULE overrides it. "0 3 * * 0" = Sundays 03:00.
+TRAIN_SCHEDULE_ENV = "C360_TRAIN_SCHEDULE"
+DEFAULT_TRAIN_SCHEDULE = "0 3 * * 0"

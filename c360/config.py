@@ -61,6 +61,8 @@ class Settings:
     landing_wait_seconds: int
     landing_poke_seconds: int
     warehouse_lock_timeout_seconds: int
+    churn_horizon_days: int = 90
+    value_horizon_days: int = 180
     extra: dict = field(default_factory=dict)
 
     def as_env(self) -> dict[str, str]:
@@ -86,6 +88,8 @@ class Settings:
             "C360_LANDING_WAIT_SECONDS": str(self.landing_wait_seconds),
             "C360_LANDING_POKE_SECONDS": str(self.landing_poke_seconds),
             "C360_WAREHOUSE_LOCK_TIMEOUT_SECONDS": str(self.warehouse_lock_timeout_seconds),
+            "C360_CHURN_HORIZON_DAYS": str(self.churn_horizon_days),
+            "C360_VALUE_HORIZON_DAYS": str(self.value_horizon_days),
         }
         if self.s3_endpoint_url:
             env["C360_S3_ENDPOINT_URL"] = self.s3_endpoint_url
@@ -123,4 +127,7 @@ def get_settings() -> Settings:
         landing_wait_seconds=_env_int("C360_LANDING_WAIT_SECONDS", 1800),
         landing_poke_seconds=_env_int("C360_LANDING_POKE_SECONDS", 60),
         warehouse_lock_timeout_seconds=_env_int("C360_WAREHOUSE_LOCK_TIMEOUT_SECONDS", 0),
+        # label horizons: read by dbt (the same variables) and passed to the training job
+        churn_horizon_days=_env_int("C360_CHURN_HORIZON_DAYS", 90),
+        value_horizon_days=_env_int("C360_VALUE_HORIZON_DAYS", 180),
     )

@@ -18,7 +18,7 @@ from c360.storage import open_storage
 log = logging.getLogger(__name__)
 
 # The nightly chain, upstream first (each DAG is scheduled on the previous one's Assets in production).
-NIGHTLY_DAGS = ["c360_ingest", "c360_transform"]
+NIGHTLY_DAGS = ["c360_ingest", "c360_transform", "c360_score"]
 
 DEMO = {"customers": 20_000, "days": 400, "seed": 42}
 

@@ -47,3 +47,24 @@ def print_nightly_summary(settings, day, timings: dict[str, float], total_second
             print(f"    {entity:<14}{reason:<22}{n:>10,}")
     print(f"\n  Warehouse: {settings.warehouse_path}")
     print(f"  Landing zone: {settings.landing_uri}")
+    _print_outputs(settings, day)
+
+
+def _print_outputs(settings, day) -> None:
+    """Where the night's results are: scores, exports (with the manifest's segments) and the run report."""
+    from c360.exports.export import date_prefix, read_manifest
+    from c360.report import report_paths
+    from c360.storage import open_storage
+
+    scores = settings.scores_dir / "scores" / f"dt={day}"
+    if scores.exists():
+        print(f"  Scores: {scores}")
+    storage = open_storage(settings.export_uri, settings.s3_endpoint_url)
+    manifest = read_manifest(storage, day)
+    if manifest:
+        print(f"  Exports: {storage.uri_of(date_prefix(day) + '/manifest.json')}")
+        for name, seg in manifest["segments"].items():
+            print(f"    {name:<34}{seg['rows']:>8,} rows  (+{seg['entered']:,} / -{seg['exited']:,})")
+    html, _ = report_paths(settings, day)
+    if html.exists():
+        print(f"\n  Run report: {html}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from datetime import UTC, date, datetime
 
@@ -9,6 +10,15 @@ from c360.config import get_settings
 from c360.storage import open_storage
 
 log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def _stage(day: date, name: str):
+    """Time a task's work into the night's stage log (read by the run report)."""
+    from c360.report.stages import timed_stage
+
+    with timed_stage(get_settings(), day, name) as st:
+        yield st
 
 
 def _day(ds: str | date) -> date:
@@ -61,7 +71,9 @@ def ingest_entity(entity: str, context) -> dict:
     from c360.summary import print_ingest_summary
 
     day = run_date_from_context(context)
-    result = ingest(day, get_settings(), [entity]).as_dict()
+    with _stage(day, f"ingest {entity}") as st:
+        result = ingest(day, get_settings(), [entity]).as_dict()
+        st.rows = result["entities"][entity].get("landed") if isinstance(result["entities"][entity], dict) else None
     print_ingest_summary(result)
     publish_run_date(context, day)
     return result["entities"][entity]
@@ -72,7 +84,8 @@ def dbt_build(context) -> dict:
     from c360 import transform
 
     day = run_date_from_context(context)
-    result = transform.build(day, get_settings())
+    with _stage(day, "dbt"):
+        result = transform.build(day, get_settings())
     publish_run_date(context, day)
     return {"run_date": day.isoformat(), "seconds": round(result.elapsed_seconds, 1), "nodes": len(result.nodes)}
 
@@ -82,7 +95,9 @@ def export_features(context) -> dict:
     from c360 import transform
 
     day = run_date_from_context(context)
-    result = transform.export_feature_parquet(day, get_settings())
+    with _stage(day, "feature export") as st:
+        result = transform.export_feature_parquet(day, get_settings())
+        st.rows = sum(rows for _, rows in result.written.get("customer_features", {}).values())
     publish_run_date(context, day)
     return {t: {str(d): rows for d, (_, rows) in parts.items()} for t, parts in result.written.items()}
 
@@ -102,7 +117,90 @@ def dbt_build_scores(context) -> dict:
     from c360.scores_load import load_scores
 
     day = run_date_from_context(context)
-    loaded = load_scores(day, get_settings())
-    result = transform.build_scores(day, get_settings())
+    with _stage(day, "dbt scores + segments"):
+        loaded = load_scores(day, get_settings())
+        result = transform.build_scores(day, get_settings())
     publish_run_date(context, day)
     return {"run_date": day.isoformat(), "loaded": loaded, "seconds": round(result.elapsed_seconds, 1)}
+
+
+def ensure_champions(context) -> dict:
+    """First run on a registry: train the models without a @champion (after backfilling training snapshots)."""
+    from c360 import modeling
+
+    day = run_date_from_context(context)
+    if not modeling.missing_champions():
+        return {"trained": []}
+    with _stage(day, "train (no champion yet)"):
+        return modeling.ensure_champions(day)
+
+
+def prepare_training_snapshots(context) -> list[str]:
+    """Backfill (and export) the monthly feature snapshots the training needs and the warehouse lacks."""
+    from c360 import modeling
+
+    day = run_date_from_context(context)
+    return [d.isoformat() for d in modeling.prepare_training_snapshots(day)]
+
+
+def train_models(context) -> list:
+    """The weekly training: train all models on the exported snapshots, register, promote by the gates."""
+    from c360 import modeling
+
+    day = run_date_from_context(context)
+    with _stage(day, "train"):
+        results = modeling.train(day)
+    publish_run_date(context, day)
+    return [{k: r.get(k) for k in ("model", "version", "promoted", "champion_version", "gates")} for r in results]
+
+
+def score(context) -> dict:
+    """Score every customer of the date's snapshot with the @champion models (Spark job, child process)."""
+    from c360 import modeling
+
+    day = run_date_from_context(context)
+    with _stage(day, "score"):
+        result = modeling.score(day)
+    publish_run_date(context, day)
+    return result
+
+
+def monitor(context) -> dict:
+    """PSI of key features and scores against the training snapshot, recorded in monitoring.psi."""
+    from c360.monitoring import run_monitoring
+
+    day = run_date_from_context(context)
+    with _stage(day, "monitor") as st:
+        result = run_monitoring(get_settings(), day)
+        st.rows = len(result.rows)
+    return {"reference_date": str(result.reference_date), "values": len(result.rows)}
+
+
+def export(context) -> dict:
+    """Consent-aware segment exports for the date (held back, as a skipped task, when drift says hold)."""
+    from airflow.exceptions import AirflowSkipException
+
+    from c360.exports.export import ExportHeld, export_segments
+    from c360.report.stages import record_stage
+
+    day = run_date_from_context(context)
+    try:
+        with _stage(day, "export") as st:
+            manifest = export_segments(day, get_settings())
+            st.rows = sum(int(seg.get("rows") or 0) for seg in manifest["segments"].values())
+    except ExportHeld as exc:
+        record_stage(get_settings(), day, "export", 0.0, "skipped", note=str(exc))
+        log.error("%s", exc)
+        raise AirflowSkipException(str(exc)) from exc
+    publish_run_date(context, day)
+    return {"export_id": manifest["export_id"], "segments": len(manifest["segments"])}
+
+
+def report(context) -> dict:
+    """The night's run report (HTML + JSON); its path is in the task log and the return value."""
+    from c360.report import build_report
+
+    day = run_date_from_context(context)
+    paths = build_report(day, get_settings())
+    print(f"Run report for {day}: {paths.html}")
+    return {"html": str(paths.html), "json": str(paths.json)}

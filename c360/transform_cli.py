@@ -1,4 +1,9 @@
-"""`c360 transform --date D`: dbt build for a date and the Parquet export of its feature snapshot (as the DAG does)."""
+"""`c360 transform --date D`: the dbt steps of the nightly for a date, as the DAGs run them.
+
+    c360 transform --date D                       dbt build + Parquet export of the snapshot (c360_transform)
+    c360 transform --date D --scores              load D's scores, build score marts and segments (c360_score)
+    c360 transform --date D --training-snapshots  backfill + export the monthly snapshots training needs (c360_train)
+"""
 
 from __future__ import annotations
 
@@ -14,12 +19,35 @@ log = logging.getLogger(__name__)
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--date", type=date.fromisoformat, help="data date (default: the latest loaded)")
     p.add_argument("--no-export", action="store_true", help="skip the Parquet export of the snapshot")
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--scores", action="store_true",
+                      help="load the date's scores (C360_SCORES_DIR) and build the score marts, customer_360 and "
+                           "the segments")
+    what.add_argument("--training-snapshots", action="store_true",
+                      help="backfill and export the monthly feature snapshots (and labels) training needs")
 
 
 def run(args: argparse.Namespace) -> int:
     from c360 import transform
 
     settings = get_settings()
+    if args.scores:
+        from c360.scores_load import load_scores
+
+        if args.date is None:
+            raise SystemExit("--scores needs --date")
+        loaded = load_scores(args.date, settings)
+        result = transform.build_scores(args.date, settings)
+        print(f"scores for {args.date}: loaded {loaded}; dbt {result.summary()} in {result.elapsed_seconds:.1f} s")
+        return 0
+    if args.training_snapshots:
+        from c360 import modeling
+
+        if args.date is None:
+            raise SystemExit("--training-snapshots needs --date")
+        done = modeling.prepare_training_snapshots(args.date, settings)
+        print(f"training snapshots for {args.date}: backfilled {', '.join(map(str, done)) or 'none (all present)'}")
+        return 0
     result = transform.build(args.date, settings)
     print(f"dbt build for {args.date or 'the latest date'}: {result.summary()} in {result.elapsed_seconds:.1f} s")
     if not args.no_export:

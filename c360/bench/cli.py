@@ -42,6 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--work-dir", type=Path, help="where data goes (default: bench/work/<size>, deleted first)")
     p.add_argument("--keep", action="store_true", help="keep the work dir afterwards")
     p.add_argument("--skip-history-ratio", action="store_true", help="skip the 30-days-of-history comparison")
+    p.add_argument("--skip-models", action="store_true", help="skip training, scoring, segments and exports")
 
 
 def _env_for(root: Path) -> dict[str, str]:
@@ -86,8 +87,15 @@ def _raw_rows(warehouse: Path, day: date) -> int:
         con.close()
 
 
+def _customers_scored(root: Path, day: date) -> int | None:
+    import pyarrow.parquet as pq
+
+    path = root / "data" / "scores" / "scores" / f"dt={day.isoformat()}"
+    return pq.read_table(path).num_rows if path.exists() else None
+
+
 def _nightly(root: Path, day: date, repeat: int, log_path: Path, prefix: str = "") -> list[StageResult]:
-    """The nightly stages for `day` on an already-loaded history; each stage is its own process."""
+    """The nightly ingest and dbt stages for `day` on an already-loaded history; each stage is its own process."""
     env = _env_for(root)
     stages = [
         run_stage(f"{prefix}ingest", c360_command("ingest", "--date", day.isoformat()), env, repeat, log_path),
@@ -97,6 +105,23 @@ def _nightly(root: Path, day: date, repeat: int, log_path: Path, prefix: str = "
     for s in stages:
         s.rows = rows
     return stages
+
+
+def _models(root: Path, day: date, repeat: int, log_path: Path) -> tuple[list[StageResult], list[StageResult]]:
+    """(training stages, nightly model stages): training as the weekly DAG runs it (snapshot backfill, then the
+    Spark training with its defaults), then scoring, the segment build and the exports, as the nightly runs them."""
+    env = _env_for(root)
+    d = day.isoformat()
+    training = [
+        run_stage("train_snapshots", c360_command("transform", "--date", d, "--training-snapshots"), env, 1, log_path),
+        run_stage("train", c360_command("train", "--as-of-date", d), env, 1, log_path),
+    ]
+    nightly = [run_stage("score", c360_command("score", "--date", d), env, repeat, log_path)]
+    nightly[0].rows = _customers_scored(root, day)
+    nightly.append(run_stage("segments", c360_command("transform", "--date", d, "--scores"), env, repeat, log_path))
+    nightly.append(run_stage("export", c360_command("segments", "export", "--date", d), env, repeat, log_path))
+    nightly[1].rows = nightly[2].rows = nightly[0].rows
+    return training, nightly
 
 
 def run(args: argparse.Namespace) -> int:
@@ -129,11 +154,20 @@ def run(args: argparse.Namespace) -> int:
                             env, 1, log_path))
     nightly = _nightly(root, last, args.repeat, log_path)
     stages += nightly
+    training: list[StageResult] = []
+    if not args.skip_models:
+        training, model_stages = _models(root, last, args.repeat, log_path)
+        stages += training + model_stages
+        nightly = nightly + model_stages
     floor = _scan_floor(Path(env["WAREHOUSE_PATH"]), args.repeat)
 
     comparisons: dict = {"scan_floor": floor}
     dbt_stage = next(s for s in nightly if s.stage == "dbt")
     comparisons["dbt_nightly_vs_scan_floor"] = round(dbt_stage.median_seconds / floor["median_seconds"], 2)
+    score_stage = next((s for s in nightly if s.stage == "score"), None)
+    if score_stage and score_stage.rows:
+        # the whole job (JVM start, model loading, recommendations, atomic writes), not just model.transform
+        comparisons["scoring_customers_per_second"] = round(score_stage.rows / score_stage.median_seconds, 1)
 
     # the same features by dbt and by a plain pandas implementation, checked equal (bench/pandas_features.py)
     feature_json = root / "feature_build_comparison.json"
@@ -171,6 +205,9 @@ def run(args: argparse.Namespace) -> int:
                     "memory_gb": round(__import__("psutil").virtual_memory().total / 2**30, 1)},
         "stages": [s.as_dict() for s in stages],
         "nightly_seconds_without_training": round(sum(s.median_seconds for s in nightly), 2),
+        "nightly_seconds_with_training": round(sum(s.median_seconds for s in nightly + training), 2)
+        if training else None,
+        "nightly_peak_rss_mb": max((s.peak_rss_mb for s in nightly), default=None),
         "comparisons": comparisons,
         "failed_stages": failed,
         "measured_at": stamp,
@@ -203,11 +240,17 @@ def _markdown(r: dict) -> str:
         lines.append(f"| {s['stage']}{status} | {s['median_seconds']:.2f} | {len(s['seconds'])} | "
                      f"{s['peak_rss_mb']:,.0f} | {rows} | {rps} |")
     c = r["comparisons"]
-    lines += ["", f"Nightly without training: **{r['nightly_seconds_without_training']:.1f} s**", "",
+    with_training = r.get("nightly_seconds_with_training")
+    lines += ["", f"Nightly without training: **{r['nightly_seconds_without_training']:.1f} s**"
+              + (f"; with training: **{with_training:.1f} s**" if with_training else "")
+              + f"; peak memory of a nightly stage: {r.get('nightly_peak_rss_mb') or 0:,.0f} MB", "",
               "| comparison | figure |", "|---|---|",
               f"| scan floor (one aggregate scan of raw) | {c['scan_floor']['median_seconds']:.2f} s over "
               f"{c['scan_floor']['rows_scanned']:,} rows |",
               f"| nightly dbt / scan floor | {c['dbt_nightly_vs_scan_floor']}x |"]
+    if "scoring_customers_per_second" in c:
+        lines.append(f"| scoring job (Spark start to files written) | {c['scoring_customers_per_second']:,.0f} "
+                     "customers/s |")
     if "dbt_features_vs_pandas" in c:
         f = c["dbt_features_vs_pandas"]
         verdict = "equal" if f["equal"] else "DIFFER: " + ", ".join(f["mismatched_columns"])

@@ -1,0 +1,162 @@
+"""The pipeline's side of the Spark model jobs: snapshots to train on, "train when there is no champion", and
+running `spark_jobs.train` / `spark_jobs.score` as child processes (the way spark-submit runs them).
+
+Model code is in ml/ and the jobs in spark_jobs/; this module only decides what to run and runs it. The Airflow
+tasks (c360.tasks) and `c360 nightly` call it.
+
+Why child processes: a Spark driver is a JVM started by the first SparkSession of a process and keeps its memory
+settings for the life of that process; `airflow dags test` (and a LocalExecutor task) would otherwise host several
+JVMs' worth of state in one Python process. A child process per job also streams its log into the task log and
+fails the task with the job's own message.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shlex
+import subprocess
+import sys
+from collections.abc import Iterable
+from datetime import date, timedelta
+
+from c360.config import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+MODELS = ("churn", "clv", "recommender")
+# Extra arguments of the first-night training (no champion yet) and of the weekly training; see docs/models.md.
+# The first night skips the ALS grid so a fresh machine gets champions in minutes; the weekly run searches it.
+BOOTSTRAP_TRAIN_ARGS_ENV = "C360_BOOTSTRAP_TRAIN_ARGS"
+DEFAULT_BOOTSTRAP_TRAIN_ARGS = "--rec-grid none --train-snapshots 3"
+TRAIN_ARGS_ENV = "C360_TRAIN_ARGS"
+DEFAULT_TRAIN_ARGS = "--train-snapshots 3"
+# Monthly training snapshots: one every this many days back from the run date.
+SNAPSHOT_SPACING_DAYS = 28
+
+
+class JobFailed(RuntimeError):
+    """A Spark job exited non-zero; the message carries its last log lines."""
+
+
+def missing_champions(settings: Settings | None = None, models: Iterable[str] = MODELS) -> list[str]:
+    """The registered models (of `models`) without a @champion alias in the configured MLflow registry."""
+    import mlflow
+
+    from ml.registry import CHAMPION, alias_version
+
+    settings = settings or get_settings()
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    mlflow.set_registry_uri(settings.mlflow_tracking_uri)
+    return [m for m in models if alias_version(m, CHAMPION) is None]
+
+
+def training_snapshot_dates(day: date, first_date: date, *, spacing_days: int = SNAPSHOT_SPACING_DAYS,
+                            min_history_days: int = 28) -> list[date]:
+    """Dates to hold feature snapshots for training: day - k * spacing, back to first_date + min_history_days.
+
+    Anchored on the run date so every night asks for the same grid until it moves by one spacing; any labelled
+    snapshot on the grid can be a training or holdout snapshot (spark_jobs.train.choose_dates).
+    """
+    dates = []
+    d = day - timedelta(days=spacing_days)
+    while d >= first_date + timedelta(days=min_history_days):
+        dates.append(d)
+        d -= timedelta(days=spacing_days)
+    return sorted(dates)
+
+
+def prepare_training_snapshots(day: date, settings: Settings | None = None) -> list[date]:
+    """Backfill the monthly feature snapshots (and the labels now observable) that the warehouse lacks, and export
+    them to Parquet. Returns the dates backfilled. Cheap when nothing is missing (one query)."""
+    from c360 import transform
+    from c360.warehouse import connect
+
+    settings = settings or get_settings()
+    con = connect(settings, read_only=True)
+    try:
+        first = con.execute("select min(_dt) from raw.transactions").fetchall()[0][0]
+        held = {r[0] for r in con.execute(f"select distinct as_of_date from {transform.FEATURE_TABLE}").fetchall()}
+    finally:
+        con.close()
+    if first is None:
+        return []
+    wanted = training_snapshot_dates(day, first)
+    missing = [d for d in wanted if d not in held]
+    if missing:
+        log.info("Backfilling %d training snapshot(s): %s", len(missing), ", ".join(map(str, missing)))
+        transform.backfill_snapshots(missing, settings, labels_as_of=day)
+    transform.export_feature_parquet(day, settings)  # writes every partition missing on disk
+    return missing
+
+
+def _args_from_env(name: str, default: str) -> list[str]:
+    return shlex.split(os.environ.get(name, default))
+
+
+def run_job(module: str, args: list[str], settings: Settings | None = None, *, tail_lines: int = 30) -> str:
+    """Run `python -m <module> <args>` with the settings in its environment, streaming its output to the log.
+    Returns the last line of stdout (the jobs print a JSON summary there); raises JobFailed on a non-zero exit."""
+    settings = settings or get_settings()
+    env = {**os.environ, **settings.as_env()}
+    cmd = [sys.executable, "-m", module, *args]
+    log.info("Running %s", " ".join(shlex.quote(c) for c in cmd))
+    tail: list[str] = []
+    last_stdout = ""
+    with subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          bufsize=1) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            line = line.rstrip("\n")
+            print(line, flush=True)  # into the task log / the terminal
+            tail = (tail + [line])[-tail_lines:]
+            if line.startswith(("{", "[")):
+                last_stdout = line
+    if proc.returncode != 0:
+        raise JobFailed(f"{module} {' '.join(args)} failed (exit {proc.returncode}). Last lines:\n" + "\n".join(tail))
+    return last_stdout
+
+
+def train(day: date, settings: Settings | None = None, *, models: Iterable[str] = MODELS,
+          extra_args: list[str] | None = None) -> list[dict]:
+    """Train (and register, and promote by the gates) the given models as of `day` in a child Spark process."""
+    settings = settings or get_settings()
+    models = list(models)
+    args = ["--model", models[0] if len(models) == 1 else "all", "--as-of-date", day.isoformat(),
+            "--churn-horizon-days", str(settings.churn_horizon_days),
+            "--value-horizon-days", str(settings.value_horizon_days),
+            *(extra_args if extra_args is not None else _args_from_env(TRAIN_ARGS_ENV, DEFAULT_TRAIN_ARGS))]
+    if 1 < len(models) < len(MODELS):  # a subset: one job per model
+        return [r for m in models for r in train(day, settings, models=[m], extra_args=extra_args)]
+    out = run_job("spark_jobs.train", args, settings)
+    return json.loads(out) if out else []
+
+
+def ensure_champions(day: date, settings: Settings | None = None) -> dict:
+    """The first night on a fresh machine: train the models that have no @champion yet (after backfilling the
+    snapshots they need), so scoring can run. Does nothing when every model has a champion."""
+    settings = settings or get_settings()
+    missing = missing_champions(settings)
+    if not missing:
+        return {"trained": [], "missing": []}
+    log.info("No @champion for %s: training them before scoring (first run on this registry)", ", ".join(missing))
+    prepare_training_snapshots(day, settings)
+    results = train(day, settings, models=missing,
+                    extra_args=_args_from_env(BOOTSTRAP_TRAIN_ARGS_ENV, DEFAULT_BOOTSTRAP_TRAIN_ARGS))
+    still = missing_champions(settings, missing)
+    if still:
+        gates = {r.get("model"): r.get("gates") for r in results}
+        raise JobFailed(
+            f"Training ran but {', '.join(still)} still ha{'s' if len(still) == 1 else 've'} no @champion: the first "
+            f"version did not pass the absolute floors ({gates}). Scoring needs a champion. Inspect the MLflow run, "
+            "then train with more history or promote a version by hand: `c360 models promote --model <name> --version <n>` "
+            "(docs/runbooks.md).")
+    return {"trained": [r.get("model") for r in results], "missing": missing}
+
+
+def score(day: date, settings: Settings | None = None, *, recommendations: bool = True) -> dict:
+    """Score every customer of the `day` snapshot with the champions (spark_jobs.score) in a child process."""
+    args = ["--date", day.isoformat(), *([] if recommendations else ["--no-recommendations"])]
+    out = run_job("spark_jobs.score", args, settings)
+    return json.loads(out) if out else {}

@@ -1,0 +1,101 @@
+"""
+### c360_score: champions -> scores -> segments -> drift check -> exports -> run report
+
+Runs when the transform DAG has published the night's feature snapshot (Asset
+`feature_store.customer_features`), for the date carried in the Asset event (or the logical date in
+`airflow dags test`).
+
+* `ensure_champions`: on a registry without a `@champion` (a fresh machine), backfills monthly feature
+  snapshots and trains the missing models first (quick settings, `C360_BOOTSTRAP_TRAIN_ARGS`); otherwise
+  it does nothing. Regular retraining is the weekly `c360_train` DAG.
+* `score`: the Spark scoring job (`spark_jobs/score.py`) scores every customer of the D snapshot with the
+  champions: churn probability and decile, P(alive), predicted value and decile, top-N recommendations;
+  Parquet under `C360_SCORES_DIR/{scores,recommendations}/dt=D`, atomically. Refuses when a champion or a
+  signature column is missing.
+* `dbt_build_scores`: loads them into the warehouse and builds `customer_scores`, `customer_recommendations`,
+  `customer_360` (with scores), `segment_members` and `segment_changes` (segments.yml).
+* `monitor`: population stability (PSI) of key features and scores against the training snapshot,
+  recorded in `monitoring.psi`.
+* `export`: per segment a CRM CSV (email only where consented), Parquet and entered/exited deltas under
+  `EXPORT_URI/dt=D/`, manifest last. **Skipped** (with the reason in the log and the report) when the drift
+  check says hold (`C360_PSI_HOLD`); `c360 segments export --date D --force` releases it.
+* `report`: the night's HTML + JSON report under `C360_REPORTS_DIR`.
+
+Docs: `docs/models.md` (scoring), `docs/exports.md`, `docs/report.md`, runbooks in `docs/runbooks.md`.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import dag, task
+
+from c360.assets import (
+    EXPORTS_ASSET,
+    FEATURE_STORE_ASSET,
+    MODELS_ASSET,
+    SCORES_ASSET,
+    SEGMENTS_ASSET,
+    WAREHOUSE_POOL,
+)
+
+default_args = {
+    "owner": "data-science",
+    "retries": 1,
+    "retry_delay": timedelta(minutes=5),
+}
+
+
+@dag(
+    dag_id="c360_score",
+    schedule=[FEATURE_STORE_ASSET],
+    start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    default_args=default_args,
+    tags=["c360", "ml", "exports"],
+    doc_md=__doc__,
+)
+def c360_score():
+    @task(outlets=[MODELS_ASSET], execution_timeout=timedelta(hours=3), retries=0)
+    def ensure_champions(**context) -> dict:
+        from c360 import tasks
+
+        return tasks.ensure_champions(context)
+
+    @task(outlets=[SCORES_ASSET], execution_timeout=timedelta(hours=2))
+    def score(**context) -> dict:
+        from c360 import tasks
+
+        return tasks.score(context)
+
+    @task(pool=WAREHOUSE_POOL, outlets=[SEGMENTS_ASSET], execution_timeout=timedelta(hours=1))
+    def dbt_build_scores(**context) -> dict:
+        from c360 import tasks
+
+        return tasks.dbt_build_scores(context)
+
+    @task(pool=WAREHOUSE_POOL)
+    def monitor(**context) -> dict:
+        from c360 import tasks
+
+        return tasks.monitor(context)
+
+    @task(outlets=[EXPORTS_ASSET])
+    def export(**context) -> dict:
+        from c360 import tasks
+
+        return tasks.export(context)
+
+    # the report also describes a night whose exports were held back (export skipped)
+    @task(trigger_rule="none_failed")
+    def report(**context) -> dict:
+        from c360 import tasks
+
+        return tasks.report(context)
+
+    ensure_champions() >> score() >> dbt_build_scores() >> monitor() >> export() >> report()
+
+
+c360_score()
