@@ -32,6 +32,11 @@ BOOTSTRAP_TRAIN_ARGS_ENV = "C360_BOOTSTRAP_TRAIN_ARGS"
 DEFAULT_BOOTSTRAP_TRAIN_ARGS = "--rec-grid none --train-snapshots 3"
 TRAIN_ARGS_ENV = "C360_TRAIN_ARGS"
 DEFAULT_TRAIN_ARGS = "--train-snapshots 3"
+# What the first night does when the very first version of a model fails its absolute floors (there is no champion
+# to protect yet): "gated" (default) stops the night with the gate results; "accept" makes it @champion anyway,
+# tagged and noted in the deployments audit, for sandboxes and young shops whose history is too short to beat
+# the baselines yet. Never applies once a model has had a champion.
+FIRST_CHAMPION_ENV = "C360_FIRST_CHAMPION"
 # Monthly training snapshots: one every this many days back from the run date.
 SNAPSHOT_SPACING_DAYS = 28
 
@@ -145,14 +150,42 @@ def ensure_champions(day: date, settings: Settings | None = None) -> dict:
     results = train(day, settings, models=missing,
                     extra_args=_args_from_env(BOOTSTRAP_TRAIN_ARGS_ENV, DEFAULT_BOOTSTRAP_TRAIN_ARGS))
     still = missing_champions(settings, missing)
+    gates = {r.get("model"): r.get("gates") for r in results}
+    if still and os.environ.get(FIRST_CHAMPION_ENV, "gated") == "accept":
+        accepted = _accept_first_versions(still, gates)
+        log.warning("%s=accept: made the first version(s) %s @champion although they failed their floors: %s",
+                    FIRST_CHAMPION_ENV, accepted, gates)
+        still = missing_champions(settings, missing)
     if still:
-        gates = {r.get("model"): r.get("gates") for r in results}
         raise JobFailed(
             f"Training ran but {', '.join(still)} still ha{'s' if len(still) == 1 else 've'} no @champion: the first "
             f"version did not pass the absolute floors ({gates}). Scoring needs a champion. Inspect the MLflow run, "
             "then train with more history or promote a version by hand: `c360 models promote --model <name> --version <n>` "
             "(docs/runbooks.md).")
     return {"trained": [r.get("model") for r in results], "missing": missing}
+
+
+def _accept_first_versions(names: list[str], gates: dict) -> dict[str, str]:
+    """Promote the newest version of each model that never had a champion, noting why in the audit and as a tag."""
+    from mlflow import MlflowClient
+
+    from ml.registry import DeploymentAudit, promote
+
+    client = MlflowClient()
+    audit = DeploymentAudit()
+    accepted = {}
+    for name in names:
+        if audit.history(name, "champion"):
+            continue  # it had a champion once (rolled back to none?): never bypass the gates then
+        versions = client.search_model_versions(f"name = '{name}'")
+        if not versions:
+            continue
+        newest = max(versions, key=lambda v: int(v.version))
+        note = f"first champion accepted without passing its floors ({FIRST_CHAMPION_ENV}=accept): {gates.get(name)}"
+        client.set_model_version_tag(name, newest.version, "accepted_without_gates", "true")
+        promote(name, str(newest.version), note=note[:1000], audit=audit, client=client)
+        accepted[name] = str(newest.version)
+    return accepted
 
 
 def score(day: date, settings: Settings | None = None, *, recommendations: bool = True) -> dict:
