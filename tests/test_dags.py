@@ -53,3 +53,21 @@ def test_dag_files_do_not_import_heavy_libraries_at_parse_time(dag_file):
                          check=True).stdout
     heavy = [line for line in out.splitlines() if line.startswith("HEAVY=")]
     assert heavy == ["HEAVY="], f"{dag_file} imports {heavy} at parse time"
+
+
+def test_the_chain_is_wired_by_assets_and_training_is_weekly(dagbag):
+    from c360.assets import FEATURE_STORE_ASSET, MODELS_ASSET, RAW_ASSETS, SCORES_ASSET
+
+    def produced(dag_id):
+        return {a.uri for t in dagbag.dags[dag_id].tasks for a in t.outlets}
+
+    assert {a.uri for a in RAW_ASSETS.values()} <= produced("c360_ingest")
+    assert FEATURE_STORE_ASSET.uri in produced("c360_transform")
+    assert {SCORES_ASSET.uri, MODELS_ASSET.uri} <= produced("c360_score")
+    score = dagbag.dags["c360_score"]
+    assert [t.task_id for t in score.tasks if not t.upstream_task_ids] == ["ensure_champions"]
+    assert score.get_task("report").trigger_rule == "none_failed"  # reports a night whose export was held
+    train = dagbag.dags["c360_train"]
+    assert "0 3 * * 0" in str(train.timetable.summary) or "0 3 * * 0" in repr(train.timetable)
+    assert MODELS_ASSET.uri in produced("c360_train")
+    assert train.get_task("prepare_snapshots").pool == "warehouse" and train.get_task("train").pool != "warehouse"
