@@ -230,7 +230,8 @@ def resolve_reference_date(settings: Settings, reference_date: date | None = Non
     """The training snapshot date to compare with, and where it came from.
 
     Order: the argument, C360_PSI_REFERENCE_DATE, the `training_as_of_date` tag of the churn @champion model
-    version in MLflow (when the MLflow store exists). None when none of them is set.
+    version in MLflow, else the `train_date` tag of the run that produced it (when the MLflow store exists).
+    None when none of them is set.
     """
     if reference_date is not None:
         return reference_date, "argument"
@@ -243,11 +244,16 @@ def resolve_reference_date(settings: Settings, reference_date: date | None = Non
     try:
         from mlflow import MlflowClient
 
-        version = MlflowClient(tracking_uri=uri).get_model_version_by_alias("churn", "champion")
+        client = MlflowClient(tracking_uri=uri)
+        version = client.get_model_version_by_alias("churn", "champion")
         tag = (version.tags or {}).get(REFERENCE_TAG)
         if tag:
             return date.fromisoformat(tag[:10]), f"MLflow churn@champion tag {REFERENCE_TAG}"
-        return None, f"churn@champion has no {REFERENCE_TAG} tag"
+        # the training job records its (newest) training snapshot as the run tag `train_date`
+        train_date = (client.get_run(version.run_id).data.tags or {}).get("train_date") if version.run_id else None
+        if train_date:
+            return date.fromisoformat(train_date[:10]), "train_date of the churn@champion's MLflow run"
+        return None, f"churn@champion has no {REFERENCE_TAG} tag and its run no train_date tag"
     except Exception as exc:  # no model, no alias, store unreachable: monitoring must not break the night
         return None, f"MLflow lookup failed: {str(exc).splitlines()[0][:200]}"
 
