@@ -4,6 +4,7 @@
     python -m spark_jobs.models history --model churn
     python -m spark_jobs.models rollback --model churn [--note "bad scores on 2025-07-01"]
     python -m spark_jobs.models promote --model churn --version 7 --note "approved by ..."
+    python -m spark_jobs.models ensure --date 2026-11-04     (train the models without a champion, as the first night)
 
 No Spark needed. Every alias move is recorded in the deployments audit table (docs/models.md).
 """
@@ -18,7 +19,8 @@ MODELS = ("churn", "clv", "recommender")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("action", choices=["status", "history", "rollback", "promote"])
+    parser.add_argument("action", choices=["status", "history", "rollback", "promote", "ensure"])
+    parser.add_argument("--date", help="ensure: the data date to train as of (YYYY-MM-DD)")
     parser.add_argument("--model", help="registered model name (status: default all three)")
     parser.add_argument("--version", help="promote: the version to make @champion")
     parser.add_argument("--note", help="why (stored in the audit table)")
@@ -31,6 +33,16 @@ def run(args: argparse.Namespace) -> int:
     from ml import registry
 
     settings = get_settings()
+    if args.action == "ensure":
+        import datetime as dt
+
+        from c360 import modeling
+
+        if not args.date:
+            print("--date is required for ensure", file=sys.stderr)
+            return 2
+        print(json.dumps(modeling.ensure_champions(dt.date.fromisoformat(args.date), settings)))
+        return 0
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     mlflow.set_registry_uri(settings.mlflow_tracking_uri)
     audit = registry.DeploymentAudit(settings.data_dir / "mlflow" / "deployments.sqlite")

@@ -31,6 +31,7 @@ class Options:
     train_date: str | None = None
     holdout_date: str | None = None
     train_snapshots: int = 1
+    min_gap_days: int | None = None
     churn_horizon_days: int = 90
     value_horizon_days: int = 180
     rec_holdout_days: int = 30
@@ -58,8 +59,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--holdout-date", help="holdout snapshot (default: newest labelled one <= as-of date)")
     parser.add_argument("--train-snapshots", type=int, default=1,
                         help="stack the N newest labelled snapshots up to the training date (more rows and seasons)")
-    parser.add_argument("--churn-horizon-days", type=int, default=90)
-    parser.add_argument("--value-horizon-days", type=int, default=180)
+    parser.add_argument("--min-gap-days", type=int,
+                        help="default training snapshot: the newest labelled one at least this many days before the "
+                             "holdout (default: the horizon, so label windows do not overlap)")
+    # the label horizons the dbt project used (same environment variables, c360.config)
+    from c360.config import get_settings
+
+    settings = get_settings()
+    parser.add_argument("--churn-horizon-days", type=int, default=settings.churn_horizon_days)
+    parser.add_argument("--value-horizon-days", type=int, default=settings.value_horizon_days)
     parser.add_argument("--rec-holdout-days", type=int, default=30, help="recommender holdout window (days)")
     parser.add_argument("--rec-top-n", type=int, default=10)
     parser.add_argument("--rec-grid", choices=["none", "small"], default="small",
@@ -82,7 +90,7 @@ def options_from_args(args: argparse.Namespace) -> Options:
     return Options(
         models=list(MODELS) if args.model == "all" else [args.model],
         as_of_date=args.as_of_date, train_date=args.train_date, holdout_date=args.holdout_date,
-        train_snapshots=max(1, args.train_snapshots),
+        train_snapshots=max(1, args.train_snapshots), min_gap_days=args.min_gap_days,
         churn_horizon_days=args.churn_horizon_days, value_horizon_days=args.value_horizon_days,
         rec_holdout_days=args.rec_holdout_days, rec_top_n=args.rec_top_n, rec_grid=args.rec_grid,
         half_life_days=args.half_life_days, gbt_iterations=args.gbt_iterations, gate_margin=args.gate_margin,
@@ -101,14 +109,19 @@ def _d(s: str) -> dt.date:
 
 def choose_dates(feature_dates: list[str], label_dates: list[str], as_of: str, horizon_days: int, *,
                  train_date: str | None = None, holdout_date: str | None = None,
-                 allow_overlap: bool = True) -> tuple[str, str, int]:
+                 allow_overlap: bool = True, min_gap_days: int | None = None) -> tuple[str, str, int]:
     """(train_date, holdout_date, gap_days) for a time-based holdout.
 
     The holdout is the newest snapshot <= as_of that has features and labels; the training snapshot
     the newest labelled one at least `horizon_days` earlier, so its label window ends before the
     holdout starts. With too short a history it falls back (if allowed) to the oldest labelled
     snapshot, whose label window then overlaps the holdout's: reported as gap_days < horizon.
+    `min_gap_days` (< horizon) asks for that overlap on purpose: the newest snapshot at least that many
+    days before the holdout (more recent history for the model, at the price of shared label days).
     """
+    gap_needed = horizon_days if min_gap_days is None else min_gap_days
+    if gap_needed < horizon_days and not allow_overlap:
+        raise ValueError(f"min_gap_days {gap_needed} < horizon {horizon_days} makes label windows overlap")
     usable = sorted(set(feature_dates) & set(label_dates))
     if holdout_date is None:
         candidates = [d for d in usable if d <= as_of]
@@ -120,23 +133,25 @@ def choose_dates(feature_dates: list[str], label_dates: list[str], as_of: str, h
     elif holdout_date not in usable:
         raise ValueError(f"holdout snapshot {holdout_date} lacks features or labels (labelled: {usable[-5:]})")
     if train_date is None:
-        limit = (_d(holdout_date) - dt.timedelta(days=horizon_days)).isoformat()
+        limit = (_d(holdout_date) - dt.timedelta(days=gap_needed)).isoformat()
         earlier = [d for d in usable if d <= limit]
         if earlier:
             train_date = earlier[-1]
         else:
             before = [d for d in usable if d < holdout_date]
             if not before or not allow_overlap:
-                raise ValueError(f"no labelled snapshot on or before {limit} ({horizon_days} days before the "
+                raise ValueError(f"no labelled snapshot on or before {limit} ({gap_needed} days before the "
                                  f"holdout {holdout_date}) to train on; load more history or pass --train-date")
             train_date = before[0]  # the least overlap available
-            log.warning("training snapshot %s is less than %d days before the holdout %s: label windows overlap",
-                        train_date, horizon_days, holdout_date)
     elif train_date not in usable:
         raise ValueError(f"training snapshot {train_date} lacks features or labels (labelled: {usable[-5:]})")
     if train_date >= holdout_date:
         raise ValueError(f"training snapshot {train_date} must be before the holdout {holdout_date}")
-    return train_date, holdout_date, (_d(holdout_date) - _d(train_date)).days
+    gap = (_d(holdout_date) - _d(train_date)).days
+    if gap < horizon_days:
+        log.warning("training snapshot %s is less than %d days before the holdout %s: label windows overlap",
+                    train_date, horizon_days, holdout_date)
+    return train_date, holdout_date, gap
 
 
 def stacked_dates(label_dates: list[str], train_date: str, n: int) -> list[str]:
@@ -153,6 +168,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def train(opts: Options, spark=None) -> int:
+    """Train the models of `opts`, print one JSON line with the results; 0 on success."""
+    results = train_models(opts, spark)
+    print(json.dumps(results, default=str))
+    return 0
+
+
+def train_models(opts: Options, spark=None) -> list[dict]:
+    """Train the models of `opts` and return one result dict per model (version, run_id, gates, headline)."""
     from c360.config import get_settings
     from ml.registry import DeploymentAudit, configure
     from spark_jobs import training
@@ -180,7 +203,8 @@ def train(opts: Options, spark=None) -> int:
                 horizon = opts.churn_horizon_days if name == "churn" else opts.value_horizon_days
                 train_date, holdout_date, gap = choose_dates(
                     feature_dates, snapshot_dates(fs / labels), as_of, horizon, train_date=opts.train_date,
-                    holdout_date=opts.holdout_date, allow_overlap=opts.allow_overlap)
+                    holdout_date=opts.holdout_date, allow_overlap=opts.allow_overlap,
+                    min_gap_days=opts.min_gap_days)
                 log.info("%s: train snapshot %s, holdout snapshot %s (%d days apart)", name, train_date,
                          holdout_date, gap)
                 train_dates = stacked_dates(snapshot_dates(fs / labels), train_date, opts.train_snapshots)
@@ -209,8 +233,7 @@ def train(opts: Options, spark=None) -> int:
                      " ".join(f"{k}={v:.4g}" for k, v in r["headline"].items()), r["gates"])
         log.info("MLflow runs in experiment %r at %s; deployments audit %s", opts.experiment,
                  settings.mlflow_tracking_uri, audit.path)
-        print(json.dumps(results, default=str))
-        return 0
+        return results
     finally:
         if own_session:
             spark.stop()
