@@ -18,7 +18,7 @@ from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from ml.features import LABEL, WEIGHT, fill_sql
+from ml.features import LABEL, WEIGHT, derived_features, derived_sql, fill_sql
 
 PROBABILITY_COL = "prediction"   # P(churn), the pipeline's final output
 MODEL_KINDS = ("gbt", "logreg")
@@ -61,9 +61,15 @@ def add_class_weights(df: DataFrame, label: str = LABEL) -> tuple[DataFrame, flo
     return weighted, w_neg / w_pos
 
 
-def _feature_stages(numeric: list[str], categorical: list[str], one_hot: bool) -> tuple[list, list[str]]:
+def _feature_stages(numeric: list[str], categorical: list[str], one_hot: bool, *, derived: bool = True,
+                    bgnbd=None, horizon_days: float = 90.0) -> tuple[list, list[str]]:
+    """Fill nulls -> derived features -> index categories [-> BG/NBD outputs]; returns the stages and the columns
+    to assemble."""
     stages: list = [SQLTransformer(statement=fill_sql(numeric, categorical))]
     vector_inputs = [f"f_{c}" for c in numeric]
+    if derived and derived_sql(numeric):
+        stages.append(SQLTransformer(statement=derived_sql(numeric)))
+        vector_inputs += [f"f_{c}" for c in derived_features(numeric)]
     for c in categorical:
         stages.append(StringIndexer(inputCol=f"f_{c}", outputCol=f"idx_{c}", handleInvalid="keep",
                                     stringOrderType="frequencyDesc"))
@@ -73,15 +79,25 @@ def _feature_stages(numeric: list[str], categorical: list[str], one_hot: bool) -
         vector_inputs += [f"oh_{c}" for c in categorical]
     else:
         vector_inputs += [f"idx_{c}" for c in categorical]
+    if bgnbd is not None:
+        from ml.value import BGNBD_OUTPUTS, BGNBDValue
+
+        # BG/NBD's P(alive) and expected purchases over the horizon: the dropout posterior a churn model needs,
+        # in closed form (a linear model cannot build it from frequency, recency and age)
+        stages.append(BGNBDValue.from_model(bgnbd, horizon_days).setOutputCol("bgnbd_value"))
+        vector_inputs += BGNBD_OUTPUTS
     return stages, vector_inputs
 
 
 def build_pipeline(kind: str, numeric: list[str], categorical: list[str], *, odds_correction: float = 1.0,
-                   params: dict | None = None, seed: int = 7) -> Pipeline:
-    """An unfitted churn pipeline: fill nulls -> index categories -> assemble -> classifier -> P(churn)."""
+                   params: dict | None = None, seed: int = 7, bgnbd=None, horizon_days: float = 90.0,
+                   derived: bool = True) -> Pipeline:
+    """An unfitted churn pipeline: fill nulls -> derived features -> index categories [-> BG/NBD P(alive) and
+    expected purchases, with a fitted `bgnbd` (ml.clv.CLVModel)] -> assemble -> classifier -> P(churn)."""
     params = dict(params or {})
+    extra = {"derived": derived, "bgnbd": bgnbd, "horizon_days": horizon_days}
     if kind == "gbt":
-        stages, inputs = _feature_stages(numeric, categorical, one_hot=False)
+        stages, inputs = _feature_stages(numeric, categorical, one_hot=False, **extra)
         stages.append(VectorAssembler(inputCols=inputs, outputCol="features", handleInvalid="keep"))
         classifier: Estimator = GBTClassifier(
             featuresCol="features", labelCol=LABEL, weightCol=WEIGHT, predictionCol="predicted_class",
@@ -89,7 +105,7 @@ def build_pipeline(kind: str, numeric: list[str], categorical: list[str], *, odd
             stepSize=params.pop("stepSize", 0.1), subsamplingRate=params.pop("subsamplingRate", 0.8),
             maxBins=params.pop("maxBins", 64), seed=seed, **params)
     elif kind == "logreg":
-        stages, inputs = _feature_stages(numeric, categorical, one_hot=True)
+        stages, inputs = _feature_stages(numeric, categorical, one_hot=True, **extra)
         stages.append(VectorAssembler(inputCols=inputs, outputCol="raw_features", handleInvalid="keep"))
         stages.append(StandardScaler(inputCol="raw_features", outputCol="features", withMean=False, withStd=True))
         classifier = LogisticRegression(

@@ -138,6 +138,38 @@ def fill_sql(numeric: list[str], categorical: list[str], prefix: str = "f_") -> 
     return "SELECT *, " + ", ".join(parts) + " FROM __THIS__"
 
 
+# Derived features, computed inside the pipelines from the filled `f_` columns (so the signature still lists only
+# feature-store columns). They state what a linear model cannot build itself: the latest sign of life (an order or a
+# visit: browsing, like buying, stops when a customer drops out), the purchase rate so far, silence relative to
+# the customer's usual gap, and logs of the heavy-tailed day counts. name -> (SQL over f_ columns, inputs).
+DERIVED_FEATURES: dict[str, tuple[str, list[str]]] = {
+    "days_since_last_activity": ("least(f_days_since_last_order, f_days_since_last_visit)",
+                                 ["days_since_last_order", "days_since_last_visit"]),
+    "log_days_since_last_activity": ("ln(1 + greatest(least(f_days_since_last_order, f_days_since_last_visit), 0))",
+                                     ["days_since_last_order", "days_since_last_visit"]),
+    "log_days_since_last_order": ("ln(1 + greatest(f_days_since_last_order, 0))", ["days_since_last_order"]),
+    "purchase_rate": ("f_purchase_days / (greatest(f_days_since_first_order, 0) + 30)",
+                      ["purchase_days", "days_since_first_order"]),
+    "silence_ratio": ("f_days_since_last_order / (greatest(f_avg_days_between_orders, 0) + 7)",
+                      ["days_since_last_order", "avg_days_between_orders"]),
+}
+
+
+def derived_features(numeric: list[str]) -> list[str]:
+    """The derived features whose inputs are all among `numeric` (their columns are `f_<name>`)."""
+    present = set(numeric)
+    return [name for name, (_, inputs) in DERIVED_FEATURES.items() if set(inputs) <= present]
+
+
+def derived_sql(numeric: list[str], prefix: str = "f_") -> str | None:
+    """The SQLTransformer statement adding the derived features (after `fill_sql`), or None if none applies."""
+    names = derived_features(numeric)
+    if not names:
+        return None
+    parts = [f"CAST({DERIVED_FEATURES[n][0]} AS DOUBLE) AS {prefix}{n}" for n in names]
+    return "SELECT *, " + ", ".join(parts) + " FROM __THIS__"
+
+
 def _restrict_coalesce(expr: str, present: set[str]) -> str:
     """Drop arguments of `coalesce(a, b, 0)` that name columns not in `present`."""
     inner = expr[len("coalesce("):-1] if expr.startswith("coalesce(") else None

@@ -117,18 +117,179 @@ def _label_frame(spark: SparkSession, labels: list[str], idx_col: str, id_col: s
     return spark.createDataFrame(pd.DataFrame({idx_col: np.arange(len(labels), dtype="int32"), id_col: labels}))
 
 
+# one candidate item: ALS affinity, or popularity for the fallbacks (only comparable within a source)
+_ITEM = "struct<product_id:string,score:double>"
+
+
+def top_k_indices(scores: np.ndarray, k: int) -> np.ndarray:
+    """Per row of `scores`, the column indices of the k highest scores, by score desc then index asc (so equal
+    scores rank by column: with columns in product_id order, by product_id)."""
+    rows, cols = scores.shape
+    k = min(k, cols)
+    if k <= 0:
+        return np.empty((rows, 0), dtype=np.int64)
+    if k < cols:
+        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        kth = np.take_along_axis(scores, top, 1).min(axis=1)
+        # argpartition picks arbitrarily among scores equal to the k-th: redo those (rare) rows exactly
+        for r in np.flatnonzero((scores >= kth[:, None]).sum(axis=1) > k):
+            idx = np.flatnonzero(scores[r] >= kth[r])
+            top[r] = idx[np.lexsort((idx, -scores[r, idx]))][:k]
+    else:
+        top = np.broadcast_to(np.arange(cols), (rows, cols)).copy()
+    order = np.lexsort((top, -np.take_along_axis(scores, top, 1)), axis=1)
+    return np.take_along_axis(top, order, 1)
+
+
+def _als_top_items_fn(product_ids: list[str], item_factors: np.ndarray, k: int, factors_col: str):
+    """The mapInArrow function of `with_als_items`. It runs in the Python workers, which import this module (for
+    `top_k_indices`): true in local mode; on a cluster ship the `ml` package, as for ml.value.BGNBDValue."""
+    items = np.ascontiguousarray(item_factors, dtype=np.float64).T
+    chunk = max(1, 4_000_000 // max(items.shape[1], 1))  # rows per matrix product: bounded memory per worker
+
+    def add_items(batches):
+        import pyarrow as pa
+
+        ids = pa.array(product_ids, type=pa.string())
+        item_type = pa.struct([("product_id", pa.string()), ("score", pa.float64())])
+        for batch in batches:
+            factors = batch.column(batch.schema.get_field_index(factors_col))
+            known = np.flatnonzero(factors.is_valid().to_numpy(zero_copy_only=False))
+            width = items.shape[0]
+            user = (factors.take(pa.array(known)).flatten().to_numpy(zero_copy_only=False)
+                    .astype(np.float64).reshape(len(known), width))
+            tops, scores = [], []
+            for start in range(0, len(known), chunk):
+                # float64 products of float32 factors, rounded to float32 like ALS's own scores
+                s = (user[start:start + chunk] @ items).astype(np.float32)
+                top = top_k_indices(s, k)
+                tops.append(top)
+                scores.append(np.take_along_axis(s, top, 1))
+            kk = min(k, items.shape[1])
+            top = np.concatenate(tops) if tops else np.empty((0, kk), dtype=np.int64)
+            score = np.concatenate(scores) if scores else np.empty((0, kk), dtype=np.float32)
+            values = pa.StructArray.from_arrays(
+                [ids.take(pa.array(top.ravel())), pa.array(score.ravel().astype(np.float64))],
+                fields=list(item_type))
+            lists = pa.ListArray.from_arrays(pa.array(np.arange(len(known) + 1, dtype=np.int32) * kk), values)
+            # customers the model does not know get null
+            position = np.full(batch.num_rows, -1)
+            position[known] = np.arange(len(known))
+            out = lists.take(pa.array(position, mask=position < 0))
+            columns = [batch.column(i) for i, f in enumerate(batch.schema) if f.name != factors_col]
+            names = [f.name for f in batch.schema if f.name != factors_col]
+            yield pa.RecordBatch.from_arrays([*columns, out], names=[*names, "als_items"])
+
+    return add_items
+
+
+def with_als_items(model: PipelineModel, rows: DataFrame, k: int) -> DataFrame:
+    """`rows` (customer_id, other columns) plus `als_items`: the ALS model's top-k products for the customer as an
+    array of (product_id, score), by score desc then product_id; null for customers the model does not know.
+
+    Scored in the Python workers with numpy, a batch of customers at a time: their factor rows times the item
+    factor matrix (items x rank, collected), then the top k. ALSModel.recommendForUserSubset does the same in a
+    per-customer Java loop followed by a regrouping shuffle, and was most of the scoring job's time.
+    """
+    from pyspark.sql.types import ArrayType, DoubleType, StringType, StructField, StructType
+
+    spark = rows.sparkSession
+    user_indexer, item_indexer, als = _parts(model)
+    labels = list(item_indexer.labels)
+    item_rows = als.itemFactors.collect()
+    product_ids = [labels[r["id"]] for r in item_rows]
+    order = sorted(range(len(product_ids)), key=product_ids.__getitem__)  # columns in product_id order
+    factors = np.array([item_rows[i]["features"] for i in order], dtype=np.float32).reshape(len(order), als.rank)
+    users = _label_frame(spark, list(user_indexer.labels), "user_idx", "customer_id")
+    user_factors = users.join(als.userFactors.select(F.col("id").alias("user_idx"), F.col("features").alias(
+        "_factors")), "user_idx").select("customer_id", "_factors")
+    joined = rows.join(user_factors, "customer_id", "left")
+    item = StructType([StructField("product_id", StringType()), StructField("score", DoubleType())])
+    schema = StructType([f for f in joined.schema.fields if f.name != "_factors"]
+                        + [StructField("als_items", ArrayType(item))])
+    return joined.mapInArrow(_als_top_items_fn([product_ids[i] for i in order], factors, k, "_factors"), schema)
+
+
 def als_candidates(model: PipelineModel, customers: DataFrame, n: int) -> DataFrame:
     """(customer_id, product_id, score) - ALS top-n for the customers the model knows."""
-    spark = customers.sparkSession
-    user_indexer, item_indexer, als = _parts(model)
-    users = _label_frame(spark, list(user_indexer.labels), "user_idx", "customer_id")
-    items = _label_frame(spark, list(item_indexer.labels), "item_idx", "product_id")
-    known = customers.select("customer_id").distinct().join(users, "customer_id")
-    recs = als.recommendForUserSubset(known.select("user_idx"), n)
-    return (recs.select("user_idx", F.explode("recommendations").alias("r"))
-            .select("user_idx", F.col("r.item_idx").alias("item_idx"), F.col("r.rating").alias("score"))
-            .join(known, "user_idx").join(items, "item_idx")
-            .select("customer_id", "product_id", F.col("score").cast("double").alias("score")))
+    return (with_als_items(model, customers.select("customer_id").distinct(), n)
+            .select("customer_id", F.inline("als_items")))
+
+
+def _popular_lists(popular: DataFrame, k: int) -> tuple[DataFrame, DataFrame]:
+    """The k most popular products overall (one row, `popular_items`) and per category (`favourite_category`,
+    `category_items`), each an array of (product_id, score) ranked by popularity desc, then product_id."""
+    def ranked():
+        entries = F.sort_array(F.collect_list(F.struct("r", "product_id", "popularity")))
+        return F.transform(entries, lambda x: F.struct(x["product_id"].alias("product_id"),
+                                                       x["popularity"].cast("double").alias("score")))
+
+    rank_pop = Window.orderBy(F.desc("popularity"), F.asc("product_id"))
+    overall = (popular.withColumn("r", F.row_number().over(rank_pop)).where(F.col("r") <= k)
+               .agg(ranked().alias("popular_items")))
+    rank_cat = Window.partitionBy("category").orderBy(F.desc("popularity"), F.asc("product_id"))
+    by_category = (popular.where(F.col("category").isNotNull())
+                   .withColumn("r", F.row_number().over(rank_cat)).where(F.col("r") <= k)
+                   .groupBy(F.col("category").alias("favourite_category")).agg(ranked().alias("category_items")))
+    return overall, by_category
+
+
+def _first_allowed(items, exclude, room):
+    """The first `room` entries of `items` whose product_id is not in `exclude`, in order. At most size(exclude)
+    entries can be dropped, so only the first room + size(exclude) are looked at."""
+    head = F.slice(items, 1, room + F.size(exclude))
+    allowed = F.slice(F.filter(head, lambda x: ~F.array_contains(exclude, x["product_id"])), 1, room)
+    return F.when(room > 0, allowed).otherwise(F.array().cast(f"array<{_ITEM}>"))
+
+
+def recommendation_lists(model: PipelineModel | None, customers: DataFrame, seen: DataFrame, popular: DataFrame,
+                         *, n: int = 10, exclude_cap: int = 50) -> DataFrame:
+    """(customer_id, recommendations): `recommend` as one row per customer with an array of up to n
+    (product_id, score, source), best first. Customers without any candidate get an empty array.
+
+    Each customer is one row carrying arrays (bought products, ALS top items, the top of their favourite
+    category and overall, the last two broadcast): each source in priority order contributes its first items
+    that are neither bought nor already picked, until n. No candidate rows are exploded, shuffled or windowed.
+    """
+    fetch = n + exclude_cap
+    if "favourite_category" not in customers.columns:
+        customers = customers.withColumn("favourite_category", F.lit(None).cast("string"))
+    customers = customers.select("customer_id", "favourite_category").dropDuplicates(["customer_id"])
+    bought = (seen.where(F.col("product_id").isNotNull()).groupBy("customer_id")
+              .agg(F.collect_set("product_id").alias("bought")))
+    overall, by_category = _popular_lists(popular, fetch)
+    rows = customers.join(bought, "customer_id", "left")
+    if model is not None:
+        rows = with_als_items(model, rows, fetch)
+    else:
+        rows = rows.withColumn("als_items", F.lit(None).cast(f"array<{_ITEM}>"))
+    # the popular lists are small: broadcast, so the rows (and their arrays) are not shuffled again
+    rows = rows.join(F.broadcast(by_category), "favourite_category", "left").crossJoin(F.broadcast(overall))
+
+    empty = F.array().cast(f"array<{_ITEM}>")
+    columns = {"als": "als_items", "category_popular": "category_items", "popular": "popular_items"}
+    rows = rows.withColumn("_exclude", F.coalesce("bought", F.array().cast("array<string>")))
+    picked: list[str] = []
+    # each pick is its own column, so later picks refer to it instead of repeating its expression
+    for source in sorted(SOURCES, key=SOURCES.get):
+        room = F.lit(n) - sum((F.size(p) for p in picked), F.lit(0))
+        rows = rows.withColumn(f"_{source}", _first_allowed(F.coalesce(columns[source], empty), F.col("_exclude"),
+                                                             room))
+        rows = rows.withColumn("_exclude", F.concat("_exclude", F.transform(f"_{source}", lambda x: x["product_id"])))
+        picked.append(f"_{source}")
+    return rows.select("customer_id", F.concat(*[_tag(p, p[1:]) for p in picked]).alias("recommendations"))
+
+
+def _tag(items: str, source: str):
+    return F.transform(items, lambda x: F.struct(x["product_id"].alias("product_id"), x["score"].alias("score"),
+                                                 F.lit(source).alias("source")))
+
+
+def explode_recommendations(lists: DataFrame) -> DataFrame:
+    """(customer_id, rank, product_id, score, source) rows from `recommendation_lists` (rank 1 = best)."""
+    return (lists.select("customer_id", F.posexplode("recommendations").alias("pos", "r"))
+            .select("customer_id", (F.col("pos") + 1).cast("int").alias("rank"), F.col("r.product_id"),
+                    F.col("r.score"), F.col("r.source")))
 
 
 def recommend(model: PipelineModel | None, customers: DataFrame, seen: DataFrame, popular: DataFrame, *,
@@ -137,45 +298,12 @@ def recommend(model: PipelineModel | None, customers: DataFrame, seen: DataFrame
 
     customers: customer_id [, favourite_category]; seen: (customer_id, product_id) never to recommend
     (already bought); popular: output of `popularity`. ALS is asked for n + exclude_cap items so that
-    excluding bought ones still leaves n; the rest is filled from popular items (category, then overall).
+    excluding bought ones still leaves n; the rest is filled from popular items (category, then overall),
+    each taken from its top n + exclude_cap. Within a source items rank by score desc, then product_id.
     `model=None` gives the popularity baseline.
     """
-    fetch = n + exclude_cap
-    if "favourite_category" not in customers.columns:
-        customers = customers.withColumn("favourite_category", F.lit(None).cast("string"))
-    customers = customers.select("customer_id", "favourite_category").dropDuplicates(["customer_id"])
-
-    rank_pop = Window.orderBy(F.desc("popularity"), F.asc("product_id"))
-    top_overall = popular.withColumn("r", F.row_number().over(rank_pop)).where(F.col("r") <= fetch)
-    rank_cat = Window.partitionBy("category").orderBy(F.desc("popularity"), F.asc("product_id"))
-    top_cat = (popular.where(F.col("category").isNotNull())
-               .withColumn("r", F.row_number().over(rank_cat)).where(F.col("r") <= fetch))
-
-    # fallback scores only order items within their source; sources are ordered by priority
-    parts = [
-        customers.crossJoin(F.broadcast(top_overall.select("product_id", "popularity")))
-        .select("customer_id", "product_id", F.col("popularity").alias("score"),
-                F.lit("popular").alias("source")),
-        customers.join(F.broadcast(top_cat.select(F.col("category").alias("favourite_category"), "product_id",
-                                                  "popularity")), "favourite_category")
-        .select("customer_id", "product_id", F.col("popularity").alias("score"),
-                F.lit("category_popular").alias("source")),
-    ]
-    if model is not None:
-        parts.append(als_candidates(model, customers, fetch).withColumn("source", F.lit("als")))
-    candidates = parts[0].unionByName(parts[1])
-    for extra in parts[2:]:
-        candidates = candidates.unionByName(extra)
-
-    priority = F.coalesce(*[F.when(F.col("source") == k, F.lit(v)) for k, v in SOURCES.items()])
-    candidates = (candidates.join(seen.select("customer_id", "product_id").distinct(),
-                                  ["customer_id", "product_id"], "left_anti")
-                  .withColumn("priority", priority))
-    best = Window.partitionBy("customer_id", "product_id").orderBy("priority", F.desc("score"))
-    order = Window.partitionBy("customer_id").orderBy("priority", F.desc("score"), F.asc("product_id"))
-    return (candidates.withColumn("k", F.row_number().over(best)).where("k = 1")
-            .withColumn("rank", F.row_number().over(order)).where(F.col("rank") <= n)
-            .select("customer_id", F.col("rank").cast("int"), "product_id", "score", "source"))
+    return explode_recommendations(recommendation_lists(model, customers, seen, popular, n=n,
+                                                        exclude_cap=exclude_cap))
 
 
 def similar_items_from_factors(ids: list, factors: np.ndarray, n: int, block: int = 2048) -> pd.DataFrame:
@@ -262,6 +390,15 @@ def evaluate_model(model: PipelineModel | None, setup: dict, k: int = 10) -> dic
         out["als_share"] = by_source.get("als", 0) / max(sum(by_source.values()), 1)
     recs.unpersist()
     return out
+
+
+def evaluate_popularity(setup: dict, k: int = 10, *, by_category: bool = True) -> dict[str, float]:
+    """The popularity baselines: `recommend` without a model, i.e. the most popular products the customer has not
+    bought, first in the customer's favourite category (`by_category`) or overall only (plain popularity)."""
+    customers = setup["customers"]
+    if not by_category:
+        customers = customers.withColumn("favourite_category", F.lit(None).cast("string"))
+    return evaluate_model(None, {**setup, "customers": customers}, k)
 
 
 def param_grid(ranks: Iterable[int], reg_params: Iterable[float], alphas: Iterable[float]) -> list[dict]:

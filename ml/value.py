@@ -21,24 +21,34 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from ml.clv import BGNBD, CLVModel, GammaGamma, fit_clv
-from ml.features import LABEL, fill_sql
+from ml.features import LABEL, derived_features, derived_sql, fill_sql
 
 BGNBD_COLUMNS = ["bgnbd_frequency", "bgnbd_recency_days", "bgnbd_t_days", "bgnbd_monetary_eur"]
 
 
 BGNBD_OUTPUTS = ["bgnbd_value", "p_alive", "expected_purchases"]
+LOG_LABEL = "label_log"   # log(1 + max(label, 0)): what the GBT fits when `log_target`
 
 
 def build_pipeline(numeric: list[str], categorical: list[str], *, params: dict | None = None, seed: int = 7,
-                   bgnbd: CLVModel | None = None, horizon_days: float = 180.0) -> Pipeline:
-    """[BG/NBD outputs as features ->] fill nulls -> index categories -> assemble -> GBTRegressor -> clamp at 0.
+                   bgnbd: CLVModel | None = None, horizon_days: float = 180.0, log_target: bool = False,
+                   derived: bool = True) -> Pipeline:
+    """fill nulls -> derived features -> index categories [-> BG/NBD outputs] -> assemble -> GBTRegressor -> clamp.
 
     With a fitted `bgnbd`, its value, P(alive) and expected purchases are features too, and the fitted
     pipeline outputs `p_alive` and `expected_purchases` beside `prediction`.
+
+    `log_target`: the GBT fits log(1 + value) (column `LOG_LABEL`, see `with_log_label`): future value is zero for
+    about half the customers and heavy-tailed for the rest, and squared error on the raw value spends the trees on
+    the few largest spenders, which ranks the rest poorly. The pipeline then ends in `raw_prediction` (log scale);
+    `add_calibration` appends the monotone map back to EUR.
     """
     params = dict(params or {})
     stages: list = [SQLTransformer(statement=fill_sql(numeric, categorical))]
     inputs = [f"f_{c}" for c in numeric]
+    if derived and derived_sql(numeric):
+        stages.append(SQLTransformer(statement=derived_sql(numeric)))
+        inputs += [f"f_{c}" for c in derived_features(numeric)]
     for c in categorical:
         stages.append(StringIndexer(inputCol=f"f_{c}", outputCol=f"idx_{c}", handleInvalid="keep"))
         inputs.append(f"idx_{c}")
@@ -48,13 +58,52 @@ def build_pipeline(numeric: list[str], categorical: list[str], *, params: dict |
         inputs += BGNBD_OUTPUTS
     stages.append(VectorAssembler(inputCols=inputs, outputCol="features", handleInvalid="keep"))
     stages.append(GBTRegressor(
-        featuresCol="features", labelCol=LABEL, predictionCol="raw_prediction",
+        featuresCol="features", labelCol=LOG_LABEL if log_target else LABEL, predictionCol="raw_prediction",
         maxIter=params.pop("maxIter", 60), maxDepth=params.pop("maxDepth", 5),
         stepSize=params.pop("stepSize", 0.1), subsamplingRate=params.pop("subsamplingRate", 0.8),
         maxBins=params.pop("maxBins", 64), lossType=params.pop("lossType", "squared"), seed=seed, **params))
-    # a value below zero is never the better guess for future spend
-    stages.append(SQLTransformer(statement="SELECT *, greatest(raw_prediction, 0.0) AS prediction FROM __THIS__"))
+    if not log_target:
+        # a value below zero is never the better guess for future spend
+        stages.append(SQLTransformer(statement="SELECT *, greatest(raw_prediction, 0.0) AS prediction FROM __THIS__"))
     return Pipeline(stages=stages)
+
+
+def with_log_label(df: DataFrame) -> DataFrame:
+    """Add `LOG_LABEL` = log(1 + max(label, 0)) for a `log_target` pipeline."""
+    return df.withColumn(LOG_LABEL, F.log1p(F.greatest(F.col(LABEL), F.lit(0.0))))
+
+
+def fit_exp_calibration(raw: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """(a, b >= 0) of E[y | raw] = exp(a + b raw), by Poisson maximum likelihood (y >= 0 clipped).
+
+    A monotone map from the log-scale GBT output to EUR: it keeps the GBT's ranking and makes the mean right
+    (the Poisson score equations fix sum(prediction) = sum(y) on the fitting rows).
+    """
+    from scipy.optimize import minimize
+
+    r = np.asarray(raw, dtype=float)
+    y = np.maximum(np.asarray(y, dtype=float), 0.0)
+    if r.size == 0 or y.sum() <= 0:
+        raise ValueError("calibration needs rows with a positive total value")
+    centre, spread = float(r.mean()), float(r.std() or 1.0)
+    z = (r - centre) / spread
+
+    def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        eta = np.clip(theta[0] + theta[1] * z, -50, 50)
+        mu = np.exp(eta)
+        return float(np.mean(mu - y * eta)), np.array([np.mean(mu - y), np.mean((mu - y) * z)])
+
+    res = minimize(loss, np.array([np.log(y.mean()), 1.0]), jac=True, method="L-BFGS-B",
+                   bounds=[(None, None), (0.0, None)])
+    a0, b0 = map(float, res.x)
+    return a0 - b0 * centre / spread, b0 / spread
+
+
+def add_calibration(model: PipelineModel, a: float, b: float) -> PipelineModel:
+    """The fitted log-target pipeline followed by `prediction` = exp(a + b raw_prediction) (EUR, > 0)."""
+    statement = (f"SELECT *, exp(least({float(a)!r} + {float(b)!r} * raw_prediction, 50.0)) AS prediction "
+                 "FROM __THIS__")
+    return PipelineModel(stages=[*model.stages, SQLTransformer(statement=statement)])
 
 
 def run_rate(df: DataFrame, horizon_days: int) -> DataFrame:

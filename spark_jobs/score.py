@@ -94,44 +94,53 @@ def _resolve(name: str) -> Champion:
 
 
 def _deciles(df, score_col: str, out_col: str):
-    """ntile(10) over the rows with a score, ascending, ties broken by customer_id: 10 = highest score."""
+    """ntile(10) over the rows with a score, ascending, ties broken by customer_id: 10 = highest score.
+
+    Partitioned by "has no score", so rows without one sit in their own window (and get null) instead of being
+    filtered out and joined back.
+    """
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    w = Window.orderBy(F.col(score_col).asc(), F.col("customer_id").asc())
-    scored = df.where(F.col(score_col).isNotNull()).withColumn(out_col, F.ntile(10).over(w).cast("int"))
-    return df.join(scored.select("customer_id", out_col), "customer_id", "left")
+    score = F.col(score_col)
+    w = Window.partitionBy(score.isNull()).orderBy(score.asc(), F.col("customer_id").asc())
+    return df.withColumn(out_col, F.when(score.isNotNull(), F.ntile(10).over(w).cast("int")))
 
 
 def score_customers(snapshot, churn_model, churn: Champion, clv_model, clv: Champion):
     """(customer_id, churn_probability, p_alive, expected_purchases, predicted_value_eur, deciles) per customer.
 
     Every customer of the snapshot gets a row; those outside ml.features.POPULATION_FILTER (never ordered)
-    have null scores and deciles.
+    have null scores and deciles. One pass: the buyers' rows go through the churn pipeline and then, with
+    churn_probability added, through the CLV pipeline (no join of two scored copies); the other customers are
+    appended with nulls. The result is one partition: the deciles need a global order and the table is one file.
     """
     from pyspark.sql import functions as F
 
     from ml.features import POPULATION_FILTER, prepare_features, split_columns
 
-    customers = snapshot.select("customer_id").dropDuplicates(["customer_id"])
-    buyers = snapshot.where(POPULATION_FILTER)
-    churn_in = prepare_features(buyers, *split_columns(churn.columns)).select("customer_id", *churn.columns)
-    churn_scores = churn_model.transform(churn_in).select(
-        "customer_id", F.col("prediction").cast("double").alias("churn_probability"))
-    clv_in = prepare_features(buyers, *split_columns(clv.columns)).select("customer_id", *clv.columns)
-    clv_out = clv_model.transform(clv_in)
+    inputs = list(dict.fromkeys([*churn.columns, *clv.columns]))
+    buyers = prepare_features(snapshot.where(POPULATION_FILTER), *split_columns(inputs)).select("customer_id", *inputs)
+    # each pipeline adds its own working columns (f_*, features, ...): keep only what the next one reads
+    with_churn = churn_model.transform(buyers).select(
+        "customer_id", *clv.columns, F.col("prediction").cast("double").alias("churn_probability"))
+    clv_out = clv_model.transform(with_churn)
     extra = [F.col(c).cast("double").alias(c) if c in clv_out.columns else F.lit(None).cast("double").alias(c)
              for c in ("p_alive", "expected_purchases")]
-    clv_scores = clv_out.select("customer_id", *extra,
-                                F.greatest(F.col("prediction").cast("double"), F.lit(0.0)).alias("predicted_value_eur"))
-    out = customers.join(churn_scores, "customer_id", "left").join(clv_scores, "customer_id", "left")
+    scored = clv_out.select("customer_id", "churn_probability", *extra,
+                            F.greatest(F.col("prediction").cast("double"), F.lit(0.0)).alias("predicted_value_eur"))
+    others = snapshot.where(f"NOT ({POPULATION_FILTER})").select(
+        "customer_id", *[F.lit(None).cast("double").alias(c) for c in scored.columns[1:]])
+    out = scored.unionByName(others).repartition(1)
     out = _deciles(out, "churn_probability", "churn_decile")
     return _deciles(out, "predicted_value_eur", "value_decile")
 
 
-def recommend_customers(spark, customers, snapshot, model, events_path: Path, products_path: Path | None,
-                        as_of_date: str, n: int = TOP_N):
-    """Top-n recommendations for `customers` from the recommender champion and interactions known at D."""
+def recommend_customers(spark, snapshot, model, events_path: Path, products_path: Path | None, as_of_date: str,
+                        n: int = TOP_N):
+    """(customer_id, recommendations) for every customer of `snapshot`: the recommender champion's top-n as an
+    array of (product_id, score, source), from the interactions known at D (`ml.recommender.recommendation_lists`).
+    """
     from pyspark.sql import functions as F
 
     from ml import recommender
@@ -143,20 +152,21 @@ def recommend_customers(spark, customers, snapshot, model, events_path: Path, pr
         products = (spark.read.parquet(str(products_path))
                     .select(F.col("product_id").cast("string"), F.col("category").cast("string"))
                     .dropDuplicates(["product_id"]))
+    # read once, used three times: favourite categories, popularity and the purchases never to recommend
     strength = recommender.interaction_strength(events, as_of_date).cache()
+    # = known_purchases(events, D): strength covers every purchase before the end of D (purchase has a weight)
+    seen = strength.where("purchased").select("customer_id", "product_id")
     favourite = recommender.favourite_categories(strength, products).withColumnRenamed(
         "favourite_category", "fav_events")
-    who = customers.join(favourite, "customer_id", "left")
+    who = snapshot.select("customer_id", *(["favourite_category"] if "favourite_category" in snapshot.columns
+                                           else [])).join(favourite, "customer_id", "left")
     if "favourite_category" in snapshot.columns:
-        who = who.join(snapshot.select("customer_id", F.col("favourite_category").cast("string").alias("fav_fs")),
-                       "customer_id", "left")
-        who = who.withColumn("favourite_category", F.coalesce("fav_events", "fav_fs"))
+        fav = F.coalesce("fav_events", F.col("favourite_category").cast("string"))
     else:
-        who = who.withColumnRenamed("fav_events", "favourite_category")
-    recs = recommender.recommend(model, who.select("customer_id", "favourite_category"),
-                                 recommender.known_purchases(events, as_of_date),
-                                 recommender.popularity(strength, products), n=n)
-    return recs, strength
+        fav = F.col("fav_events")
+    who = who.select("customer_id", fav.alias("favourite_category"))
+    lists = recommender.recommendation_lists(model, who, seen, recommender.popularity(strength, products), n=n)
+    return lists, strength
 
 
 # --------------------------------------------------------------------------------------------------
@@ -223,6 +233,7 @@ def score(as_of_date: str, *, model_prefix: str = "", interactions: str | None =
     try:
         from pyspark.sql import functions as F
 
+        from ml.recommender import explode_recommendations
         from spark_jobs.common import read_snapshot
 
         spark.conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
@@ -237,36 +248,40 @@ def score(as_of_date: str, *, model_prefix: str = "", interactions: str | None =
             models = {m: mlflow.spark.load_model(champions[m].uri) for m in needed}
 
         started = time.perf_counter()
-        snapshot = snapshot.cache()
-        n_customers = snapshot.select("customer_id").distinct().count()
         common = {"as_of_date": F.lit(as_of_date).cast("date"), "run_id": F.lit(run_id)}
-        scores = score_customers(snapshot, models["churn"], champions["churn"], models["clv"], champions["clv"])
-        scores = scores.withColumns({
-            **common,
-            "churn_model_version": F.lit(versions["churn"]),
-            "clv_model_version": F.lit(versions["clv"]),
-            "recommender_model_version": F.lit(versions["recommender"]).cast("string"),
-            "feature_snapshot_date": F.lit(as_of_date).cast("date"),
-            # UTC wall time without a zone: Parquet TIMESTAMP (isAdjustedToUTC=false), DuckDB TIMESTAMP
-            "scored_at": F.lit(scored_at(as_of_date).isoformat(sep=" ")).cast("timestamp_ntz"),
-        }).select(SCORES_COLUMNS).orderBy("customer_id")
         partition = f"dt={as_of_date}"
         root = settings.scores_dir
         temps: list[tuple[Path, Path]] = []
         try:
             with step("scoring churn and CLV"):
-                temps.append((_write_temp(scores.coalesce(1), root / "scores", partition),
-                              root / "scores" / partition))
+                scores = score_customers(snapshot, models["churn"], champions["churn"], models["clv"],
+                                         champions["clv"])
+                scores = scores.withColumns({
+                    **common,
+                    "churn_model_version": F.lit(versions["churn"]),
+                    "clv_model_version": F.lit(versions["clv"]),
+                    "recommender_model_version": F.lit(versions["recommender"]).cast("string"),
+                    "feature_snapshot_date": F.lit(as_of_date).cast("date"),
+                    # UTC wall time without a zone: Parquet TIMESTAMP (isAdjustedToUTC=false), DuckDB TIMESTAMP
+                    "scored_at": F.lit(scored_at(as_of_date).isoformat(sep=" ")).cast("timestamp_ntz"),
+                })
+                # one partition already (coalesce(1) only guarantees it): sorting within it orders the file
+                # without orderBy's range-partitioning pass, which would compute everything twice
+                tmp = _write_temp(scores.coalesce(1).sortWithinPartitions("customer_id").select(SCORES_COLUMNS),
+                                  root / "scores", partition)
+                temps.append((tmp, root / "scores" / partition))
+                n_customers = spark.read.parquet(str(tmp)).count()  # from the Parquet footers: no recompute
             n_recs = 0
             if recommendations:
                 with step("recommending"):
-                    customers = snapshot.select("customer_id").dropDuplicates(["customer_id"])
-                    recs, strength = recommend_customers(
-                        spark, customers, snapshot, models["recommender"], events_path,
+                    lists, strength = recommend_customers(
+                        spark, snapshot, models["recommender"], events_path,
                         products_path if products_path.exists() else None, as_of_date)
+                    # sort the customers' lists (one row each) in one partition, then explode: rows come out in
+                    # (customer_id, rank) order without sorting n times as many rows
+                    recs = explode_recommendations(lists.repartition(1).sortWithinPartitions("customer_id"))
                     recs = recs.withColumns({**common, "recommender_model_version": F.lit(versions["recommender"])})
-                    recs = recs.select(RECOMMENDATION_COLUMNS).orderBy("customer_id", "rank")
-                    tmp = _write_temp(recs.coalesce(1), root / "recommendations", partition)
+                    tmp = _write_temp(recs.select(RECOMMENDATION_COLUMNS), root / "recommendations", partition)
                     temps.append((tmp, root / "recommendations" / partition))
                     n_recs = spark.read.parquet(str(tmp)).count()
                     strength.unpersist()
@@ -274,10 +289,10 @@ def score(as_of_date: str, *, model_prefix: str = "", interactions: str | None =
             for tmp, _ in temps:
                 shutil.rmtree(tmp, ignore_errors=True)
             raise
-        for tmp, final in temps:
-            _swap(tmp, final)
+        with step("swapping in the new partitions"):
+            for tmp, final in temps:
+                _swap(tmp, final)
         elapsed = time.perf_counter() - started
-        snapshot.unpersist()
         rate = n_customers / elapsed if elapsed > 0 else float("inf")
         log.info("scored %d customers of %s in %.1fs (%.0f customers/s)", n_customers, as_of_date, elapsed, rate)
         log.info("wrote %s (%d rows)", root / "scores" / partition, n_customers)

@@ -38,6 +38,9 @@ class Options:
     rec_top_n: int = 10
     rec_grid: str = "small"
     half_life_days: float = 60.0
+    als_rank: int | None = None
+    als_reg_param: float | None = None
+    als_alpha: float | None = None
     gbt_iterations: int = 60
     gate_margin: float | None = None
     promote: bool = True
@@ -73,6 +76,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rec-grid", choices=["none", "small"], default="small",
                         help="ALS hyper-parameter grid searched on a validation window before the holdout")
     parser.add_argument("--half-life-days", type=float, default=60.0, help="decay of interaction strength")
+    parser.add_argument("--als-rank", type=int, help="ALS rank with --rec-grid none (default 8)")
+    parser.add_argument("--als-reg-param", type=float, help="ALS regParam with --rec-grid none (default 0.1)")
+    parser.add_argument("--als-alpha", type=float, help="ALS alpha with --rec-grid none (default 1.0)")
     parser.add_argument("--gbt-iterations", type=int, default=60)
     parser.add_argument("--gate-margin", type=float, help="override the required improvement over @champion")
     parser.add_argument("--no-promote", action="store_true", help="register as @challenger only")
@@ -93,7 +99,8 @@ def options_from_args(args: argparse.Namespace) -> Options:
         train_snapshots=max(1, args.train_snapshots), min_gap_days=args.min_gap_days,
         churn_horizon_days=args.churn_horizon_days, value_horizon_days=args.value_horizon_days,
         rec_holdout_days=args.rec_holdout_days, rec_top_n=args.rec_top_n, rec_grid=args.rec_grid,
-        half_life_days=args.half_life_days, gbt_iterations=args.gbt_iterations, gate_margin=args.gate_margin,
+        half_life_days=args.half_life_days, als_rank=args.als_rank, als_reg_param=args.als_reg_param,
+        als_alpha=args.als_alpha, gbt_iterations=args.gbt_iterations, gate_margin=args.gate_margin,
         promote=not args.no_promote, allow_overlap=not args.no_overlap, experiment=args.experiment,
         model_prefix=args.model_prefix, interactions=args.interactions, products=args.products, seed=args.seed,
     )

@@ -20,6 +20,7 @@ from ml.features import (
     POPULATION_FILTER,
     VALUE_LABEL,
     available_features,
+    derived_features,
     label_columns,
     prepare_features,
 )
@@ -87,6 +88,21 @@ def _log_figure(fig, path: str) -> None:
     plots.close(fig)
 
 
+def _fit_bgnbd(fit_part: DataFrame, train_date: str, model: str):
+    """BG/NBD x Gamma-Gamma fitted on the newest training snapshot's fitting rows (one row per customer), or None
+    (with a warning) when the snapshot lacks the bgnbd_* columns or the fit fails."""
+    bg_cols = [c for c in value.BGNBD_COLUMNS if c in fit_part.columns]
+    with step(f"{model}: fitting BG/NBD + Gamma-Gamma"):
+        try:
+            newest = fit_part.where(F.col("as_of_date") == F.lit(train_date).cast("date"))
+            bgnbd = value.fit_bgnbd_baseline(newest.select(bg_cols).toPandas())
+        except (ValueError, RuntimeError) as exc:
+            log.warning("%s: BG/NBD unavailable: %s", model, exc)
+            return None
+    log.info("%s: BG/NBD %s", model, {k: round(v, 4) for k, v in bgnbd.params().items()})
+    return bgnbd
+
+
 def register_and_gate(name: str, kind: str, model_uri: str, run_id: str, challenger: dict[str, float],
                       champion: dict[str, float] | None, champion_version: str | None, opts,
                       audit: DeploymentAudit, headline: list[str]) -> dict:
@@ -134,13 +150,15 @@ def train_churn(spark: SparkSession, fs: Path, labels_table: str, train_dates: l
     in_validation = (F.abs(F.xxhash64("customer_id", F.lit(opts.seed))) % 5) == 0
     fit_part, val_part = weighted.where(~in_validation), weighted.where(in_validation)
     fit_part, val_part = fit_part.cache(), val_part.cache()
+    bgnbd = _fit_bgnbd(fit_part, train_date, "churn")
 
     fitted, val_auc, params = {}, {}, {}
     for kind in churn.MODEL_KINDS:
         params[kind] = {"maxIter": opts.gbt_iterations, "maxDepth": 5} if kind == "gbt" else {"regParam": 0.01}
         with step(f"churn: fitting {kind}"):
             fitted[kind] = churn.build_pipeline(kind, numeric, categorical, odds_correction=odds_correction,
-                                                params=params[kind], seed=opts.seed).fit(fit_part)
+                                                params=params[kind], seed=opts.seed, bgnbd=bgnbd,
+                                                horizon_days=opts.churn_horizon_days).fit(fit_part)
             val = fitted[kind].transform(val_part).select(LABEL, "prediction").toPandas()
             val_auc[kind] = metrics.roc_auc(val[LABEL], val["prediction"])
             log.info("churn: %s validation AUC %.4f", kind, val_auc[kind])
@@ -196,7 +214,9 @@ def train_churn(spark: SparkSession, fs: Path, labels_table: str, train_dates: l
             "train_rows": n_train, "holdout_rows": n_hold, "train_base_rate": round(base_rate, 6),
             "odds_correction": round(odds_correction, 6), "class_weighting": "balanced", "seed": opts.seed,
             "population": POPULATION_FILTER, "n_features": len(inputs),
+            "derived_features": ",".join(derived_features(numeric)), "bgnbd_features": bgnbd is not None,
             **{f"{k}_{p}": v for k, ps in params.items() for p, v in ps.items()},
+            **({} if bgnbd is None else {k: round(v, 6) for k, v in bgnbd.params().items()}),
         })
         mlflow.log_metrics(_flat("", challenger))
         if champion_metrics:
@@ -232,6 +252,27 @@ def train_churn(spark: SparkSession, fs: Path, labels_table: str, train_dates: l
 # CLV
 # --------------------------------------------------------------------------------------------------
 
+CLV_MAE_TOLERANCE = 0.05
+
+
+def choose_clv_candidate(validation: dict[str, dict[str, float]], mae_tolerance: float = CLV_MAE_TOLERANCE) -> str:
+    """The CLV candidate that ranks customers best (validation Spearman) among those whose validation MAE is within
+    `mae_tolerance` of the best MAE.
+
+    Value deciles and segments use the ranking; MAE on a zero-heavy, heavy-tailed target rewards cautious
+    predictions and differs little between sensible models, so it only rules out a candidate whose amounts are
+    clearly worse. A candidate without a finite Spearman is ranked last.
+    """
+    best_mae = min(v["mae"] for v in validation.values())
+    eligible = [k for k, v in validation.items() if v["mae"] <= best_mae * (1 + mae_tolerance)]
+
+    def spearman(kind: str) -> float:
+        value_ = validation[kind].get("spearman", float("nan"))
+        return value_ if np.isfinite(value_) else -2.0
+
+    return max(eligible, key=lambda k: (spearman(k), -validation[k]["mae"]))
+
+
 def train_clv(spark: SparkSession, fs: Path, labels_table: str, train_dates: list[str], holdout_date: str, opts,
               audit: DeploymentAudit) -> dict:
     name = f"{opts.model_prefix}clv"
@@ -252,29 +293,30 @@ def train_clv(spark: SparkSession, fs: Path, labels_table: str, train_dates: lis
     inputs = numeric + categorical
     params = {"maxIter": opts.gbt_iterations, "maxDepth": 5, "lossType": "squared"}
     in_validation = (F.abs(F.xxhash64("customer_id", F.lit(opts.seed))) % 5) == 0
-    fit_part, val_part = train_df.where(~in_validation).cache(), train_df.where(in_validation).cache()
+    fit_part = value.with_log_label(train_df.where(~in_validation)).cache()
+    val_part = train_df.where(in_validation).cache()
     fitted: dict = {}
     bg_cols = [c for c in value.BGNBD_COLUMNS if c in train_df.columns]
-    bgnbd = None
-    with step("clv: fitting BG/NBD + Gamma-Gamma"):
-        try:
-            # one snapshot: BG/NBD describes each customer once
-            newest = fit_part.where(F.col("as_of_date") == F.lit(train_date).cast("date"))
-            bgnbd = value.fit_bgnbd_baseline(newest.select(bg_cols).toPandas())
-            fitted["bgnbd"] = value.bgnbd_pipeline(bgnbd, horizon)
-            log.info("clv: BG/NBD %s", {k: round(v, 4) for k, v in bgnbd.params().items()})
-        except (ValueError, RuntimeError) as exc:
-            log.warning("clv: BG/NBD unavailable: %s", exc)
-    with step("clv: fitting GBTRegressor" + (" (BG/NBD outputs as features)" if bgnbd else "")):
-        fitted["gbt"] = value.build_pipeline(numeric, categorical, params=params, seed=opts.seed, bgnbd=bgnbd,
-                                             horizon_days=horizon).fit(fit_part)
+    # one snapshot: BG/NBD describes each customer once
+    bgnbd = _fit_bgnbd(fit_part, train_date, "clv")
+    if bgnbd is not None:
+        fitted["bgnbd"] = value.bgnbd_pipeline(bgnbd, horizon)
+    with step("clv: fitting GBTRegressor on log(1 + value)" + (" (BG/NBD outputs as features)" if bgnbd else "")):
+        gbt = value.build_pipeline(numeric, categorical, params=params, seed=opts.seed, bgnbd=bgnbd,
+                                   horizon_days=horizon, log_target=True).fit(fit_part)
+        raw = gbt.transform(fit_part).select("raw_prediction", LABEL).toPandas()
+        calibration = value.fit_exp_calibration(raw["raw_prediction"], raw[LABEL])
+        fitted["gbt"] = value.add_calibration(gbt, *calibration)
+        log.info("clv: GBT calibration prediction = exp(%.4f + %.4f x log-scale output)", *calibration)
 
-    val_mae = {}
+    val_scores = {}
     for kind, model in fitted.items():
         val = model.transform(val_part).select(LABEL, "prediction").toPandas()
-        val_mae[kind] = metrics.mae(val[LABEL], val["prediction"])
-        log.info("clv: %s validation MAE %.2f", kind, val_mae[kind])
-    best = min(val_mae, key=val_mae.get)
+        val_scores[kind] = metrics.regression_metrics(val[LABEL], val["prediction"])
+        log.info("clv: %s validation MAE %.2f, Spearman %.3f", kind, val_scores[kind]["mae"],
+                 val_scores[kind]["spearman"])
+    val_mae = {kind: v["mae"] for kind, v in val_scores.items()}
+    best = choose_clv_candidate(val_scores)
     model = fitted[best]
     model_inputs = inputs if best == "gbt" else bg_cols
 
@@ -288,6 +330,7 @@ def train_clv(spark: SparkSession, fs: Path, labels_table: str, train_dates: lis
         for kind in fitted:
             challenger.update(_flat(f"{kind}_", metrics.regression_metrics(y, pdf[kind])))
             challenger[f"{kind}_validation_mae"] = float(val_mae[kind])
+            challenger[f"{kind}_validation_spearman"] = float(val_scores[kind]["spearman"])
         challenger.update(_flat("baseline_run_rate_", metrics.regression_metrics(y, pdf["baseline_run_rate"])))
         predictions = {kind: pdf[kind].to_numpy() for kind in fitted}
         predictions["run_rate"] = pdf["baseline_run_rate"].to_numpy()
@@ -310,9 +353,13 @@ def train_clv(spark: SparkSession, fs: Path, labels_table: str, train_dates: lis
         mlflow.log_params({"model_kind": "gbt_regressor" if best == "gbt" else "bgnbd_gamma_gamma",
                            "candidates": ",".join(fitted), "train_date": train_date, "holdout_date": holdout_date,
                            "train_dates": ",".join(train_dates),
+                           "gap_days": (dt.date.fromisoformat(holdout_date) - dt.date.fromisoformat(train_date)).days,
                            "horizon_days": horizon, "train_rows": n_train, "holdout_rows": n_hold,
+                           "selection": f"validation spearman, mae within {CLV_MAE_TOLERANCE:.0%} of the best",
                            "population": POPULATION_FILTER, "n_features": len(model_inputs), "seed": opts.seed,
-                           **{f"gbt_{k}": v for k, v in params.items()},
+                           **{f"gbt_{k}": v for k, v in params.items()}, "gbt_target": "log1p",
+                           "gbt_calibration_a": round(calibration[0], 6), "gbt_calibration_b": round(calibration[1], 6),
+                           "derived_features": ",".join(derived_features(numeric)),
                            **({} if bgnbd is None else {k: round(v, 6) for k, v in bgnbd.params().items()})})
         mlflow.log_metrics(_flat("", challenger))
         if champion_metrics:
@@ -347,7 +394,8 @@ def train_clv(spark: SparkSession, fs: Path, labels_table: str, train_dates: lis
 # --------------------------------------------------------------------------------------------------
 
 SMALL_GRID = recommender.param_grid(ranks=[8, 16], reg_params=[0.01, 0.1], alphas=[1.0, 10.0])
-DEFAULT_ALS = {"rank": 16, "reg_param": 0.1, "alpha": 10.0}
+# what the small grid chose on the demo data (docs/models.md); --als-* override it with --rec-grid none
+DEFAULT_ALS = {"rank": 8, "reg_param": 0.1, "alpha": 1.0}
 
 
 def read_events(spark: SparkSession, path: Path, through_date: str) -> DataFrame:
@@ -379,7 +427,10 @@ def train_recommender(spark: SparkSession, events_path: Path, products_path: Pat
         log.info("recommender: %d events up to %s; train <= %s, holdout (%s, %s]", n_events, as_of, train_end,
                  train_end, holdout_end)
 
-    grid = SMALL_GRID if opts.rec_grid == "small" else [DEFAULT_ALS]
+    fixed = {"rank": getattr(opts, "als_rank", None), "reg_param": getattr(opts, "als_reg_param", None),
+             "alpha": getattr(opts, "als_alpha", None)}
+    grid = SMALL_GRID if opts.rec_grid == "small" else [
+        {k: DEFAULT_ALS[k] if v is None else v for k, v in fixed.items()}]
     best_params = grid[0]
     with mlflow.start_run(run_name=f"recommender {as_of}") as run:
         if len(grid) > 1:

@@ -14,11 +14,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from c360.config import get_settings
-from c360.generate import DIRT_KINDS, DirtConfig, generate
+from c360.generate import DIRT_KINDS, DirtConfig, generate, oracle
 from c360.generate import reference as ref
 from c360.generate.oracle import p_no_purchase
 from c360.ingest import contract
 from c360.storage import open_storage
+from ml.metrics import roc_auc
 
 TX_REQUIRED = {"order_id", "customer_id", "ordered_at", "amount"}
 TX_ALL = TX_REQUIRED | {
@@ -399,6 +400,109 @@ def test_oracle_agrees_with_the_simulated_purchases(run, clean):
     ).mean()
     observed = 1 - a.customer_id.isin(buyers).mean()
     assert len(a) > 500 and abs(predicted - observed) < 0.04
+
+
+def simulate_customers(n: int, seed: int, days: int = 300) -> dict:
+    """Customers drawn like the generator's (ModelParams defaults), bought on the business clock while alive."""
+    rng = np.random.default_rng(seed)
+    day = 86_400
+    start = int(pd.Timestamp("2025-10-01", tz="UTC").timestamp())
+    end = start + days * day
+    base = rng.random(n) < 0.65
+    signup = np.where(base, start - (rng.random(n) * 1095 * day), start + rng.random(n) * days * day).astype(np.int64)
+    lam, mu = rng.gamma(0.9, 1 / 110, n), rng.gamma(2, 1 / 1000, n)
+    churn = signup + (rng.exponential(1 / mu) * day).astype(np.int64)
+    offset = rng.choice([0, 3600, 7200, -5 * 3600], n).astype(np.int64)
+    a, b = oracle.observation_start(signup, start), np.minimum(churn, end)
+    active = b > a
+    cal = oracle.calendar_for(start - 1100 * day, end)
+    owner, local = cal.sample(rng, np.where(active, a, 0) + offset, np.where(active, b, 1) + offset,
+                              np.where(active, lam, 0.0))
+    return {"signup": signup, "lam": lam, "mu": mu, "churn": churn, "offset": offset, "observed_from": a,
+            "owner": owner, "t": local - offset[owner], "start": start, "cal": cal}
+
+
+def test_oracle_posterior_alive_is_calibrated_and_beats_the_prior():
+    """P(alive | lambda, mu, purchases so far) matches the simulated alive share in every quintile."""
+    sim = simulate_customers(20_000, seed=5)
+    t = sim["start"] + 200 * 86_400
+    last = np.full(sim["lam"].size, -1.0)
+    before = sim["t"] < t
+    np.maximum.at(last, sim["owner"][before], sim["t"][before].astype(float))
+    pop = sim["signup"] < t
+    alive = (sim["churn"] > t)[pop]
+    post = oracle.p_alive_posterior(sim["lam"][pop], sim["mu"][pop], t, last[pop], sim["offset"][pop],
+                                    signup_s=sim["signup"][pop], observed_from_s=sim["observed_from"][pop],
+                                    cal=sim["cal"])
+    prior = oracle.p_alive_prior(sim["mu"][pop], sim["signup"][pop], t)
+    assert abs(post.mean() - alive.mean()) < 0.01
+    edges = np.quantile(post, np.linspace(0, 1, 6))
+    bins = np.clip(np.searchsorted(edges, post, side="right") - 1, 0, 4)
+    for k in range(5):
+        assert abs(post[bins == k].mean() - alive[bins == k].mean()) < 0.03, k
+    assert roc_auc(alive, post) > roc_auc(alive, prior) + 0.03
+
+
+def test_oracle_forecasts_with_the_posterior_match_the_simulated_future():
+    sim = simulate_customers(20_000, seed=6)
+    t, horizon = sim["start"] + 200 * 86_400, 90
+    last = np.full(sim["lam"].size, -1.0)
+    before = sim["t"] < t
+    np.maximum.at(last, sim["owner"][before], sim["t"][before].astype(float))
+    pop = (sim["signup"] < t) & (last >= 0)
+    future = (sim["t"] > t) & (sim["t"] <= t + horizon * 86_400)
+    count = np.bincount(sim["owner"][future], minlength=sim["lam"].size)[pop]
+    args = (sim["lam"][pop], sim["mu"][pop], t, horizon, sim["offset"][pop])
+    post = oracle.p_alive_posterior(*args[:3], last[pop], args[4], signup_s=sim["signup"][pop],
+                                    observed_from_s=sim["observed_from"][pop], cal=sim["cal"])
+    none = oracle.p_no_purchase(*args, alive=post)
+    assert abs(none.mean() - (count == 0).mean()) < 0.015
+    purchases = oracle.expected_purchases_dropout(*args, alive=post)
+    assert abs(purchases.sum() / count.sum() - 1) < 0.05
+    # knowing the state is better than the posterior, which is better than the rates alone
+    alive = (sim["churn"] > t)[pop]
+    prior = oracle.p_alive_prior(sim["mu"][pop], sim["signup"][pop], t)
+    aucs = [roc_auc(count == 0, oracle.p_no_purchase(*args, alive=a)) for a in (prior, post, alive)]
+    assert aucs[0] < aucs[1] < aucs[2]
+
+
+def test_oracle_posterior_edge_cases():
+    day = 86_400
+    t = 1_760_000_000
+    common = {"signup_s": t - 400 * day, "observed_from_s": t - 300 * day}
+    post = oracle.p_alive_posterior([0.05, 0.05, 0.05, 0.0], [0.002, 0.002, 0.002, 0.002], t,
+                                    [t - 60, t - 200 * day, np.nan, t - 10 * day], 0, **common)
+    assert post[0] > 0.999                 # bought a minute ago
+    assert post[1] < 0.01                  # a frequent buyer silent for 200 days
+    assert post[2] < post[1]               # never seen buying in 300 days: even less likely
+    assert post[3] == pytest.approx(np.exp(-0.002 * 10), rel=1e-3)  # lambda 0: silence says nothing
+    new = oracle.p_alive_posterior([0.05], [0.002], t, [np.nan], 0, signup_s=t + day, observed_from_s=t + day)
+    assert new[0] == 1.0
+    # a probability between the known states interpolates p_no_purchase
+    args = ([0.03], [0.002], t, 30, 0)
+    lo, hi = oracle.p_no_purchase(*args, alive=True), oracle.p_no_purchase(*args, alive=False)
+    assert oracle.p_no_purchase(*args, alive=0.25) == pytest.approx(0.25 * lo + 0.75 * hi)
+
+
+def test_oracle_posterior_on_generated_data(run, clean):
+    """On the generator's own output, the posterior from the landed orders matches who is really alive."""
+    truth = run["truth_customers"]
+    t = int(pd.Timestamp("2025-12-16", tz="UTC").timestamp())
+    start = int(pd.Timestamp("2025-11-01", tz="UTC").timestamp())
+    signup = truth.signup_at.astype("int64").to_numpy() // 10**6
+    churn = truth.churn_at.astype("int64").to_numpy() // 10**6
+    alive = (signup < t) & (truth.churn_at.isna().to_numpy() | (churn > t))
+    sales = clean["tx"][clean["tx"].line_type == "sale"].drop_duplicates("order_id")
+    ts = utc(sales.ordered_at).astype("int64") // 10**9
+    last = ts[ts < t].groupby(sales.customer_id[ts < t]).max()
+    last_s = truth.customer_id.map(last).astype(float).to_numpy()
+    pop = signup < t
+    post = oracle.p_alive_posterior(truth["lambda"].to_numpy()[pop], truth["mu"].to_numpy()[pop], t, last_s[pop],
+                                    truth.utc_offset_minutes.to_numpy()[pop] * 60, signup_s=signup[pop],
+                                    observed_from_s=oracle.observation_start(signup[pop], start))
+    assert abs(post.mean() - alive[pop].mean()) < 0.02
+    buyers = np.isfinite(last_s[pop])
+    assert buyers.sum() > 200 and abs(post[buyers].mean() - alive[pop][buyers].mean()) < 0.03
 
 
 # ---------------------------------------------------------------- dirt

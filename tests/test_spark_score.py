@@ -8,6 +8,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pytest
+from pyspark.testing import assertDataFrameEqual
 
 from spark_jobs.score import ScoringError, main, score, scored_at, scoring_run_id
 
@@ -162,3 +163,69 @@ def test_refuses_snapshot_missing_signature_column(spark, env):
     with pytest.raises(ScoringError, match="days_since_last_order"):
         score("2025-05-31", spark=spark)
     assert not list(env.glob("scores/*/dt=2025-05-31"))
+
+
+# --------------------------------------------------------------------------------------------------
+# the recommendation paths scoring uses (ml.recommender.recommendation_lists / with_als_items)
+# --------------------------------------------------------------------------------------------------
+
+def test_top_k_indices_orders_by_score_then_column():
+    from ml.recommender import top_k_indices
+
+    rng = np.random.default_rng(1)
+    scores = rng.integers(0, 4, (200, 12)).astype(np.float32)  # many ties, also at the k-th place
+    for k in (1, 3, 12, 20):
+        expected = np.array([sorted(range(12), key=lambda j, row=row: (-row[j], j))[:k] for row in scores])
+        assert (top_k_indices(scores, k) == expected).all()
+    assert top_k_indices(scores, 0).shape == (200, 0)
+
+
+def test_fallback_when_favourite_category_has_fewer_than_n_unbought(spark):
+    from ml.recommender import recommend
+
+    popular = spark.createDataFrame([
+        ("a1", "A", 10.0), ("a2", "A", 5.0), ("a3", "A", 4.0),
+        ("b1", "B", 20.0), ("b2", "B", 1.0), ("b3", "B", 1.0),   # b2/b3 tie: product_id decides
+    ], "product_id string, category string, popularity double")
+    customers = spark.createDataFrame([("c1", "A"), ("c2", "B"), ("c3", "Z"), ("c4", "A")],
+                                      "customer_id string, favourite_category string")
+    seen = spark.createDataFrame([("c1", "a1"), ("c1", "a3"), ("c1", "b1"), ("c2", "a2")]
+                                 + [("c4", p) for p in ("a1", "a2", "a3", "b1", "b2", "b3")],
+                                 "customer_id string, product_id string")
+    out = recommend(None, customers, seen, popular, n=4)
+    expected = spark.createDataFrame([
+        # one unbought product left in A, then the overall list without what was bought or already picked
+        ("c1", 1, "a2", 5.0, "category_popular"), ("c1", 2, "b2", 1.0, "popular"), ("c1", 3, "b3", 1.0, "popular"),
+        ("c2", 1, "b1", 20.0, "category_popular"), ("c2", 2, "b2", 1.0, "category_popular"),
+        ("c2", 3, "b3", 1.0, "category_popular"), ("c2", 4, "a1", 10.0, "popular"),
+        # a favourite category without products: overall popularity only
+        ("c3", 1, "b1", 20.0, "popular"), ("c3", 2, "a1", 10.0, "popular"), ("c3", 3, "a2", 5.0, "popular"),
+        ("c3", 4, "a3", 4.0, "popular"),
+        # c4 bought everything: no row
+    ], "customer_id string, rank int, product_id string, score double, source string")
+    assertDataFrameEqual(out, expected)
+
+
+@pytest.mark.integration
+def test_als_items_match_the_models_own_predictions(spark, env):
+    from pyspark.sql import functions as F
+
+    from ml import recommender
+
+    events = spark.read.parquet(str(env / "feature_store" / "interactions"))
+    model = recommender.fit_als(recommender.interaction_strength(events, D), rank=4, max_iter=3)
+    customers = spark.createDataFrame([("c001",), ("c002",), ("c017",), ("unknown",)], "customer_id string")
+    k = 5
+    got = {r["customer_id"]: r["als_items"] for r in recommender.with_als_items(model, customers, k).collect()}
+    assert set(got) == {"c001", "c002", "c017", "unknown"} and got["unknown"] is None
+    # every (customer, product) pair scored by the model itself
+    pairs = (customers.crossJoin(events.select("product_id").distinct())
+             .withColumn("strength", F.lit(0.0)))
+    predicted = model.transform(pairs).where(F.col("prediction").isNotNull()).collect()
+    for customer in ("c001", "c002", "c017"):
+        scores = sorted((-r["prediction"], r["product_id"]) for r in predicted if r["customer_id"] == customer)
+        items = got[customer]
+        assert len(items) == k
+        assert [i["score"] for i in items] == pytest.approx([-s for s, _ in scores[:k]], rel=1e-5, abs=1e-6)
+        if scores[k][0] - scores[k - 1][0] > 1e-5:  # no near-tie at the cut: the same products
+            assert {i["product_id"] for i in items} == {p for _, p in scores[:k]}

@@ -39,8 +39,23 @@ def test_choose_dates_time_based_holdout():
         choose_dates(features, labels, "2025-07-31", 90, allow_overlap=False)
     with pytest.raises(ValueError, match="no snapshot with features and labels"):
         choose_dates(features, labels, "2024-12-31", 90)
+    # asking for overlap on purpose: the newest snapshot at least 30 days before the holdout
+    assert choose_dates(features, labels, "2025-07-31", 90, min_gap_days=30) == ("2025-03-31", "2025-04-30", 30)
+    with pytest.raises(ValueError, match="overlap"):
+        choose_dates(features, labels, "2025-07-31", 90, min_gap_days=30, allow_overlap=False)
     assert stacked_dates(labels, "2025-03-31", 5) == ["2025-03-31", "2025-01-31"]
     assert stacked_dates(labels, "2025-04-30", 1) == ["2025-04-30"]
+
+
+def test_clv_candidate_is_chosen_by_ranking_within_an_mae_tolerance():
+    from spark_jobs.training import choose_clv_candidate
+
+    close = {"bgnbd": {"mae": 85.1, "spearman": 0.38}, "gbt": {"mae": 86.7, "spearman": 0.52}}
+    assert choose_clv_candidate(close) == "gbt"
+    far = {"bgnbd": {"mae": 80.0, "spearman": 0.38}, "gbt": {"mae": 90.0, "spearman": 0.52}}
+    assert choose_clv_candidate(far) == "bgnbd"
+    undefined = {"bgnbd": {"mae": 80.0, "spearman": float("nan")}, "gbt": {"mae": 81.0, "spearman": 0.1}}
+    assert choose_clv_candidate(undefined) == "gbt"
 
 
 def test_arguments():
@@ -165,6 +180,13 @@ def test_train_all_models_end_to_end(spark, env, capsys):
         assert key in run.data.metrics, key
     assert run.data.metrics["roc_auc"] > run.data.metrics["baseline_recency_roc_auc"]
     assert "train_data_hash" in run.data.tags
+    assert run.data.params["bgnbd_features"] == "True" and "days_since_last_activity" in run.data.params[
+        "derived_features"]
+    # the holdout rows with every score, for offline comparisons (c360.bench.quality)
+    predictions = pd.read_parquet(mlflow.artifacts.download_artifacts(run_id=churn["run_id"],
+                                                                      artifact_path="holdout_predictions.parquet"))
+    assert {"customer_id", "label", "gbt", "logreg", "baseline_recency"} <= set(predictions.columns)
+    assert len(predictions) == run.data.metrics["rows"]
     artifacts = {a.path for a in client.list_artifacts(churn["run_id"], "plots")}
     assert {"plots/roc.png", "plots/lift.png", "plots/calibration.png", "plots/feature_importance.png"} <= artifacts
 
@@ -189,8 +211,9 @@ def test_train_all_models_end_to_end(spark, env, capsys):
     assert {"mae", "rmse", "spearman", "top_decile_capture", "baseline_run_rate_mae", "gbt_mae", "bgnbd_mae",
             "gbt_validation_mae", "bgnbd_validation_mae"} <= set(clv_metrics)
     rec_metrics = client.get_run(results["recommender"]["run_id"]).data.metrics
-    assert {"ndcg_at_5", "precision_at_5", "recall_at_5", "catalog_coverage", "baseline_popularity_ndcg_at_5"} <= set(
-        rec_metrics)
+    assert {"ndcg_at_5", "precision_at_5", "recall_at_5", "catalog_coverage", "baseline_popularity_ndcg_at_5",
+            "baseline_global_popularity_recall_at_5"} <= set(rec_metrics)
+    assert clv_metrics["gbt_predicted_mean"] > 0  # log-scale GBT mapped back to EUR
 
     from ml.registry import DeploymentAudit
 

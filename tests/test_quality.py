@@ -1,0 +1,92 @@
+"""The model-quality report (c360.bench.quality) and the model pieces it motivated: pure parts, no Spark."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from c360.bench import quality
+from c360.generate import oracle
+from ml import value
+from ml.features import DERIVED_FEATURES, derived_features, derived_sql
+
+
+def test_snapshot_plan_is_monthly_back_from_the_last_day():
+    plan = quality.snapshot_plan(date(2025, 10, 1), date(2026, 1, 29))
+    assert plan == [date(2025, 10, 31), date(2025, 11, 30), date(2025, 12, 30), date(2026, 1, 29)]
+    assert quality.snapshot_plan(date(2025, 10, 1), date(2025, 10, 20)) == []
+
+
+def _figures(model_auc=0.76, oracle_auc=0.79, recency=0.70, spearman=0.50, oracle_spearman=0.55, recall=0.17,
+             popular=0.05, delta=0.001):
+    metric = {"roc_auc": model_auc}
+    return {
+        "churn": {"model": metric, "oracles": {"posterior": {"roc_auc": oracle_auc}},
+                  "baselines": {"recency": {"roc_auc": recency}}},
+        "clv": {"model": {"spearman": spearman}, "oracles": {"posterior": {"spearman": oracle_spearman}}},
+        "recommender": {"model": {"recall_at_10": recall},
+                        "baselines": {"global_popularity": {"recall_at_10": popular}}},
+        "seed_check": {"max_abs_delta": delta, "models": {}},
+    }
+
+
+def test_targets_pass_and_miss():
+    targets = {t["target"]: t for t in quality.evaluate_targets(_figures())}
+    assert [t["status"] for t in targets.values()] == ["PASS"] * 5
+    churn = next(t for t in targets.values() if t["target"].startswith("churn ROC AUC >= 95"))
+    assert churn["threshold"] == pytest.approx(0.95 * 0.79) and churn["ratio"] == pytest.approx(0.76 / 0.79)
+    missed = quality.evaluate_targets(_figures(model_auc=0.72, spearman=0.40, recall=0.09, delta=0.02))
+    assert [t["status"] for t in missed] == ["MISS"] * 5
+
+
+def test_markdown_report_lists_every_target():
+    figures = _figures()
+    report = {"data_dir": "/d", "customers": 100, "days": 60, "finished_at": "now", "seed": 7, "load_average": "1",
+              "train_seconds": 12.0, "model_seconds": {"churn": 5.0}, "train_args": {"churn": "--train-snapshots 4"},
+              "figures": {"seed_check": figures["seed_check"]}, "targets": quality.evaluate_targets(figures)}
+    text = quality.markdown(report)
+    assert text.count("**PASS**") == 5 and "--train-snapshots 4" in text
+
+
+def test_expected_net_share_uses_the_category_return_rates():
+    cats = ["Fashion", "Grocery"]
+    truth = pd.DataFrame({"customer_id": ["a", "b"], "category_affinity": [[1.0, 0.0], [0.0, 1.0]]})
+    share = quality.expected_net_share(truth, cats)
+    assert share["a"] == pytest.approx(1 - 0.962 * 0.22) and share["b"] == pytest.approx(1 - 0.962 * 0.01)
+
+
+def test_churn_oracles_order_rates_posterior_known():
+    """On one customer: a recent order raises P(alive) above the prior; the known state decides it."""
+    t = 1_780_000_000
+    df = pd.DataFrame({"lambda": [0.02, 0.02], "mu": [0.002, 0.002], "t_s": [t, t], "offset_s": [0, 0],
+                       "alive_prior": [0.5, 0.5], "alive_posterior": [0.9, 0.1], "alive_known": [True, False]})
+    out = quality.churn_oracles(df, 90, 0.04)
+    alive_none = oracle.p_no_purchase([0.02 * 0.96], [0.002], t, 90, 0, alive=True)[0]
+    assert out["known_alive"] == pytest.approx([alive_none, 1.0])
+    assert out["posterior"][0] == pytest.approx(0.9 * alive_none + 0.1)
+    assert out["rates"][0] == pytest.approx(0.5 * alive_none + 0.5)
+
+
+def test_exp_calibration_keeps_the_order_and_the_total():
+    rng = np.random.default_rng(3)
+    raw = rng.normal(1.0, 1.0, 5000)
+    y = rng.poisson(np.exp(0.5 + 0.8 * raw)).astype(float)
+    a, b = value.fit_exp_calibration(raw, y)
+    assert a == pytest.approx(0.5, abs=0.1) and b == pytest.approx(0.8, abs=0.05)
+    assert np.exp(a + b * raw).sum() == pytest.approx(y.sum(), rel=1e-3)
+    # a score that says nothing gets b = 0: the mean for everyone
+    a0, b0 = value.fit_exp_calibration(rng.normal(size=2000), rng.poisson(3.0, 2000))
+    assert b0 == pytest.approx(0.0, abs=0.05) and np.exp(a0) == pytest.approx(3.0, rel=0.05)
+    with pytest.raises(ValueError, match="positive total"):
+        value.fit_exp_calibration([1.0, 2.0], [0.0, 0.0])
+
+
+def test_derived_features_only_when_their_inputs_are_present():
+    assert derived_features(["days_since_last_order"]) == ["log_days_since_last_order"]
+    assert set(derived_features(list({c for _, ins in DERIVED_FEATURES.values() for c in ins}))) == set(
+        DERIVED_FEATURES)
+    assert derived_sql([]) is None
+    assert "AS f_purchase_rate" in derived_sql(["purchase_days", "days_since_first_order"])
