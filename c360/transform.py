@@ -242,7 +242,7 @@ def backfill_snapshots(
     for d in sorted(set(dates)):
         results.append(
             run_dbt(
-                ["run", "-s", FEATURE_STORE_SELECTOR, "--exclude", "labels_churn", "labels_value"],
+                ["run", "-s", FEATURE_STORE_SELECTOR, "--exclude", "labels_churn", "labels_value", "interactions"],
                 d,
                 settings,
             )
