@@ -126,14 +126,12 @@ def run_job(module: str, args: list[str], settings: Settings | None = None, *, t
 def train(day: date, settings: Settings | None = None, *, models: Iterable[str] = MODELS,
           extra_args: list[str] | None = None) -> list[dict]:
     """Train (and register, and promote by the gates) the given models as of `day` in a child Spark process."""
-    settings = settings or get_settings()
     models = list(models)
-    args = ["--model", models[0] if len(models) == 1 else "all", "--as-of-date", day.isoformat(),
-            "--churn-horizon-days", str(settings.churn_horizon_days),
-            "--value-horizon-days", str(settings.value_horizon_days),
-            *(extra_args if extra_args is not None else _args_from_env(TRAIN_ARGS_ENV, DEFAULT_TRAIN_ARGS))]
     if 1 < len(models) < len(MODELS):  # a subset: one job per model
         return [r for m in models for r in train(day, settings, models=[m], extra_args=extra_args)]
+    # the label horizons reach the job through the environment (settings.as_env), as they reach dbt
+    args = ["--model", models[0] if len(models) == 1 else "all", "--as-of-date", day.isoformat(),
+            *(extra_args if extra_args is not None else _args_from_env(TRAIN_ARGS_ENV, DEFAULT_TRAIN_ARGS))]
     out = run_job("spark_jobs.train", args, settings)
     return json.loads(out) if out else []
 

@@ -73,7 +73,7 @@ def ingest_entity(entity: str, context) -> dict:
     day = run_date_from_context(context)
     with _stage(day, f"ingest {entity}") as st:
         result = ingest(day, get_settings(), [entity]).as_dict()
-        st.rows = result["entities"][entity].get("landed") if isinstance(result["entities"][entity], dict) else None
+        st.rows = result["entities"][entity]["landed"]
     print_ingest_summary(result)
     publish_run_date(context, day)
     return result["entities"][entity]

@@ -16,12 +16,11 @@ import urllib.request
 from pathlib import Path
 
 import mlflow
-import numpy as np
 import pandas as pd
 import pytest
 
 # the tiny synthetic feature store of the local training test (features, labels, interactions)
-from tests.test_spark_train import _events, _snapshot, _write
+from tests.test_spark_train import write_tiny_feature_store
 
 # Deselected from `make test` / plain pytest (addopts -m "not cluster"): two trainings and two scorings take
 # minutes; `make test-cluster` runs them.
@@ -57,20 +56,8 @@ def spark_cluster():
 
 @pytest.fixture(scope="module")
 def feature_store(tmp_path_factory) -> Path:
-    rng = np.random.default_rng(2024)
     fs = tmp_path_factory.mktemp("cluster") / "feature_store"
-    for as_of in ("2025-01-31", SCORE_DATE):
-        features, churn_labels, value_labels = _snapshot(rng, 500, as_of)
-        _write(features, fs, "customer_features", as_of)
-        _write(churn_labels, fs, "labels_churn", as_of)
-        _write(value_labels, fs, "labels_value", as_of)
-    events = _events(rng)
-    (fs / "interactions").mkdir()
-    events.to_parquet(fs / "interactions" / "part-0.parquet", index=False, coerce_timestamps="us")
-    products = pd.DataFrame({"product_id": sorted(events["product_id"].unique())})
-    products["category"] = products["product_id"].str[0]
-    (fs / "products").mkdir()
-    products.to_parquet(fs / "products" / "part-0.parquet", index=False)
+    write_tiny_feature_store(fs, ("2025-01-31", SCORE_DATE))
     return fs
 
 

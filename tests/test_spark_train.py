@@ -117,6 +117,23 @@ def _write(df: pd.DataFrame, root: Path, table: str, as_of: str) -> None:
     df.to_parquet(path / "part-0.parquet", index=False)
 
 
+def write_tiny_feature_store(fs: Path, dates: tuple[str, ...], n: int = 500, seed: int = 2024) -> None:
+    """Snapshots with labels for `dates`, plus interactions and products: what a training run reads."""
+    rng = np.random.default_rng(seed)
+    for as_of in dates:
+        features, churn_labels, value_labels = _snapshot(rng, n, as_of)
+        _write(features, fs, "customer_features", as_of)
+        _write(churn_labels, fs, "labels_churn", as_of)
+        _write(value_labels, fs, "labels_value", as_of)
+    events = _events(rng)
+    (fs / "interactions").mkdir()
+    events.to_parquet(fs / "interactions" / "part-0.parquet", index=False, coerce_timestamps="us")
+    products = pd.DataFrame({"product_id": sorted(events["product_id"].unique())})
+    products["category"] = products["product_id"].str[0]
+    (fs / "products").mkdir()
+    products.to_parquet(fs / "products" / "part-0.parquet", index=False)
+
+
 def _events(rng: np.random.Generator) -> pd.DataFrame:
     products = [f"{g}{i}" for g in "AB" for i in range(10)]
     rows = []
@@ -148,20 +165,8 @@ def env(tmp_path, monkeypatch):
 def test_train_all_models_end_to_end(spark, env, capsys):
     import mlflow
 
-    rng = np.random.default_rng(2024)
     fs = env / "feature_store"
-    for as_of in ("2025-01-31", "2025-04-30"):
-        features, churn_labels, value_labels = _snapshot(rng, 500, as_of)
-        _write(features, fs, "customer_features", as_of)
-        _write(churn_labels, fs, "labels_churn", as_of)
-        _write(value_labels, fs, "labels_value", as_of)
-    events = _events(rng)
-    (fs / "interactions").mkdir()
-    events.to_parquet(fs / "interactions" / "part-0.parquet", index=False, coerce_timestamps="us")
-    products = pd.DataFrame({"product_id": sorted(events["product_id"].unique())})
-    products["category"] = products["product_id"].str[0]
-    (fs / "products").mkdir()
-    products.to_parquet(fs / "products" / "part-0.parquet", index=False)
+    write_tiny_feature_store(fs, ("2025-01-31", "2025-04-30"))
 
     opts = Options(models=["churn", "clv", "recommender"], as_of_date="2025-07-31", gbt_iterations=4,
                    rec_grid="none", rec_top_n=5, rec_holdout_days=30)
