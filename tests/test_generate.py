@@ -505,6 +505,35 @@ def test_oracle_posterior_on_generated_data(run, clean):
     assert buyers.sum() > 200 and abs(post[buyers].mean() - alive[pop][buyers].mean()) < 0.03
 
 
+def test_product_choice_oracle_explains_the_generated_purchases(run, clean):
+    """The generative product oracle predicts which products customers buy: its expected count per product
+    follows the observed one, and the bought products are likelier under it than under category affinity x
+    popularity within the category (which ignores the customer's price level)."""
+    from c360.generate.model import ModelParams, catalog_size, make_catalog
+
+    truth = run["truth_customers"].set_index("customer_id")
+    summary = json.loads((run["truth"] / "summary.json").read_text())
+    sales = clean["tx"][(clean["tx"].line_type == "sale") & clean["tx"].customer_id.isin(truth.index)]
+    buyers = np.sort(sales.customer_id.unique())
+    theta = np.vstack(truth.loc[buyers, "category_affinity"].to_numpy()).astype(float)
+    ids, probs = oracle.product_choice_probabilities(summary, theta, truth.loc[buyers, "spend_nu"].to_numpy())
+    assert np.allclose(probs.sum(axis=1), 1.0)
+    row = pd.Series(np.arange(buyers.size), index=buyers)[sales.customer_id].to_numpy()
+    col = pd.Series(np.arange(ids.size), index=ids)[sales.product_id].to_numpy()
+    assert len(sales) > 1000
+    expected, observed = probs[row].sum(axis=0), np.bincount(col, minlength=ids.size)
+    assert np.corrcoef(expected, observed)[0, 1] > 0.85
+
+    start_s = int(pd.Timestamp(summary["start"], tz="UTC").timestamp())
+    category = make_catalog(catalog_size(summary["customers"]), start_s, 1, summary["seed"], ModelParams()).category
+    theta /= theta.sum(axis=1, keepdims=True)
+    popularity = probs.mean(axis=0)
+    within = popularity / np.bincount(category, weights=popularity)[category]
+    no_price = theta[:, category] * within[None, :]
+    gain = np.log(probs[row, col]).mean() - np.log(no_price[row, col]).mean()
+    assert gain > 0.05, gain
+
+
 # ---------------------------------------------------------------- dirt
 
 

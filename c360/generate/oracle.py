@@ -181,3 +181,60 @@ def p_alive_posterior(
     with np.errstate(invalid="ignore", divide="ignore"):
         post = p0 * a / (p0 * (a + d) + (1.0 - p0))
     return np.where(signup >= t, 1.0, np.nan_to_num(post, nan=0.0))
+
+
+def product_choice_probabilities(
+    summary: dict,
+    affinity: np.ndarray,
+    spend_nu: np.ndarray,
+    *,
+    samples: int = 50_000,
+    bins: int = 60,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """P(a purchase line of customer i is product j), from the latent parameters, the generator's own way.
+
+    A line's category is drawn from `affinity` (rows normalised here); its target price is the order's
+    Gamma(spend_p, spend_nu) value split over the lines and the quantity, with log-normal noise; the product is the
+    one at the target's position in the category's price-sorted catalogue, moved by -2..2 places (model.make_orders).
+    The price part depends on the customer only through spend_nu, so it is tabulated by Monte Carlo for `bins`
+    quantile bins of log(spend_nu) and looked up. `summary` is the ground truth's summary.json (seed, start, days,
+    customers, model_params: the catalogue is rebuilt from them). Returns (product ids in catalogue order, an
+    n_customers x n_products float matrix whose rows sum to 1). The best any recommender can know about the next
+    purchase, short of the random draws themselves.
+    """
+    from c360.generate.ids import product_ids
+    from c360.generate.model import N_CATEGORIES, ModelParams, catalog_size, make_catalog
+
+    p = ModelParams(**{k: tuple(v) if isinstance(v, list) else v for k, v in summary["model_params"].items()})
+    start_s = int(np.datetime64(summary["start"], "D").astype(np.int64)) * DAY_S
+    cat = make_catalog(catalog_size(int(summary["customers"])), start_s, 1, int(summary["seed"]), p)
+    base_eur = cat.price[0] / 100.0
+    key_sorted = (np.repeat(np.arange(N_CATEGORIES), np.diff(cat.cat_offset)) * 100.0
+                  + np.log(base_eur[cat.by_price]))
+
+    rng = np.random.default_rng(seed)
+    lines = 1 + rng.poisson(p.extra_lines_mean, samples)
+    quantity = 1 + np.searchsorted(np.cumsum(p.quantity_probs)[:-1], rng.random(samples), side="right")
+    # log(target price) + log(spend_nu): the same for every customer
+    shape = (np.log(rng.gamma(p.spend_p, 1.0, samples)) - np.log(lines) - np.log(quantity)
+             + p.price_noise_sigma * rng.standard_normal(samples))
+    jitter = rng.integers(-2, 3, samples)
+
+    log_nu = np.log(np.asarray(spend_nu, dtype=float))
+    edges = np.quantile(log_nu, np.linspace(0.0, 1.0, bins + 1))
+    which = np.clip(np.searchsorted(edges, log_nu, side="right") - 1, 0, bins - 1)
+    table = np.zeros((bins, cat.n))
+    for b in np.unique(which):
+        x = np.log(np.maximum(np.exp(shape - log_nu[which == b].mean()), 0.01))
+        for c in range(N_CATEGORIES):
+            lo, hi = cat.cat_offset[c], cat.cat_offset[c + 1] - 1
+            if hi < lo:
+                continue
+            pos = np.clip(np.searchsorted(key_sorted, c * 100.0 + x) + jitter, lo, hi)
+            table[b] += np.bincount(cat.by_price[pos], minlength=cat.n)
+        table[b] /= samples
+    theta = np.asarray(affinity, dtype=float)
+    theta = theta / theta.sum(axis=1, keepdims=True)
+    probs = theta[:, cat.category] * table[which]
+    return np.asarray(product_ids(np.arange(cat.n)).to_pylist()), probs
