@@ -13,7 +13,8 @@ update of it: retraining nightly would cost minutes per night for no gain.
   as `@challenger` and move `@champion` only when the gates pass. Every alias move is in the deployments
   audit; `c360 models rollback --model <name>` restores the previous champion.
 
-Extra training arguments: `C360_TRAIN_ARGS` (default `--train-snapshots 3`). Docs: `docs/models.md`.
+Extra training arguments: `C360_TRAIN_ARGS` (default `--train-snapshots 3`). The recommender keeps the
+ALS parameters of its champion; add `--rec-grid small` to re-tune them (docs/models.md).
 """
 
 from __future__ import annotations

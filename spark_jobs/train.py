@@ -36,7 +36,7 @@ class Options:
     value_horizon_days: int = 180
     rec_holdout_days: int = 30
     rec_top_n: int = 10
-    rec_grid: str = "small"
+    rec_grid: str = "champion"
     half_life_days: float = 60.0
     als_rank: int | None = None
     als_reg_param: float | None = None
@@ -73,8 +73,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--value-horizon-days", type=int, default=settings.value_horizon_days)
     parser.add_argument("--rec-holdout-days", type=int, default=30, help="recommender holdout window (days)")
     parser.add_argument("--rec-top-n", type=int, default=10)
-    parser.add_argument("--rec-grid", choices=["none", "small"], default="small",
-                        help="ALS hyper-parameter grid searched on a validation window before the holdout")
+    parser.add_argument("--rec-grid", choices=["champion", "none", "small"], default="champion",
+                        help="ALS hyper-parameters: 'champion' reuses the current champion's (the small grid when "
+                             "there is none), 'small' searches a grid on a validation window before the holdout "
+                             "(re-tuning), 'none' takes the defaults or --als-*")
     parser.add_argument("--half-life-days", type=float, default=60.0, help="decay of interaction strength")
     parser.add_argument("--als-rank", type=int, help="ALS rank with --rec-grid none (default 8)")
     parser.add_argument("--als-reg-param", type=float, help="ALS regParam with --rec-grid none (default 0.1)")

@@ -398,6 +398,35 @@ SMALL_GRID = recommender.param_grid(ranks=[8, 16], reg_params=[0.01, 0.1], alpha
 DEFAULT_ALS = {"rank": 8, "reg_param": 0.1, "alpha": 1.0}
 
 
+def champion_als_params(name: str) -> dict | None:
+    """rank, reg_param and alpha of the current @champion's training run, or None without a champion."""
+    version = alias_version(name, CHAMPION)
+    if version is None:
+        return None
+    params = mlflow.MlflowClient().get_run(version.run_id).data.params
+    try:
+        return {"rank": int(params["rank"]), "reg_param": float(params["reg_param"]), "alpha": float(params["alpha"])}
+    except (KeyError, ValueError):
+        log.warning("recommender: champion version %s has no ALS parameters logged: tuning again", version.version)
+        return None
+
+
+def als_grid(name: str, opts) -> tuple[list[dict], str]:
+    """The ALS parameter sets to try, and what they came from.
+
+    Tuning (the grid: 8 ALS fits on a validation window) costs about 4x the final fit, so the weekly retraining
+    reuses the parameters the current champion was tuned to ('champion', the default); the grid runs when there is
+    no champion yet or when asked for ('small': re-tune, e.g. monthly or after the catalogue changed)."""
+    if opts.rec_grid == "small":
+        return SMALL_GRID, "small"
+    if opts.rec_grid == "champion":
+        params = champion_als_params(name)
+        return ([params], "champion") if params else (SMALL_GRID, "small")
+    fixed = {"rank": getattr(opts, "als_rank", None), "reg_param": getattr(opts, "als_reg_param", None),
+             "alpha": getattr(opts, "als_alpha", None)}
+    return [{k: DEFAULT_ALS[k] if v is None else v for k, v in fixed.items()}], "none"
+
+
 def read_events(spark: SparkSession, path: Path, through_date: str) -> DataFrame:
     events = spark.read.parquet(str(path))
     recommender.check_events(events)
@@ -427,10 +456,7 @@ def train_recommender(spark: SparkSession, events_path: Path, products_path: Pat
         log.info("recommender: %d events up to %s; train <= %s, holdout (%s, %s]", n_events, as_of, train_end,
                  train_end, holdout_end)
 
-    fixed = {"rank": getattr(opts, "als_rank", None), "reg_param": getattr(opts, "als_reg_param", None),
-             "alpha": getattr(opts, "als_alpha", None)}
-    grid = SMALL_GRID if opts.rec_grid == "small" else [
-        {k: DEFAULT_ALS[k] if v is None else v for k, v in fixed.items()}]
+    grid, grid_mode = als_grid(name, opts)
     best_params = grid[0]
     with mlflow.start_run(run_name=f"recommender {as_of}") as run:
         if len(grid) > 1:
@@ -480,7 +506,7 @@ def train_recommender(spark: SparkSession, events_path: Path, products_path: Pat
                                                                                "strength"])})
             mlflow.log_params({"model_kind": "als_implicit", **best_params, "max_iter": 10, "top_n": k,
                                "half_life_days": opts.half_life_days, "event_weights": str(recommender.EVENT_WEIGHTS),
-                               "holdout_days": opts.rec_holdout_days, "grid": opts.rec_grid, "events": n_events,
+                               "holdout_days": opts.rec_holdout_days, "grid": grid_mode, "events": n_events,
                                "catalog_size": setup["catalog_size"]})
             mlflow.log_metrics(_flat("", challenger))
             if champion_metrics:

@@ -67,6 +67,35 @@ def test_arguments():
     assert options_from_args(build_parser_for_tests().parse_args([])).models == ["churn", "clv", "recommender"]
 
 
+def test_als_parameters_come_from_the_champion_unless_retuning(tmp_path):
+    """Weekly retraining reuses the champion's tuned ALS parameters; with no champion, or with 'small', the grid."""
+    import mlflow
+
+    from ml.registry import configure
+    from spark_jobs.train import Options as TrainOptions
+    from spark_jobs.training import DEFAULT_ALS, SMALL_GRID, als_grid
+
+    configure(f"sqlite:///{tmp_path / 'mlflow.db'}", "t", str(tmp_path / "artifacts"))
+
+    def Options(**kw):  # noqa: N802 - the job's options with the required fields filled in
+        return TrainOptions(models=["recommender"], as_of_date="2025-07-31", **kw)
+
+    opts = Options(rec_grid="champion")
+    assert als_grid("rec_t", opts) == (SMALL_GRID, "small")  # no champion yet: tune
+    tuned = {"rank": 16, "reg_param": 0.01, "alpha": 10.0}
+    with mlflow.start_run() as run:
+        mlflow.log_params({**tuned, "model_kind": "als_implicit"})
+        mlflow.log_text("x", "model/placeholder.txt")
+    client = mlflow.MlflowClient()
+    client.create_registered_model("rec_t")
+    version = client.create_model_version("rec_t", f"runs:/{run.info.run_id}/model", run_id=run.info.run_id)
+    client.set_registered_model_alias("rec_t", "champion", version.version)
+    assert als_grid("rec_t", opts) == ([tuned], "champion")
+    assert als_grid("rec_t", Options(rec_grid="small")) == (SMALL_GRID, "small")
+    assert als_grid("rec_t", Options(rec_grid="none")) == ([DEFAULT_ALS], "none")
+    assert als_grid("rec_t", Options(rec_grid="none", als_rank=4))[0] == [{**DEFAULT_ALS, "rank": 4}]
+
+
 def _snapshot(rng: np.random.Generator, n: int, as_of: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Features plus churn and value labels that depend on them (recency, sessions, frequency)."""
     ids = [f"c{i:04d}" for i in range(n)]
