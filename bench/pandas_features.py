@@ -745,8 +745,10 @@ def _raw_rows(warehouse_path: str | Path) -> dict[str, int]:
 
 # The models of one snapshot (what c360.transform.backfill_snapshots runs per date): the as-of pieces and
 # customer_features, reading the incremental intermediate tables; labels and the training-set view excluded.
+# the models that compute customer_features (the recommender's interactions table, which the pandas reference does
+# not compute, and the labels are left out)
 DBT_FEATURE_COMMAND = ["run", "-s", "path:models/feature_store", "--exclude", "labels_churn", "labels_value",
-                       "training_set"]
+                       "training_set", "interactions"]
 
 
 def time_dbt_features(warehouse_path: str | Path, as_of_date: date, repeat: int = 3, settings=None) -> dict:
