@@ -227,7 +227,10 @@ def _expand_per_category(block: Any, errors: list[str]) -> list[Segment]:
                     return []
     out = []
     for category in categories:
-        values = {"category": category, "slug": _slug(category), "category_sql": "'" + category.replace("'", "''") + "'"}
+        # the warehouse stores categories in lower case (stg_shop__products): compare with that form, whatever the
+        # capitalisation in segments.yml
+        stored = category.strip().lower()
+        values = {"category": category, "slug": _slug(category), "category_sql": "'" + stored.replace("'", "''") + "'"}
         item = {k: (v.format(**values) if isinstance(v, str) else v) for k, v in template.items()}
         seg = _parse_one(item, f"per_category[{category!r}]", errors)
         if seg is not None:

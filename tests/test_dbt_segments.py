@@ -274,3 +274,25 @@ def test_repository_segments_build_with_empty_scores(tmp_path, monkeypatch):
     assert query("select count(*) from marts.segment_members where as_of_date = ? and run_id = 'run-2025-01-20'",
                  [D2]) == [(len(members(D2, "new_customer_nurture")) + len(members(D2, "cart_abandoners")),)]
     assert query("select count(*), count(churn_probability) from marts.customer_360") == [(4, 4)]
+
+
+def test_per_category_segments_match_the_warehouse_categories(tmp_path, monkeypatch):
+    """segments.yml names categories as people write them ("Bags"); the warehouse stores them in lower case: the
+    per-category segments still find their customers (C1's favourite is bags, C2's shoes)."""
+    kit.configure_env(monkeypatch, tmp_path)
+    with kit.connect() as con:
+        kit.seed_base(con)
+    definitions = tmp_path / "segments.yml"
+    definitions.write_text(
+        "per_category:\n"
+        "  categories: [Bags, Shoes, Toys]\n"
+        "  template:\n"
+        "    name: likes_{slug}\n"
+        "    description: favourite category {category}\n"
+        "    where: favourite_category = {category_sql} and favourite_category_share >= 0.4\n"
+        "    required_consent: none\n"
+        "    destination: analytics\n")
+    assert transform.build(D2, get_settings(), segments_file=definitions).success
+    assert members(D2, "likes_bags") == {"C1"}
+    assert members(D2, "likes_shoes") == {"C2"}
+    assert members(D2, "likes_toys") == set()

@@ -40,7 +40,8 @@ def test_shipped_segments_file_is_valid():
     affinity = [n for n in names if n.startswith("affinity_")]
     assert "affinity_home_and_kitchen" in affinity and len(affinity) >= 3
     hk = next(d for d in defs if d["name"] == "affinity_home_and_kitchen")
-    assert "favourite_category = 'Home and Kitchen'" in hk["where"]
+    # the warehouse's form of the category (lower case), or the segment would never match anyone
+    assert "favourite_category = 'home and kitchen'" in hk["where"]
     assert all(set(d) == {"name", "description", "where", "required_consent", "destination", "columns"} for d in defs)
     var = segments_dbt_var()
     assert json.loads(json.dumps(var))["segments"][0] == {
@@ -55,7 +56,7 @@ def test_defaults_and_per_category_template():
                      "description": "likes {category}"}}})
     assert [s.name for s in segs] == ["vip", "cat_toys_and_baby", "cat_o_neill"]
     assert segs[0].columns == seg_mod.DEFAULT_COLUMNS
-    assert segs[2].where == "favourite_category = 'O''Neill'" and segs[2].description == "likes O'Neill"
+    assert segs[2].where == "favourite_category = 'o''neill'" and segs[2].description == "likes O'Neill"
 
 
 @pytest.mark.parametrize("change, expected", [
