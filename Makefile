@@ -14,7 +14,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 help:
 	@echo "make nightly [DATE=YYYY-MM-DD]  set up, generate demo data if the landing zone is empty, run the nightly job"
 	@echo "make test                       set up and run the test suite"
-	@echo "make test-cluster               the Spark standalone cluster tests (starts and stops a local cluster)"
+	@echo "make test-cluster               only the Spark standalone cluster test (starts and stops a local cluster)"
 	@echo "make backfill FROM=… TO=…       run the nightly job for each date in order"
 	@echo "make bench [SIZE=S|M|L]         benchmark the nightly run (results in bench/results/)"
 	@echo "make airflow                    start the Airflow UI on http://127.0.0.1:8080"
@@ -44,8 +44,8 @@ backfill: venv
 test: venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# Start a Spark standalone master + worker on 127.0.0.1, run the `cluster` tests, stop it again (also on failure
-# or Ctrl-C). Not part of `make test`: two trainings and two scorings take longer than the rest of the suite allows.
+# Start a Spark standalone master + worker on 127.0.0.1, run only the `cluster` tests, stop it again (also on failure
+# or Ctrl-C). `make test` runs them too (their fixture starts and stops the cluster itself).
 test-cluster: venv
 	@trap 'infra/spark_standalone.sh stop' EXIT; trap 'exit 130' INT TERM; \
 	  infra/spark_standalone.sh start && $(BIN)/python -m pytest -m cluster $(PYTEST_ARGS)

@@ -22,8 +22,8 @@ import pytest
 # the tiny synthetic feature store of the local training test (features, labels, interactions)
 from tests.test_spark_train import write_tiny_feature_store
 
-# Deselected from `make test` / plain pytest (addopts -m "not cluster"): two trainings and two scorings take
-# minutes; `make test-cluster` runs them.
+# Part of `make test` (about 6 minutes on 2 cores: two trainings and two scorings); `-m "not cluster"` leaves it out
+# of a quick local run, `make test-cluster` runs only it.
 pytestmark = [pytest.mark.cluster, pytest.mark.integration]
 
 REPO = Path(__file__).resolve().parent.parent
