@@ -370,6 +370,13 @@ def seed_deltas(first: dict[str, dict], second: dict[str, dict]) -> dict:
 # figures
 # --------------------------------------------------------------------------------------------------
 
+def _holdout_header(params: dict, holdout_rows: int, model_kind: str) -> dict:
+    """What a churn or CLV report says about its training run: dates, gap, rows and the chosen model."""
+    return {"train_dates": params.get("train_dates", params["train_date"]), "holdout_date": params["holdout_date"],
+            "gap_days": int(params.get("gap_days", -1)), "train_rows": int(float(params["train_rows"])),
+            "holdout_rows": holdout_rows, "model_kind": model_kind}
+
+
 def churn_figures(result: dict, truth: pd.DataFrame, summary: dict, horizon: int) -> dict:
     from ml import metrics
 
@@ -381,9 +388,7 @@ def churn_figures(result: dict, truth: pd.DataFrame, summary: dict, horizon: int
     y = df["label"].to_numpy()
     oracles = churn_oracles(df, horizon, float(summary["model_params"]["cancel_prob"]))
     return {
-        "train_dates": params.get("train_dates", params["train_date"]), "holdout_date": params["holdout_date"],
-        "gap_days": int(params.get("gap_days", -1)),
-        "train_rows": int(float(params["train_rows"])), "holdout_rows": len(df), "model_kind": best,
+        **_holdout_header(params, len(df), best),
         "model": metrics.classification_metrics(y, df[best]),
         "candidates": {k: metrics.classification_metrics(y, df[k]) for k in ("gbt", "logreg") if k in df},
         "baselines": {"recency": metrics.classification_metrics(y, df["baseline_recency"]),
@@ -408,9 +413,7 @@ def clv_figures(result: dict, truth: pd.DataFrame, summary: dict, horizon: int) 
     value_per_order = df["spend_mean"].to_numpy() * df["customer_id"].map(share).to_numpy() * scale
     oracles = clv_oracles(df, horizon, value_per_order)
     return {
-        "train_dates": params.get("train_dates", params["train_date"]), "holdout_date": params["holdout_date"],
-        "gap_days": int(params.get("gap_days", -1)),
-        "train_rows": int(float(params["train_rows"])), "holdout_rows": len(df), "model_kind": kind,
+        **_holdout_header(params, len(df), kind),
         "model": metrics.regression_metrics(y, df[kind]),
         "candidates": {k: metrics.regression_metrics(y, df[k]) for k in ("gbt", "bgnbd") if k in df},
         "baselines": {"run_rate": metrics.regression_metrics(y, df["baseline_run_rate"])},
@@ -519,6 +522,14 @@ def _f(v, digits: int = 3) -> str:
     return f"{v:.{digits}f}"
 
 
+def _scorer_rows(figures: dict) -> list[tuple[str, dict]]:
+    """(label, metrics) of a churn or CLV report's table: the model, the other candidate, baselines, oracles."""
+    rows = [(f"model ({figures['model_kind']})", figures["model"])]
+    rows += [(f"candidate {k}", v) for k, v in figures["candidates"].items() if k != figures["model_kind"]]
+    rows += [(f"baseline {k}", v) for k, v in figures["baselines"].items()]
+    return rows + [(f"oracle: {ORACLE_LABELS[k]}", v) for k, v in figures["oracles"].items()]
+
+
 def markdown(report: dict) -> str:
     f = report["figures"]
     lines = [f"## Model quality on {report['data_dir']} ({report['customers']:,} customers x {report['days']} days)",
@@ -534,10 +545,7 @@ def markdown(report: dict) -> str:
                   f"{c['holdout_rows']:,} customers, churn rate {c['model']['base_rate']:.2f}; {c['model_kind']} "
                   "chosen on validation)", "",
                   "| scorer | ROC AUC | PR AUC | top-decile lift | Brier | ECE |", "|---|---|---|---|---|---|"]
-        rows = [(f"model ({c['model_kind']})", c["model"])]
-        rows += [(f"candidate {k}", v) for k, v in c["candidates"].items() if k != c["model_kind"]]
-        rows += [(f"baseline {k}", v) for k, v in c["baselines"].items()]
-        rows += [(f"oracle: {ORACLE_LABELS[k]}", v) for k, v in c["oracles"].items()]
+        rows = _scorer_rows(c)
         for name, m in rows:
             brier = _f(m["brier"]) if not name.startswith("baseline") else "n/a"
             ece = _f(m["ece"]) if not name.startswith("baseline") else "n/a"
@@ -552,10 +560,7 @@ def markdown(report: dict) -> str:
                   f"{c['holdout_rows']:,} customers, mean {c['model']['actual_mean']:.1f} EUR; {c['model_kind']} "
                   f"chosen on validation; oracle value per order scaled by {c['value_scale']:.2f} from history)", "",
                   "| predictor | Spearman | MAE | top-decile capture | aggregate error % |", "|---|---|---|---|---|"]
-        rows = [(f"model ({c['model_kind']})", c["model"])]
-        rows += [(f"candidate {k}", v) for k, v in c["candidates"].items() if k != c["model_kind"]]
-        rows += [(f"baseline {k}", v) for k, v in c["baselines"].items()]
-        rows += [(f"oracle: {ORACLE_LABELS[k]}", v) for k, v in c["oracles"].items()]
+        rows = _scorer_rows(c)
         for name, m in rows:
             lines.append(f"| {name} | {_f(m['spearman'])} | {_f(m['mae'], 1)} | {_f(m['top_decile_capture'])} | "
                          f"{_f(m['aggregate_error_pct'], 1)} |")
