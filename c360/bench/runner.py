@@ -80,9 +80,17 @@ class TreeMemorySampler:
         self._thread.join()
 
 
+# a stage whose run takes longer than this is not repeated: the median is for short, noisy stages
+LONG_STAGE_SECONDS = 180.0
+
+
 def run_stage(stage: str, command: list[str], env: dict[str, str] | None = None, repeat: int = 1,
-              log_path=None, before_each=None) -> StageResult:
-    """Run `command` `repeat` times (calling before_each() before each run); time it and sample its memory."""
+              log_path=None, before_each=None, long_stage_seconds: float = LONG_STAGE_SECONDS) -> StageResult:
+    """Run `command` up to `repeat` times (calling before_each() before each run); time it and sample its memory.
+
+    Repeats stop after a run longer than `long_stage_seconds` (noted in the result): a ten-minute stage varies
+    by a few percent, and repeating it would double the benchmark's duration for little.
+    """
     result = StageResult(stage, command)
     for i in range(repeat):
         if before_each:
@@ -101,6 +109,10 @@ def run_stage(stage: str, command: list[str], env: dict[str, str] | None = None,
         log.info("  %-12s run %d/%d: %.1f s, peak %.0f MB%s", stage, i + 1, repeat, elapsed, sampler.peak / 2**20,
                  "" if rc == 0 else f", FAILED (exit {rc}; see {log_path})")
         if rc != 0:
+            break
+        if i + 1 < repeat and elapsed > long_stage_seconds:
+            result.note = f"ran once of {repeat}: a run takes over {long_stage_seconds:.0f} s"
+            log.info("  %-12s not repeated (%s)", stage, result.note)
             break
     return result
 
