@@ -107,6 +107,11 @@ def _args_from_env(name: str, default: str) -> list[str]:
     return shlex.split(os.environ.get(name, default))
 
 
+def weekly_train_args() -> list[str]:
+    """The training job's extra arguments on the weekly run (`C360_TRAIN_ARGS`, default DEFAULT_TRAIN_ARGS)."""
+    return _args_from_env(TRAIN_ARGS_ENV, DEFAULT_TRAIN_ARGS)
+
+
 def run_job(module: str, args: list[str], settings: Settings | None = None, *, tail_lines: int = 30) -> str:
     """Run `python -m <module> <args>` with the settings in its environment, streaming its output to the log.
     Returns the last line of stdout (the jobs print a JSON summary there); raises JobFailed on a non-zero exit."""
@@ -138,7 +143,7 @@ def train(day: date, settings: Settings | None = None, *, models: Iterable[str] 
         return [r for m in models for r in train(day, settings, models=[m], extra_args=extra_args)]
     # the label horizons reach the job through the environment (settings.as_env), as they reach dbt
     args = ["--model", models[0] if len(models) == 1 else "all", "--as-of-date", day.isoformat(),
-            *(extra_args if extra_args is not None else _args_from_env(TRAIN_ARGS_ENV, DEFAULT_TRAIN_ARGS))]
+            *(extra_args if extra_args is not None else weekly_train_args())]
     out = run_job("spark_jobs.train", args, settings)
     return json.loads(out) if out else []
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from c360.bench.runner import StageResult, c360_command, run_stage
 from c360.config import PROJECT_ROOT
+from c360.modeling import weekly_train_args
 
 log = logging.getLogger(__name__)
 
@@ -127,8 +128,9 @@ def _models(root: Path, size: str, day: date, repeat: int, log_path: Path
     First training, on the fresh registry: the snapshot backfill the history lacks, then the Spark training with
     its defaults (no champion yet, so the recommender is tuned on its grid), then `models ensure` (scoring needs
     champions even if a model missed its floors). Weekly retraining, as the c360_train DAG runs it once
-    champions exist and the nightly runs have built the snapshots: the same two commands again (nothing left to
-    backfill; the recommender reuses its champion's parameters). Then scoring, the segment build and the exports,
+    champions exist and the nightly runs have built the snapshots: the same two commands again, the training with
+    the DAG's arguments (C360_TRAIN_ARGS; nothing left to backfill; the recommender reuses its champion's
+    parameters). Then scoring, the segment build and the exports,
     as the nightly runs them."""
     env = _env_for(root, size)
     d = day.isoformat()
@@ -146,7 +148,8 @@ def _models(root: Path, size: str, day: date, repeat: int, log_path: Path
         weekly = [
             run_stage("retrain_snapshots", c360_command("transform", "--date", d, "--training-snapshots"), env, 1,
                       log_path),
-            run_stage("retrain", c360_command("train", "--as-of-date", d), env, 1, log_path),
+            # with the weekly DAG's arguments (C360_TRAIN_ARGS: three stacked snapshots by default)
+            run_stage("retrain", c360_command("train", "--as-of-date", d, *weekly_train_args()), env, 1, log_path),
         ]
     nightly = [run_stage("score", c360_command("score", "--date", d), env, repeat, log_path)]
     nightly[0].rows = _customers_scored(root, day)
