@@ -1,0 +1,71 @@
+"""The nightly data tests check the night's rows, so their cost stays flat as the history grows, and still catch
+what they are for: a duplicate id landing tonight against any earlier row, a bad score in tonight's partition.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from c360 import transform
+from c360.config import get_settings
+from tests import dbt_testkit as kit
+
+pytestmark = pytest.mark.integration
+
+RUN_DATE = date(2025, 1, 20)
+EVENT_ID_TESTS = "unique_in_window"
+SCORE_TESTS = "path:models/staging/scores"
+
+
+@pytest.fixture(scope="module")
+def warehouse(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dbt_test_scope")
+    with pytest.MonkeyPatch.context() as mp:
+        kit.configure_env(mp, root)
+        settings = get_settings()
+        with kit.connect() as con:
+            kit.seed_base(con)
+        assert transform.run_dbt(["build", "--exclude-resource-type", "unit_test"], RUN_DATE, settings).success
+        yield settings
+
+
+def _failed(result) -> set[str]:
+    return {n.unique_id.split(".")[2] for n in result.failures}
+
+
+def _score(as_of_date: str, churn_probability: float) -> str:
+    return (f"insert into raw.scores (customer_id, as_of_date, churn_probability, _loaded_at) values "
+            f"('C1', date '{as_of_date}', {churn_probability}, now())")
+
+
+def test_an_event_id_landing_tonight_that_exists_in_history_fails_the_night(warehouse):
+    result = transform.run_dbt(["test", "-s", f"test_name:{EVENT_ID_TESTS}"], RUN_DATE, warehouse, raise_on_failure=False)
+    assert result.success and len(result.nodes) >= 4  # source and staging events, transactions, interactions
+
+    with kit.connect() as con:  # e1 landed on 2025-01-09; a different record with its id lands on the run date
+        kit.insert(con, "tracking_events", [kit._event("e1", "A9", "2025-01-20T08:00:00Z")], RUN_DATE)
+    try:
+        result = transform.run_dbt(["test", "-s", f"test_name:{EVENT_ID_TESTS}"], RUN_DATE, warehouse, raise_on_failure=False)
+        assert not result.success
+        assert {"source_unique_in_window_shop_tracking_events_event_id___dt",
+                "unique_in_window_stg_shop__tracking_events_event_id__landed_date"} <= _failed(result)
+    finally:
+        with kit.connect() as con:
+            con.execute("delete from raw.tracking_events where event_id = 'e1' and _dt = ?", [RUN_DATE])
+
+
+def test_score_tests_check_tonights_partition_only(warehouse):
+    with kit.connect() as con:
+        con.execute(_score("2025-01-19", 1.5))  # an earlier night's partition: tested on that night
+    try:
+        assert transform.run_dbt(["test", "-s", SCORE_TESTS], RUN_DATE, warehouse, raise_on_failure=False).success
+        with kit.connect() as con:
+            con.execute(_score("2025-01-20", 1.5))
+        result = transform.run_dbt(["test", "-s", SCORE_TESTS], RUN_DATE, warehouse, raise_on_failure=False)
+        assert not result.success
+        assert any(name.startswith("between_stg_scores__customer_scores_churn_probability") for name in _failed(result))
+    finally:
+        with kit.connect() as con:
+            con.execute("delete from raw.scores")
