@@ -223,6 +223,22 @@ def test_rerun_replaces_the_date_and_a_run_without_definitions_keeps_it(nights):
     assert changes(D2, "high_churn") == {("C2", "entered"), ("C4", "entered"), ("C1", "exited")}
 
 
+def test_a_date_scored_or_rescored_later_is_built_by_the_next_run(nights):
+    """The score marts rebuild the run date and every date loaded since they last saw it (scored_dates_to_build)."""
+    settings = nights["settings"]
+    d0 = date(2025, 1, 18)
+    with kit.connect() as con:  # a backfill scores 01-18 after the fact; 01-19 is re-scored
+        load_scores(con, d0, {"C1": 5, "C2": 5})
+        load_scores(con, D1, {c: 1 for c in CHURN_DECILES[D1]})
+    before_d2 = query("select * from marts.customer_scores where as_of_date = ? order by customer_id", [D2])
+    transform.run_dbt(["build", "-s", transform.SCORES_SELECTOR], D2, settings, segments=SEGMENTS)
+    assert query("select customer_id, churn_decile from marts.customer_scores where as_of_date = ? order by 1",
+                 [d0]) == [("C1", 5), ("C2", 5)]
+    assert {r[0] for r in query("select churn_decile from marts.customer_scores where as_of_date = ?", [D1])} == {1}
+    assert query("select count(*) from marts.customer_recommendations where as_of_date = ?", [d0]) == [(6,)]
+    assert query("select * from marts.customer_scores where as_of_date = ? order by customer_id", [D2]) == before_d2
+
+
 def test_segment_definitions_must_be_well_formed(nights):
     bad = {"segments": [{"name": "Bad Name", "where": "true"}]}
     with pytest.raises(transform.DbtRunError, match="not a lower-case identifier"):

@@ -19,31 +19,6 @@ with scores as (
 
 )
 
-{% if is_incremental() -%}
-, loaded as (
-
-    select as_of_date, max(loaded_at) as loaded_at from scores group by as_of_date
-
-),
-
-built as (
-
-    select as_of_date, max(loaded_at) as loaded_at from {{ this }} group by as_of_date
-
-),
-
-dates_to_build as (
-
-    select loaded.as_of_date
-    from loaded
-    left join built on built.as_of_date = loaded.as_of_date
-    where loaded.as_of_date = {{ run_date() }}
-       or built.as_of_date is null
-       or loaded.loaded_at is distinct from built.loaded_at
-
-)
-{%- endif %}
-
 select
     scores.as_of_date::date                                             as as_of_date,
     scores.customer_id::varchar                                         as customer_id,
@@ -62,5 +37,5 @@ select
     scores.loaded_at::timestamptz                                       as loaded_at
 from scores
 {% if is_incremental() -%}
-semi join dates_to_build on dates_to_build.as_of_date = scores.as_of_date
+where scores.as_of_date in ({{ scored_dates_to_build('scores') }})
 {%- endif %}
