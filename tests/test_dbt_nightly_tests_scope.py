@@ -66,6 +66,12 @@ def test_score_tests_check_tonights_partition_only(warehouse):
         result = transform.run_dbt(["test", "-s", SCORE_TESTS], RUN_DATE, warehouse, raise_on_failure=False)
         assert not result.success
         assert any(name.startswith("between_stg_scores__customer_scores_churn_probability") for name in _failed(result))
+        # a row without a date cannot belong to any night's partition: that test reads the whole table
+        with kit.connect() as con:
+            con.execute("delete from raw.scores")
+            con.execute("insert into raw.scores (customer_id, as_of_date, _loaded_at) values ('C2', null, now())")
+        result = transform.run_dbt(["test", "-s", SCORE_TESTS], RUN_DATE, warehouse, raise_on_failure=False)
+        assert "source_not_null_scores_scores_as_of_date" in _failed(result)
     finally:
         with kit.connect() as con:
             con.execute("delete from raw.scores")
