@@ -44,8 +44,9 @@ def test_shipped_segments_file_is_valid():
     assert "favourite_category = 'home and kitchen'" in hk["where"]
     assert all(set(d) == {"name", "description", "where", "required_consent", "destination", "columns"} for d in defs)
     var = segments_dbt_var()
+    # dbt receives the SQL rendered from the checked rule, not the text as written
     assert json.loads(json.dumps(var))["segments"][0] == {
-        "name": "high_value_at_risk", "where": "value_decile >= 8 and churn_decile >= 8",
+        "name": "high_value_at_risk", "where": "value_decile >= 8 AND churn_decile >= 8",
         "required_consent": "marketing", "consent_column": "marketing_consent"}
 
 
@@ -63,7 +64,7 @@ def test_defaults_and_per_category_template():
     ({"colour": "red"}, "segment 'vip' (segments[0]): unknown field 'colour'"),
     ({"name": "VIP list"}, "field 'name' 'VIP list' is not an identifier"),
     ({"where": "  "}, "segment 'vip' (segments[0]): field 'where' is missing or empty"),
-    ({"where": "value_decile >= and"}, "field 'where' 'value_decile >= and' is not valid SQL"),
+    ({"where": "value_decile >= and"}, "field 'where' 'value_decile >= and': 'and' is refused: it is not valid SQL"),
     ({"where": "1=1; drop table x"}, "contains a ';'"),
     ({"where": "x > 1 -- note"}, "'--' comment"),
     ({"required_consent": "maybe"}, "field 'required_consent' is 'maybe'; expected one of: marketing, none"),
@@ -135,16 +136,20 @@ def test_sizes_and_deltas(warehouse):
 
 
 def test_check_predicates_against_the_warehouse(warehouse):
+    """The rule language refuses unknown columns and non-conditions when the file is read; binding against the
+    warehouse still finds what only the data types tell (and a warehouse older than the feature contract)."""
     con = duckdb.connect(str(warehouse.warehouse_path), read_only=True)
     # value_decile is a score: the check adds the score columns the feature table lacks.
-    bad = parse_segments({"segments": [{**GOOD, "where": "value_decile = 10 and orders_count > 2"},
-                                       {**GOOD, "name": "x", "where": "no_such_column > 1"},
-                                       {**GOOD, "name": "y", "where": "orders_count"}]})
-    problems = check_predicates(con, bad)
+    rules = parse_segments({"segments": [{**GOOD, "where": "value_decile = 10 and orders_count > 2"},
+                                         {**GOOD, "name": "x", "where": "lower(orders_count) = 'a'"},
+                                         {**GOOD, "name": "y", "where": "days_since_last_order < 30"}]})
+    problems = check_predicates(con, rules)
     con.close()
     assert len(problems) == 2
     assert problems[0].startswith("segment 'x': field 'where' fails against feature_store.customer_features")
-    assert "no_such_column" in problems[0] and problems[1].startswith("segment 'y'")
+    assert "lower(INTEGER)" in problems[0]  # a type error: only binding finds it
+    # this warehouse's feature table has no days_since_last_order column (yet)
+    assert problems[1].startswith("segment 'y'") and "days_since_last_order" in problems[1]
 
 
 def test_shipped_predicates_use_documented_feature_columns():
