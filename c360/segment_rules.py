@@ -46,6 +46,10 @@ PROTECTED_COLUMNS = {
 FUNCTIONS = {"Coalesce": "coalesce", "Abs": "abs", "Round": "round", "Floor": "floor", "Ceil": "ceil",
              "Least": "least", "Greatest": "greatest", "Lower": "lower", "Upper": "upper", "Length": "length",
              "DateDiff": "date_diff"}
+# At most this many arguments (as DuckDB takes them): sqlglot silently drops extra arguments of some functions
+# (round, date_diff), and a rule must run as written, not as a shortened version of it.
+MAX_ARGS = {"abs": 1, "lower": 1, "upper": 1, "length": 1, "len": 1, "floor": 1, "ceil": 1, "ceiling": 1,
+            "round": 2, "date_diff": 3, "datediff": 3}
 DATE_PARTS = ("day", "week", "month", "year")
 INTERVAL_UNITS = DATE_PARTS + tuple(p + "s" for p in DATE_PARTS)
 TYPED_LITERALS = ("DATE", "TIMESTAMP", "TIMESTAMPNTZ")
@@ -158,6 +162,7 @@ def compile_rule(text: str) -> Rule:
                                                            f"{tok.start + 1} closes nothing")
     if depth > 0:
         raise RuleError(text[-40:], f"unbalanced parentheses: {depth} '(' never closed")
+    _check_arity(text, tokens)
     try:
         trees = sqlglot.parse(text, dialect="duckdb")
     except ParseError as exc:
@@ -184,6 +189,26 @@ def compile_rule(text: str) -> Rule:
     return Rule(source=text, sql=rendered, columns=tuple(sorted(used)))
 
 
+def _check_arity(text: str, tokens) -> None:
+    """Refuse a call of a known function with more arguments than it takes (see MAX_ARGS)."""
+    for i, tok in enumerate(tokens[:-1]):
+        limit = MAX_ARGS.get(tok.text.lower())
+        if limit is None or tokens[i + 1].token_type.name != "L_PAREN":
+            continue
+        depth, args = 0, 1
+        for later in tokens[i + 1:]:
+            kind = later.token_type.name
+            depth += kind == "L_PAREN"
+            depth -= kind == "R_PAREN"
+            if depth == 1 and kind == "COMMA":
+                args += 1
+            if depth == 0:
+                if args > limit:
+                    raise RuleError(text[tok.start: later.end + 1], f"{tok.text.lower()}() takes at most {limit} "
+                                                                    f"argument{'s' if limit > 1 else ''}")
+                break
+
+
 def _is_star(tokens, tok) -> bool:
     """A '*' not between two operands (`a * b` is multiplication; `*`, `t.*`, `count(*)`, `* replace` are stars)."""
     i = tokens.index(tok)
@@ -201,15 +226,22 @@ def _literalish(node, exp) -> bool:
 
 
 def _typed_literal(node, exp) -> bool:
+    """date '2025-01-31' / timestamp '...': a Cast of a quoted literal to a date type, nothing else attached."""
     return (isinstance(node, exp.Cast) and isinstance(node.this, exp.Literal) and node.this.is_string
-            and isinstance(node.to, exp.DataType) and node.to.this.name in TYPED_LITERALS)
+            and isinstance(node.to, exp.DataType) and node.to.this.name in TYPED_LITERALS
+            and not node.to.expressions and _no_other_args(node, ("this", "to"), exp))
+
+
+def _no_other_args(node, keys: tuple[str, ...], exp) -> bool:
+    """Whether the node carries no expression besides `keys` (flags such as safe=False do not count)."""
+    return not any(isinstance(v, (exp.Expression, list)) and v for k, v in node.args.items() if k not in keys)
 
 
 def _check(node, columns: dict[str, str], used: set[str], exp):
     """Return the node, with columns replaced by canonical unquoted names; raise RuleError on anything else."""
     name = type(node).__name__
     if isinstance(node, exp.Column):
-        if node.args.get("table") or node.args.get("db") or node.args.get("catalog"):
+        if not _no_other_args(node, ("this",), exp):
             raise RuleError(node.sql(dialect="duckdb"), "table-qualified references are not allowed: write the "
                                                         "column name alone")
         if not isinstance(node.this, exp.Identifier):
@@ -232,21 +264,22 @@ def _check(node, columns: dict[str, str], used: set[str], exp):
     if isinstance(node, exp.Interval):
         unit = node.args.get("unit")
         if not isinstance(node.this, exp.Literal) or not isinstance(unit, exp.Var) \
-                or unit.name.lower() not in INTERVAL_UNITS:
+                or unit.name.lower() not in INTERVAL_UNITS or not _no_other_args(node, ("this", "unit"), exp):
             raise RuleError(node.sql(dialect="duckdb"), "an interval is a number and a unit: interval 30 day "
                                                         f"(units: {', '.join(INTERVAL_UNITS)})")
         return node
     if isinstance(node, exp.DateDiff):
         unit = node.args.get("unit")
-        if not isinstance(unit, exp.Var) or unit.name.lower() not in DATE_PARTS:
-            raise RuleError(node.sql(dialect="duckdb"), f"date_diff's first argument is one of "
-                                                        f"{', '.join(repr(p) for p in DATE_PARTS)}")
+        if not isinstance(unit, exp.Var) or unit.name.lower() not in DATE_PARTS \
+                or not _no_other_args(node, ("this", "expression", "unit"), exp):
+            raise RuleError(node.sql(dialect="duckdb"), "date_diff takes a date part and two dates: "
+                                                        f"date_diff('day', a, b) (parts: {', '.join(DATE_PARTS)})")
         node.set("this", _check(node.this, columns, used, exp))
         node.set("expression", _check(node.expression, columns, used, exp))
         return node
     if isinstance(node, exp.In):
         items = node.expressions
-        if any(node.args.get(k) for k in ("query", "unnest", "field")) or not items:
+        if not items or not _no_other_args(node, ("this", "expressions"), exp):
             raise RuleError(node.sql(dialect="duckdb"), "in (...) takes a list of literals, e.g. "
                                                         "country in ('DE', 'AT')")
         for item in items:

@@ -259,6 +259,12 @@ def test_rules_in_the_language_are_rendered_from_their_tree(where, rendered, tmp
     ("customer_id = 'C1'", "'customer_id' is refused", "hand-picked"),
     ("email like '%@example.com'", "'email' is refused", "contact data"),
     ("orders_count > $1", "'$1' is refused", "parameters"),
+    # sqlglot would drop the extra arguments silently: the rule must run as written or not at all
+    ("round(return_rate, 2, 3) > 0.5", "'round(return_rate, 2, 3)' is refused", "at most 2 arguments"),
+    ("date_diff('day', signup_date, as_of_date, 'UTC') > 1", "is refused", "date_diff() takes at most 3"),
+    ("signup_date > timestamp(3) '2025-01-01'", "is refused", "casts are not allowed"),
+    ("country like 'a!%' escape '!'", "is refused", "not part of the rule language"),
+    ("case when has_profile then true end", "is refused", "not allowed"),
 ])
 def test_rules_outside_the_language_are_refused_with_the_vocabulary(where, offending, why):
     msg = rule_error(where)
