@@ -1,8 +1,9 @@
 """Marketing segments: load and validate `segments.yml`, and the `c360 segments` command (list, sizes, deltas, export).
 
 The definitions are the single source for three consumers: dbt (which builds `marts.segment_members` from the
-`where` predicates; it gets them from `segments_dbt_var()`), the exports (consent rule, columns, destination)
-and this command line.
+`where` rules; it gets them from `segments_dbt_var()`), the exports (consent rule, columns, destination)
+and this command line. Each `where` is a rule of the language in c360/segment_rules.py: parsed, checked against an
+allow-list and rendered; dbt receives the rendered SQL (`Segment.where_sql`), never the text as written.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from c360.config import PROJECT_ROOT, get_settings
+from c360.segment_rules import SCORE_COLUMNS as RULE_SCORE_COLUMNS
+from c360.segment_rules import RuleError, compile_rule, describe_error
 
 log = logging.getLogger(__name__)
 
@@ -50,18 +53,21 @@ class SegmentConfigError(ValueError):
 class Segment:
     name: str
     description: str
-    where: str
+    where: str  # the rule as written in segments.yml
     required_consent: str  # a key of CONSENTS
     destination: str  # one of DESTINATIONS
     columns: tuple[str, ...]  # optional export columns, in file order
+    where_sql: str = ""  # the rule rendered from its checked tree: what dbt and `c360 segments check` run
 
     @property
     def consent_column(self) -> str | None:
         return CONSENTS[self.required_consent]
 
     def as_dict(self) -> dict[str, Any]:
+        """The definition as segments.yml holds it (loadable again); `where_sql` is derived, so not included."""
         d = asdict(self)
         d["columns"] = list(self.columns)
+        del d["where_sql"]
         return d
 
 
@@ -150,9 +156,11 @@ def _parse_one(item: Any, where: str, errors: list[str]) -> Segment | None:
     if not NAME_RE.match(name):
         errors.append(f"{label}: field 'name' {name!r} is not an identifier: use lower-case letters, digits and _, "
                       "starting with a letter (at most 63 characters)")
-    problem = predicate_problem(where_sql)
-    if problem:
-        errors.append(f"{label}: field 'where' {where_sql!r} {problem}")
+    rendered = ""
+    try:
+        rendered = compile_rule(where_sql).sql
+    except RuleError as exc:
+        errors.append(f"{label}: field 'where' {where_sql!r}: {describe_error(exc)}")
     consent = item["required_consent"].strip()
     if consent not in CONSENTS:
         errors.append(f"{label}: field 'required_consent' is {consent!r}; expected one of: {', '.join(CONSENTS)}")
@@ -172,29 +180,19 @@ def _parse_one(item: Any, where: str, errors: list[str]) -> Segment | None:
     if len(errors) > before:
         return None
     return Segment(name=name, description=item["description"].strip(), where=where_sql, required_consent=consent,
-                   destination=destination, columns=tuple(columns))
+                   destination=destination, columns=tuple(columns), where_sql=rendered)
 
 
 def predicate_problem(where_sql: str) -> str | None:
-    """Why a `where` predicate cannot be used (None when it parses as one SQL boolean expression).
+    """Why a `where` rule cannot be used, with the allowed vocabulary (None when it is a valid rule).
 
-    The predicate is pasted into larger queries (dbt's segment model, `c360 segments check`), so statement
-    separators and comments, which could swallow the rest of that query, are refused.
+    The same check as load_segments (c360/segment_rules.py): one function decides for the command line, the
+    nightly and dbt's input.
     """
-    if not where_sql.strip():
-        return "is empty"
-    for token, what in ((";", "a ';'"), ("--", "a '--' comment"), ("/*", "a '/*' comment")):
-        if token in where_sql:
-            return f"contains {what}; write a single expression without comments"
-    import duckdb
-
     try:
-        # Parse only (no binding): column names are checked against the warehouse by `c360 segments check`.
-        statements = duckdb.connect().extract_statements(f"SELECT 1 WHERE ({where_sql})")
-    except duckdb.Error as exc:
-        return f"is not valid SQL: {str(exc).splitlines()[0]}"
-    if len(statements) != 1:
-        return "must be one expression"
+        compile_rule(where_sql)
+    except RuleError as exc:
+        return describe_error(exc)
     return None
 
 
@@ -246,10 +244,11 @@ def segment_definitions(path: str | Path | None = None) -> list[dict[str, Any]]:
 def segments_dbt_var(path: str | Path | None = None) -> dict[str, Any]:
     """The dbt var for the segment models: `dbt build --vars "$(json.dumps(segments_dbt_var()))"`.
 
-    `{"segments": [{"name", "where", "required_consent", "consent_column"}, ...]}`. dbt needs only what
-    decides membership; export columns and destinations stay on the Python side.
+    `{"segments": [{"name", "where", "required_consent", "consent_column"}, ...]}`, `where` being the SQL rendered
+    from the checked rule (never the text as written). dbt needs only what decides membership; export columns and
+    destinations stay on the Python side. Raises SegmentConfigError on an invalid file: call it before any dbt run.
     """
-    return {"segments": [{"name": s.name, "where": s.where, "required_consent": s.required_consent,
+    return {"segments": [{"name": s.name, "where": s.where_sql, "required_consent": s.required_consent,
                           "consent_column": s.consent_column} for s in load_segments(path)]}
 
 
@@ -332,8 +331,7 @@ def segment_deltas(con, as_of_date: date) -> dict[str, dict[str, int]]:
 
 # What the predicates are evaluated over: the date's feature snapshot plus the scores (types for binding).
 PREDICATE_TABLE = "feature_store.customer_features"
-SCORE_TYPES = {"churn_probability": "DOUBLE", "churn_decile": "INTEGER", "p_alive": "DOUBLE",
-               "predicted_value_eur": "DOUBLE", "value_decile": "INTEGER", "expected_purchases": "DOUBLE"}
+SCORE_TYPES = RULE_SCORE_COLUMNS
 
 
 def check_predicates(con, segments: list[Segment], table: str = PREDICATE_TABLE) -> list[str]:
@@ -350,7 +348,7 @@ def check_predicates(con, segments: list[Segment], table: str = PREDICATE_TABLE)
     for s in segments:
         try:
             # Select the expression itself: DuckDB would silently cast e.g. an integer to boolean in WHERE.
-            kind = str(con.execute(f"SELECT ({s.where}) AS p FROM {relation}").description[0][1])
+            kind = str(con.execute(f"SELECT ({s.where_sql}) AS p FROM {relation}").description[0][1])
         except Exception as exc:  # duckdb raises Binder/Catalog/Conversion errors; all mean "fix the predicate"
             problems.append(f"segment {s.name!r}: field 'where' fails against {table}: {str(exc).splitlines()[0]}")
             continue
@@ -394,11 +392,12 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "list":
         print(f"{'segment':<32}{'consent':<11}{'destination':<13}where")
         for s in segments:
-            print(f"{s.name:<32}{s.required_consent:<11}{s.destination:<13}{s.where}")
+            print(f"{s.name:<32}{s.required_consent:<11}{s.destination:<13}{s.where_sql}")
         return 0
     if args.action == "show":
         try:
-            print(json.dumps(get_segment(segments, args.name).as_dict(), indent=2))
+            seg = get_segment(segments, args.name)
+            print(json.dumps({**seg.as_dict(), "where_sql": seg.where_sql}, indent=2))
         except SegmentConfigError as exc:
             log.error("%s", exc)
             return 1

@@ -184,21 +184,18 @@ def run_dbt(
     return result
 
 
-def load_segment_definitions(segments_file: str | Path | None = None, *, strict: bool = False) -> dict | None:
+def load_segment_definitions(segments_file: str | Path | None = None) -> dict:
     """The segment definitions for dbt (c360.segments.segments_dbt_var()), from segments.yml by default.
 
-    An invalid file raises SegmentConfigError when `strict`; otherwise it is logged and None is returned (the
-    segment marts then keep their tables: a marketing-config typo must not stop the feature store).
+    Every rule is checked against the rule language (c360/segment_rules.py) and rendered here, before any dbt
+    command runs: an invalid file raises SegmentConfigError naming the segment, the offending text and the allowed
+    vocabulary, and the night stops with nothing in the warehouse modified. (It used to be logged and skipped by the
+    first build; a rule marketing can edit must not reach dbt unchecked, and a night that silently keeps yesterday's
+    segments is worse than one that stops and says why.)
     """
-    from c360.segments import SegmentConfigError, segments_dbt_var
+    from c360.segments import segments_dbt_var
 
-    try:
-        return segments_dbt_var(segments_file)
-    except SegmentConfigError as exc:
-        if strict:
-            raise
-        log.error("Segment definitions not loaded, the segment marts are left unchanged: %s", exc)
-        return None
+    return segments_dbt_var(segments_file)
 
 
 def build(
@@ -208,12 +205,11 @@ def build(
 
     Segment memberships are evaluated with the definitions of segments.yml (or `segments_file`) over whatever
     scores the date has at that point; `build_scores` re-evaluates them once the night's scores are loaded.
+    Raises SegmentConfigError, before dbt runs, when segments.yml is invalid.
     Unit tests are left to CI (tests/test_dbt_*.py): they check SQL logic, not the night's data.
     """
-    return run_dbt(
-        ["build", "--exclude-resource-type", "unit_test"], run_date, settings,
-        segments=load_segment_definitions(segments_file),
-    )
+    segments = load_segment_definitions(segments_file)  # validated before any dbt call
+    return run_dbt(["build", "--exclude-resource-type", "unit_test"], run_date, settings, segments=segments)
 
 
 def build_scores(
@@ -221,12 +217,12 @@ def build_scores(
 ) -> DbtResult:
     """After the night's scores are loaded (c360.scores_load.load_scores): build everything downstream of them -
     marts.customer_scores, marts.customer_recommendations, marts.customer_360, marts.segment_members,
-    segment_evaluations and segment_changes - with their data tests. Raises when segments.yml is invalid.
+    segment_evaluations and segment_changes - with their data tests. Raises SegmentConfigError, before dbt runs,
+    when segments.yml is invalid.
     """
-    return run_dbt(
-        ["build", "-s", SCORES_SELECTOR, "--exclude-resource-type", "unit_test"], run_date, settings,
-        segments=load_segment_definitions(segments_file, strict=True),
-    )
+    segments = load_segment_definitions(segments_file)  # validated before any dbt call
+    return run_dbt(["build", "-s", SCORES_SELECTOR, "--exclude-resource-type", "unit_test"], run_date, settings,
+                   segments=segments)
 
 
 def backfill_snapshots(

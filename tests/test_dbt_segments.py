@@ -245,6 +245,21 @@ def test_segment_definitions_must_be_well_formed(nights):
         transform.run_dbt(["run", "-s", "segment_members"], D2, nights["settings"], segments=bad)
 
 
+@pytest.mark.parametrize("where, refusal", [
+    ("churn_decile >= 8) union all select 'buyers' as segment, * replace (true as marketing_consent) "
+     "from candidates where (true", "contains 'union'"),
+    ("churn_decile >= 8) or (true", "unbalanced parentheses"),
+])
+def test_dbt_refuses_hostile_rules_given_by_hand(nights, where, refusal):
+    """The second line of defence: definitions passed to dbt directly (not through segments.yml and its checked,
+    rendered rules) still cannot leave the predicate; the table is left as it was."""
+    before = query("select * from marts.segment_members order by all")
+    bad = {"segments": [{"name": "high_churn", "where": where}]}
+    with pytest.raises(transform.DbtRunError, match=refusal):
+        transform.run_dbt(["run", "-s", "segment_members"], D2, nights["settings"], segments=bad)
+    assert query("select * from marts.segment_members order by all") == before
+
+
 def test_score_tables_fallback_matches_the_loader(nights):
     scores_load = pytest.importorskip("c360.scores_load")
     for table, cols in scores_load.TABLES.items():

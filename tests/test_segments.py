@@ -44,8 +44,9 @@ def test_shipped_segments_file_is_valid():
     assert "favourite_category = 'home and kitchen'" in hk["where"]
     assert all(set(d) == {"name", "description", "where", "required_consent", "destination", "columns"} for d in defs)
     var = segments_dbt_var()
+    # dbt receives the SQL rendered from the checked rule, not the text as written
     assert json.loads(json.dumps(var))["segments"][0] == {
-        "name": "high_value_at_risk", "where": "value_decile >= 8 and churn_decile >= 8",
+        "name": "high_value_at_risk", "where": "value_decile >= 8 AND churn_decile >= 8",
         "required_consent": "marketing", "consent_column": "marketing_consent"}
 
 
@@ -63,7 +64,7 @@ def test_defaults_and_per_category_template():
     ({"colour": "red"}, "segment 'vip' (segments[0]): unknown field 'colour'"),
     ({"name": "VIP list"}, "field 'name' 'VIP list' is not an identifier"),
     ({"where": "  "}, "segment 'vip' (segments[0]): field 'where' is missing or empty"),
-    ({"where": "value_decile >= and"}, "field 'where' 'value_decile >= and' is not valid SQL"),
+    ({"where": "value_decile >= and"}, "field 'where' 'value_decile >= and': 'and' is refused: it is not valid SQL"),
     ({"where": "1=1; drop table x"}, "contains a ';'"),
     ({"where": "x > 1 -- note"}, "'--' comment"),
     ({"required_consent": "maybe"}, "field 'required_consent' is 'maybe'; expected one of: marketing, none"),
@@ -135,16 +136,20 @@ def test_sizes_and_deltas(warehouse):
 
 
 def test_check_predicates_against_the_warehouse(warehouse):
+    """The rule language refuses unknown columns and non-conditions when the file is read; binding against the
+    warehouse still finds what only the data types tell (and a warehouse older than the feature contract)."""
     con = duckdb.connect(str(warehouse.warehouse_path), read_only=True)
     # value_decile is a score: the check adds the score columns the feature table lacks.
-    bad = parse_segments({"segments": [{**GOOD, "where": "value_decile = 10 and orders_count > 2"},
-                                       {**GOOD, "name": "x", "where": "no_such_column > 1"},
-                                       {**GOOD, "name": "y", "where": "orders_count"}]})
-    problems = check_predicates(con, bad)
+    rules = parse_segments({"segments": [{**GOOD, "where": "value_decile = 10 and orders_count > 2"},
+                                         {**GOOD, "name": "x", "where": "lower(orders_count) = 'a'"},
+                                         {**GOOD, "name": "y", "where": "days_since_last_order < 30"}]})
+    problems = check_predicates(con, rules)
     con.close()
     assert len(problems) == 2
     assert problems[0].startswith("segment 'x': field 'where' fails against feature_store.customer_features")
-    assert "no_such_column" in problems[0] and problems[1].startswith("segment 'y'")
+    assert "lower(INTEGER)" in problems[0]  # a type error: only binding finds it
+    # this warehouse's feature table has no days_since_last_order column (yet)
+    assert problems[1].startswith("segment 'y'") and "days_since_last_order" in problems[1]
 
 
 def test_shipped_predicates_use_documented_feature_columns():
@@ -192,3 +197,133 @@ def test_cli(warehouse, tmp_path, capsys):
     # Export through the CLI: fails clearly here (no pii.customer_contacts in this warehouse).
     assert _cli(["--file", str(path), "export", "--date", "2025-06-02"], capsys)[0] == 1
     assert _cli(["--file", str(path), "export", "--segment", "nope"], capsys)[0] == 1
+
+
+# ------------------------------------------------------------------------------------ the rule language
+
+
+def rule_error(where: str) -> str:
+    return errors_for({**GOOD, "where": where})
+
+
+@pytest.mark.parametrize("where, rendered", [
+    ("value_decile >= 8 and churn_decile >= 8", "value_decile >= 8 AND churn_decile >= 8"),
+    ("not has_tracking or country in ('DE', 'AT')", "NOT has_tracking OR country IN ('DE', 'AT')"),
+    ("orders_count not between 2 and 5", "NOT orders_count BETWEEN 2 AND 5"),
+    ("days_since_last_visit is not null and acquisition_channel ilike 'paid%'",
+     "NOT days_since_last_visit IS NULL AND acquisition_channel ILIKE 'paid%'"),
+    ("(net_revenue_eur - returned_revenue_eur) / 2 > -10.5 and orders_count % 2 = 0",
+     "(net_revenue_eur - returned_revenue_eur) / 2 > -10.5 AND orders_count % 2 = 0"),
+    ("ifnull(p_alive, 0) >= 0.1", "COALESCE(p_alive, 0) >= 0.1"),
+    ("round(return_rate, 2) <= greatest(0.1, least(abs(-0.2), 0.3))",
+     "ROUND(return_rate, 2) <= GREATEST(0.1, LEAST(ABS(-0.2), 0.3))"),
+    ("lower(country) = 'de' and length(upper(rfm_segment)) > 3", "LOWER(country) = 'de' AND LENGTH(UPPER(rfm_segment)) > 3"),
+    ("signup_date >= date '2024-01-31' and last_order_date > as_of_date - interval 30 day",
+     "signup_date >= CAST('2024-01-31' AS DATE) AND last_order_date > as_of_date - INTERVAL '30' DAY"),
+    ("date_diff('day', signup_date, as_of_date) > 365", "DATE_DIFF('DAY', signup_date, as_of_date) > 365"),
+    ('"Orders_Count" >= 2 and has_profile is true', "orders_count >= 2 AND has_profile IS TRUE"),
+    ("favourite_category = 'o''neill'", "favourite_category = 'o''neill'"),
+])
+def test_rules_in_the_language_are_rendered_from_their_tree(where, rendered, tmp_path):
+    import yaml
+
+    seg = parse_segments({"segments": [{**GOOD, "where": where}]})[0]
+    assert seg.where == where and seg.where_sql == rendered
+    path = tmp_path / "segments.yml"
+    path.write_text(yaml.safe_dump({"segments": [{**GOOD, "where": where}]}))
+    assert segments_dbt_var(path)["segments"][0]["where"] == rendered  # what dbt receives
+    # rendering is stable: the rendered SQL is itself a valid rule that renders to itself
+    assert parse_segments({"segments": [{**GOOD, "where": rendered}]})[0].where_sql == rendered
+
+
+@pytest.mark.parametrize("where, offending, why", [
+    ("orders_count in (select 1)", "'select' is refused", "subqueries"),
+    ("exists (select * from raw.customers)", "'select' is refused", "subqueries"),
+    ("select 1", "'select' is refused", "subqueries"),
+    ("orders_count > 1 union select 1", "'union' is refused", "set operations"),
+    ("*", "'*' is refused", "name the columns"),
+    ("orders_count > 1 -- all of them", "'--' is refused", "comment"),
+    ("orders_count > 1 /* note */", "'/*' is refused", "comment"),
+    ("orders_count > 1; drop table marts.segment_members", "';' is refused", "statement separator"),
+    ("(orders_count > 1", "'(orders_count > 1' is refused", "unbalanced parentheses: 1 '(' never closed"),
+    ("orders_count > 1)", "is refused", "the ')' at character 17 closes nothing"),
+    ("order_count > 1", "'order_count' is refused", "unknown column"),
+    ("customer_features.orders_count > 1", "'customer_features.orders_count' is refused", "table-qualified"),
+    ("read_csv('/etc/passwd') is not null", "READ_CSV('/etc/passwd')", "function read_csv() is not allowed"),
+    ("getenv('HOME') = '/root'", "GETENV('HOME')", "function getenv() is not allowed"),
+    ("orders_count := 1", "'orders_count := 1' is refused", "assignments are not allowed"),
+    ("orders_count::varchar = '1'", "'CAST(orders_count AS", "casts are not allowed"),
+    ("orders_count in (orders_count)", "'orders_count' is refused", "list of literals"),
+    ("orders_count", "'orders_count' is refused", "not a true/false condition"),
+    ("marketing_consent or orders_count > 0", "'marketing_consent' is refused", "required_consent"),
+    ("customer_id = 'C1'", "'customer_id' is refused", "hand-picked"),
+    ("email like '%@example.com'", "'email' is refused", "contact data"),
+    ("orders_count > $1", "'$1' is refused", "parameters"),
+    # sqlglot would drop the extra arguments silently: the rule must run as written or not at all
+    ("round(return_rate, 2, 3) > 0.5", "'round(return_rate, 2, 3)' is refused", "at most 2 arguments"),
+    ("date_diff('day', signup_date, as_of_date, 'UTC') > 1", "is refused", "date_diff() takes at most 3"),
+    ("signup_date > timestamp(3) '2025-01-01'", "is refused", "casts are not allowed"),
+    ("country like 'a!%' escape '!'", "is refused", "not part of the rule language"),
+    ("case when has_profile then true end", "is refused", "not allowed"),
+])
+def test_rules_outside_the_language_are_refused_with_the_vocabulary(where, offending, why):
+    msg = rule_error(where)
+    assert f"segment 'vip' (segments[0]): field 'where' {where!r}: " in msg
+    assert offending in msg and why in msg
+    assert "functions coalesce, abs, round" in msg  # the allowed vocabulary
+    if why == "unknown column":
+        assert "Columns: " in msg and "orders_count" in msg and "value_decile" in msg
+
+
+def test_input_columns_are_the_feature_contract_and_scores_minus_protected():
+    """One list: the enforced dbt contract of customer_features (docs/feature_store.md is tested against it)."""
+    import yaml
+
+    from c360.segment_rules import PROTECTED_COLUMNS, SCORE_COLUMNS, contract_file, input_columns
+
+    spec = yaml.safe_load(contract_file().read_text())
+    contract = {c["name"] for m in spec["models"] if m["name"] == "customer_features" for c in m["columns"]}
+    assert set(input_columns()) == (contract | set(SCORE_COLUMNS)) - set(PROTECTED_COLUMNS)
+    assert {"customer_id", "marketing_consent"} <= contract and "email" not in input_columns()
+    assert input_columns()["has_tracking"] == "boolean"
+
+
+def _random_inputs(con, rows: int = 3000) -> None:
+    """A table with every input column filled with varied values (a fifth null) to evaluate rules on."""
+    from c360.segment_rules import input_columns
+
+    categories = ["fashion", "home and kitchen", "electronics", "beauty", "sports and outdoors", "unknown"]
+    exprs = []
+    for i, (col, kind) in enumerate(sorted(input_columns().items())):
+        r = f"hash(i * 31 + {i})"
+        value = {
+            "boolean": f"({r} % 2 = 0)",
+            "date": f"DATE '2024-01-01' + CAST({r} % 700 AS INTEGER)",
+            "varchar": f"list_extract({categories!r}, CAST({r} % {len(categories)} AS INTEGER) + 1)",
+        }.get(kind.split("(")[0])
+        if value is None:
+            if col.endswith(("_share", "probability", "p_alive", "rate")) or col.startswith("share_"):
+                value = f"({r} % 1000) / 1000.0"
+            elif col.endswith("decile"):
+                value = f"CAST({r} % 10 + 1 AS INTEGER)"
+            elif kind == "integer" and "days" not in col:  # counts: small, so that e.g. orders_count = 1 occurs
+                value = f"CAST({r} % 6 AS INTEGER)"
+            else:
+                value = f"CAST({r} % 400 AS {kind.upper() or 'DOUBLE'})"
+        exprs.append(f"CASE WHEN hash(i * 7 + {i}) % 5 = 0 THEN NULL ELSE {value} END AS {col}")
+    con.execute(f"CREATE TABLE inputs AS SELECT 'C' || i AS customer_id, {', '.join(exprs)} FROM range({rows}) t(i)")
+
+
+def test_shipped_rules_select_the_same_customers_as_written_and_rendered():
+    """Every rule of segments.yml (per_category ones included) selects exactly the same customers with the rendered
+    SQL as with the text as written (which is what dbt ran before): rendering changes nothing for valid rules."""
+    con = duckdb.connect()
+    _random_inputs(con)
+    segments = load_segments()
+    assert len(segments) >= 10
+    for s in segments:
+        as_written = con.execute(f"SELECT customer_id FROM inputs WHERE ({s.where}) ORDER BY 1").fetchall()
+        rendered = con.execute(f"SELECT customer_id FROM inputs WHERE ({s.where_sql}) ORDER BY 1").fetchall()
+        assert as_written == rendered, s.name
+        total = con.execute("SELECT count(*) FROM inputs").fetchone()[0]
+        assert 0 < len(rendered) < total, f"{s.name}: the data does not exercise the rule"

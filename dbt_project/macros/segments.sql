@@ -45,6 +45,22 @@
     {%- if where == '' or ';' in where or '--' in where or '/*' in where -%}
       {{ exceptions.raise_compiler_error("segment '" ~ name ~ "': 'where' must be one SQL expression without ';' or comments") }}
     {%- endif -%}
+    {#- Second line of defence (the first: c360/segment_rules.py checks every rule against an allow-list and renders
+        what arrives here). A hand run can pass any text, so refuse, outside quoted literals, the words a predicate
+        needs to leave its parentheses (a query, a set operation, `* replace`) and parentheses that do not balance. -#}
+    {%- set bare = modules.re.sub("'([^']|'')*'", "''", where) -%}
+    {%- set keyword = modules.re.search('(?i)\\b(select|union|intersect|except|from|with|join|values|table|pivot|unpivot|replace|exclude)\\b', bare) -%}
+    {%- if keyword is not none -%}
+      {{ exceptions.raise_compiler_error("segment '" ~ name ~ "': 'where' contains '" ~ keyword.group(0) ~ "'; a segment rule is one condition over the segment input columns (docs/exports.md#segment-rules)") }}
+    {%- endif -%}
+    {%- set depth = namespace(n=0, low=0) -%}
+    {%- for ch in bare -%}
+      {%- if ch == '(' -%}{%- set depth.n = depth.n + 1 -%}{%- elif ch == ')' -%}{%- set depth.n = depth.n - 1 -%}{%- endif -%}
+      {%- if depth.n < depth.low -%}{%- set depth.low = depth.n -%}{%- endif -%}
+    {%- endfor -%}
+    {%- if depth.n != 0 or depth.low < 0 -%}
+      {{ exceptions.raise_compiler_error("segment '" ~ name ~ "': 'where' has unbalanced parentheses") }}
+    {%- endif -%}
     {%- do seen.append(name) -%}
     {%- do out.append({'name': name, 'where': where, 'needs_scores': segment_needs_scores(where)}) -%}
   {%- endfor -%}
@@ -53,7 +69,7 @@
 
 
 {% macro segment_score_columns() %}
-  {#- The score columns a predicate may use besides the feature snapshot's (c360/segments.py SCORE_TYPES). -#}
+  {#- The score columns a predicate may use besides the feature snapshot's (c360/segment_rules.py SCORE_COLUMNS). -#}
   {{- return(['churn_probability', 'churn_decile', 'p_alive', 'expected_purchases', 'predicted_value_eur', 'value_decile']) -}}
 {% endmacro %}
 
