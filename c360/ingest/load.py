@@ -53,8 +53,11 @@ class EntityResult:
     loaded: int = 0
     quarantined: int = 0
     reasons: Counter = field(default_factory=Counter)
+    # files found but never read (symbolic links): key and why
+    rejected_files: list[tuple[str, str]] = field(default_factory=list)
 
     def add(self, other: EntityResult) -> None:
+        self.rejected_files += other.rejected_files
         self.files += other.files
         self.landed += other.landed
         self.loaded += other.loaded
@@ -81,6 +84,7 @@ class IngestResult:
                     "loaded": v.loaded,
                     "quarantined": v.quarantined,
                     "reasons": dict(v.reasons),
+                    "rejected_files": [f"{key}: {why}" for key, why in v.rejected_files],
                 }
                 for k, v in self.entities.items()
             },
@@ -372,7 +376,7 @@ def ingest(run_date: date, settings: Settings | None = None, entities: list[str]
             plan = plan_files(storage, entity, run_date, loaded_versions(con, entity))
             if entity.required_entity and not plan.current:
                 raise LandingPartitionMissing.for_entity(storage, entity, run_date)
-            total = EntityResult(name)
+            total = EntityResult(name, rejected_files=list(plan.rejected))
             todo = plan.catch_up + plan.current
             if plan.catch_up:
                 log.info("%s: %d earlier file(s) not loaded yet (late arrivals or first run): loading them too",
