@@ -72,7 +72,7 @@ def partition_files(storage: Storage, entity: Entity, day: date) -> list[StoredF
 
 
 def plan_files(storage: Storage, entity: Entity, run_date: date, loaded: dict[str, str]) -> FilePlan:
-    """Files to load for run_date. `loaded` maps a file URI to the version that was loaded.
+    """Files to load for run_date. `loaded` maps a file's key (relative to the landing root) to the version that was loaded.
 
     Only the files directly inside dt=<day>/ are read: sub-folders are skipped with a warning, and symbolic links
     (to files or folders) are rejected with a warning and listed in `rejected`, never followed.
@@ -101,7 +101,7 @@ def plan_files(storage: Storage, entity: Entity, run_date: date, loaded: dict[st
                 plan.ignored.append(f)
             elif day == run_date:
                 plan.current.append(f)
-            elif loaded.get(storage.uri_of(f.key)) != f.version:
+            elif loaded.get(f.key) != f.version:
                 plan.catch_up.append(f)
     return plan
 

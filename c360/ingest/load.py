@@ -286,7 +286,8 @@ def _read_batch(storage: Storage, entity: Entity, files: list[StoredFile]) -> pa
     for f in files:
         t = read_landed_file(storage.read_bytes(f.key), f.key, entity)
         n = t.num_rows
-        t = t.append_column("_source_file", pa.array([storage.uri_of(f.key)] * n, pa.string()))
+        # identity relative to the landing root: the same data under another path or bucket is the same file
+        t = t.append_column("_source_file", pa.array([f.key] * n, pa.string()))
         t = t.append_column("_dt", pa.array([_dt_of(f.key)] * n, pa.date32()))
         tables.append(t)
     return pa.concat_tables(tables)
@@ -296,7 +297,7 @@ def load_files(con, storage: Storage, entity: Entity, files: list[StoredFile], r
     """Load (or reload) these files in one transaction; returns the counts."""
     started = time.monotonic()
     landed = _read_batch(storage, entity, files)
-    uris = [storage.uri_of(f.key) for f in files]
+    uris = [f.key for f in files]
     loaded_at = datetime.now(UTC)
     con.execute("BEGIN TRANSACTION")
     try:
@@ -353,6 +354,40 @@ def load_files(con, storage: Storage, entity: Entity, files: list[StoredFile], r
     return result
 
 
+# A key as ingestion stores it: <entity>/dt=YYYY-MM-DD/<name>. Rows loaded before file identity became relative
+# hold an absolute path or URI ending with such a key; this pattern finds it.
+_KEY_IN_PATH = "(?:^|/)((?:" + "|".join(ENTITIES) + ")/dt=[0-9]{4}-[0-9]{2}-[0-9]{2}/.+)$"
+
+
+def relativise_source_files(con) -> int:
+    """One-time migration: rewrite absolute source paths/URIs (`/data/landing/transactions/dt=D/x.csv`,
+    `s3://b/p/transactions/...`) to keys relative to the landing root, in the raw tables, quarantine and audit.
+    Cheap when there is nothing to do (one look at the audit). Returns the number of audit rows rewritten."""
+    todo = con.execute(
+        "SELECT count(*) FROM raw.ingest_audit WHERE regexp_matches(source_file, $1) "
+        "AND regexp_extract(source_file, $1, 1) <> source_file",
+        [_KEY_IN_PATH],
+    ).fetchone()[0]
+    if not todo:
+        return 0
+    targets = [(f"raw.{e.table}", "_source_file") for e in ENTITIES.values()]
+    targets += [("raw.quarantine", "source_file"), ("raw.ingest_audit", "source_file")]
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for table, col in targets:
+            con.execute(
+                f"UPDATE {table} SET {col} = regexp_extract({col}, $1, 1) "
+                f"WHERE regexp_matches({col}, $1) AND regexp_extract({col}, $1, 1) <> {col}",
+                [_KEY_IN_PATH],
+            )
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    log.info("raw: %d file(s) recorded under an absolute path now recorded relative to the landing root", todo)
+    return todo
+
+
 def loaded_versions(con, entity: Entity) -> dict[str, str]:
     rows = con.execute("SELECT source_file, file_version FROM raw.ingest_audit WHERE entity = ?", [entity.name]).fetchall()
     return dict(rows)
@@ -371,6 +406,7 @@ def ingest(run_date: date, settings: Settings | None = None, entities: list[str]
     con = connect(settings)
     try:
         ensure_raw_schema(con)
+        relativise_source_files(con)
         for name in names:
             entity = ENTITIES[name]
             plan = plan_files(storage, entity, run_date, loaded_versions(con, entity))
