@@ -26,7 +26,7 @@ from c360.ingest.contract import (
     Entity,
 )
 from c360.ingest.landing import LandingPartitionMissing, plan_files
-from c360.ingest.readers import read_landed_file
+from c360.ingest.readers import UnreadableFile, read_landed_file
 from c360.privacy import ensure_privacy_tables, erased_on_sql, record_names_erased_sql
 from c360.storage import Storage, StoredFile, open_storage
 from c360.warehouse import connect
@@ -55,9 +55,12 @@ class EntityResult:
     reasons: Counter = field(default_factory=Counter)
     # files found but never read (symbolic links): key and why
     rejected_files: list[tuple[str, str]] = field(default_factory=list)
+    # (file key, reason, rows) of the quarantined rows, for the quarantine-rate message
+    file_reasons: list[tuple[str, str, int]] = field(default_factory=list, repr=False)
 
     def add(self, other: EntityResult) -> None:
         self.rejected_files += other.rejected_files
+        self.file_reasons += other.file_reasons
         self.files += other.files
         self.landed += other.landed
         self.loaded += other.loaded
@@ -281,28 +284,35 @@ def _dt_of(key: str) -> date:
     raise ValueError(f"{key}: not inside a dt=YYYY-MM-DD folder")
 
 
-def _read_batch(storage: Storage, entity: Entity, files: list[StoredFile]) -> pa.Table:
-    tables = []
-    for f in files:
+def _read_file(storage: Storage, entity: Entity, f: StoredFile, run_date: date) -> pa.Table:
+    """One landed file as text columns + metadata, or UnreadableFile naming it, why, and what to do."""
+    try:
         t = read_landed_file(storage.read_bytes(f.key), f.key, entity)
-        n = t.num_rows
-        # identity relative to the landing root: the same data under another path or bucket is the same file
-        t = t.append_column("_source_file", pa.array([f.key] * n, pa.string()))
-        t = t.append_column("_dt", pa.array([_dt_of(f.key)] * n, pa.date32()))
-        tables.append(t)
-    return pa.concat_tables(tables)
+    except (UnreadableFile, UnicodeDecodeError, pa.ArrowException, EOFError) as exc:
+        reason = str(exc) if isinstance(exc, UnreadableFile) else f"{f.key}: {type(exc).__name__}: {exc}"
+        raise UnreadableFile(
+            f"{entity.name}: cannot read {storage.uri_of(f.key)} ({reason}). Nothing of {entity.name} was loaded by "
+            f"this run: the warehouse is as before. Re-land the file (or remove it from the landing zone), then rerun "
+            f"`c360 ingest --date {run_date}`. See docs/landing_contract.md#formats."
+        ) from exc
+    n = t.num_rows
+    # identity relative to the landing root: the same data under another path or bucket is the same file
+    t = t.append_column("_source_file", pa.array([f.key] * n, pa.string()))
+    return t.append_column("_dt", pa.array([_dt_of(f.key)] * n, pa.date32()))
 
 
-def load_files(con, storage: Storage, entity: Entity, files: list[StoredFile], run_date: date, settings: Settings) -> EntityResult:
-    """Load (or reload) these files in one transaction; returns the counts."""
+def _load_batch(
+    con, storage: Storage, entity: Entity, files: list[StoredFile], run_date: date, settings: Settings,
+    loaded_at: datetime,
+) -> tuple[EntityResult, dict[str, tuple[int, int, int]]]:
+    """Load (or reload) these files inside the caller's transaction; returns the counts and per-file
+    (landed, loaded, quarantined)."""
     started = time.monotonic()
-    landed = _read_batch(storage, entity, files)
-    uris = [f.key for f in files]
-    loaded_at = datetime.now(UTC)
-    con.execute("BEGIN TRANSACTION")
+    landed = pa.concat_tables([_read_file(storage, entity, f, run_date) for f in files])
+    keys = [f.key for f in files]
     try:
         con.register("landed", landed)
-        con.execute("CREATE OR REPLACE TEMP TABLE _files AS SELECT unnest($1::VARCHAR[]) AS source_file", [uris])
+        con.execute("CREATE OR REPLACE TEMP TABLE _files AS SELECT unnest($1::VARCHAR[]) AS source_file", [keys])
         con.execute(f"DELETE FROM raw.{entity.table} WHERE _source_file IN (SELECT source_file FROM _files)")
         con.execute("DELETE FROM raw.quarantine WHERE source_file IN (SELECT source_file FROM _files)")
         con.execute("DELETE FROM raw.ingest_audit WHERE source_file IN (SELECT source_file FROM _files)")
@@ -323,35 +333,45 @@ def load_files(con, storage: Storage, entity: Entity, files: list[StoredFile], r
                FROM _validated WHERE _reason IS NOT NULL ORDER BY _dt, _source_file, _source_line""",
             [entity.name, run_date, loaded_at],
         )
-        per_file = dict(
-            (r[0], r[1:])
+        per_file = {
+            r[0]: r[1:]
             for r in con.execute(
                 """SELECT _source_file, count(*), count(*) FILTER (WHERE _reason IS NULL),
                           count(*) FILTER (WHERE _reason IS NOT NULL)
                    FROM _validated GROUP BY 1"""
             ).fetchall()
-        )
+        }
         seconds = time.monotonic() - started
         audit_rows = []
-        for f, uri in zip(files, uris, strict=True):
-            n_landed, n_loaded, n_quar = per_file.get(uri, (0, 0, 0))
+        for f in files:
+            n_landed, n_loaded, n_quar = per_file.setdefault(f.key, (0, 0, 0))
             audit_rows.append(
-                (entity.name, uri, f.version, f.size, _dt_of(f.key), run_date, n_landed, n_loaded, n_quar, loaded_at, seconds)
+                (entity.name, f.key, f.version, f.size, _dt_of(f.key), run_date, n_landed, n_loaded, n_quar, loaded_at,
+                 seconds)
             )
         con.executemany("INSERT INTO raw.ingest_audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", audit_rows)
         reasons = Counter(
             dict(con.execute("SELECT _reason, count(*) FROM _validated WHERE _reason IS NOT NULL GROUP BY 1").fetchall())
         )
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
+        by_file_reason = con.execute(
+            "SELECT _source_file, _reason, count(*) FROM _validated WHERE _reason IS NOT NULL GROUP BY 1, 2"
+        ).fetchall()
     finally:
         con.unregister("landed")
     result = EntityResult(entity.name, files=len(files), landed=landed.num_rows, reasons=reasons)
     result.quarantined = sum(reasons.values())
     result.loaded = result.landed - result.quarantined
-    return result
+    result.file_reasons = by_file_reason
+    return result, per_file
+
+
+def _rollback(con, cause: BaseException) -> None:
+    """Roll back without hiding the cause: a failed rollback (the transaction already aborted, a full disk) is
+    logged, and the original error is what the caller sees."""
+    try:
+        con.execute("ROLLBACK")
+    except Exception as exc:  # noqa: BLE001 - the original error matters more than this one
+        log.warning("rollback after %s: %s", type(cause).__name__, exc)
 
 
 # A key as ingestion stores it: <entity>/dt=YYYY-MM-DD/<name>. Rows loaded before file identity became relative
@@ -393,10 +413,52 @@ def loaded_versions(con, entity: Entity) -> dict[str, str]:
     return dict(rows)
 
 
-def ingest(run_date: date, settings: Settings | None = None, entities: list[str] | None = None) -> IngestResult:
-    """Load the landing zone's files for run_date (and unloaded earlier ones) into raw.*.
+def _ingest_entity(con, storage: Storage, entity: Entity, run_date: date, settings: Settings) -> EntityResult:
+    """Everything this run loads for one entity, in ONE transaction: all of it is committed, or none of it.
 
-    Raises LandingPartitionMissing when the required transactions partition for run_date is absent.
+    Files are read and validated in batches of BATCH_FILES (bounded memory, visible progress), but nothing is
+    committed until every file of every date has been read and the entity's checks passed: an unreadable file
+    in the middle of a date leaves the warehouse exactly as it was.
+    """
+    name = entity.name
+    plan = plan_files(storage, entity, run_date, loaded_versions(con, entity))
+    if entity.required_entity and not plan.current:
+        raise LandingPartitionMissing.for_entity(storage, entity, run_date)
+    total = EntityResult(name, rejected_files=list(plan.rejected))
+    todo = plan.catch_up + plan.current
+    if plan.catch_up:
+        log.info("%s: %d earlier file(s) not loaded yet (late arrivals or first run): loading them too",
+                 name, len(plan.catch_up))
+    if not todo:
+        log.info("%s: nothing landed for %s (optional entity, skipped)", name, run_date)
+        return total
+    loaded_at = datetime.now(UTC)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for i in range(0, len(todo), BATCH_FILES):
+            batch = todo[i : i + BATCH_FILES]
+            res, per_file = _load_batch(con, storage, entity, batch, run_date, settings, loaded_at)
+            total.add(res)
+            log.info(
+                "%s: %d/%d files read (dt %s..%s): %s landed, %s valid, %s quarantined%s",
+                name, min(i + BATCH_FILES, len(todo)), len(todo), _dt_of(batch[0].key), _dt_of(batch[-1].key),
+                f"{res.landed:,}", f"{res.loaded:,}", f"{res.quarantined:,}",
+                f" ({', '.join(f'{k} {v:,}' for k, v in res.reasons.most_common())})" if res.reasons else "",
+            )
+        con.execute("COMMIT")
+    except BaseException as exc:
+        _rollback(con, exc)
+        raise
+    log.info("%s: committed %d file(s): %s landed, %s loaded, %s quarantined", name, total.files,
+             f"{total.landed:,}", f"{total.loaded:,}", f"{total.quarantined:,}")
+    return total
+
+
+def ingest(run_date: date, settings: Settings | None = None, entities: list[str] | None = None) -> IngestResult:
+    """Load the landing zone's files for run_date (and unloaded earlier ones) into raw.*, all or nothing per entity.
+
+    Raises LandingPartitionMissing when the required transactions partition for run_date is absent, and
+    UnreadableFile (naming the file) when a file cannot be read: that entity's run then commits nothing.
     """
     settings = settings or get_settings()
     storage = open_storage(settings.landing_uri, settings.s3_endpoint_url)
@@ -408,28 +470,7 @@ def ingest(run_date: date, settings: Settings | None = None, entities: list[str]
         ensure_raw_schema(con)
         relativise_source_files(con)
         for name in names:
-            entity = ENTITIES[name]
-            plan = plan_files(storage, entity, run_date, loaded_versions(con, entity))
-            if entity.required_entity and not plan.current:
-                raise LandingPartitionMissing.for_entity(storage, entity, run_date)
-            total = EntityResult(name, rejected_files=list(plan.rejected))
-            todo = plan.catch_up + plan.current
-            if plan.catch_up:
-                log.info("%s: %d earlier file(s) not loaded yet (late arrivals or first run): loading them too",
-                         name, len(plan.catch_up))
-            for i in range(0, len(todo), BATCH_FILES):
-                batch = todo[i : i + BATCH_FILES]
-                res = load_files(con, storage, entity, batch, run_date, settings)
-                total.add(res)
-                log.info(
-                    "%s: %d/%d files (dt %s..%s): %s landed, %s loaded, %s quarantined%s",
-                    name, min(i + BATCH_FILES, len(todo)), len(todo), _dt_of(batch[0].key), _dt_of(batch[-1].key),
-                    f"{res.landed:,}", f"{res.loaded:,}", f"{res.quarantined:,}",
-                    f" ({', '.join(f'{k} {v:,}' for k, v in res.reasons.most_common())})" if res.reasons else "",
-                )
-            if not todo:
-                log.info("%s: nothing landed for %s (optional entity, skipped)", name, run_date)
-            results[name] = total
+            results[name] = _ingest_entity(con, storage, ENTITIES[name], run_date, settings)
         con.execute("CHECKPOINT")
     finally:
         con.close()

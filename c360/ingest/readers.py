@@ -21,7 +21,20 @@ from c360.ingest.contract import JSON_FORMATS, Entity
 
 
 class UnreadableFile(Exception):
-    """The file as a whole cannot be read (bad gzip, bad Parquet, not UTF-8)."""
+    """The file as a whole cannot be read (bad gzip, bad Parquet, not UTF-8). The message names the file and why;
+    ingestion adds the landing URI and what to do."""
+
+
+def _utf8(data: bytes, key: str) -> str:
+    """The bytes as text, or UnreadableFile naming the first byte that is not UTF-8 (binary data, Latin-1...)."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise UnreadableFile(
+            f"{key}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}, line {line}): "
+            "binary data or another encoding"
+        ) from exc
 
 
 def file_format(key: str) -> str | None:
@@ -37,7 +50,7 @@ def _decompress(data: bytes, key: str) -> bytes:
         try:
             return gzip.decompress(data)
         except (OSError, EOFError) as exc:
-            raise UnreadableFile(f"{key}: not a valid gzip file ({exc}). Re-land the file.") from exc
+            raise UnreadableFile(f"{key}: not a valid gzip file, or truncated ({exc})") from exc
     return data
 
 
@@ -53,8 +66,11 @@ def read_csv(data: bytes, key: str, entity: Entity) -> pa.Table:
     raw = _decompress(data, key)
     if not raw.strip():
         return _text_table(entity, {}, [], [], [])
+    _utf8(raw, key)  # the whole file, so that a bad byte anywhere is named with its offset, not half-read
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]  # a UTF-8 byte order mark is not part of the first column's name
     header_end = raw.find(b"\n")
-    header = raw[: header_end if header_end >= 0 else len(raw)].decode("utf-8-sig").strip("\r")
+    header = raw[: header_end if header_end >= 0 else len(raw)].decode("utf-8").strip("\r")
     names = next(csv.reader([header]))
     norm = [n.strip().lower() for n in names]
     bad: list[tuple[int, str]] = []
@@ -77,7 +93,7 @@ def read_csv(data: bytes, key: str, entity: Entity) -> pa.Table:
             ),
         )
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
-        raise UnreadableFile(f"{key}: cannot be parsed as CSV ({exc}).") from exc
+        raise UnreadableFile(f"{key}: cannot be parsed as CSV ({exc})") from exc
 
     # Record numbers count the header as record 1; pyarrow reports bad rows' numbers on that scale.
     bad_numbers = {n for n, _ in bad}
@@ -103,7 +119,7 @@ def read_parquet(data: bytes, key: str, entity: Entity) -> pa.Table:
     try:
         table = pq.read_table(io.BytesIO(data))
     except (pa.ArrowInvalid, OSError) as exc:
-        raise UnreadableFile(f"{key}: cannot be read as Parquet ({exc}). Re-land the file.") from exc
+        raise UnreadableFile(f"{key}: cannot be read as Parquet, or truncated ({exc})") from exc
     table = table.rename_columns([n.strip().lower() for n in table.column_names])
     cols = {}
     for c in entity.column_names:
@@ -121,12 +137,13 @@ def read_parquet(data: bytes, key: str, entity: Entity) -> pa.Table:
 
 def read_jsonl(data: bytes, key: str, entity: Entity) -> pa.Table:
     raw = _decompress(data, key)
+    _utf8(raw, key)  # not UTF-8 = the file is unreadable, not a file of malformed lines
     cols: dict[str, list] = {c: [] for c in entity.column_names}
     lines, malformed, records = [], [], []
     for number, line in enumerate(raw.split(b"\n"), start=1):
         if not line.strip():
             continue  # blank lines are not records
-        text = line.decode("utf-8", errors="replace").rstrip("\r")
+        text = line.decode("utf-8-sig" if number == 1 else "utf-8").rstrip("\r")
         try:
             obj = json.loads(text)
             ok = isinstance(obj, dict)
