@@ -63,6 +63,10 @@ class Settings:
     warehouse_lock_timeout_seconds: int
     churn_horizon_days: int = 90
     value_horizon_days: int = 180
+    # ingestion fails an entity when more than this share of a date's rows is quarantined (expected reasons such
+    # as duplicates and test orders excluded), for dates with at least quarantine_rate_min_rows landed rows
+    max_quarantine_rate: float = 0.05
+    quarantine_rate_min_rows: int = 100
     extra: dict = field(default_factory=dict)
 
     def as_env(self) -> dict[str, str]:
@@ -90,6 +94,8 @@ class Settings:
             "C360_WAREHOUSE_LOCK_TIMEOUT_SECONDS": str(self.warehouse_lock_timeout_seconds),
             "C360_CHURN_HORIZON_DAYS": str(self.churn_horizon_days),
             "C360_VALUE_HORIZON_DAYS": str(self.value_horizon_days),
+            "C360_MAX_QUARANTINE_RATE": str(self.max_quarantine_rate),
+            "C360_QUARANTINE_RATE_MIN_ROWS": str(self.quarantine_rate_min_rows),
         }
         if self.s3_endpoint_url:
             env["C360_S3_ENDPOINT_URL"] = self.s3_endpoint_url
@@ -130,4 +136,6 @@ def get_settings() -> Settings:
         # label horizons: read by dbt (the same variables) and passed to the training job
         churn_horizon_days=_env_int("C360_CHURN_HORIZON_DAYS", 90),
         value_horizon_days=_env_int("C360_VALUE_HORIZON_DAYS", 180),
+        max_quarantine_rate=_env_float("C360_MAX_QUARANTINE_RATE", 0.05),
+        quarantine_rate_min_rows=_env_int("C360_QUARANTINE_RATE_MIN_ROWS", 100),
     )

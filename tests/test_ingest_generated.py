@@ -24,7 +24,9 @@ def loaded(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("gen")
     old = dict(os.environ)
-    os.environ.update({"C360_DATA_DIR": str(root / "data")})
+    # dirt at 12x the demo's rates to exercise every kind: far above the quarantine-rate threshold, which is not
+    # what this module tests (tests/reliability/test_ingest_faults.py does)
+    os.environ.update({"C360_DATA_DIR": str(root / "data"), "C360_MAX_QUARANTINE_RATE": "1.0"})
     for var in ("LANDING_URI", "WAREHOUSE_PATH"):
         os.environ.pop(var, None)
     try:

@@ -20,6 +20,7 @@ from c360.config import Settings, get_settings
 from c360.ingest.contract import (
     ENTITIES,
     EVENT_TYPES,
+    EXPECTED_REASONS,
     LINE_TYPES,
     METADATA_COLUMNS,
     ORDER_STATUSES,
@@ -55,12 +56,15 @@ class EntityResult:
     reasons: Counter = field(default_factory=Counter)
     # files found but never read (symbolic links): key and why
     rejected_files: list[tuple[str, str]] = field(default_factory=list)
-    # (file key, reason, rows) of the quarantined rows, for the quarantine-rate message
-    file_reasons: list[tuple[str, str, int]] = field(default_factory=list, repr=False)
+    # (file key, reason, rows, first line, its detail) of the quarantined rows, for the quarantine-rate check
+    file_reasons: list[tuple[str, str, int, int, str]] = field(default_factory=list, repr=False)
+    # file key -> landed rows
+    file_rows: dict[str, int] = field(default_factory=dict, repr=False)
 
     def add(self, other: EntityResult) -> None:
         self.rejected_files += other.rejected_files
         self.file_reasons += other.file_reasons
+        self.file_rows.update(other.file_rows)
         self.files += other.files
         self.landed += other.landed
         self.loaded += other.loaded
@@ -147,7 +151,11 @@ def _bool_expr(col: str) -> str:
 
 def _rules(entity: Entity, settings: Settings) -> list[tuple[str, str, str]]:
     """(reason, SQL condition over the typed view, SQL detail) in the order they are checked."""
-    rules: list[tuple[str, str, str]] = [("malformed_record", "_malformed", "'record does not parse'")]
+    rules: list[tuple[str, str, str]] = [
+        # first: a file with the wrong columns is rejected as a whole, whatever its rows hold
+        ("schema_mismatch", "_schema_problem IS NOT NULL", "_schema_problem"),
+        ("malformed_record", "_malformed", "'record does not parse'"),
+    ]
     if "customer_id" in entity.column_names:
         # before every other rule: whatever else is wrong with it, an erased customer's row keeps no record text
         rules.append(("erased_customer", "_erased_on IS NOT NULL", "'customer erased on ' || _erased_on::VARCHAR"))
@@ -354,7 +362,8 @@ def _load_batch(
             dict(con.execute("SELECT _reason, count(*) FROM _validated WHERE _reason IS NOT NULL GROUP BY 1").fetchall())
         )
         by_file_reason = con.execute(
-            "SELECT _source_file, _reason, count(*) FROM _validated WHERE _reason IS NOT NULL GROUP BY 1, 2"
+            """SELECT _source_file, _reason, count(*), min(_source_line), arg_min(_detail, _source_line)
+               FROM _validated WHERE _reason IS NOT NULL GROUP BY 1, 2"""
         ).fetchall()
     finally:
         con.unregister("landed")
@@ -362,6 +371,7 @@ def _load_batch(
     result.quarantined = sum(reasons.values())
     result.loaded = result.landed - result.quarantined
     result.file_reasons = by_file_reason
+    result.file_rows = {k: v[0] for k, v in per_file.items()}
     return result, per_file
 
 
@@ -413,6 +423,47 @@ def loaded_versions(con, entity: Entity) -> dict[str, str]:
     return dict(rows)
 
 
+class QuarantineRateExceeded(RuntimeError):
+    """Too many of a date's rows were quarantined: the extract is probably broken, so nothing is committed."""
+
+
+def check_quarantine_rate(result: EntityResult, settings: Settings, storage: Storage, run_date: date) -> None:
+    """Raise QuarantineRateExceeded when, for a date of this run, the share of rows quarantined for a reason that
+    says the extract is wrong exceeds settings.max_quarantine_rate (dates with fewer than
+    settings.quarantine_rate_min_rows landed rows are not judged: a rate over a handful of rows is noise)."""
+    landed: Counter = Counter()
+    for key, n in result.file_rows.items():
+        landed[_dt_of(key)] += n
+    bad: dict[date, Counter] = {}
+    worst: dict[date, tuple] = {}
+    for key, reason, n, line, detail in result.file_reasons:
+        if reason in EXPECTED_REASONS:
+            continue
+        day = _dt_of(key)
+        bad.setdefault(day, Counter())[reason] += n
+        if day not in worst or n > worst[day][2]:
+            worst[day] = (key, reason, n, line, detail)
+    failures = []
+    for day, reasons in sorted(bad.items()):
+        n_bad, n_landed = sum(reasons.values()), landed[day]
+        if n_landed < settings.quarantine_rate_min_rows or n_bad <= settings.max_quarantine_rate * n_landed:
+            continue
+        key, reason, n, line, detail = worst[day]
+        failures.append(
+            f"  dt={day}: {n_bad:,} of {n_landed:,} rows quarantined ({n_bad / n_landed:.1%}); top reasons: "
+            + ", ".join(f"{r} {c:,}" for r, c in reasons.most_common(3))
+            + f"; worst file {storage.uri_of(key)}: {n:,} rows {reason} (first at line {line}: {detail})"
+        )
+    if failures:
+        raise QuarantineRateExceeded(
+            f"{result.entity}: quarantine rate above C360_MAX_QUARANTINE_RATE={settings.max_quarantine_rate:.1%} "
+            f"(duplicates, test orders and erased customers not counted):\n" + "\n".join(failures) + "\n"
+            f"Nothing of {result.entity} was committed. Fix the extract and re-land the file(s) (a renamed column: "
+            f"see docs/landing_contract.md), then rerun `c360 ingest --date {run_date}`. If these rows are really "
+            f"expected to be rejected, rerun once with C360_MAX_QUARANTINE_RATE=<higher share, e.g. 1.0>."
+        )
+
+
 def _ingest_entity(con, storage: Storage, entity: Entity, run_date: date, settings: Settings) -> EntityResult:
     """Everything this run loads for one entity, in ONE transaction: all of it is committed, or none of it.
 
@@ -445,6 +496,7 @@ def _ingest_entity(con, storage: Storage, entity: Entity, run_date: date, settin
                 f"{res.landed:,}", f"{res.loaded:,}", f"{res.quarantined:,}",
                 f" ({', '.join(f'{k} {v:,}' for k, v in res.reasons.most_common())})" if res.reasons else "",
             )
+        check_quarantine_rate(total, settings, storage, run_date)
         con.execute("COMMIT")
     except BaseException as exc:
         _rollback(con, exc)

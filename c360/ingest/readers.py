@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from c360.ingest.contract import JSON_FORMATS, Entity
+from c360.ingest.contract import JSON_FORMATS, Entity, schema_problem
 
 
 class UnreadableFile(Exception):
@@ -54,11 +54,16 @@ def _decompress(data: bytes, key: str) -> bytes:
     return data
 
 
-def _text_table(entity: Entity, columns: dict[str, list], lines: list[int], malformed: list[bool], records: list) -> pa.Table:
+def _text_table(
+    entity: Entity, columns: dict[str, list], lines: list[int], malformed: list[bool], records: list,
+    problem: str | None = None,
+) -> pa.Table:
     arrays = {c: pa.array(columns.get(c, [None] * len(lines)), pa.string()) for c in entity.column_names}
     arrays["_source_line"] = pa.array(lines, pa.int64())
     arrays["_malformed"] = pa.array(malformed, pa.bool_())
     arrays["_record"] = pa.array(records, pa.string())
+    # the file's schema problem (schema_problem), the same on every row: the whole file is rejected
+    arrays["_schema_problem"] = pa.array([problem] * len(lines), pa.string())
     return pa.table(arrays)
 
 
@@ -106,7 +111,7 @@ def read_csv(data: bytes, key: str, entity: Entity) -> pa.Table:
     for c in cols:
         cols[c] = cols[c] + [None] * len(bad)
     records = records + [text for _, text in bad]
-    return _text_table(entity, cols, lines, malformed, records)
+    return _text_table(entity, cols, lines, malformed, records, schema_problem(entity, norm))
 
 
 def _records_as_json(table: pa.Table, entity: Entity) -> list[str]:
@@ -132,7 +137,12 @@ def read_parquet(data: bytes, key: str, entity: Entity) -> pa.Table:
     n = table.num_rows
     text_table = pa.table({c: pa.array(v, pa.string()) for c, v in cols.items()}) if cols else pa.table({})
     records = _records_as_json(text_table, entity) if cols else ["{}"] * n
-    return _text_table(entity, cols, list(range(1, n + 1)), [False] * n, records)
+    problem = schema_problem(entity, table.column_names)
+    if problem:
+        # keep every landed column in the record text, so that the rejected rows can be fixed and re-landed
+        records = _records_as_json(pa.table({c: pa.compute.cast(table.column(c), pa.string())
+                                             for c in table.column_names}), entity)
+    return _text_table(entity, cols, list(range(1, n + 1)), [False] * n, records, problem)
 
 
 def read_jsonl(data: bytes, key: str, entity: Entity) -> pa.Table:
@@ -140,6 +150,7 @@ def read_jsonl(data: bytes, key: str, entity: Entity) -> pa.Table:
     _utf8(raw, key)  # not UTF-8 = the file is unreadable, not a file of malformed lines
     cols: dict[str, list] = {c: [] for c in entity.column_names}
     lines, malformed, records = [], [], []
+    keys: dict[str, None] = {}  # every key of the file's objects, in order of appearance
     for number, line in enumerate(raw.split(b"\n"), start=1):
         if not line.strip():
             continue  # blank lines are not records
@@ -152,12 +163,15 @@ def read_jsonl(data: bytes, key: str, entity: Entity) -> pa.Table:
         lines.append(number)
         records.append(text)
         malformed.append(not ok)
+        if ok:
+            keys.update(dict.fromkeys(obj))
         for c in entity.column_names:
             v = obj.get(c) if ok else None
             if v is not None and not isinstance(v, str):
                 v = json.dumps(v) if isinstance(v, dict | list) else str(v).lower() if isinstance(v, bool) else str(v)
             cols[c].append(v if v != "" else None)
-    return _text_table(entity, cols, lines, malformed, records)
+    # JSON objects may omit optional keys: a required key is missing only when no object of the file has it
+    return _text_table(entity, cols, lines, malformed, records, schema_problem(entity, list(keys)))
 
 
 def read_landed_file(data: bytes, key: str, entity: Entity) -> pa.Table:
