@@ -204,8 +204,11 @@ REASONS = (
     "missing_amount",
     "invalid_value",
     "unknown_currency",
+    "date_out_of_range",
+    "no_fx_rate",
     "negative_quantity",
     "future_timestamp",
     "test_order",
+    "return_without_sale",
     "duplicate_row",
 )

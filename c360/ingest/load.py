@@ -202,7 +202,33 @@ def _rules(entity: Entity, settings: Settings) -> list[tuple[str, str, str]]:
                 "'currency=' || currency || ' (allowed: C360_CURRENCIES)'",
             )
         )
+    earliest = f"TIMESTAMPTZ '{settings.earliest_date} 00:00:00+00'"
+    for col in entity.timestamp_columns:
+        rules.append(
+            (
+                "date_out_of_range",
+                f'"t_{col}" < {earliest}',
+                f"'{col}=' || \"{col}\" || ' is before C360_EARLIEST_DATE={settings.earliest_date}'",
+            )
+        )
     if entity.name == "transactions":
+        # the rate dbt will use: the row's currency and the base currency, each valid on the line's activity date
+        cur = f"coalesce(upper(trim(currency)), '{settings.default_currency}')"
+        day = ("timezone('UTC', CASE WHEN lower(trim(line_type)) = 'return' THEN coalesce(t_returned_at, t_ordered_at) "
+               "ELSE t_ordered_at END)::DATE")
+        base = settings.base_currency
+        # _fx_first: the first date each currency has a rate (a rate exists on day d iff first <= d: the ASOF join
+        # in dbt takes the latest rate on or before d); joined in _typed, the base's is one uncorrelated lookup
+        base_first = f"(SELECT first_valid FROM _fx_first WHERE currency_code = '{base}')"
+        rules.append(
+            (
+                "no_fx_rate",
+                f"{cur} <> '{base}' AND (coalesce(_fx_first_valid > {day}, TRUE) "
+                f"OR coalesce({base_first} > {day}, TRUE))",
+                f"'no rate from ' || {cur} || ' to {base} on ' || {day}::VARCHAR || "
+                "' in dbt_project/seeds/fx_rates.csv'",
+            )
+        )
         rules.append(
             (
                 "negative_quantity",
@@ -254,19 +280,60 @@ def _output_expr(entity: Entity, col) -> str:
     return f'"t_{name}"'
 
 
+def _returns_sql(entity: Entity) -> str:
+    """checked0 with return_without_sale applied (transactions): a valid return line needs a sale line of the same
+    order (and the same product, when the return names one) already in raw or valid in this load. dbt's
+    customer_360.return_rate (returned / gross revenue, tested between 0 and 1) cannot hold without it.
+    Joins to distinct keys rather than correlated EXISTS: DuckDB runs those per row inside a CASE."""
+    if entity.name != "transactions":
+        return "SELECT * EXCLUDE (_reason00, _detail00), _reason00 AS _reason0, _detail00 AS _detail0 FROM checked0"
+    product = "nullif(trim(r.product_id), '')"
+    missing = (f"_reason00 IS NULL AND lower(trim(r.line_type)) = 'return' "
+               f"AND (so.order_id IS NULL OR ({product} IS NOT NULL AND sp.order_id IS NULL))")
+    return f"""
+            WITH returned AS (
+                SELECT DISTINCT trim(order_id) AS order_id FROM checked0
+                WHERE _reason00 IS NULL AND lower(trim(line_type)) = 'return'
+            ),
+            sales AS (
+                SELECT order_id, product_id FROM raw.transactions
+                WHERE coalesce(line_type, 'sale') = 'sale' AND order_id IN (SELECT order_id FROM returned)
+                UNION
+                SELECT trim(order_id), nullif(trim(product_id), '') FROM checked0
+                WHERE _reason00 IS NULL AND coalesce(lower(trim(line_type)), 'sale') = 'sale'
+                  AND trim(order_id) IN (SELECT order_id FROM returned)
+            ),
+            sale_orders AS (SELECT DISTINCT order_id FROM sales),
+            sale_products AS (SELECT DISTINCT order_id, product_id FROM sales WHERE product_id IS NOT NULL)
+            SELECT r.* EXCLUDE (_reason00, _detail00),
+                CASE WHEN {missing} THEN 'return_without_sale' ELSE _reason00 END AS _reason0,
+                CASE WHEN {missing} THEN 'no sale line of order ' || trim(r.order_id)
+                    || coalesce(' for product ' || {product}, '') || ' loaded or in this load' ELSE _detail00 END AS _detail0
+            FROM checked0 r
+            LEFT JOIN sale_orders so ON so.order_id = trim(r.order_id)
+            LEFT JOIN sale_products sp ON sp.order_id = trim(r.order_id) AND sp.product_id = {product}"""
+
+
 def validate_sql(entity: Entity, settings: Settings) -> str:
     """SQL over a registered `landed` view -> every record with its typed values, hash and reason (null = valid)."""
     rules = _rules(entity, settings)
     reason = "CASE " + " ".join(f"WHEN {cond} THEN '{r}'" for r, cond, _ in rules) + " END"
     detail = "CASE " + " ".join(f"WHEN {cond} THEN {d}" for _, cond, d in rules) + " END"
     typed = _typed_select(entity)
+    fx_col, fx_join = "", ""
+    if entity.name == "transactions":
+        fx_col = ", _fx_first.first_valid AS _fx_first_valid"
+        fx_join = (f"LEFT JOIN _fx_first ON _fx_first.currency_code = "
+                   f"coalesce(upper(trim(landed.currency)), '{settings.default_currency}')")
     return f"""
         WITH typed AS (
-            SELECT *, {typed}, {_hash_expr(entity)} AS _row_hash, {erased_on_sql(entity)} AS _erased_on FROM landed
+            SELECT landed.*, {typed}, {_hash_expr(entity)} AS _row_hash, {erased_on_sql(entity)} AS _erased_on
+                {fx_col} FROM landed {fx_join}
         ),
-        checked AS (
-            SELECT *, {reason} AS _reason0, {detail} AS _detail0 FROM typed
+        checked0 AS (
+            SELECT *, {reason} AS _reason00, {detail} AS _detail00 FROM typed
         ),
+        checked AS ({_returns_sql(entity)}),
         dups AS (
             SELECT *,
                 _reason0 IS NULL AND (
@@ -423,6 +490,24 @@ def loaded_versions(con, entity: Entity) -> dict[str, str]:
     return dict(rows)
 
 
+def fx_seed_path(settings: Settings):
+    return settings.dbt_project_dir / "seeds" / "fx_rates.csv"
+
+
+def load_fx_rates(con, settings: Settings) -> None:
+    """The first date from which each currency has a rate, from dbt's fx_rates seed (the rates dbt converts with),
+    as the temporary table _fx_first that the no_fx_rate rule reads."""
+    path = fx_seed_path(settings)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: the FX seed is missing; ingestion checks every foreign-currency row against "
+                                "it (no_fx_rate). Restore dbt_project/seeds/fx_rates.csv from the repository.")
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _fx_first AS SELECT upper(trim(currency_code)) AS currency_code, "
+        "min(valid_from::DATE) AS first_valid FROM read_csv($1, header = true, all_varchar = true) GROUP BY 1",
+        [str(path)],
+    )
+
+
 class QuarantineRateExceeded(RuntimeError):
     """Too many of a date's rows were quarantined: the extract is probably broken, so nothing is committed."""
 
@@ -484,6 +569,8 @@ def _ingest_entity(con, storage: Storage, entity: Entity, run_date: date, settin
         log.info("%s: nothing landed for %s (optional entity, skipped)", name, run_date)
         return total
     loaded_at = datetime.now(UTC)
+    if entity.name == "transactions":
+        load_fx_rates(con, settings)
     con.execute("BEGIN TRANSACTION")
     try:
         for i in range(0, len(todo), BATCH_FILES):

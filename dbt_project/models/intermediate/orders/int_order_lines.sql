@@ -60,7 +60,8 @@ select
     lines.discount,
     lines.amount,
     lines.currency,
-    cast(lines.amount * fx.eur_per_unit as decimal(18, 4))                as amount_eur,
+    -- amount_eur keeps its name: it is the amount in the base currency (C360_BASE_CURRENCY, default EUR)
+    cast({{ to_base_currency('lines.amount', 'lines.currency') }} as decimal(18, 4)) as amount_eur,
     lines.status,
     lines.channel,
     lines.ordered_at,
