@@ -36,6 +36,8 @@ class FilePlan:
     catch_up: list[StoredFile]  # earlier files never loaded, or changed since they were loaded
     ignored: list[StoredFile]  # temporary names, other extensions, files in sub-folders of a partition
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (key, why): symbolic links, never read
+    present: set[str] = field(default_factory=set)  # keys of every data file found, loaded or not
+    days: set[date] = field(default_factory=set)  # the dt= partitions that exist, up to run_date
 
 
 def partitions(storage: Storage, entity_name: str) -> list[date]:
@@ -81,6 +83,7 @@ def plan_files(storage: Storage, entity: Entity, run_date: date, loaded: dict[st
     for day in partitions(storage, entity.name):
         if day > run_date:
             continue
+        plan.days.add(day)
         prefix = f"{entity.name}/dt={day.isoformat()}/"
         for key, why in storage.rejected(prefix):
             log.warning("%s: %s: rejected, not read. Land the file itself in %s.",
@@ -100,9 +103,12 @@ def plan_files(storage: Storage, entity: Entity, run_date: date, loaded: dict[st
                     log.warning("%s: unsupported file type for %s, ignored", storage.uri_of(f.key), entity.name)
                 plan.ignored.append(f)
             elif day == run_date:
+                plan.present.add(f.key)
                 plan.current.append(f)
-            elif loaded.get(f.key) != f.version:
-                plan.catch_up.append(f)
+            else:
+                plan.present.add(f.key)
+                if loaded.get(f.key) != f.version:
+                    plan.catch_up.append(f)
     return plan
 
 

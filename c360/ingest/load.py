@@ -60,6 +60,8 @@ class EntityResult:
     file_reasons: list[tuple[str, str, int, int, str]] = field(default_factory=list, repr=False)
     # file key -> landed rows
     file_rows: dict[str, int] = field(default_factory=dict, repr=False)
+    # loaded files that disappeared from their partition: their rows were removed
+    removed_files: list[str] = field(default_factory=list)
 
     def add(self, other: EntityResult) -> None:
         self.rejected_files += other.rejected_files
@@ -92,6 +94,7 @@ class IngestResult:
                     "quarantined": v.quarantined,
                     "reasons": dict(v.reasons),
                     "rejected_files": [f"{key}: {why}" for key, why in v.rejected_files],
+                    "removed_files": list(v.removed_files),
                 }
                 for k, v in self.entities.items()
             },
@@ -549,6 +552,33 @@ def check_quarantine_rate(result: EntityResult, settings: Settings, storage: Sto
         )
 
 
+def _vanished_files(plan, loaded: dict[str, str], run_date: date) -> list[str]:
+    """Loaded files (dt <= run_date) no longer in the landing zone although their dt= partition still is: a file
+    deleted or renamed to correct the data. A partition gone as a whole (a retention policy) keeps its rows."""
+    out = []
+    for key in loaded:
+        try:
+            day = _dt_of(key)
+        except ValueError:
+            continue  # not a relative key (an unmigrated old path): never guess
+        if day <= run_date and day in plan.days and key not in plan.present:
+            out.append(key)
+    return sorted(out)
+
+
+def _delete_files(con, entity: Entity, keys: list[str]) -> int:
+    """Delete what these files loaded (rows, quarantine, audit), inside the caller's transaction."""
+    con.execute("CREATE OR REPLACE TEMP TABLE _gone AS SELECT unnest($1::VARCHAR[]) AS source_file", [keys])
+    n = con.execute(f"SELECT count(*) FROM raw.{entity.table} WHERE _source_file IN (SELECT source_file FROM _gone)"
+                    ).fetchone()[0]
+    con.execute(f"DELETE FROM raw.{entity.table} WHERE _source_file IN (SELECT source_file FROM _gone)")
+    con.execute("DELETE FROM raw.quarantine WHERE entity = $1 AND source_file IN (SELECT source_file FROM _gone)",
+                [entity.name])
+    con.execute("DELETE FROM raw.ingest_audit WHERE entity = $1 AND source_file IN (SELECT source_file FROM _gone)",
+                [entity.name])
+    return n
+
+
 def _ingest_entity(con, storage: Storage, entity: Entity, run_date: date, settings: Settings) -> EntityResult:
     """Everything this run loads for one entity, in ONE transaction: all of it is committed, or none of it.
 
@@ -557,7 +587,9 @@ def _ingest_entity(con, storage: Storage, entity: Entity, run_date: date, settin
     in the middle of a date leaves the warehouse exactly as it was.
     """
     name = entity.name
-    plan = plan_files(storage, entity, run_date, loaded_versions(con, entity))
+    loaded = loaded_versions(con, entity)
+    plan = plan_files(storage, entity, run_date, loaded)
+    vanished = _vanished_files(plan, loaded, run_date)
     if entity.required_entity and not plan.current:
         raise LandingPartitionMissing.for_entity(storage, entity, run_date)
     total = EntityResult(name, rejected_files=list(plan.rejected))
@@ -565,7 +597,7 @@ def _ingest_entity(con, storage: Storage, entity: Entity, run_date: date, settin
     if plan.catch_up:
         log.info("%s: %d earlier file(s) not loaded yet (late arrivals or first run): loading them too",
                  name, len(plan.catch_up))
-    if not todo:
+    if not todo and not vanished:
         log.info("%s: nothing landed for %s (optional entity, skipped)", name, run_date)
         return total
     loaded_at = datetime.now(UTC)
@@ -573,6 +605,12 @@ def _ingest_entity(con, storage: Storage, entity: Entity, run_date: date, settin
         load_fx_rates(con, settings)
     con.execute("BEGIN TRANSACTION")
     try:
+        if vanished:
+            n = _delete_files(con, entity, vanished)
+            total.removed_files = vanished
+            log.warning("%s: %d loaded file(s) no longer in the landing zone (deleted or replaced): their %s row(s) "
+                        "removed from raw.%s: %s", name, len(vanished), f"{n:,}", entity.table,
+                        ", ".join(storage.uri_of(k) for k in vanished[:5]) + (" ..." if len(vanished) > 5 else ""))
         for i in range(0, len(todo), BATCH_FILES):
             batch = todo[i : i + BATCH_FILES]
             res, per_file = _load_batch(con, storage, entity, batch, run_date, settings, loaded_at)

@@ -89,3 +89,27 @@ def test_rows_loaded_under_absolute_paths_are_migrated_once(c360_env, tmp_path, 
     assert q(settings, "SELECT count(*) FROM raw.transactions WHERE _source_file LIKE '/%'") == [(0,)]
     assert q(settings, "SELECT count(*), count(DISTINCT order_id) FROM raw.transactions") == [(16, 16)]
     assert reconcile(settings)["files"] == 4
+
+
+def test_a_deleted_or_replaced_file_takes_its_rows_with_it(c360_env):
+    """Correcting the landing zone repairs raw: a bad file replaced by a fixed one under another name, and a file
+    deleted, lose their rows on the next run; a partition removed as a whole (retention) keeps them."""
+    _land_three_days(c360_env)
+    store = LocalStorage(c360_env.landing_uri)
+    store.write_bytes(f"transactions/dt={DAYS[1]}/bad.csv",
+                      f"customer_id,order_id,ordered_at,amount\nc1,bad-1,{DAYS[1]}T10:00:00Z,1\n".encode())
+    ingest(DAYS[-1], c360_env)
+    assert q(c360_env, "SELECT count(*) FROM raw.transactions WHERE order_id = 'bad-1'") == [(1,)]
+
+    store.delete_prefix(f"transactions/dt={DAYS[1]}/bad.csv")  # the fix: the bad file removed
+    store.write_bytes(f"transactions/dt={DAYS[1]}/fixed.csv",
+                      f"customer_id,order_id,ordered_at,amount\nc1,fixed-1,{DAYS[1]}T10:00:00Z,1\n".encode())
+    store.delete_prefix(f"transactions/dt={DAYS[0]}")  # retention: the oldest partition gone as a whole
+    result = ingest(DAYS[-1], c360_env)
+
+    assert result.entities["transactions"].removed_files == [f"transactions/dt={DAYS[1]}/bad.csv"]
+    assert q(c360_env, "SELECT count(*) FROM raw.transactions WHERE order_id = 'bad-1'") == [(0,)]
+    assert q(c360_env, "SELECT count(*) FROM raw.transactions WHERE order_id = 'fixed-1'") == [(1,)]
+    assert q(c360_env, f"SELECT count(*) FROM raw.transactions WHERE _dt = '{DAYS[0]}'") == [(5,)]  # kept
+    assert q(c360_env, "SELECT count(*) FROM raw.ingest_audit WHERE source_file LIKE '%bad.csv'") == [(0,)]
+    assert reconcile(c360_env) == {"files": 4, "landed": 16, "loaded": 16, "quarantined": 0}
