@@ -36,6 +36,16 @@ def _env_float(name: str, default: float) -> float:
         raise ValueError(f"Environment variable {name}={raw!r} must be a number") from exc
 
 
+def _env_date(name: str, default: str) -> str:
+    from datetime import date
+
+    raw = _env(name, default)
+    try:
+        return date.fromisoformat(raw).isoformat()
+    except ValueError as exc:
+        raise ValueError(f"Environment variable {name}={raw!r} must be a date, YYYY-MM-DD") from exc
+
+
 @dataclass(frozen=True)
 class Settings:
     """Resolved settings. Paths are absolute; URIs are local paths or s3://bucket/prefix."""
@@ -63,6 +73,14 @@ class Settings:
     warehouse_lock_timeout_seconds: int
     churn_horizon_days: int = 90
     value_horizon_days: int = 180
+    # ingestion fails an entity when more than this share of a date's rows is quarantined (expected reasons such
+    # as duplicates and test orders excluded), for dates with at least quarantine_rate_min_rows landed rows
+    # the shop's reporting currency: amounts in it need no rate; the warehouse's *_eur columns hold amounts in it
+    base_currency: str = "EUR"
+    # rows dated before this (ordered_at, returned_at...) are quarantined (date_out_of_range)
+    earliest_date: str = "1970-01-01"
+    max_quarantine_rate: float = 0.05
+    quarantine_rate_min_rows: int = 100
     extra: dict = field(default_factory=dict)
 
     def as_env(self) -> dict[str, str]:
@@ -90,6 +108,10 @@ class Settings:
             "C360_WAREHOUSE_LOCK_TIMEOUT_SECONDS": str(self.warehouse_lock_timeout_seconds),
             "C360_CHURN_HORIZON_DAYS": str(self.churn_horizon_days),
             "C360_VALUE_HORIZON_DAYS": str(self.value_horizon_days),
+            "C360_BASE_CURRENCY": self.base_currency,
+            "C360_EARLIEST_DATE": self.earliest_date,
+            "C360_MAX_QUARANTINE_RATE": str(self.max_quarantine_rate),
+            "C360_QUARANTINE_RATE_MIN_ROWS": str(self.quarantine_rate_min_rows),
         }
         if self.s3_endpoint_url:
             env["C360_S3_ENDPOINT_URL"] = self.s3_endpoint_url
@@ -121,7 +143,7 @@ def get_settings() -> Settings:
         dbt_profiles_dir=Path(_env("DBT_PROFILES_DIR", str(PROJECT_ROOT / "dbt_project"))).resolve(),
         dbt_target=_env("DBT_TARGET", "local"),
         s3_endpoint_url=os.environ.get("C360_S3_ENDPOINT_URL") or None,
-        default_currency=_env("C360_DEFAULT_CURRENCY", "EUR").upper(),
+        default_currency=_env("C360_DEFAULT_CURRENCY", _env("C360_BASE_CURRENCY", "EUR")).upper(),
         currencies=currencies,
         future_tolerance_hours=_env_float("C360_FUTURE_TOLERANCE_HOURS", 2.0),
         landing_wait_seconds=_env_int("C360_LANDING_WAIT_SECONDS", 1800),
@@ -130,4 +152,8 @@ def get_settings() -> Settings:
         # label horizons: read by dbt (the same variables) and passed to the training job
         churn_horizon_days=_env_int("C360_CHURN_HORIZON_DAYS", 90),
         value_horizon_days=_env_int("C360_VALUE_HORIZON_DAYS", 180),
+        base_currency=_env("C360_BASE_CURRENCY", "EUR").strip().upper(),
+        earliest_date=_env_date("C360_EARLIEST_DATE", "1970-01-01"),
+        max_quarantine_rate=_env_float("C360_MAX_QUARANTINE_RATE", 0.05),
+        quarantine_rate_min_rows=_env_int("C360_QUARANTINE_RATE_MIN_ROWS", 100),
     )

@@ -2,11 +2,16 @@
 
 URIs are either a local path (`/data/landing`, `file:///data/landing`) or `s3://bucket/prefix`. Keys are
 always relative and use `/` (e.g. `transactions/dt=2026-01-01/part-0.csv`).
+
+Both stores are confined to their root: a key is a relative, '/'-separated path without `..`, `.` or empty parts
+(anything else raises UnsafeKey), and the local store never follows a symbolic link (a link to a file or a folder
+is neither listed nor read), so a landing zone cannot make the pipeline read `/etc/passwd` or another folder.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
 import tempfile
@@ -15,6 +20,25 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
+
+log = logging.getLogger(__name__)
+
+
+class UnsafeKey(ValueError):
+    """A key that would leave the store's root (`..`, absolute, empty parts) or go through a symbolic link."""
+
+
+def check_key(key: str, allow_empty: bool = False) -> str:
+    """The key, if it is a plain relative path inside the root; raises UnsafeKey otherwise."""
+    if key == "" and allow_empty:
+        return key
+    parts = key.rstrip("/").split("/")
+    if key.startswith("/") or "\\" in key or "\x00" in key or any(p in ("", ".", "..") for p in parts):
+        raise UnsafeKey(
+            f"{key!r}: not a relative key inside the store (no leading '/', no '.', '..' or empty parts, "
+            "no backslashes). Keys look like transactions/dt=2026-01-01/part-0.csv."
+        )
+    return key
 
 
 @dataclass(frozen=True)
@@ -66,34 +90,93 @@ class Storage:
     def is_empty(self) -> bool:
         return not self.list("")
 
+    def rejected(self, prefix: str = "") -> list[tuple[str, str]]:
+        """(key, why) of entries under prefix that list() leaves out for safety (symbolic links)."""
+        return []
+
 
 class LocalStorage(Storage):
     def __init__(self, root: str | Path):
+        # The root itself may be reached through a link (data/landing -> /mnt/landing): it is resolved once here;
+        # below it nothing is followed.
         self.root = Path(root).resolve()
         self.uri = str(self.root)
 
-    def _path(self, key: str) -> Path:
-        return self.root / key
+    def _path(self, key: str, allow_empty: bool = False) -> Path:
+        """The path of key, refusing keys that leave the root and paths that go through a symbolic link."""
+        check_key(key, allow_empty)
+        path = self.root
+        for part in key.rstrip("/").split("/") if key else ():
+            path = path / part
+            if path.is_symlink():
+                raise UnsafeKey(
+                    f"{self.uri_of(key)}: {path} is a symbolic link; the store never follows links. "
+                    "Replace the link with the file itself (copy it into the folder)."
+                )
+        # belt and braces: whatever the checks above missed, a path outside the root is never used
+        if not path.resolve().is_relative_to(self.root):
+            raise UnsafeKey(f"{self.uri_of(key)}: resolves outside {self.root}")
+        return path
+
+    def _listing_base(self, prefix: str) -> Path | None:
+        """The folder (or file) to list for prefix; None, with a warning, when it is reached through a link:
+        listing a linked folder yields nothing rather than failing the whole listing."""
+        try:
+            return self._path(prefix, allow_empty=True)
+        except UnsafeKey as exc:
+            if ".." in prefix.split("/") or prefix.startswith("/"):
+                raise
+            log.warning("%s: not listed", exc)
+            return None
+
+    def _walk(self, base: Path) -> Iterator[tuple[Path, str | None]]:
+        """(path, None) for regular files under base, (path, why) for links skipped; links are never followed."""
+        for dirpath, dirnames, filenames in os.walk(base, followlinks=False):
+            d = Path(dirpath)
+            for name in sorted(dirnames):
+                if (d / name).is_symlink():
+                    yield d / name, "symbolic link to a folder (never followed)"
+            for name in sorted(filenames):
+                p = d / name
+                if p.is_symlink():
+                    yield p, "symbolic link (never followed)"
+                elif p.is_file():
+                    yield p, None
 
     def list(self, prefix: str = "") -> list[StoredFile]:
-        base = self._path(prefix) if prefix else self.root
-        if not base.exists():
+        base = self._listing_base(prefix)
+        if base is None or not base.exists():
             return []
-        paths = [base] if base.is_file() else [p for p in base.rglob("*") if p.is_file()]
+        paths = [base] if base.is_file() else [p for p, why in self._walk(base) if why is None]
         out = []
         for p in sorted(paths):
             st = p.stat()
             out.append(StoredFile(p.relative_to(self.root).as_posix(), st.st_size, str(st.st_mtime_ns)))
         return out
 
-    def list_dirs(self, prefix: str) -> list[str]:
-        base = self._path(prefix)
-        if not base.is_dir():
+    def rejected(self, prefix: str = "") -> list[tuple[str, str]]:
+        base = self._listing_base(prefix)
+        if base is None or not base.is_dir():
             return []
-        return sorted(p.name for p in base.iterdir() if p.is_dir())
+        return [(p.relative_to(self.root).as_posix(), why) for p, why in self._walk(base) if why is not None]
+
+    def list_dirs(self, prefix: str) -> list[str]:
+        base = self._listing_base(prefix)
+        if base is None or not base.is_dir():
+            return []
+        out = []
+        for p in base.iterdir():
+            if p.is_symlink():
+                log.warning("%s: symbolic link to a folder, not read (the store never follows links)", p)
+            elif p.is_dir():
+                out.append(p.name)
+        return sorted(out)
 
     def read_bytes(self, key: str) -> bytes:
-        return self._path(key).read_bytes()
+        # O_NOFOLLOW: a file swapped for a link after the checks in _path is still not followed
+        fd = os.open(self._path(key), os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        with os.fdopen(fd, "rb") as fh:
+            return fh.read()
 
     def write_bytes(self, key: str, data: bytes) -> None:
         # Write to a hidden temporary name in the same folder, then rename: readers never see half a file.
@@ -116,14 +199,14 @@ class LocalStorage(Storage):
         os.replace(tmp, dest)
 
     def delete_prefix(self, prefix: str) -> int:
-        base = self._path(prefix)
+        base = self._path(prefix, allow_empty=True)
         if not base.exists():
             return 0
         if base.is_file():
             base.unlink()
             return 1
-        n = sum(1 for p in base.rglob("*") if p.is_file())
-        shutil.rmtree(base)
+        n = sum(1 for _, why in self._walk(base) if why is None)
+        shutil.rmtree(base)  # removes links themselves, never their targets
         return n
 
     def exists(self, key: str) -> bool:
@@ -148,10 +231,21 @@ class S3Storage(Storage):
         self.client = client
 
     def _key(self, key: str) -> str:
+        check_key(key, allow_empty=True)
         return f"{self.prefix}/{key}".lstrip("/") if key else self.prefix
 
-    def _rel(self, full_key: str) -> str:
-        return full_key[len(self.prefix) :].lstrip("/") if self.prefix else full_key
+    def _rel(self, full_key: str) -> str | None:
+        """The key relative to the prefix, or None for an object outside it (`prefix-other/...`) or with an odd
+        name (`..`, empty parts) that no relative key could address safely."""
+        if self.prefix:
+            if not full_key.startswith(self.prefix + "/"):
+                return None
+            full_key = full_key[len(self.prefix) + 1 :]
+        try:
+            return check_key(full_key)
+        except UnsafeKey:
+            log.warning("s3://%s/%s: odd object name ('.', '..' or empty parts), not read", self.bucket, full_key)
+            return None
 
     def list(self, prefix: str = "") -> list[StoredFile]:
         full = self._key(prefix)
@@ -161,7 +255,9 @@ class S3Storage(Storage):
         paginator = self.client.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.bucket, Prefix=full):
             for obj in page.get("Contents", []):
-                out.append(StoredFile(self._rel(obj["Key"]), obj["Size"], obj["ETag"].strip('"')))
+                rel = self._rel(obj["Key"])
+                if rel is not None and not obj["Key"].endswith("/"):
+                    out.append(StoredFile(rel, obj["Size"], obj["ETag"].strip('"')))
         return sorted(out, key=lambda f: f.key)
 
     def list_dirs(self, prefix: str) -> list[str]:

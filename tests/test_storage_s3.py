@@ -40,5 +40,5 @@ def test_ingest_from_s3_landing_zone(c360_env, s3_bucket, moto_s3_server, monkey
     assert (result.entities["transactions"].loaded, result.entities["transactions"].quarantined) == (1, 1)
     con = duckdb.connect(str(settings.warehouse_path), read_only=True)
     assert con.execute("SELECT _source_file FROM raw.transactions").fetchall() == [
-        (f"s3://{s3_bucket}/landing/transactions/dt=2026-01-02/a.csv",)]
+        ("transactions/dt=2026-01-02/a.csv",)]  # relative to the landing root: the bucket may move
     con.close()

@@ -165,8 +165,36 @@ METADATA_COLUMNS = (
     Column("_row_hash", "UHUGEINT")  # md5 of the landed record (or of the duplicate key),
 )
 
+def schema_problem(entity: Entity, names: list[str]) -> str | None:
+    """What is wrong with a file's columns (its header, Parquet schema or JSON keys), or None.
+
+    A file must carry every required column (for transactions: amount, or quantity and unit_price, too) and no
+    column the contract does not know: a renamed column (customer_id -> cust_id) is a changed extract, and
+    loading it by guesswork would silently lose or invent values.
+    """
+    present = set(names)
+    missing = [c for c in entity.required_columns if c not in present]
+    if entity.name == "transactions" and "amount" not in present and not {"quantity", "unit_price"} <= present:
+        missing.append("amount (or quantity and unit_price)")
+    known = set(entity.column_names)
+    unknown = sorted({n for n in names if n not in known})
+    if not missing and not unknown:
+        return None
+    parts = []
+    if missing:
+        parts.append("missing column(s) " + ", ".join(missing))
+    if unknown:
+        parts.append("unknown column(s) " + ", ".join(unknown))
+    return "; ".join(parts) + f" (contract columns: {', '.join(entity.column_names)})"
+
+
+# Rows whose quarantine is expected and says nothing about the extract's health: they do not count towards the
+# quarantine rate that fails an entity (a re-sent file is all duplicates; an erasure quarantines a customer).
+EXPECTED_REASONS = ("erased_customer", "test_order", "duplicate_row")
+
 # Quarantine reasons, in the order they are checked. docs/landing_contract.md lists the same.
 REASONS = (
+    "schema_mismatch",
     "malformed_record",
     "erased_customer",
     "missing_required",
@@ -176,8 +204,11 @@ REASONS = (
     "missing_amount",
     "invalid_value",
     "unknown_currency",
+    "date_out_of_range",
+    "no_fx_rate",
     "negative_quantity",
     "future_timestamp",
     "test_order",
+    "return_without_sale",
     "duplicate_row",
 )

@@ -41,6 +41,10 @@ def spread_history(path: Path, entity_name: str, storage: Storage, name: str | N
     table = read_landed_file(path.read_bytes(), path.name, entity)
     if table.num_rows == 0:
         raise ValueError(f"{path}: no records")
+    problem = table.column("_schema_problem")[0].as_py()
+    if problem:
+        # spreading would drop the unknown columns and hide the drift from ingestion's schema_mismatch check
+        raise ValueError(f"{path}: {problem}. Rename the columns to the contract's (docs/landing_contract.md).")
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     con.register("t", table)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import PurePosixPath
 
@@ -34,7 +34,10 @@ class LandingPartitionMissing(RuntimeError):
 class FilePlan:
     current: list[StoredFile]  # files under dt=run_date: always (re)loaded
     catch_up: list[StoredFile]  # earlier files never loaded, or changed since they were loaded
-    ignored: list[StoredFile]
+    ignored: list[StoredFile]  # temporary names, other extensions, files in sub-folders of a partition
+    rejected: list[tuple[str, str]] = field(default_factory=list)  # (key, why): symbolic links, never read
+    present: set[str] = field(default_factory=set)  # keys of every data file found, loaded or not
+    days: set[date] = field(default_factory=set)  # the dt= partitions that exist, up to run_date
 
 
 def partitions(storage: Storage, entity_name: str) -> list[date]:
@@ -58,26 +61,55 @@ def _is_data_file(entity: Entity, f: StoredFile) -> bool:
     return not name.startswith(("_", ".")) and file_format(f.key) in entity.formats
 
 
+def _in_subfolder(f: StoredFile) -> bool:
+    # <entity>/dt=<day>/<name>: anything deeper sits in a sub-folder of the partition, which is not read
+    return len(PurePosixPath(f.key).parts) > 3
+
+
 def partition_files(storage: Storage, entity: Entity, day: date) -> list[StoredFile]:
-    return [f for f in storage.list(f"{entity.name}/dt={day.isoformat()}/") if _is_data_file(entity, f)]
+    return [
+        f for f in storage.list(f"{entity.name}/dt={day.isoformat()}/")
+        if _is_data_file(entity, f) and not _in_subfolder(f)
+    ]
 
 
 def plan_files(storage: Storage, entity: Entity, run_date: date, loaded: dict[str, str]) -> FilePlan:
-    """Files to load for run_date. `loaded` maps a file URI to the version that was loaded."""
-    current, catch_up, ignored = [], [], []
+    """Files to load for run_date. `loaded` maps a file's key (relative to the landing root) to the version that was loaded.
+
+    Only the files directly inside dt=<day>/ are read: sub-folders are skipped with a warning, and symbolic links
+    (to files or folders) are rejected with a warning and listed in `rejected`, never followed.
+    """
+    plan = FilePlan([], [], [])
     for day in partitions(storage, entity.name):
         if day > run_date:
             continue
-        for f in storage.list(f"{entity.name}/dt={day.isoformat()}/"):
-            if not _is_data_file(entity, f):
+        plan.days.add(day)
+        prefix = f"{entity.name}/dt={day.isoformat()}/"
+        for key, why in storage.rejected(prefix):
+            log.warning("%s: %s: rejected, not read. Land the file itself in %s.",
+                        storage.uri_of(key), why, storage.uri_of(prefix))
+            plan.rejected.append((key, why))
+        warned_dirs = set()
+        for f in storage.list(prefix):
+            if _in_subfolder(f):
+                sub = "/".join(PurePosixPath(f.key).parts[:3])
+                if sub not in warned_dirs:
+                    warned_dirs.add(sub)
+                    log.warning("%s/: sub-folder of a partition, not read (only files directly in %s are loaded)",
+                                storage.uri_of(sub), prefix)
+                plan.ignored.append(f)
+            elif not _is_data_file(entity, f):
                 if not PurePosixPath(f.key).name.startswith(("_", ".")):
                     log.warning("%s: unsupported file type for %s, ignored", storage.uri_of(f.key), entity.name)
-                ignored.append(f)
+                plan.ignored.append(f)
             elif day == run_date:
-                current.append(f)
-            elif loaded.get(storage.uri_of(f.key)) != f.version:
-                catch_up.append(f)
-    return FilePlan(current, catch_up, ignored)
+                plan.present.add(f.key)
+                plan.current.append(f)
+            else:
+                plan.present.add(f.key)
+                if loaded.get(f.key) != f.version:
+                    plan.catch_up.append(f)
+    return plan
 
 
 def partition_ready(storage: Storage, entity_name: str, day: date) -> bool:

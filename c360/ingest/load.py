@@ -20,13 +20,14 @@ from c360.config import Settings, get_settings
 from c360.ingest.contract import (
     ENTITIES,
     EVENT_TYPES,
+    EXPECTED_REASONS,
     LINE_TYPES,
     METADATA_COLUMNS,
     ORDER_STATUSES,
     Entity,
 )
 from c360.ingest.landing import LandingPartitionMissing, plan_files
-from c360.ingest.readers import read_landed_file
+from c360.ingest.readers import UnreadableFile, read_landed_file
 from c360.privacy import ensure_privacy_tables, erased_on_sql, record_names_erased_sql
 from c360.storage import Storage, StoredFile, open_storage
 from c360.warehouse import connect
@@ -53,8 +54,19 @@ class EntityResult:
     loaded: int = 0
     quarantined: int = 0
     reasons: Counter = field(default_factory=Counter)
+    # files found but never read (symbolic links): key and why
+    rejected_files: list[tuple[str, str]] = field(default_factory=list)
+    # (file key, reason, rows, first line, its detail) of the quarantined rows, for the quarantine-rate check
+    file_reasons: list[tuple[str, str, int, int, str]] = field(default_factory=list, repr=False)
+    # file key -> landed rows
+    file_rows: dict[str, int] = field(default_factory=dict, repr=False)
+    # loaded files that disappeared from their partition: their rows were removed
+    removed_files: list[str] = field(default_factory=list)
 
     def add(self, other: EntityResult) -> None:
+        self.rejected_files += other.rejected_files
+        self.file_reasons += other.file_reasons
+        self.file_rows.update(other.file_rows)
         self.files += other.files
         self.landed += other.landed
         self.loaded += other.loaded
@@ -81,6 +93,8 @@ class IngestResult:
                     "loaded": v.loaded,
                     "quarantined": v.quarantined,
                     "reasons": dict(v.reasons),
+                    "rejected_files": [f"{key}: {why}" for key, why in v.rejected_files],
+                    "removed_files": list(v.removed_files),
                 }
                 for k, v in self.entities.items()
             },
@@ -140,7 +154,11 @@ def _bool_expr(col: str) -> str:
 
 def _rules(entity: Entity, settings: Settings) -> list[tuple[str, str, str]]:
     """(reason, SQL condition over the typed view, SQL detail) in the order they are checked."""
-    rules: list[tuple[str, str, str]] = [("malformed_record", "_malformed", "'record does not parse'")]
+    rules: list[tuple[str, str, str]] = [
+        # first: a file with the wrong columns is rejected as a whole, whatever its rows hold
+        ("schema_mismatch", "_schema_problem IS NOT NULL", "_schema_problem"),
+        ("malformed_record", "_malformed", "'record does not parse'"),
+    ]
     if "customer_id" in entity.column_names:
         # before every other rule: whatever else is wrong with it, an erased customer's row keeps no record text
         rules.append(("erased_customer", "_erased_on IS NOT NULL", "'customer erased on ' || _erased_on::VARCHAR"))
@@ -187,7 +205,33 @@ def _rules(entity: Entity, settings: Settings) -> list[tuple[str, str, str]]:
                 "'currency=' || currency || ' (allowed: C360_CURRENCIES)'",
             )
         )
+    earliest = f"TIMESTAMPTZ '{settings.earliest_date} 00:00:00+00'"
+    for col in entity.timestamp_columns:
+        rules.append(
+            (
+                "date_out_of_range",
+                f'"t_{col}" < {earliest}',
+                f"'{col}=' || \"{col}\" || ' is before C360_EARLIEST_DATE={settings.earliest_date}'",
+            )
+        )
     if entity.name == "transactions":
+        # the rate dbt will use: the row's currency and the base currency, each valid on the line's activity date
+        cur = f"coalesce(upper(trim(currency)), '{settings.default_currency}')"
+        day = ("timezone('UTC', CASE WHEN lower(trim(line_type)) = 'return' THEN coalesce(t_returned_at, t_ordered_at) "
+               "ELSE t_ordered_at END)::DATE")
+        base = settings.base_currency
+        # _fx_first: the first date each currency has a rate (a rate exists on day d iff first <= d: the ASOF join
+        # in dbt takes the latest rate on or before d); joined in _typed, the base's is one uncorrelated lookup
+        base_first = f"(SELECT first_valid FROM _fx_first WHERE currency_code = '{base}')"
+        rules.append(
+            (
+                "no_fx_rate",
+                f"{cur} <> '{base}' AND (coalesce(_fx_first_valid > {day}, TRUE) "
+                f"OR coalesce({base_first} > {day}, TRUE))",
+                f"'no rate from ' || {cur} || ' to {base} on ' || {day}::VARCHAR || "
+                "' in dbt_project/seeds/fx_rates.csv'",
+            )
+        )
         rules.append(
             (
                 "negative_quantity",
@@ -239,19 +283,60 @@ def _output_expr(entity: Entity, col) -> str:
     return f'"t_{name}"'
 
 
+def _returns_sql(entity: Entity) -> str:
+    """checked0 with return_without_sale applied (transactions): a valid return line needs a sale line of the same
+    order (and the same product, when the return names one) already in raw or valid in this load. dbt's
+    customer_360.return_rate (returned / gross revenue, tested between 0 and 1) cannot hold without it.
+    Joins to distinct keys rather than correlated EXISTS: DuckDB runs those per row inside a CASE."""
+    if entity.name != "transactions":
+        return "SELECT * EXCLUDE (_reason00, _detail00), _reason00 AS _reason0, _detail00 AS _detail0 FROM checked0"
+    product = "nullif(trim(r.product_id), '')"
+    missing = (f"_reason00 IS NULL AND lower(trim(r.line_type)) = 'return' "
+               f"AND (so.order_id IS NULL OR ({product} IS NOT NULL AND sp.order_id IS NULL))")
+    return f"""
+            WITH returned AS (
+                SELECT DISTINCT trim(order_id) AS order_id FROM checked0
+                WHERE _reason00 IS NULL AND lower(trim(line_type)) = 'return'
+            ),
+            sales AS (
+                SELECT order_id, product_id FROM raw.transactions
+                WHERE coalesce(line_type, 'sale') = 'sale' AND order_id IN (SELECT order_id FROM returned)
+                UNION
+                SELECT trim(order_id), nullif(trim(product_id), '') FROM checked0
+                WHERE _reason00 IS NULL AND coalesce(lower(trim(line_type)), 'sale') = 'sale'
+                  AND trim(order_id) IN (SELECT order_id FROM returned)
+            ),
+            sale_orders AS (SELECT DISTINCT order_id FROM sales),
+            sale_products AS (SELECT DISTINCT order_id, product_id FROM sales WHERE product_id IS NOT NULL)
+            SELECT r.* EXCLUDE (_reason00, _detail00),
+                CASE WHEN {missing} THEN 'return_without_sale' ELSE _reason00 END AS _reason0,
+                CASE WHEN {missing} THEN 'no sale line of order ' || trim(r.order_id)
+                    || coalesce(' for product ' || {product}, '') || ' loaded or in this load' ELSE _detail00 END AS _detail0
+            FROM checked0 r
+            LEFT JOIN sale_orders so ON so.order_id = trim(r.order_id)
+            LEFT JOIN sale_products sp ON sp.order_id = trim(r.order_id) AND sp.product_id = {product}"""
+
+
 def validate_sql(entity: Entity, settings: Settings) -> str:
     """SQL over a registered `landed` view -> every record with its typed values, hash and reason (null = valid)."""
     rules = _rules(entity, settings)
     reason = "CASE " + " ".join(f"WHEN {cond} THEN '{r}'" for r, cond, _ in rules) + " END"
     detail = "CASE " + " ".join(f"WHEN {cond} THEN {d}" for _, cond, d in rules) + " END"
     typed = _typed_select(entity)
+    fx_col, fx_join = "", ""
+    if entity.name == "transactions":
+        fx_col = ", _fx_first.first_valid AS _fx_first_valid"
+        fx_join = (f"LEFT JOIN _fx_first ON _fx_first.currency_code = "
+                   f"coalesce(upper(trim(landed.currency)), '{settings.default_currency}')")
     return f"""
         WITH typed AS (
-            SELECT *, {typed}, {_hash_expr(entity)} AS _row_hash, {erased_on_sql(entity)} AS _erased_on FROM landed
+            SELECT landed.*, {typed}, {_hash_expr(entity)} AS _row_hash, {erased_on_sql(entity)} AS _erased_on
+                {fx_col} FROM landed {fx_join}
         ),
-        checked AS (
-            SELECT *, {reason} AS _reason0, {detail} AS _detail0 FROM typed
+        checked0 AS (
+            SELECT *, {reason} AS _reason00, {detail} AS _detail00 FROM typed
         ),
+        checked AS ({_returns_sql(entity)}),
         dups AS (
             SELECT *,
                 _reason0 IS NULL AND (
@@ -277,27 +362,35 @@ def _dt_of(key: str) -> date:
     raise ValueError(f"{key}: not inside a dt=YYYY-MM-DD folder")
 
 
-def _read_batch(storage: Storage, entity: Entity, files: list[StoredFile]) -> pa.Table:
-    tables = []
-    for f in files:
+def _read_file(storage: Storage, entity: Entity, f: StoredFile, run_date: date) -> pa.Table:
+    """One landed file as text columns + metadata, or UnreadableFile naming it, why, and what to do."""
+    try:
         t = read_landed_file(storage.read_bytes(f.key), f.key, entity)
-        n = t.num_rows
-        t = t.append_column("_source_file", pa.array([storage.uri_of(f.key)] * n, pa.string()))
-        t = t.append_column("_dt", pa.array([_dt_of(f.key)] * n, pa.date32()))
-        tables.append(t)
-    return pa.concat_tables(tables)
+    except (UnreadableFile, UnicodeDecodeError, pa.ArrowException, EOFError) as exc:
+        reason = str(exc) if isinstance(exc, UnreadableFile) else f"{f.key}: {type(exc).__name__}: {exc}"
+        raise UnreadableFile(
+            f"{entity.name}: cannot read {storage.uri_of(f.key)} ({reason}). Nothing of {entity.name} was loaded by "
+            f"this run: the warehouse is as before. Re-land the file (or remove it from the landing zone), then rerun "
+            f"`c360 ingest --date {run_date}`. See docs/landing_contract.md#formats."
+        ) from exc
+    n = t.num_rows
+    # identity relative to the landing root: the same data under another path or bucket is the same file
+    t = t.append_column("_source_file", pa.array([f.key] * n, pa.string()))
+    return t.append_column("_dt", pa.array([_dt_of(f.key)] * n, pa.date32()))
 
 
-def load_files(con, storage: Storage, entity: Entity, files: list[StoredFile], run_date: date, settings: Settings) -> EntityResult:
-    """Load (or reload) these files in one transaction; returns the counts."""
+def _load_batch(
+    con, storage: Storage, entity: Entity, files: list[StoredFile], run_date: date, settings: Settings,
+    loaded_at: datetime,
+) -> tuple[EntityResult, dict[str, tuple[int, int, int]]]:
+    """Load (or reload) these files inside the caller's transaction; returns the counts and per-file
+    (landed, loaded, quarantined)."""
     started = time.monotonic()
-    landed = _read_batch(storage, entity, files)
-    uris = [storage.uri_of(f.key) for f in files]
-    loaded_at = datetime.now(UTC)
-    con.execute("BEGIN TRANSACTION")
+    landed = pa.concat_tables([_read_file(storage, entity, f, run_date) for f in files])
+    keys = [f.key for f in files]
     try:
         con.register("landed", landed)
-        con.execute("CREATE OR REPLACE TEMP TABLE _files AS SELECT unnest($1::VARCHAR[]) AS source_file", [uris])
+        con.execute("CREATE OR REPLACE TEMP TABLE _files AS SELECT unnest($1::VARCHAR[]) AS source_file", [keys])
         con.execute(f"DELETE FROM raw.{entity.table} WHERE _source_file IN (SELECT source_file FROM _files)")
         con.execute("DELETE FROM raw.quarantine WHERE source_file IN (SELECT source_file FROM _files)")
         con.execute("DELETE FROM raw.ingest_audit WHERE source_file IN (SELECT source_file FROM _files)")
@@ -318,35 +411,81 @@ def load_files(con, storage: Storage, entity: Entity, files: list[StoredFile], r
                FROM _validated WHERE _reason IS NOT NULL ORDER BY _dt, _source_file, _source_line""",
             [entity.name, run_date, loaded_at],
         )
-        per_file = dict(
-            (r[0], r[1:])
+        per_file = {
+            r[0]: r[1:]
             for r in con.execute(
                 """SELECT _source_file, count(*), count(*) FILTER (WHERE _reason IS NULL),
                           count(*) FILTER (WHERE _reason IS NOT NULL)
                    FROM _validated GROUP BY 1"""
             ).fetchall()
-        )
+        }
         seconds = time.monotonic() - started
         audit_rows = []
-        for f, uri in zip(files, uris, strict=True):
-            n_landed, n_loaded, n_quar = per_file.get(uri, (0, 0, 0))
+        for f in files:
+            n_landed, n_loaded, n_quar = per_file.setdefault(f.key, (0, 0, 0))
             audit_rows.append(
-                (entity.name, uri, f.version, f.size, _dt_of(f.key), run_date, n_landed, n_loaded, n_quar, loaded_at, seconds)
+                (entity.name, f.key, f.version, f.size, _dt_of(f.key), run_date, n_landed, n_loaded, n_quar, loaded_at,
+                 seconds)
             )
         con.executemany("INSERT INTO raw.ingest_audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", audit_rows)
         reasons = Counter(
             dict(con.execute("SELECT _reason, count(*) FROM _validated WHERE _reason IS NOT NULL GROUP BY 1").fetchall())
         )
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
+        by_file_reason = con.execute(
+            """SELECT _source_file, _reason, count(*), min(_source_line), arg_min(_detail, _source_line)
+               FROM _validated WHERE _reason IS NOT NULL GROUP BY 1, 2"""
+        ).fetchall()
     finally:
         con.unregister("landed")
     result = EntityResult(entity.name, files=len(files), landed=landed.num_rows, reasons=reasons)
     result.quarantined = sum(reasons.values())
     result.loaded = result.landed - result.quarantined
-    return result
+    result.file_reasons = by_file_reason
+    result.file_rows = {k: v[0] for k, v in per_file.items()}
+    return result, per_file
+
+
+def _rollback(con, cause: BaseException) -> None:
+    """Roll back without hiding the cause: a failed rollback (the transaction already aborted, a full disk) is
+    logged, and the original error is what the caller sees."""
+    try:
+        con.execute("ROLLBACK")
+    except Exception as exc:  # noqa: BLE001 - the original error matters more than this one
+        log.warning("rollback after %s: %s", type(cause).__name__, exc)
+
+
+# A key as ingestion stores it: <entity>/dt=YYYY-MM-DD/<name>. Rows loaded before file identity became relative
+# hold an absolute path or URI ending with such a key; this pattern finds it.
+_KEY_IN_PATH = "(?:^|/)((?:" + "|".join(ENTITIES) + ")/dt=[0-9]{4}-[0-9]{2}-[0-9]{2}/.+)$"
+
+
+def relativise_source_files(con) -> int:
+    """One-time migration: rewrite absolute source paths/URIs (`/data/landing/transactions/dt=D/x.csv`,
+    `s3://b/p/transactions/...`) to keys relative to the landing root, in the raw tables, quarantine and audit.
+    Cheap when there is nothing to do (one look at the audit). Returns the number of audit rows rewritten."""
+    todo = con.execute(
+        "SELECT count(*) FROM raw.ingest_audit WHERE regexp_matches(source_file, $1) "
+        "AND regexp_extract(source_file, $1, 1) <> source_file",
+        [_KEY_IN_PATH],
+    ).fetchone()[0]
+    if not todo:
+        return 0
+    targets = [(f"raw.{e.table}", "_source_file") for e in ENTITIES.values()]
+    targets += [("raw.quarantine", "source_file"), ("raw.ingest_audit", "source_file")]
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for table, col in targets:
+            con.execute(
+                f"UPDATE {table} SET {col} = regexp_extract({col}, $1, 1) "
+                f"WHERE regexp_matches({col}, $1) AND regexp_extract({col}, $1, 1) <> {col}",
+                [_KEY_IN_PATH],
+            )
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    log.info("raw: %d file(s) recorded under an absolute path now recorded relative to the landing root", todo)
+    return todo
 
 
 def loaded_versions(con, entity: Entity) -> dict[str, str]:
@@ -354,10 +493,149 @@ def loaded_versions(con, entity: Entity) -> dict[str, str]:
     return dict(rows)
 
 
-def ingest(run_date: date, settings: Settings | None = None, entities: list[str] | None = None) -> IngestResult:
-    """Load the landing zone's files for run_date (and unloaded earlier ones) into raw.*.
+def fx_seed_path(settings: Settings):
+    return settings.dbt_project_dir / "seeds" / "fx_rates.csv"
 
-    Raises LandingPartitionMissing when the required transactions partition for run_date is absent.
+
+def load_fx_rates(con, settings: Settings) -> None:
+    """The first date from which each currency has a rate, from dbt's fx_rates seed (the rates dbt converts with),
+    as the temporary table _fx_first that the no_fx_rate rule reads."""
+    path = fx_seed_path(settings)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: the FX seed is missing; ingestion checks every foreign-currency row against "
+                                "it (no_fx_rate). Restore dbt_project/seeds/fx_rates.csv from the repository.")
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _fx_first AS SELECT upper(trim(currency_code)) AS currency_code, "
+        "min(valid_from::DATE) AS first_valid FROM read_csv($1, header = true, all_varchar = true) GROUP BY 1",
+        [str(path)],
+    )
+
+
+class QuarantineRateExceeded(RuntimeError):
+    """Too many of a date's rows were quarantined: the extract is probably broken, so nothing is committed."""
+
+
+def check_quarantine_rate(result: EntityResult, settings: Settings, storage: Storage, run_date: date) -> None:
+    """Raise QuarantineRateExceeded when, for a date of this run, the share of rows quarantined for a reason that
+    says the extract is wrong exceeds settings.max_quarantine_rate (dates with fewer than
+    settings.quarantine_rate_min_rows landed rows are not judged: a rate over a handful of rows is noise)."""
+    landed: Counter = Counter()
+    for key, n in result.file_rows.items():
+        landed[_dt_of(key)] += n
+    bad: dict[date, Counter] = {}
+    worst: dict[date, tuple] = {}
+    for key, reason, n, line, detail in result.file_reasons:
+        if reason in EXPECTED_REASONS:
+            continue
+        day = _dt_of(key)
+        bad.setdefault(day, Counter())[reason] += n
+        if day not in worst or n > worst[day][2]:
+            worst[day] = (key, reason, n, line, detail)
+    failures = []
+    for day, reasons in sorted(bad.items()):
+        n_bad, n_landed = sum(reasons.values()), landed[day]
+        if n_landed < settings.quarantine_rate_min_rows or n_bad <= settings.max_quarantine_rate * n_landed:
+            continue
+        key, reason, n, line, detail = worst[day]
+        failures.append(
+            f"  dt={day}: {n_bad:,} of {n_landed:,} rows quarantined ({n_bad / n_landed:.1%}); top reasons: "
+            + ", ".join(f"{r} {c:,}" for r, c in reasons.most_common(3))
+            + f"; worst file {storage.uri_of(key)}: {n:,} rows {reason} (first at line {line}: {detail})"
+        )
+    if failures:
+        raise QuarantineRateExceeded(
+            f"{result.entity}: quarantine rate above C360_MAX_QUARANTINE_RATE={settings.max_quarantine_rate:.1%} "
+            f"(duplicates, test orders and erased customers not counted):\n" + "\n".join(failures) + "\n"
+            f"Nothing of {result.entity} was committed. Fix the extract and re-land the file(s) (a renamed column: "
+            f"see docs/landing_contract.md), then rerun `c360 ingest --date {run_date}`. If these rows are really "
+            f"expected to be rejected, rerun once with C360_MAX_QUARANTINE_RATE=<higher share, e.g. 1.0>."
+        )
+
+
+def _vanished_files(plan, loaded: dict[str, str], run_date: date) -> list[str]:
+    """Loaded files (dt <= run_date) no longer in the landing zone although their dt= partition still is: a file
+    deleted or renamed to correct the data. A partition gone as a whole (a retention policy) keeps its rows."""
+    out = []
+    for key in loaded:
+        try:
+            day = _dt_of(key)
+        except ValueError:
+            continue  # not a relative key (an unmigrated old path): never guess
+        if day <= run_date and day in plan.days and key not in plan.present:
+            out.append(key)
+    return sorted(out)
+
+
+def _delete_files(con, entity: Entity, keys: list[str]) -> int:
+    """Delete what these files loaded (rows, quarantine, audit), inside the caller's transaction."""
+    con.execute("CREATE OR REPLACE TEMP TABLE _gone AS SELECT unnest($1::VARCHAR[]) AS source_file", [keys])
+    n = con.execute(f"SELECT count(*) FROM raw.{entity.table} WHERE _source_file IN (SELECT source_file FROM _gone)"
+                    ).fetchone()[0]
+    con.execute(f"DELETE FROM raw.{entity.table} WHERE _source_file IN (SELECT source_file FROM _gone)")
+    con.execute("DELETE FROM raw.quarantine WHERE entity = $1 AND source_file IN (SELECT source_file FROM _gone)",
+                [entity.name])
+    con.execute("DELETE FROM raw.ingest_audit WHERE entity = $1 AND source_file IN (SELECT source_file FROM _gone)",
+                [entity.name])
+    return n
+
+
+def _ingest_entity(con, storage: Storage, entity: Entity, run_date: date, settings: Settings) -> EntityResult:
+    """Everything this run loads for one entity, in ONE transaction: all of it is committed, or none of it.
+
+    Files are read and validated in batches of BATCH_FILES (bounded memory, visible progress), but nothing is
+    committed until every file of every date has been read and the entity's checks passed: an unreadable file
+    in the middle of a date leaves the warehouse exactly as it was.
+    """
+    name = entity.name
+    loaded = loaded_versions(con, entity)
+    plan = plan_files(storage, entity, run_date, loaded)
+    vanished = _vanished_files(plan, loaded, run_date)
+    if entity.required_entity and not plan.current:
+        raise LandingPartitionMissing.for_entity(storage, entity, run_date)
+    total = EntityResult(name, rejected_files=list(plan.rejected))
+    todo = plan.catch_up + plan.current
+    if plan.catch_up:
+        log.info("%s: %d earlier file(s) not loaded yet (late arrivals or first run): loading them too",
+                 name, len(plan.catch_up))
+    if not todo and not vanished:
+        log.info("%s: nothing landed for %s (optional entity, skipped)", name, run_date)
+        return total
+    loaded_at = datetime.now(UTC)
+    if entity.name == "transactions":
+        load_fx_rates(con, settings)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        if vanished:
+            n = _delete_files(con, entity, vanished)
+            total.removed_files = vanished
+            log.warning("%s: %d loaded file(s) no longer in the landing zone (deleted or replaced): their %s row(s) "
+                        "removed from raw.%s: %s", name, len(vanished), f"{n:,}", entity.table,
+                        ", ".join(storage.uri_of(k) for k in vanished[:5]) + (" ..." if len(vanished) > 5 else ""))
+        for i in range(0, len(todo), BATCH_FILES):
+            batch = todo[i : i + BATCH_FILES]
+            res, per_file = _load_batch(con, storage, entity, batch, run_date, settings, loaded_at)
+            total.add(res)
+            log.info(
+                "%s: %d/%d files read (dt %s..%s): %s landed, %s valid, %s quarantined%s",
+                name, min(i + BATCH_FILES, len(todo)), len(todo), _dt_of(batch[0].key), _dt_of(batch[-1].key),
+                f"{res.landed:,}", f"{res.loaded:,}", f"{res.quarantined:,}",
+                f" ({', '.join(f'{k} {v:,}' for k, v in res.reasons.most_common())})" if res.reasons else "",
+            )
+        check_quarantine_rate(total, settings, storage, run_date)
+        con.execute("COMMIT")
+    except BaseException as exc:
+        _rollback(con, exc)
+        raise
+    log.info("%s: committed %d file(s): %s landed, %s loaded, %s quarantined", name, total.files,
+             f"{total.landed:,}", f"{total.loaded:,}", f"{total.quarantined:,}")
+    return total
+
+
+def ingest(run_date: date, settings: Settings | None = None, entities: list[str] | None = None) -> IngestResult:
+    """Load the landing zone's files for run_date (and unloaded earlier ones) into raw.*, all or nothing per entity.
+
+    Raises LandingPartitionMissing when the required transactions partition for run_date is absent, and
+    UnreadableFile (naming the file) when a file cannot be read: that entity's run then commits nothing.
     """
     settings = settings or get_settings()
     storage = open_storage(settings.landing_uri, settings.s3_endpoint_url)
@@ -367,29 +645,9 @@ def ingest(run_date: date, settings: Settings | None = None, entities: list[str]
     con = connect(settings)
     try:
         ensure_raw_schema(con)
+        relativise_source_files(con)
         for name in names:
-            entity = ENTITIES[name]
-            plan = plan_files(storage, entity, run_date, loaded_versions(con, entity))
-            if entity.required_entity and not plan.current:
-                raise LandingPartitionMissing.for_entity(storage, entity, run_date)
-            total = EntityResult(name)
-            todo = plan.catch_up + plan.current
-            if plan.catch_up:
-                log.info("%s: %d earlier file(s) not loaded yet (late arrivals or first run): loading them too",
-                         name, len(plan.catch_up))
-            for i in range(0, len(todo), BATCH_FILES):
-                batch = todo[i : i + BATCH_FILES]
-                res = load_files(con, storage, entity, batch, run_date, settings)
-                total.add(res)
-                log.info(
-                    "%s: %d/%d files (dt %s..%s): %s landed, %s loaded, %s quarantined%s",
-                    name, min(i + BATCH_FILES, len(todo)), len(todo), _dt_of(batch[0].key), _dt_of(batch[-1].key),
-                    f"{res.landed:,}", f"{res.loaded:,}", f"{res.quarantined:,}",
-                    f" ({', '.join(f'{k} {v:,}' for k, v in res.reasons.most_common())})" if res.reasons else "",
-                )
-            if not todo:
-                log.info("%s: nothing landed for %s (optional entity, skipped)", name, run_date)
-            results[name] = total
+            results[name] = _ingest_entity(con, storage, ENTITIES[name], run_date, settings)
         con.execute("CHECKPOINT")
     finally:
         con.close()

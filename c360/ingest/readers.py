@@ -17,11 +17,24 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from c360.ingest.contract import JSON_FORMATS, Entity
+from c360.ingest.contract import JSON_FORMATS, Entity, schema_problem
 
 
 class UnreadableFile(Exception):
-    """The file as a whole cannot be read (bad gzip, bad Parquet, not UTF-8)."""
+    """The file as a whole cannot be read (bad gzip, bad Parquet, not UTF-8). The message names the file and why;
+    ingestion adds the landing URI and what to do."""
+
+
+def _utf8(data: bytes, key: str) -> str:
+    """The bytes as text, or UnreadableFile naming the first byte that is not UTF-8 (binary data, Latin-1...)."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise UnreadableFile(
+            f"{key}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}, line {line}): "
+            "binary data or another encoding"
+        ) from exc
 
 
 def file_format(key: str) -> str | None:
@@ -37,15 +50,20 @@ def _decompress(data: bytes, key: str) -> bytes:
         try:
             return gzip.decompress(data)
         except (OSError, EOFError) as exc:
-            raise UnreadableFile(f"{key}: not a valid gzip file ({exc}). Re-land the file.") from exc
+            raise UnreadableFile(f"{key}: not a valid gzip file, or truncated ({exc})") from exc
     return data
 
 
-def _text_table(entity: Entity, columns: dict[str, list], lines: list[int], malformed: list[bool], records: list) -> pa.Table:
+def _text_table(
+    entity: Entity, columns: dict[str, list], lines: list[int], malformed: list[bool], records: list,
+    problem: str | None = None,
+) -> pa.Table:
     arrays = {c: pa.array(columns.get(c, [None] * len(lines)), pa.string()) for c in entity.column_names}
     arrays["_source_line"] = pa.array(lines, pa.int64())
     arrays["_malformed"] = pa.array(malformed, pa.bool_())
     arrays["_record"] = pa.array(records, pa.string())
+    # the file's schema problem (schema_problem), the same on every row: the whole file is rejected
+    arrays["_schema_problem"] = pa.array([problem] * len(lines), pa.string())
     return pa.table(arrays)
 
 
@@ -53,8 +71,11 @@ def read_csv(data: bytes, key: str, entity: Entity) -> pa.Table:
     raw = _decompress(data, key)
     if not raw.strip():
         return _text_table(entity, {}, [], [], [])
+    _utf8(raw, key)  # the whole file, so that a bad byte anywhere is named with its offset, not half-read
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]  # a UTF-8 byte order mark is not part of the first column's name
     header_end = raw.find(b"\n")
-    header = raw[: header_end if header_end >= 0 else len(raw)].decode("utf-8-sig").strip("\r")
+    header = raw[: header_end if header_end >= 0 else len(raw)].decode("utf-8").strip("\r")
     names = next(csv.reader([header]))
     norm = [n.strip().lower() for n in names]
     bad: list[tuple[int, str]] = []
@@ -77,7 +98,7 @@ def read_csv(data: bytes, key: str, entity: Entity) -> pa.Table:
             ),
         )
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
-        raise UnreadableFile(f"{key}: cannot be parsed as CSV ({exc}).") from exc
+        raise UnreadableFile(f"{key}: cannot be parsed as CSV ({exc})") from exc
 
     # Record numbers count the header as record 1; pyarrow reports bad rows' numbers on that scale.
     bad_numbers = {n for n, _ in bad}
@@ -90,7 +111,7 @@ def read_csv(data: bytes, key: str, entity: Entity) -> pa.Table:
     for c in cols:
         cols[c] = cols[c] + [None] * len(bad)
     records = records + [text for _, text in bad]
-    return _text_table(entity, cols, lines, malformed, records)
+    return _text_table(entity, cols, lines, malformed, records, schema_problem(entity, norm))
 
 
 def _records_as_json(table: pa.Table, entity: Entity) -> list[str]:
@@ -103,7 +124,7 @@ def read_parquet(data: bytes, key: str, entity: Entity) -> pa.Table:
     try:
         table = pq.read_table(io.BytesIO(data))
     except (pa.ArrowInvalid, OSError) as exc:
-        raise UnreadableFile(f"{key}: cannot be read as Parquet ({exc}). Re-land the file.") from exc
+        raise UnreadableFile(f"{key}: cannot be read as Parquet, or truncated ({exc})") from exc
     table = table.rename_columns([n.strip().lower() for n in table.column_names])
     cols = {}
     for c in entity.column_names:
@@ -116,17 +137,24 @@ def read_parquet(data: bytes, key: str, entity: Entity) -> pa.Table:
     n = table.num_rows
     text_table = pa.table({c: pa.array(v, pa.string()) for c, v in cols.items()}) if cols else pa.table({})
     records = _records_as_json(text_table, entity) if cols else ["{}"] * n
-    return _text_table(entity, cols, list(range(1, n + 1)), [False] * n, records)
+    problem = schema_problem(entity, table.column_names)
+    if problem:
+        # keep every landed column in the record text, so that the rejected rows can be fixed and re-landed
+        records = _records_as_json(pa.table({c: pa.compute.cast(table.column(c), pa.string())
+                                             for c in table.column_names}), entity)
+    return _text_table(entity, cols, list(range(1, n + 1)), [False] * n, records, problem)
 
 
 def read_jsonl(data: bytes, key: str, entity: Entity) -> pa.Table:
     raw = _decompress(data, key)
+    _utf8(raw, key)  # not UTF-8 = the file is unreadable, not a file of malformed lines
     cols: dict[str, list] = {c: [] for c in entity.column_names}
     lines, malformed, records = [], [], []
+    keys: dict[str, None] = {}  # every key of the file's objects, in order of appearance
     for number, line in enumerate(raw.split(b"\n"), start=1):
         if not line.strip():
             continue  # blank lines are not records
-        text = line.decode("utf-8", errors="replace").rstrip("\r")
+        text = line.decode("utf-8-sig" if number == 1 else "utf-8").rstrip("\r")
         try:
             obj = json.loads(text)
             ok = isinstance(obj, dict)
@@ -135,12 +163,15 @@ def read_jsonl(data: bytes, key: str, entity: Entity) -> pa.Table:
         lines.append(number)
         records.append(text)
         malformed.append(not ok)
+        if ok:
+            keys.update(dict.fromkeys(obj))
         for c in entity.column_names:
             v = obj.get(c) if ok else None
             if v is not None and not isinstance(v, str):
                 v = json.dumps(v) if isinstance(v, dict | list) else str(v).lower() if isinstance(v, bool) else str(v)
             cols[c].append(v if v != "" else None)
-    return _text_table(entity, cols, lines, malformed, records)
+    # JSON objects may omit optional keys: a required key is missing only when no object of the file has it
+    return _text_table(entity, cols, lines, malformed, records, schema_problem(entity, list(keys)))
 
 
 def read_landed_file(data: bytes, key: str, entity: Entity) -> pa.Table:

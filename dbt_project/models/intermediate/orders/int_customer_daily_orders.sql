@@ -96,7 +96,7 @@ priced_lines as (
         state_lines.line_type,
         state_lines.status,
         state_lines.quantity,
-        cast(state_lines.amount * fx.eur_per_unit as decimal(18, 4))    as amount_eur,
+        cast({{ to_base_currency('state_lines.amount', 'state_lines.currency') }} as decimal(18, 4)) as amount_eur,
         coalesce(products.category, 'unknown')                           as category
     from state_lines
     {{ fx_asof_join('state_lines', 'currency', 'activity_date') }}

@@ -3,9 +3,12 @@
         materialized='incremental',
         incremental_strategy='delete+insert',
         unique_key='order_id',
-        on_schema_change='fail'
+        on_schema_change='fail',
+        pre_hook="{% if is_incremental() %}delete from {{ this }} where order_id not in (select order_id from {{ source('shop', 'transactions') }}){% endif %}"
     )
 }}
+-- The pre-hook removes orders that vanished from raw (their landed file was deleted or replaced: ingestion
+-- removed its rows): delete+insert only rebuilds orders that still have lines, so they would stay forever.
 -- One row per order line as known today (latest version), sales and returns, with the amount in EUR and the
 -- product's current category. Incremental per order: orders with a line version that became known in the run's
 -- window are rebuilt.
@@ -60,7 +63,8 @@ select
     lines.discount,
     lines.amount,
     lines.currency,
-    cast(lines.amount * fx.eur_per_unit as decimal(18, 4))                as amount_eur,
+    -- amount_eur keeps its name: it is the amount in the base currency (C360_BASE_CURRENCY, default EUR)
+    cast({{ to_base_currency('lines.amount', 'lines.currency') }} as decimal(18, 4)) as amount_eur,
     lines.status,
     lines.channel,
     lines.ordered_at,

@@ -42,7 +42,7 @@ select
     products.brand::varchar                                             as brand,
     products.price::decimal(18, 4)                                      as list_price,
     products.currency::varchar                                          as list_price_currency,
-    cast(products.price * fx.eur_per_unit as decimal(18, 2))            as list_price_eur,
+    cast({{ to_base_currency('products.price', 'products.currency') }} as decimal(18, 2)) as list_price_eur,
     (products.product_id is not null)::boolean                          as has_master_data,
     sales.first_sold_date::date                                         as first_sold_date,
     sales.last_sold_date::date                                          as last_sold_date,
@@ -57,3 +57,7 @@ left join sales    on sales.product_id = all_products.product_id
 asof left join {{ ref('fx_rates') }} as fx
     on fx.currency_code = products.currency
     and coalesce({{ utc_date('products.updated_at') }}, products.landed_date) >= fx.valid_from
+asof left join (
+    select valid_from, eur_per_unit from {{ ref('fx_rates') }} where currency_code = '{{ var("base_currency") }}'
+) as fx_base
+    on coalesce({{ utc_date('products.updated_at') }}, products.landed_date) >= fx_base.valid_from

@@ -3,9 +3,11 @@
         materialized='incremental',
         incremental_strategy='delete+insert',
         unique_key='order_id',
-        on_schema_change='fail'
+        on_schema_change='fail',
+        pre_hook="{% if is_incremental() %}delete from {{ this }} where order_id not in (select order_id from {{ ref('int_order_lines') }}){% endif %}"
     )
 }}
+-- The pre-hook drops orders whose lines vanished from int_order_lines (a landed file deleted or replaced).
 -- One row per order: what was sold, what came back, and the net revenue in EUR. A cancelled order earns nothing.
 -- Incremental per order, from the order lines rebuilt in this run.
 
