@@ -63,6 +63,11 @@ class Settings:
     warehouse_lock_timeout_seconds: int
     churn_horizon_days: int = 90
     value_horizon_days: int = 180
+    # S3 calls: botocore's retry mode (standard | adaptive | legacy), attempts including the first, and the
+    # connect timeout; an unreachable endpoint fails after max_attempts with one line naming it.
+    s3_retry_mode: str = "standard"
+    s3_max_attempts: int = 5
+    s3_connect_timeout_seconds: float = 10.0
     extra: dict = field(default_factory=dict)
 
     def as_env(self) -> dict[str, str]:
@@ -90,6 +95,9 @@ class Settings:
             "C360_WAREHOUSE_LOCK_TIMEOUT_SECONDS": str(self.warehouse_lock_timeout_seconds),
             "C360_CHURN_HORIZON_DAYS": str(self.churn_horizon_days),
             "C360_VALUE_HORIZON_DAYS": str(self.value_horizon_days),
+            "C360_S3_RETRY_MODE": self.s3_retry_mode,
+            "C360_S3_MAX_ATTEMPTS": str(self.s3_max_attempts),
+            "C360_S3_CONNECT_TIMEOUT_SECONDS": str(self.s3_connect_timeout_seconds),
         }
         if self.s3_endpoint_url:
             env["C360_S3_ENDPOINT_URL"] = self.s3_endpoint_url
@@ -130,4 +138,15 @@ def get_settings() -> Settings:
         # label horizons: read by dbt (the same variables) and passed to the training job
         churn_horizon_days=_env_int("C360_CHURN_HORIZON_DAYS", 90),
         value_horizon_days=_env_int("C360_VALUE_HORIZON_DAYS", 180),
+        s3_retry_mode=_s3_retry_mode(_env("C360_S3_RETRY_MODE", "standard")),
+        s3_max_attempts=max(1, _env_int("C360_S3_MAX_ATTEMPTS", 5)),
+        s3_connect_timeout_seconds=_env_float("C360_S3_CONNECT_TIMEOUT_SECONDS", 10.0),
     )
+
+
+def _s3_retry_mode(value: str) -> str:
+    mode = value.strip().lower()
+    if mode not in ("standard", "adaptive", "legacy"):
+        raise ValueError(f"Environment variable C360_S3_RETRY_MODE={value!r} must be standard, adaptive or legacy "
+                         "(botocore's retry modes)")
+    return mode
