@@ -792,7 +792,7 @@ def erase_customer(customer_id: str, settings: Settings | None = None, *, dry_ru
     3. The warehouse file is compacted, so deleted values are gone from disk; the log row is marked completed.
     A failure after step 1 leaves the log row without completed_at: run the same command again to finish.
     """
-    from c360.warehouse import connect
+    from c360.warehouse import connect, rollback
 
     settings = settings or get_settings()
     customer_id = customer_id.strip()
@@ -829,8 +829,8 @@ def erase_customer(customer_id: str, settings: Settings | None = None, *, dry_ru
                      result.quarantine_scrubbed],
                 )
                 con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
+            except BaseException as exc:
+                rollback(con, exc)  # never masks exc
                 raise
             con.execute("CHECKPOINT")
     finally:

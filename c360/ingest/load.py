@@ -29,7 +29,7 @@ from c360.ingest.landing import LandingPartitionMissing, plan_files
 from c360.ingest.readers import read_landed_file
 from c360.privacy import ensure_privacy_tables, erased_on_sql, record_names_erased_sql
 from c360.storage import Storage, StoredFile, open_storage
-from c360.warehouse import connect
+from c360.warehouse import connect, rollback
 
 log = logging.getLogger(__name__)
 
@@ -338,8 +338,8 @@ def load_files(con, storage: Storage, entity: Entity, files: list[StoredFile], r
             dict(con.execute("SELECT _reason, count(*) FROM _validated WHERE _reason IS NOT NULL GROUP BY 1").fetchall())
         )
         con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
+    except BaseException as exc:
+        rollback(con, exc)  # never masks exc
         raise
     finally:
         con.unregister("landed")
