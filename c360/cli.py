@@ -66,6 +66,60 @@ def main(argv: list[str] | None = None) -> int:
         return int(module.run(args) or 0)
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # only resource and storage faults are mapped; anything else keeps its traceback
+        message = fault_message(exc)
+        if message is None:
+            raise
+        # The traceback goes to the debug log; the last line a user sees is the cause and what to do.
+        logging.getLogger("c360").debug("fault", exc_info=exc)
+        print(f"c360 {args.command}: {message}", file=sys.stderr)
+        return 1
+
+
+def _chain(exc: BaseException):
+    """The exception and its causes/contexts, newest first (a fault may arrive wrapped, e.g. in an ExportError)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def fault_message(exc: BaseException) -> str | None:
+    """One line for a fault the user fixes outside the code (full disk, no memory, unreachable object store),
+    naming the cause and what to do; None for anything else (a bug keeps its traceback)."""
+    import errno
+
+    from c360.config import get_settings
+    from c360.storage import StorageUnreachable
+
+    for e in _chain(exc):
+        if isinstance(e, StorageUnreachable):
+            return str(e)
+        # OSError(ENOSPC) from Python and pyarrow; DuckDB reports it as an IOException whose text says so
+        disk_full = (isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)) or \
+            "No space left on device" in str(e)
+        if disk_full:
+            where = f" writing {e.filename}" if getattr(e, "filename", None) else ""
+            return (f"No space left on device{where} ({e.__class__.__name__}: {_first_line(e)}). Free disk space "
+                    f"under {get_settings().data_dir} (or on the device named) and run the same command again: a "
+                    "rerun replaces what this one left.")
+        if _is_memory_error(e):
+            return (f"Out of memory ({e.__class__.__name__}: {_first_line(e) or 'allocation failed'}). Give the "
+                    "process more memory or lower the batch size (fewer days or files per run, a smaller "
+                    "Spark/DuckDB memory setting that fits the machine), then run the same command again.")
+    return None
+
+
+def _is_memory_error(e: BaseException) -> bool:
+    if isinstance(e, MemoryError):
+        return True
+    # pyarrow.lib.ArrowMemoryError subclasses MemoryError; DuckDB's OutOfMemoryException does not: by name
+    return e.__class__.__name__ in ("ArrowMemoryError", "OutOfMemoryException")
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [""])[0][:300]
 
 
 if __name__ == "__main__":

@@ -81,6 +81,11 @@ class Settings:
     earliest_date: str = "1970-01-01"
     max_quarantine_rate: float = 0.05
     quarantine_rate_min_rows: int = 100
+    # S3 calls: botocore's retry mode (standard | adaptive | legacy), attempts including the first, and the
+    # connect timeout; an unreachable endpoint fails after max_attempts with one line naming it.
+    s3_retry_mode: str = "standard"
+    s3_max_attempts: int = 5
+    s3_connect_timeout_seconds: float = 10.0
     extra: dict = field(default_factory=dict)
 
     def as_env(self) -> dict[str, str]:
@@ -112,6 +117,9 @@ class Settings:
             "C360_EARLIEST_DATE": self.earliest_date,
             "C360_MAX_QUARANTINE_RATE": str(self.max_quarantine_rate),
             "C360_QUARANTINE_RATE_MIN_ROWS": str(self.quarantine_rate_min_rows),
+            "C360_S3_RETRY_MODE": self.s3_retry_mode,
+            "C360_S3_MAX_ATTEMPTS": str(self.s3_max_attempts),
+            "C360_S3_CONNECT_TIMEOUT_SECONDS": str(self.s3_connect_timeout_seconds),
         }
         if self.s3_endpoint_url:
             env["C360_S3_ENDPOINT_URL"] = self.s3_endpoint_url
@@ -156,4 +164,15 @@ def get_settings() -> Settings:
         earliest_date=_env_date("C360_EARLIEST_DATE", "1970-01-01"),
         max_quarantine_rate=_env_float("C360_MAX_QUARANTINE_RATE", 0.05),
         quarantine_rate_min_rows=_env_int("C360_QUARANTINE_RATE_MIN_ROWS", 100),
+        s3_retry_mode=_s3_retry_mode(_env("C360_S3_RETRY_MODE", "standard")),
+        s3_max_attempts=max(1, _env_int("C360_S3_MAX_ATTEMPTS", 5)),
+        s3_connect_timeout_seconds=_env_float("C360_S3_CONNECT_TIMEOUT_SECONDS", 10.0),
     )
+
+
+def _s3_retry_mode(value: str) -> str:
+    mode = value.strip().lower()
+    if mode not in ("standard", "adaptive", "legacy"):
+        raise ValueError(f"Environment variable C360_S3_RETRY_MODE={value!r} must be standard, adaptive or legacy "
+                         "(botocore's retry modes)")
+    return mode

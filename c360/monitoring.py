@@ -292,6 +292,8 @@ def compute_psi(settings: Settings, as_of_date: date, reference_date: date, *,
 
 def record_psi(con, result: MonitoringResult) -> None:
     """Replace the date's rows in monitoring.psi (delete + insert in one transaction: reruns are idempotent)."""
+    from c360.warehouse import rollback
+
     con.execute(_DDL)
     con.execute("BEGIN TRANSACTION")
     try:
@@ -304,8 +306,8 @@ def record_psi(con, result: MonitoringResult) -> None:
                   r.current_rows, now] for r in result.rows],
             )
         con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
+    except BaseException as exc:
+        rollback(con, exc)  # never masks exc
         raise
 
 

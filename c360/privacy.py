@@ -1,4 +1,5 @@
-"""Customers' right to erasure: remove one customer from the warehouse, its Parquet copies and the segment exports.
+"""Customers' right to erasure: remove one customer from the warehouse, its Parquet copies, the segment exports and
+the MLflow artifacts.
 
 `c360 erase-customer CUSTOMER_ID [--dry-run] [--yes]`; docs/runbooks.md ("Erase a customer") says what goes where.
 The erasure is logged in privacy.erasure_log by the sha256 of the id (never the id itself), and ingestion quarantines
@@ -14,6 +15,8 @@ import io
 import json
 import logging
 import os
+import re
+import secrets
 import sys
 import time
 import uuid
@@ -30,6 +33,7 @@ REASON = "erased_customer"
 # Columns that identify a customer. Any `*_customer_id` is an alias (intermediate.int_session_states has
 # logged_in_customer_id), so a new table or model is covered by naming its column the usual way.
 ID_COLUMN, ID_SUFFIX = "customer_id", "_customer_id"
+KEY_COLUMN = "customer_key"  # sha256 of the id (customer_key()): how MLflow's holdout predictions name a customer
 COOKIE_COLUMN = "anonymous_id"  # the cookie/device id of tracking data
 EMAIL_COLUMN = "email"  # matched only in tables that have no customer-id column
 ORDER_COLUMN = "order_id"  # a purchase event carrying the customer's order links its (guest) cookie
@@ -224,10 +228,11 @@ _QUARANTINE_IS_CUSTOMERS = (
 
 @dataclass
 class FileChange:
-    area: str  # feature_store | scores | exports
+    area: str  # feature_store | scores | exports | mlflow
     uri: str
-    rows: int  # rows removed (for a deleted folder: rows found in it)
-    action: str = "rewritten"  # rewritten | deleted
+    rows: int  # rows removed (for a deleted folder: rows found in it); for mlflow also values replaced
+    action: str = "rewritten"  # rewritten | deleted | unresolved (still names them: `note` says what to do)
+    note: str = ""
 
 
 @dataclass
@@ -243,10 +248,14 @@ class ErasureResult:
     files: list[FileChange] = field(default_factory=list)
     compacted: tuple[int, int] | None = None  # warehouse bytes before, after
 
+    @property
+    def unresolved(self) -> list[FileChange]:
+        return [f for f in self.files if f.action == "unresolved"]
+
     def files_summary(self) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}
         for f in self.files:
-            area = out.setdefault(f.area, {"files": 0, "rows": 0})
+            area = out.setdefault(f.area if f.action != "unresolved" else "unresolved", {"files": 0, "rows": 0})
             area["files"] += 1
             area["rows"] += f.rows
         return out
@@ -363,12 +372,13 @@ class Matcher:
 
     ids: frozenset[str]
     cookies: frozenset[str] = frozenset()
+    keys: frozenset[str] = frozenset()  # customer_key() of the ids, for files that carry the hash, not the id
     cookie_keys: frozenset[str] = frozenset()  # sha256 of cookies erased earlier (a rerun no longer knows them)
     emails: frozenset[str] = frozenset()
 
     def relevant(self, column: str) -> bool:
         low = column.lower()
-        return _is_id_column(column) or low in (COOKIE_COLUMN, EMAIL_COLUMN)
+        return _is_id_column(column) or low in (COOKIE_COLUMN, EMAIL_COLUMN, KEY_COLUMN)
 
     def mask(self, table):
         """Boolean array, true for the rows to remove (all false when the table has no relevant column)."""
@@ -383,6 +393,9 @@ class Matcher:
         drop = pa.array([False] * table.num_rows, pa.bool_())
         for c in id_cols:
             drop = pc.or_kleene(drop, pc.is_in(strings(c), value_set=pa.array(sorted(self.ids), pa.string())))
+        key_col = next((n for n in names if n.lower() == KEY_COLUMN), None)
+        if key_col and self.keys:
+            drop = pc.or_kleene(drop, pc.is_in(strings(key_col), value_set=pa.array(sorted(self.keys), pa.string())))
         cookie_col = next((n for n in names if n.lower() == COOKIE_COLUMN), None)
         if cookie_col:
             values = strings(cookie_col)
@@ -446,6 +459,13 @@ def _erase_parquet_dir(area: str, root: Path, matcher: Matcher, dry_run: bool) -
     if not root.is_dir():
         return []
     changes = []
+    # An interrupted rewrite (this module's, or LocalStorage's) leaves `.tmp-*`: a copy nothing reads. Spark's own
+    # `_temporary/` of a job in progress is left alone.
+    for path in sorted(root.rglob(f"{LEFTOVER_FILE_PREFIX}*")):
+        if path.is_file():
+            changes.append(FileChange(area, str(path), 0, action="deleted"))
+            if not dry_run:
+                path.unlink(missing_ok=True)
     for path in sorted(root.rglob("*.parquet")):
         if _is_hidden(path, root):  # temp and staging folders of writers in progress
             continue
@@ -526,18 +546,25 @@ def _erase_exports(settings: Settings, matcher: Matcher, dry_run: bool, erased_a
                 seg["members"] = max(0, seg.get("members", 0) - removed)
             elif kind in ("entered", "exited"):
                 seg[kind] = f["rows"]
+        # Unreferenced: a superseded run kept for readers, a crashed run's `_tmp-*` staging, a half-written
+        # `.tmp-*` file. Staging and half-written files are deleted whatever they hold (nothing may read them, and a
+        # truncated file cannot prove it does not name the customer); a run folder is deleted if a file in it lists
+        # the customer or cannot be read.
         stale: dict[str, int] = {}
         for sf in storage.list(folder):
-            if sf.key == manifest_key or sf.key in referenced or not sf.key.endswith((".csv", ".parquet")):
+            if sf.key == manifest_key or sf.key in referenced:
                 continue
             sub = sf.key[len(folder) + 1:].split("/", 1)[0]
-            if sub in stale:
+            staging = sub.startswith(LEFTOVER_DIR_PREFIX)
+            if not staging and (_is_leftover(sf.key) or not sf.key.endswith((".csv", ".parquet"))):
+                continue  # a half-written file alone: the pass over the whole store below deletes it
+            if sub in stale and stale[sub] > 0:
                 continue
-            _, removed = _filter_export_file(sf.key, storage.read_bytes(sf.key), matcher)
-            if removed:
-                stale[sub] = removed
+            removed = _rows_naming(storage, sf.key, matcher)
+            if removed or staging:
+                stale[sub] = max(stale.get(sub, 0), removed)
         for sub, removed in stale.items():
-            changes.append(FileChange("exports", storage.uri_of(f"{folder}/{sub}"), removed, action="deleted"))
+            changes.append(FileChange("exports", storage.uri_of(f"{folder}/{sub}"), max(removed, 0), action="deleted"))
             if not dry_run:
                 storage.delete_prefix(f"{folder}/{sub}")
         if rewritten and not dry_run:
@@ -545,6 +572,207 @@ def _erase_exports(settings: Settings, matcher: Matcher, dry_run: bool, erased_a
                 {"erased_at": erased_at.isoformat(timespec="seconds"), "files_rewritten": rewritten})
             storage.write_bytes(manifest_key, json.dumps(manifest, indent=2).encode("utf-8"))
             verify_export(date.fromisoformat(folder[3:]), settings, storage=storage)
+    deleted = [c.uri for c in changes if c.action == "deleted"]
+    for sf in storage.list(""):
+        uri = storage.uri_of(sf.key)
+        if _is_leftover(sf.key) and not any(uri.startswith(d + "/") for d in deleted):
+            changes.append(FileChange("exports", uri, max(_rows_naming(storage, sf.key, matcher), 0),
+                                      action="deleted"))
+            if not dry_run:
+                storage.delete_prefix(sf.key)
+    return changes
+
+
+# A crashed export's staging folder (c360.exports.export) and a half-written file (LocalStorage.write_bytes and
+# put_file write `.tmp-*` next to the file, then rename).
+LEFTOVER_DIR_PREFIX, LEFTOVER_FILE_PREFIX = "_tmp-", ".tmp-"
+
+
+def _is_leftover(key: str) -> bool:
+    return key.rsplit("/", 1)[-1].startswith(LEFTOVER_FILE_PREFIX)
+
+
+def _rows_naming(storage, key: str, matcher: Matcher) -> int:
+    """Rows of an export file that are about the customer; -1 when it cannot be read as CSV or Parquet (a truncated
+    or foreign file cannot prove that it does not name them). A half-written file's name says nothing: try both."""
+    data = storage.read_bytes(key)
+    formats = [key] if key.endswith((".csv", ".parquet")) else ["leftover.parquet", "leftover.csv"]
+    for as_name in formats:
+        try:
+            return _filter_export_file(as_name, data, matcher)[1]
+        except Exception as exc:  # noqa: BLE001 - unreadable in this format
+            log.debug("cannot read %s as %s: %s", storage.uri_of(key), as_name.rsplit(".", 1)[-1], exc)
+    return -1
+
+
+# ------------------------------------------------------------------------------------------ MLflow artifacts
+
+def _token_pattern(values: frozenset[str]) -> re.Pattern | None:
+    """A value as a whole token: `C12` matches in `"C12",` but not in `C123` or `XC12`."""
+    values = sorted((v for v in values if v), key=len, reverse=True)
+    if not values:
+        return None
+    return re.compile(r"(?<![\w.@-])(?:" + "|".join(re.escape(v) for v in values) + r")(?![\w@-])")
+
+
+def _replace_values(value, targets: frozenset[str], placeholder: str) -> tuple[object, int]:
+    """`value` with every string equal to a target replaced (lists, structs and maps walked); (new, count)."""
+    if isinstance(value, str):
+        return (placeholder, 1) if value in targets else (value, 0)
+    if isinstance(value, list):
+        pairs = [_replace_values(v, targets, placeholder) for v in value]
+        return [v for v, _ in pairs], sum(n for _, n in pairs)
+    if isinstance(value, tuple):  # a map's (key, value) entries
+        pairs = [_replace_values(v, targets, placeholder) for v in value]
+        return tuple(v for v, _ in pairs), sum(n for _, n in pairs)
+    if isinstance(value, dict):
+        pairs = {k: _replace_values(v, targets, placeholder) for k, v in value.items()}
+        return {k: v for k, (v, _) in pairs.items()}, sum(n for _, n in pairs.values())
+    return value, 0
+
+
+def _has_strings(dtype) -> bool:
+    import pyarrow as pa
+
+    if pa.types.is_string(dtype) or pa.types.is_large_string(dtype):
+        return True
+    if pa.types.is_list(dtype) or pa.types.is_large_list(dtype) or pa.types.is_fixed_size_list(dtype):
+        return _has_strings(dtype.value_type)
+    if pa.types.is_struct(dtype):
+        return any(_has_strings(dtype.field(i).type) for i in range(dtype.num_fields))
+    if pa.types.is_map(dtype):
+        return _has_strings(dtype.key_type) or _has_strings(dtype.item_type)
+    return False
+
+
+def _scrub_parquet(data: bytes, matcher: Matcher, targets: frozenset[str], placeholder: str
+                   ) -> tuple[bytes | None, int]:
+    """Parquet without the customer: their rows dropped (id, cookie or customer_key columns), and their id replaced
+    by `placeholder` where it is a value of another column, e.g. a Spark StringIndexer's `labelsArray` (the
+    recommender's user index). Replacing keeps every position, so the model still loads and its other users keep
+    their index; the erased customer becomes unknown to it (scored like a new customer). (None, 0) if unchanged."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(io.BytesIO(data))
+    table = pf.read()
+    codec = pf.metadata.row_group(0).column(0).compression if pf.metadata.num_row_groups else "SNAPPY"
+    changed = 0
+    if any(matcher.relevant(n) for n in table.column_names):
+        mask = matcher.mask(table)
+        changed = _count(mask)
+        if changed:
+            table = table.filter(pc.invert(mask))
+    for i, f in enumerate(table.schema):
+        if not _has_strings(f.type):
+            continue
+        values, n = _replace_values(table.column(i).to_pylist(), targets, placeholder)
+        if n:
+            table = table.set_column(i, f, pa.array(values, type=f.type))
+            changed += n
+    if not changed:
+        return None, 0
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="none" if codec.upper() == "UNCOMPRESSED" else codec.lower())
+    return buf.getvalue(), changed
+
+
+def _scrub_json(data: bytes, matcher: Matcher, targets: frozenset[str], placeholder: str
+                ) -> tuple[bytes | None, int]:
+    """MLflow's input examples (`{"columns": [...], "data": [[...]]}`, also inside `dataframe_split`, or records)
+    without the customer's rows; any other string equal to the id replaced by `placeholder`."""
+    doc = json.loads(data)
+    removed = 0
+
+    def about_them(record: dict) -> bool:
+        import pyarrow as pa
+
+        table = pa.table({k: pa.array([None if v is None else str(v)], pa.string())
+                          for k, v in record.items() if isinstance(v, str | int | type(None))})
+        return bool(table.num_columns) and matcher.mask(table).to_pylist()[0]
+
+    def walk(node):
+        nonlocal removed
+        if isinstance(node, dict):
+            cols, rows = node.get("columns"), node.get("data")
+            if isinstance(cols, list) and isinstance(rows, list) and any(matcher.relevant(str(c)) for c in cols):
+                kept = [r for r in rows if not (isinstance(r, list) and about_them(dict(zip(map(str, cols), r,
+                                                                                          strict=False))))]
+                removed += len(rows) - len(kept)
+                node = {**node, "data": kept}
+            return {k: walk(v) for k, v in node.items()}
+        if isinstance(node, list):
+            kept = [v for v in node if not (isinstance(v, dict) and any(matcher.relevant(k) for k in v)
+                                             and about_them(v))]
+            removed += len(node) - len(kept)
+            return [walk(v) for v in kept]
+        return node
+
+    doc, replaced = _replace_values(walk(doc), targets, placeholder)
+    if not removed and not replaced:
+        return None, 0
+    return json.dumps(doc).encode("utf-8"), removed + replaced
+
+
+def _names_in_text(data: bytes, pattern: re.Pattern) -> bool:
+    """The id (or its key) as a token of a text file (MLmodel, YAML, JSON, CSV, HTML...). Binary files (images,
+    pickles) are not searched: a short id would match random bytes, and they hold no rows."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return pattern.search(text) is not None
+
+
+def _erase_mlflow_artifacts(settings: Settings, matcher: Matcher, dry_run: bool) -> list[FileChange]:
+    """Every file under the MLflow artifact root (runs and logged models) that names the customer: holdout
+    predictions (by customer_id in runs before #13, by customer_key since), input examples, model data that holds
+    ids (the recommender's user index). Rewritten in place where the format allows; anything else is reported as
+    unresolved with what to do. Metrics, params and plots hold aggregates only and stay."""
+    from c360.storage import open_storage
+
+    root = settings.mlflow_artifact_root
+    if "://" in root and not root.startswith(("s3://", "file://")):
+        return [FileChange("mlflow", root, 0, "unresolved",
+                           "artifact store not scanned (only local folders and s3:// are): search it for the id")]
+    if "://" not in root and not Path(root).is_dir():
+        return []
+    storage = open_storage(root, settings.s3_endpoint_url)
+    targets = frozenset(matcher.ids)
+    pattern = _token_pattern(matcher.ids | matcher.keys)
+    placeholder = f"erased-{secrets.token_hex(8)}"  # not derived from the id: nothing links it back
+    changes: list[FileChange] = []
+    for sf in storage.list(""):
+        name = sf.key.rsplit("/", 1)[-1]
+        if name.endswith(".crc"):
+            continue  # Spark's checksums of the file beside them: removed with a rewrite below
+        data = storage.read_bytes(sf.key)
+        new, n = None, 0
+        try:
+            if name.endswith(".parquet"):
+                new, n = _scrub_parquet(data, matcher, targets, placeholder)
+            elif name.endswith(".json"):
+                new, n = _scrub_json(data, matcher, targets, placeholder)
+            elif name.endswith(".csv"):
+                new, n = _filter_export_file(name, data, matcher)
+                new = new if n else None
+        except Exception as exc:  # noqa: BLE001 - a file that does not parse is searched as bytes below
+            log.debug("cannot parse %s: %s", storage.uri_of(sf.key), exc)
+        uri = storage.uri_of(sf.key)
+        if pattern is not None and not name.endswith(".parquet") and _names_in_text(new or data, pattern):
+            what = "rewrite it without the id, or delete the run or model version it belongs to"
+            changes.append(FileChange("mlflow", uri, n, "unresolved", f"still names the customer: {what}"))
+            continue
+        if new is None:
+            continue
+        changes.append(FileChange("mlflow", uri, n))
+        if dry_run:
+            continue
+        storage.write_bytes(sf.key, new)
+        crc = f"{sf.key[: -len(name)]}.{name}.crc"
+        if storage.exists(crc):
+            storage.delete_prefix(crc)
     return changes
 
 
@@ -559,11 +787,12 @@ def erase_customer(customer_id: str, settings: Settings | None = None, *, dry_ru
        sessions of their cookies, emails in tables keyed by email only; raw.* rows become erased_customer
        tombstones so the ingestion audit still reconciles; quarantined records naming them lose their text;
        privacy.erasure_log gets the sha256 of the id, privacy.erased_cookies the sha256 of each cookie.
-    2. Parquet under the feature store and scores folders, and the published exports: rewritten without them.
+    2. Parquet under the feature store and scores folders, the published exports and the MLflow artifacts:
+       rewritten without them; unpublished export runs that list them and export leftovers deleted.
     3. The warehouse file is compacted, so deleted values are gone from disk; the log row is marked completed.
     A failure after step 1 leaves the log row without completed_at: run the same command again to finish.
     """
-    from c360.warehouse import connect
+    from c360.warehouse import connect, rollback
 
     settings = settings or get_settings()
     customer_id = customer_id.strip()
@@ -600,17 +829,19 @@ def erase_customer(customer_id: str, settings: Settings | None = None, *, dry_ru
                      result.quarantine_scrubbed],
                 )
                 con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
+            except BaseException as exc:
+                rollback(con, exc)  # never masks exc
                 raise
             con.execute("CHECKPOINT")
     finally:
         con.close()
 
-    matcher = Matcher(frozenset({customer_id}), frozenset(cookies), frozenset(cookie_keys), frozenset(emails))
+    matcher = Matcher(frozenset({customer_id}), frozenset(cookies), frozenset({key}), frozenset(cookie_keys),
+                      frozenset(emails))
     result.files += _erase_parquet_dir("feature_store", Path(settings.feature_store_dir), matcher, dry_run)
     result.files += _erase_parquet_dir("scores", Path(settings.scores_dir), matcher, dry_run)
     result.files += _erase_exports(settings, matcher, dry_run, result.erased_at)
+    result.files += _erase_mlflow_artifacts(settings, matcher, dry_run)
     if dry_run:
         return result
     if compact:
@@ -646,15 +877,29 @@ def print_summary(result: ErasureResult) -> None:
     print(f"  {'raw.quarantine records naming them':<44}{result.quarantine_scrubbed:>8,}  (record text set to NULL)")
     for f in result.files:
         label = f"{f.area}: {f.uri}"
-        print(f"  {label:<44}{f.rows:>8,}  ({'folder deleted' if f.action == 'deleted' else 'file rewritten'})")
+        print(f"  {label:<44}{f.rows:>8,}  ({_file_action(f, result.dry_run)})")
+    if result.unresolved:
+        print(f"  {len(result.unresolved)} file(s) above still name the customer and were not changed: "
+              "see docs/runbooks.md, 'Erase a customer'")
     if result.dry_run:
         return
     if not result.files:
-        print("  no Parquet or export file lists the customer")
+        print("  no Parquet, export or MLflow file lists the customer")
     if result.compacted:
         before, after = result.compacted
         print(f"  warehouse compacted: {before / 1e6:.1f} MB -> {after / 1e6:.1f} MB (deleted rows are gone from disk)")
     print("  logged in privacy.erasure_log (by sha256 only); re-landed rows will be quarantined as erased_customer")
+
+
+def _file_action(f: FileChange, dry_run: bool) -> str:
+    """What happened to a file, or with --dry-run what would: a dry run never claims it changed anything."""
+    if f.action == "unresolved":
+        return f"NOT removed: {f.note}"
+    target = "folder" if f.action == "deleted" and not f.uri.rsplit("/", 1)[-1].startswith(LEFTOVER_FILE_PREFIX) \
+        else "file"
+    if dry_run:
+        return f"would {'delete' if f.action == 'deleted' else 'rewrite'} this {target}"
+    return f"{target} {f.action}"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -707,4 +952,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         print_summary(result)
         print(f"  in {time.monotonic() - started:.1f} s")
+    if result.unresolved and not result.dry_run:
+        log.error("Erased except in %d file(s) that still name the customer (listed as NOT removed): rewrite or "
+                  "delete them, then run the same command again to check.", len(result.unresolved))
+        return 1
     return 0

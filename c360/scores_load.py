@@ -11,7 +11,7 @@ from datetime import date
 from pathlib import Path
 
 from c360.config import Settings, get_settings
-from c360.warehouse import connect
+from c360.warehouse import connect, rollback
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +64,8 @@ def load_scores(day: date, settings: Settings | None = None) -> dict[str, int]:
             )
             counts[table] = con.execute(f"SELECT count(*) FROM raw.{table} WHERE as_of_date = ?", [day]).fetchall()[0][0]
         con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
+    except BaseException as exc:
+        rollback(con, exc)  # never masks exc
         raise
     finally:
         con.close()

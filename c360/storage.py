@@ -217,18 +217,70 @@ class LocalStorage(Storage):
         yield self._path(key)
 
 
+class StorageUnreachable(ConnectionError):
+    """An S3 endpoint that did not answer (after botocore's retries), or refused the credentials or bucket: the
+    message is one line naming the endpoint, the object and what to check."""
+
+
 class S3Storage(Storage):
-    def __init__(self, uri: str, endpoint_url: str | None = None, client=None):
+    def __init__(self, uri: str, endpoint_url: str | None = None, client=None, *, retry_mode: str | None = None,
+                 max_attempts: int | None = None, connect_timeout: float | None = None):
         parsed = urlparse(uri)
         self.bucket = parsed.netloc
         self.prefix = parsed.path.strip("/")
         self.uri = f"s3://{self.bucket}/{self.prefix}".rstrip("/")
         if client is None:
             import boto3  # imported here: local runs never pay for it
+            from botocore.config import Config
 
+            from c360.config import get_settings
+
+            settings = get_settings()
+            self.max_attempts = max_attempts or settings.s3_max_attempts
+            # botocore's own retry modes: standard retries throttling, 5xx and connection errors with exponential
+            # backoff; adaptive adds client-side rate limiting. total_max_attempts counts the first call.
+            config = Config(retries={"mode": retry_mode or settings.s3_retry_mode,
+                                     "total_max_attempts": self.max_attempts},
+                            connect_timeout=connect_timeout or settings.s3_connect_timeout_seconds)
             # endpoint_url None lets boto3 use AWS_ENDPOINT_URL(_S3) or the real AWS endpoint.
-            client = boto3.client("s3", endpoint_url=endpoint_url)
+            client = boto3.client("s3", endpoint_url=endpoint_url, config=config)
+        else:
+            self.max_attempts = max_attempts
         self.client = client
+
+    @contextmanager
+    def _calling(self, action: str, key: str = "") -> Iterator[None]:
+        """Turn botocore's connection, credential and bucket errors into one StorageUnreachable line."""
+        from botocore.exceptions import (
+            ClientError,
+            ConnectionClosedError,
+            ConnectTimeoutError,
+            EndpointConnectionError,
+            NoCredentialsError,
+            ReadTimeoutError,
+        )
+
+        endpoint = getattr(getattr(self.client, "meta", None), "endpoint_url", None) or "the default AWS endpoint"
+        where = f"{action} {self.uri_of(key) if key else self.uri}"
+        tries = f" after {self.max_attempts} attempt(s)" if self.max_attempts else ""
+        try:
+            yield
+        except (EndpointConnectionError, ConnectTimeoutError, ConnectionClosedError, ReadTimeoutError) as exc:
+            raise StorageUnreachable(
+                f"S3 endpoint {endpoint} unreachable{tries} ({exc.__class__.__name__}) while trying to {where}: check "
+                "that the object store is running and reachable from this machine, C360_S3_ENDPOINT_URL / "
+                "AWS_ENDPOINT_URL, and proxy settings; C360_S3_MAX_ATTEMPTS sets the retries") from exc
+        except NoCredentialsError as exc:
+            raise StorageUnreachable(
+                f"No credentials for S3 endpoint {endpoint} while trying to {where}: set AWS_ACCESS_KEY_ID / "
+                "AWS_SECRET_ACCESS_KEY or AWS_PROFILE") from exc
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code not in ("NoSuchBucket", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+                raise
+            raise StorageUnreachable(
+                f"S3 endpoint {endpoint} refused to {where} ({code}): check that bucket {self.bucket!r} exists there "
+                "and that the credentials may use it") from exc
 
     def _key(self, key: str) -> str:
         check_key(key, allow_empty=True)
@@ -252,43 +304,50 @@ class S3Storage(Storage):
         if full and not full.endswith("/") and not Path(full).suffix:
             full += "/"
         out = []
-        paginator = self.client.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=full):
-            for obj in page.get("Contents", []):
-                rel = self._rel(obj["Key"])
-                if rel is not None and not obj["Key"].endswith("/"):
-                    out.append(StoredFile(rel, obj["Size"], obj["ETag"].strip('"')))
+        with self._calling("list", prefix):
+            paginator = self.client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=full):
+                for obj in page.get("Contents", []):
+                    rel = self._rel(obj["Key"])
+                    if rel is not None and not obj["Key"].endswith("/"):
+                        out.append(StoredFile(rel, obj["Size"], obj["ETag"].strip('"')))
         return sorted(out, key=lambda f: f.key)
 
     def list_dirs(self, prefix: str) -> list[str]:
         full = self._key(prefix).rstrip("/") + "/"
         names = []
-        paginator = self.client.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=full, Delimiter="/"):
-            for cp in page.get("CommonPrefixes", []):
-                names.append(cp["Prefix"][len(full) :].rstrip("/"))
+        with self._calling("list", prefix):
+            paginator = self.client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=full, Delimiter="/"):
+                for cp in page.get("CommonPrefixes", []):
+                    names.append(cp["Prefix"][len(full) :].rstrip("/"))
         return sorted(names)
 
     def read_bytes(self, key: str) -> bytes:
-        return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
+        with self._calling("read", key):
+            return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
 
     def write_bytes(self, key: str, data: bytes) -> None:
         # A single PUT is atomic on S3: readers see the old object or the new one, never a part.
-        self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+        with self._calling("write", key):
+            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
 
     def put_file(self, local_path: Path, key: str) -> None:
-        self.client.upload_file(str(local_path), self.bucket, self._key(key))
+        with self._calling("upload", key):
+            self.client.upload_file(str(local_path), self.bucket, self._key(key))
 
     def delete_prefix(self, prefix: str) -> int:
         keys = [self._key(f.key) for f in self.list(prefix)]
-        for i in range(0, len(keys), 1000):
-            self.client.delete_objects(
-                Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in keys[i : i + 1000]]}
-            )
+        with self._calling("delete", prefix):
+            for i in range(0, len(keys), 1000):
+                self.client.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in keys[i : i + 1000]]}
+                )
         return len(keys)
 
     def exists(self, key: str) -> bool:
-        resp = self.client.list_objects_v2(Bucket=self.bucket, Prefix=self._key(key), MaxKeys=1)
+        with self._calling("check", key):
+            resp = self.client.list_objects_v2(Bucket=self.bucket, Prefix=self._key(key), MaxKeys=1)
         return resp.get("KeyCount", 0) > 0
 
     @contextmanager
@@ -297,7 +356,8 @@ class S3Storage(Storage):
         fd, tmp = tempfile.mkstemp(prefix="c360-s3-", suffix=suffix)
         os.close(fd)
         try:
-            self.client.download_file(self.bucket, self._key(key), tmp)
+            with self._calling("download", key):
+                self.client.download_file(self.bucket, self._key(key), tmp)
             yield Path(tmp)
         finally:
             Path(tmp).unlink(missing_ok=True)

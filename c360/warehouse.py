@@ -52,3 +52,16 @@ def connect(settings: Settings | None = None, read_only: bool = False, path: Pat
             ) from exc
     con.execute("SET TimeZone = 'UTC'")
     return con
+
+
+def rollback(con, cause: BaseException) -> None:
+    """Roll back the open transaction after `cause`, never hiding it: the caller re-raises `cause`.
+
+    DuckDB may have ended the transaction itself (a failed write on a full disk leaves none to roll back, and
+    ROLLBACK then raises "cannot rollback - no transaction is active"), or the connection may be gone. Either way
+    nothing was committed; a second error here would only replace the real cause in the user's last line.
+    """
+    try:
+        con.execute("ROLLBACK")
+    except Exception as exc:  # noqa: BLE001 - logged; the caller raises the original error
+        log.debug("ROLLBACK after %s: %s (nothing was committed)", cause.__class__.__name__, exc)

@@ -74,12 +74,21 @@ def _flat(prefix: str, values: dict[str, float]) -> dict[str, float]:
 
 def _log_predictions(pdf: pd.DataFrame, path: str = "holdout_predictions.parquet") -> None:
     """The holdout rows with the label and every candidate's and baseline's score, for offline analysis
-    (e.g. c360.bench.quality compares them with the generator's oracles on exactly these rows)."""
+    (e.g. c360.bench.quality compares them with the generator's oracles on exactly these rows).
+
+    Rows are keyed by `customer_key` (sha256 of the id, as privacy.erasure_log keeps it), never the id: the metrics
+    need only labels and scores, the offline comparison needs a row key. The hash is pseudonymous, not anonymous
+    (anyone holding the id list can recompute it), so `c360 erase-customer` also removes an erased customer's row
+    from every run's copy (docs/runbooks.md, "Erase a customer")."""
     import tempfile
 
+    from c360.privacy import customer_key
+
+    keyed = pdf.drop(columns=["customer_id"])
+    keyed.insert(0, "customer_key", [customer_key(str(c)) for c in pdf["customer_id"]])
     with tempfile.TemporaryDirectory() as tmp:
         local = Path(tmp) / path
-        pdf.to_parquet(local, index=False)
+        keyed.to_parquet(local, index=False)
         mlflow.log_artifact(str(local))
 
 
@@ -393,6 +402,9 @@ def train_clv(spark: SparkSession, fs: Path, labels_table: str, train_dates: lis
 # recommender
 # --------------------------------------------------------------------------------------------------
 
+# The customer id of the recommender's logged input example: no real customer's (an unknown id scores NaN, as a
+# new customer does).
+EXAMPLE_CUSTOMER_ID = "example-customer"
 SMALL_GRID = recommender.param_grid(ranks=[8, 16], reg_params=[0.01, 0.1], alphas=[1.0, 10.0])
 # what the small grid chose on the demo data (docs/models.md); --als-* override it with --rec-grid none
 DEFAULT_ALS = {"rank": 8, "reg_param": 0.1, "alpha": 1.0}
@@ -512,9 +524,12 @@ def train_recommender(spark: SparkSession, events_path: Path, products_path: Pat
             if champion_metrics:
                 mlflow.log_metrics(_flat("champion_", champion_metrics))
             example = setup["strength"].select("customer_id", "product_id").limit(5)
+            # The example shows the input's shape; real customer ids would put customers into every run's
+            # artifacts (and keep them there after an erasure), so the ids are replaced by a placeholder.
+            example_rows = example.toPandas().assign(customer_id=EXAMPLE_CUSTOMER_ID)
             info = mlflow.spark.log_model(model, artifact_path="model",
                                           signature=spark_signature(example, "prediction"),
-                                          input_example=example.toPandas(),
+                                          input_example=example_rows,
                                           pip_requirements=model_requirements("pyspark"))
             run_id = run.info.run_id
     log.info("recommender: holdout ndcg@%d %.4f vs popularity %.4f, coverage %.3f", k, challenger[gate_key],

@@ -146,7 +146,76 @@ def shop(c360_env, shop_landing):
     _export(exports, LAST, "new", members)
     _export(exports, LAST, "old", members, publish=False)  # the previous run, kept for readers
     _export(exports, date(2025, 10, 19), "r19", [m for m in members if m[0] != customer])
+    # leftovers of crashed exports: a staging folder (truncated CSV), half-written files (LocalStorage's .tmp-*)
+    csv_bytes = to_csv_bytes(["customer_id", "email"], [(m[0], m[1]) for m in members])
+    exports.write_bytes(f"dt={LAST}/_tmp-crashed/vip.csv", csv_bytes[: len(csv_bytes) // 2 + 40])
+    exports.write_bytes(f"dt={LAST}/_tmp-clean/vip.csv", b"customer_id,email\n")
+    (Path(settings.export_uri) / f"dt={LAST}/.tmp-k2j4h1").write_bytes(to_parquet_bytes(
+        ["customer_id", "email"], [(m[0], m[1]) for m in members])[:300])
+    (Path(settings.export_uri) / f"dt={LAST}/run=new/.tmp-vip.csv").write_bytes(csv_bytes)
+    (fs / "customer_features/as_of_date=2025-10-20/.tmp-part-0.parquet-1a2b3c4d").write_bytes(
+        (fs / "customer_features/as_of_date=2025-10-20/part-0.parquet").read_bytes())
+    _mlflow_artifacts(Path(settings.mlflow_artifact_root), customer, [c for c, _ in contacts[:5]])
     return SimpleNamespace(settings=settings, customer=customer, cookie=cookie, day=day)
+
+
+def _mlflow_artifacts(root: Path, customer: str, others: list[str]) -> None:
+    """What training runs left in MLflow's artifact store, laid out as MLflow 3 does (runs and logged models):
+    holdout predictions with the raw id (runs before #13) and keyed by sha256 (since), a recommender's input
+    examples with ids (before #13) and its Spark StringIndexer data (the user index: a labelsArray of every id)."""
+    ids = [customer, *[o for o in others if o != customer]]
+    scores = pa.array([0.1 * i for i in range(len(ids))], pa.float64())
+    _write_parquet(root / "1/run-old/artifacts/holdout_predictions.parquet",
+                   pa.table({"customer_id": ids, "label": [1] * len(ids), "gbt": scores}))
+    _write_parquet(root / "1/run-new/artifacts/holdout_predictions.parquet",
+                   pa.table({"customer_key": [privacy.customer_key(c) for c in ids], "label": [0] * len(ids),
+                             "gbt": scores}))
+    (root / "1/run-new/artifacts/plots").mkdir(parents=True)
+    (root / "1/run-new/artifacts/plots/roc.png").write_bytes(b"\x89PNG\r\n" + bytes(range(256)) * 4)
+    model = root / "1/models/m-rec/artifacts"
+    model.mkdir(parents=True)
+    rows = [[c, f"P{i}"] for i, c in enumerate(ids)]
+    (model / "input_example.json").write_text(json.dumps({"columns": ["customer_id", "product_id"], "data": rows}))
+    (model / "serving_input_example.json").write_text(json.dumps(
+        {"dataframe_split": {"columns": ["customer_id", "product_id"], "data": rows}}))
+    (model / "MLmodel").write_text("flavors:\n  spark:\n    pyspark_version: 4.0.1\nsignature:\n  inputs: "
+                                   "'[{\"name\": \"customer_id\", \"type\": \"string\"}]'\n")
+    data = model / "sparkml/stages/0_StringIndexer_ab12/data/part-00000-x.snappy.parquet"
+    labels = pa.table({"labelsArray": pa.array([[list(reversed(ids))]], pa.list_(pa.list_(pa.string())))})
+    data.parent.mkdir(parents=True)
+    pq.write_table(labels, data, compression="snappy")
+    data.with_name(f".{data.name}.crc").write_bytes(b"spark checksum")
+
+
+def _strings(value) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list | tuple):
+        return [s for v in value for s in _strings(v)]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    return []
+
+
+def _files_naming(settings, *values: str) -> list[str]:
+    """Every file under the data folder that holds one of `values`: Parquet by its decoded values (compression
+    hides bytes), every other file by its bytes. The landing zone (the shop's own extracts, out of scope by design:
+    docs/runbooks.md) and the warehouse file (checked through SQL) aside."""
+    landing, hits = Path(settings.landing_uri), []
+    for path in sorted(Path(settings.data_dir).rglob("*")):
+        if not path.is_file() or landing in path.parents or path == Path(settings.warehouse_path):
+            continue
+        if path.suffix == ".parquet":
+            try:
+                found = set(_strings(pq.read_table(path).to_pylist()))
+            except pa.ArrowInvalid:
+                found = {v for v in values if v.encode() in path.read_bytes()}
+        else:
+            data = path.read_bytes()
+            found = {v for v in values if v.encode() in data}
+        if found & set(values):
+            hits.append(str(path.relative_to(settings.data_dir)))
+    return hits
 
 
 def _fingerprint(root: Path) -> dict[str, str]:
@@ -181,7 +250,7 @@ def test_dry_run_changes_nothing_and_counts_what_the_erasure_removes(shop):
     assert _fingerprint(settings.data_dir) == before
     assert preview.tables["raw.transactions"] > 0 and preview.tables["marts.fct_sessions"] > 0
     assert preview.cookies >= 1 and preview.quarantine_scrubbed >= 2  # the two bad lines in extra.csv
-    assert {f.area for f in preview.files} == {"feature_store", "scores", "exports"}
+    assert {f.area for f in preview.files} == {"feature_store", "scores", "exports", "mlflow"}
     assert sql(settings, "SELECT count(*) FROM privacy.erasure_log") == [(0,)]
 
     done = privacy.erase_customer(shop.customer, settings)
@@ -286,3 +355,66 @@ def test_cli_asks_for_confirmation_and_a_rerun_finishes_cleanly(shop, capsys):
     again = json.loads(capsys.readouterr().out)
     assert again["tables"] == {} and again["files"] == [] and len(again["previously_erased"]) == 1
     assert privacy.run(parser.parse_args(["  ", "--yes"])) == 1
+
+
+def test_after_erasure_no_file_under_the_data_folder_names_the_customer(shop):
+    settings, customer = shop.settings, shop.customer
+    key = privacy.customer_key(customer)
+    assert _files_naming(settings, customer, key)  # the fixture put them in MLflow, exports, leftovers...
+
+    result = privacy.erase_customer(customer, settings)
+
+    assert result.unresolved == []
+    assert _files_naming(settings, customer, key) == []
+    assert _tables_naming(settings, customer) == {}
+    # MLflow: holdout rows of both formats dropped, other customers' rows kept
+    root = Path(settings.mlflow_artifact_root)
+    old = pq.read_table(root / "1/run-old/artifacts/holdout_predictions.parquet").to_pydict()
+    new = pq.read_table(root / "1/run-new/artifacts/holdout_predictions.parquet").to_pydict()
+    assert len(old["customer_id"]) == len(new["customer_key"]) == 5 and customer not in old["customer_id"]
+    example = json.loads((root / "1/models/m-rec/artifacts/input_example.json").read_text())
+    assert len(example["data"]) == 5 and customer not in {r[0] for r in example["data"]}
+    # the user index keeps its length and order (the model's other users keep their index); no stale checksum
+    data = next((root / "1/models/m-rec/artifacts/sparkml").rglob("*.parquet"))
+    labels = pq.read_table(data).column("labelsArray").to_pylist()[0][0]
+    assert len(labels) == 6 and labels[-1].startswith("erased-") and customer not in labels
+    assert not data.with_name(f".{data.name}.crc").exists()
+    assert (root / "1/run-new/artifacts/plots/roc.png").exists()
+    # exports: staging of crashed runs and half-written files are gone, published files still verify
+    export_root = Path(settings.export_uri)
+    assert not list(export_root.rglob("_tmp-*")) and not list(export_root.rglob(".tmp-*"))
+    assert not list(Path(settings.feature_store_dir).rglob(".tmp-*"))
+    verify_export(LAST, settings)
+
+
+def test_dry_run_says_would_and_never_claims_a_change(shop, capsys):
+    settings = shop.settings
+    parser = argparse.ArgumentParser()
+    privacy.add_arguments(parser)
+    before = _fingerprint(settings.data_dir)
+
+    assert privacy.run(parser.parse_args([shop.customer, "--dry-run"])) == 0
+
+    out = capsys.readouterr().out
+    assert _fingerprint(settings.data_dir) == before
+    assert "would rewrite this file" in out and "would delete this folder" in out
+    assert "mlflow: " in out and "_tmp-crashed" in out and ".tmp-k2j4h1" in out
+    assert " rewritten)" not in out and " deleted)" not in out
+    assert privacy.run(parser.parse_args([shop.customer, "--yes"])) == 0
+    out = capsys.readouterr().out
+    assert "(file rewritten)" in out and "(folder deleted)" in out and "(would " not in out
+
+
+def test_a_file_the_erasure_cannot_rewrite_is_reported_and_fails_the_command(shop, capsys):
+    settings = shop.settings
+    notes = Path(settings.mlflow_artifact_root) / "1/run-new/artifacts/notes.txt"
+    notes.write_text(f"worst churn miss: customer {shop.customer} (ask CRM)\n")
+    parser = argparse.ArgumentParser()
+    privacy.add_arguments(parser)
+
+    assert privacy.run(parser.parse_args([shop.customer, "--yes"])) == 1
+
+    out = capsys.readouterr().out
+    assert "notes.txt" in out and "NOT removed: still names the customer" in out
+    assert shop.customer in notes.read_text()  # reported, not guessed at
+    assert _files_naming(settings, shop.customer) == ["mlflow/artifacts/1/run-new/artifacts/notes.txt"]

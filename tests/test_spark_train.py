@@ -219,7 +219,10 @@ def test_train_all_models_end_to_end(spark, env, capsys):
     # the holdout rows with every score, for offline comparisons (c360.bench.quality)
     predictions = pd.read_parquet(mlflow.artifacts.download_artifacts(run_id=churn["run_id"],
                                                                       artifact_path="holdout_predictions.parquet"))
-    assert {"customer_id", "label", "gbt", "logreg", "baseline_recency"} <= set(predictions.columns)
+    assert {"customer_key", "label", "gbt", "logreg", "baseline_recency"} <= set(predictions.columns)
+    # keyed by the sha256 of the id (what erase-customer matches), never the id itself
+    assert "customer_id" not in predictions.columns
+    assert predictions["customer_key"].str.fullmatch("[0-9a-f]{64}").all()
     assert len(predictions) == run.data.metrics["rows"]
     artifacts = {a.path for a in client.list_artifacts(churn["run_id"], "plots")}
     assert {"plots/roc.png", "plots/lift.png", "plots/calibration.png", "plots/feature_importance.png"} <= artifacts
@@ -273,3 +276,24 @@ def test_train_all_models_end_to_end(spark, env, capsys):
     assert out.returncode == 0 and out.stdout.strip(), (out.stdout[-2000:], out.stderr[-3000:])
     probabilities = json.loads(out.stdout.strip().splitlines()[-1])
     assert len(probabilities) == 20 and all(0.0 <= p <= 1.0 for p in probabilities)
+
+    # Erasure (issue #13): no input example names a customer; the recommender's user index does, and the erasure
+    # rewrites it in place: the model still loads, no longer knows the customer, and scores the others as before.
+    from c360 import privacy
+    from c360.config import get_settings
+
+    rec_uri = f"models:/recommender/{results['recommender']['version']}"
+    users = list(mlflow.spark.load_model(rec_uri).stages[0].labels)
+    erased, kept = users[0], users[1]
+    changes = privacy._erase_mlflow_artifacts(
+        get_settings(), privacy.Matcher(frozenset({erased}), keys=frozenset({privacy.customer_key(erased)})),
+        dry_run=False)
+    assert [c for c in changes if c.action == "unresolved"] == []
+    touched = {c.uri.rsplit("/artifacts/", 1)[-1] for c in changes}
+    assert touched and all("/sparkml/stages/" in t or t == "holdout_predictions.parquet" for t in touched)
+    rec = mlflow.spark.load_model(rec_uri)
+    after = list(rec.stages[0].labels)
+    assert len(after) == len(users) and erased not in after and after[1:] == users[1:]
+    pairs = spark.createDataFrame([(kept, "A0"), (erased, "A0")], ["customer_id", "product_id"])
+    predictions = {r["customer_id"]: r["prediction"] for r in rec.transform(pairs).collect()}
+    assert predictions[kept] == predictions[kept] and predictions[erased] != predictions[erased]  # NaN: unknown

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from datetime import date
 
 import duckdb
 import pytest
 
 from c360.ingest.load import ingest
-from c360.storage import S3Storage, open_storage
+from c360.storage import S3Storage, StorageUnreachable, open_storage
 
 pytestmark = pytest.mark.s3
 
@@ -42,3 +43,48 @@ def test_ingest_from_s3_landing_zone(c360_env, s3_bucket, moto_s3_server, monkey
     assert con.execute("SELECT _source_file FROM raw.transactions").fetchall() == [
         ("transactions/dt=2026-01-02/a.csv",)]  # relative to the landing root: the bucket may move
     con.close()
+
+
+def test_s3_client_uses_botocore_retry_mode_and_attempts_from_settings(monkeypatch, moto_s3_server):
+    monkeypatch.setenv("C360_S3_RETRY_MODE", "adaptive")
+    monkeypatch.setenv("C360_S3_MAX_ATTEMPTS", "3")
+    store = open_storage("s3://any-bucket/x", endpoint_url=moto_s3_server)
+    assert store.client.meta.config.retries == {"mode": "adaptive", "total_max_attempts": 3}
+    monkeypatch.setenv("C360_S3_RETRY_MODE", "sometimes")
+    with pytest.raises(ValueError, match="C360_S3_RETRY_MODE='sometimes' must be standard, adaptive or legacy"):
+        open_storage("s3://any-bucket/x", endpoint_url=moto_s3_server)
+
+
+def test_an_unreachable_endpoint_fails_fast_with_one_line_naming_it(monkeypatch):
+    from tests.conftest import free_port
+
+    endpoint = f"http://127.0.0.1:{free_port()}"  # nothing listens there: connection refused
+    monkeypatch.setenv("C360_S3_MAX_ATTEMPTS", "2")
+    store = open_storage("s3://landing-bucket/shop", endpoint_url=endpoint)
+    for call in (lambda: store.list("transactions"), lambda: store.read_bytes("a.csv"),
+                 lambda: store.write_bytes("a.csv", b"x"), lambda: store.exists("a.csv")):
+        started = time.monotonic()
+        with pytest.raises(StorageUnreachable) as err:
+            call()
+        assert time.monotonic() - started < 15
+        message = str(err.value)
+        assert "\n" not in message and f"S3 endpoint {endpoint} unreachable after 2 attempt(s)" in message
+        assert "s3://landing-bucket/shop" in message and "C360_S3_ENDPOINT_URL" in message
+
+
+def test_the_cli_ends_an_unreachable_landing_zone_with_that_line_and_no_traceback(c360_env, monkeypatch, capfd):
+    from c360.cli import main
+    from tests.conftest import free_port
+
+    endpoint = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("LANDING_URI", "s3://landing-bucket/shop")
+    monkeypatch.setenv("C360_S3_ENDPOINT_URL", endpoint)
+    monkeypatch.setenv("C360_S3_MAX_ATTEMPTS", "2")
+    started = time.monotonic()
+
+    assert main(["ingest", "--date", "2026-01-02"]) == 1
+
+    assert time.monotonic() - started < 20
+    err = capfd.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"c360 ingest: S3 endpoint {endpoint} unreachable after 2 attempt(s)")
+    assert not any("Traceback" in line for line in err)

@@ -345,11 +345,19 @@ def run_params(run_id: str) -> dict[str, str]:
     return dict(mlflow.MlflowClient().get_run(run_id).data.params)
 
 
-def holdout_predictions(run_id: str) -> pd.DataFrame:
+def holdout_predictions(run_id: str, truth: pd.DataFrame) -> pd.DataFrame:
+    """A training run's holdout rows, with the customer_id back from the generator's truth: runs key the rows by
+    customer_key (sha256 of the id) so the artifact holds no ids; older runs logged customer_id itself."""
     import mlflow
 
+    from c360.privacy import customer_key
+
     path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="holdout_predictions.parquet")
-    return pd.read_parquet(path)
+    rows = pd.read_parquet(path)
+    if "customer_key" not in rows.columns:
+        return rows
+    ids = {customer_key(str(c)): c for c in truth["customer_id"]}
+    return rows.assign(customer_key=rows["customer_key"].map(ids)).rename(columns={"customer_key": "customer_id"})
 
 
 def seed_deltas(first: dict[str, dict], second: dict[str, dict]) -> dict:
@@ -382,7 +390,7 @@ def churn_figures(result: dict, truth: pd.DataFrame, summary: dict, horizon: int
 
     params = run_params(result["run_id"])
     m = run_metrics(result["run_id"])
-    pred = holdout_predictions(result["run_id"])
+    pred = holdout_predictions(result["run_id"], truth)
     best = params["model_kind"]
     df = oracle_inputs(pred, truth, params["holdout_date"], summary)
     y = df["label"].to_numpy()
@@ -402,7 +410,7 @@ def clv_figures(result: dict, truth: pd.DataFrame, summary: dict, horizon: int) 
     from ml import metrics
 
     params = run_params(result["run_id"])
-    pred = holdout_predictions(result["run_id"])
+    pred = holdout_predictions(result["run_id"], truth)
     kind = "gbt" if params["model_kind"] == "gbt_regressor" else "bgnbd"
     df = oracle_inputs(pred, truth, params["holdout_date"], summary)
     y = df["label"].to_numpy(dtype=float)

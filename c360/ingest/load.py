@@ -30,7 +30,7 @@ from c360.ingest.landing import LandingPartitionMissing, plan_files
 from c360.ingest.readers import UnreadableFile, read_landed_file
 from c360.privacy import ensure_privacy_tables, erased_on_sql, record_names_erased_sql
 from c360.storage import Storage, StoredFile, open_storage
-from c360.warehouse import connect
+from c360.warehouse import connect, rollback
 
 log = logging.getLogger(__name__)
 
@@ -445,15 +445,6 @@ def _load_batch(
     return result, per_file
 
 
-def _rollback(con, cause: BaseException) -> None:
-    """Roll back without hiding the cause: a failed rollback (the transaction already aborted, a full disk) is
-    logged, and the original error is what the caller sees."""
-    try:
-        con.execute("ROLLBACK")
-    except Exception as exc:  # noqa: BLE001 - the original error matters more than this one
-        log.warning("rollback after %s: %s", type(cause).__name__, exc)
-
-
 # A key as ingestion stores it: <entity>/dt=YYYY-MM-DD/<name>. Rows loaded before file identity became relative
 # hold an absolute path or URI ending with such a key; this pattern finds it.
 _KEY_IN_PATH = "(?:^|/)((?:" + "|".join(ENTITIES) + ")/dt=[0-9]{4}-[0-9]{2}-[0-9]{2}/.+)$"
@@ -481,8 +472,8 @@ def relativise_source_files(con) -> int:
                 [_KEY_IN_PATH],
             )
         con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
+    except BaseException as exc:
+        rollback(con, exc)
         raise
     log.info("raw: %d file(s) recorded under an absolute path now recorded relative to the landing root", todo)
     return todo
@@ -624,7 +615,7 @@ def _ingest_entity(con, storage: Storage, entity: Entity, run_date: date, settin
         check_quarantine_rate(total, settings, storage, run_date)
         con.execute("COMMIT")
     except BaseException as exc:
-        _rollback(con, exc)
+        rollback(con, exc)
         raise
     log.info("%s: committed %d file(s): %s landed, %s loaded, %s quarantined", name, total.files,
              f"{total.landed:,}", f"{total.loaded:,}", f"{total.quarantined:,}")
