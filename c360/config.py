@@ -81,6 +81,14 @@ class Settings:
     earliest_date: str = "1970-01-01"
     max_quarantine_rate: float = 0.05
     quarantine_rate_min_rows: int = 100
+    # volume check (c360/ingest/volume.py): a date's landed rows per entity against the median of the previous
+    # volume_lookback_days nights; outside [min_ratio, max_ratio] x median, scoring and exports are held
+    volume_lookback_days: int = 14
+    volume_min_ratio: float = 0.2
+    volume_max_ratio: float = 5.0
+    volume_min_history: int = 7  # fewer prior nights: "not enough history", never held
+    volume_min_rows: int = 10  # a median below this is too small to judge (small counts swing by chance)
+    volume_override_date: str | None = None  # YYYY-MM-DD: that night is not held for volume (one run's override)
     extra: dict = field(default_factory=dict)
 
     def as_env(self) -> dict[str, str]:
@@ -112,6 +120,12 @@ class Settings:
             "C360_EARLIEST_DATE": self.earliest_date,
             "C360_MAX_QUARANTINE_RATE": str(self.max_quarantine_rate),
             "C360_QUARANTINE_RATE_MIN_ROWS": str(self.quarantine_rate_min_rows),
+            "C360_VOLUME_LOOKBACK_DAYS": str(self.volume_lookback_days),
+            "C360_VOLUME_MIN_RATIO": str(self.volume_min_ratio),
+            "C360_VOLUME_MAX_RATIO": str(self.volume_max_ratio),
+            "C360_VOLUME_MIN_HISTORY": str(self.volume_min_history),
+            "C360_VOLUME_MIN_ROWS": str(self.volume_min_rows),
+            "C360_VOLUME_OVERRIDE_DATE": self.volume_override_date or "",
         }
         if self.s3_endpoint_url:
             env["C360_S3_ENDPOINT_URL"] = self.s3_endpoint_url
@@ -156,4 +170,10 @@ def get_settings() -> Settings:
         earliest_date=_env_date("C360_EARLIEST_DATE", "1970-01-01"),
         max_quarantine_rate=_env_float("C360_MAX_QUARANTINE_RATE", 0.05),
         quarantine_rate_min_rows=_env_int("C360_QUARANTINE_RATE_MIN_ROWS", 100),
+        volume_lookback_days=_env_int("C360_VOLUME_LOOKBACK_DAYS", 14),
+        volume_min_ratio=_env_float("C360_VOLUME_MIN_RATIO", 0.2),
+        volume_max_ratio=_env_float("C360_VOLUME_MAX_RATIO", 5.0),
+        volume_min_history=_env_int("C360_VOLUME_MIN_HISTORY", 7),
+        volume_min_rows=_env_int("C360_VOLUME_MIN_ROWS", 10),
+        volume_override_date=_env_date("C360_VOLUME_OVERRIDE_DATE", "") if _env("C360_VOLUME_OVERRIDE_DATE", "") else None,
     )
