@@ -87,7 +87,7 @@ class Settings:
     volume_min_ratio: float = 0.2
     volume_max_ratio: float = 5.0
     volume_min_history: int = 7  # fewer prior nights: "not enough history", never held
-    volume_min_rows: int = 10  # a median below this is too small to judge (small counts swing by chance)
+    volume_min_rows: int = 100  # a median below this is too small to judge (small counts swing by chance)
     volume_override_date: str | None = None  # YYYY-MM-DD: that night is not held for volume (one run's override)
     extra: dict = field(default_factory=dict)
 
@@ -174,6 +174,6 @@ def get_settings() -> Settings:
         volume_min_ratio=_env_float("C360_VOLUME_MIN_RATIO", 0.2),
         volume_max_ratio=_env_float("C360_VOLUME_MAX_RATIO", 5.0),
         volume_min_history=_env_int("C360_VOLUME_MIN_HISTORY", 7),
-        volume_min_rows=_env_int("C360_VOLUME_MIN_ROWS", 10),
+        volume_min_rows=_env_int("C360_VOLUME_MIN_ROWS", 100),
         volume_override_date=_env_date("C360_VOLUME_OVERRIDE_DATE", "") if _env("C360_VOLUME_OVERRIDE_DATE", "") else None,
     )

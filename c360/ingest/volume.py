@@ -110,7 +110,7 @@ def check_volumes(counts: Iterable[tuple[str, date, int, int]], day: date, setti
 
 def _judge(entity: str, day: date, files: int, landed: int, history: list[int], settings: Settings,
            min_ratio: float, max_ratio: float) -> VolumeCheck:
-    count = (f"{landed:,} rows landed under {entity}/dt={day}/" if files
+    count = (f"{landed:,} row{'' if landed == 1 else 's'} landed under {entity}/dt={day}/" if files
              else f"nothing landed under {entity}/dt={day}/ (no file)")
     if len(history) < settings.volume_min_history:
         return VolumeCheck(day, entity, landed, files, statistics.median(history) if history else None, None, None,

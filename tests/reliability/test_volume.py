@@ -96,7 +96,7 @@ def test_optional_never_landed_sporadic_and_tiny_feeds_are_not_judged(settings):
     assert {c.entity for c in checks} == {"transactions", "products", "customers"}  # tracking never landed
     assert one(checks, "products").status == "too_few_rows" and one(checks, "products").median == 0
     assert one(checks, "customers").status == "too_few_rows"
-    assert "below C360_VOLUME_MIN_ROWS=10" in one(checks, "customers").message
+    assert "below C360_VOLUME_MIN_ROWS=100" in one(checks, "customers").message
     assert not decide(checks, D, settings)
 
 
@@ -140,6 +140,8 @@ def test_a_10x_night_holds_exports_and_scoring_until_overridden(settings, monkey
     from c360.storage import open_storage
     from tests.test_exports import D1, SEGMENTS, build_warehouse
 
+    monkeypatch.setenv("C360_VOLUME_MIN_ROWS", "10")  # a tiny shop: about 19 orders a night
+    settings = get_settings()
     normal = [D1 - timedelta(days=i) for i in range(8, 0, -1)]
     for i, day in enumerate(normal):
         land_day(settings, day, 18 + i % 3)  # 18..20 rows a night: median 19
