@@ -185,3 +185,37 @@ def test_a_10x_night_holds_exports_and_scoring_until_overridden(settings, monkey
     assert released["volume_check"]["status"] == "overridden" and released["volume_check"]["forced"] is False
     assert skip_task_if_held(D1, "score", get_settings()).status == "overridden"
     assert sum(s["rows"] for s in released["segments"].values()) > 0
+
+
+def test_accept_volume_releases_only_the_nights_of_that_run(settings, monkeypatch):
+    import os
+
+    from c360 import airflow_env, nightly, summary
+    from c360.cli import build_parser
+
+    land_day(settings, D, 1)  # a landing zone that is not empty: no demo is generated
+    seen = []
+    monkeypatch.setattr(airflow_env, "ensure_airflow", lambda s: None)
+    monkeypatch.setattr(airflow_env, "run_airflow", lambda argv, s: seen.append((argv[-1], s.as_env())))
+    monkeypatch.setattr(summary, "print_nightly_summary", lambda *a: None)
+
+    def run(*argv):
+        seen.clear()
+        nightly.run(build_parser({"nightly"}).parse_args(["nightly", *argv]))
+        return {(day, env["C360_VOLUME_OVERRIDE_DATE"]) for day, env in seen}
+
+    assert run("--from", "2025-06-01", "--to", "2025-06-02", "--accept-volume") == {
+        ("2025-06-01", "2025-06-01"), ("2025-06-02", "2025-06-02")}
+    assert "C360_VOLUME_OVERRIDE_DATE" not in os.environ
+    assert run("--date", "2025-06-01") == {("2025-06-01", "")}
+
+
+def test_volume_settings_reach_subprocesses(settings, monkeypatch):
+    monkeypatch.setenv("C360_VOLUME_MAX_RATIO", "8")
+    monkeypatch.setenv("C360_VOLUME_OVERRIDE_DATE", "2025-06-01")
+    env = get_settings().as_env()
+    for name, value in env.items():  # what an Airflow child process sees resolves to the same settings
+        monkeypatch.setenv(name, value)
+    child = get_settings()
+    assert (child.volume_max_ratio, child.volume_override_date, child.volume_min_rows) == (8.0, "2025-06-01", 100)
+    assert child == get_settings()
