@@ -86,6 +86,14 @@ class Settings:
     s3_retry_mode: str = "standard"
     s3_max_attempts: int = 5
     s3_connect_timeout_seconds: float = 10.0
+    # volume check (c360/ingest/volume.py): a date's landed rows per entity against the median of the previous
+    # volume_lookback_days nights; outside [min_ratio, max_ratio] x median, scoring and exports are held
+    volume_lookback_days: int = 14
+    volume_min_ratio: float = 0.2
+    volume_max_ratio: float = 5.0
+    volume_min_history: int = 7  # fewer prior nights: "not enough history", never held
+    volume_min_rows: int = 100  # a median below this is too small to judge (small counts swing by chance)
+    volume_override_date: str | None = None  # YYYY-MM-DD: that night is not held for volume (one run's override)
     extra: dict = field(default_factory=dict)
 
     def as_env(self) -> dict[str, str]:
@@ -120,6 +128,12 @@ class Settings:
             "C360_S3_RETRY_MODE": self.s3_retry_mode,
             "C360_S3_MAX_ATTEMPTS": str(self.s3_max_attempts),
             "C360_S3_CONNECT_TIMEOUT_SECONDS": str(self.s3_connect_timeout_seconds),
+            "C360_VOLUME_LOOKBACK_DAYS": str(self.volume_lookback_days),
+            "C360_VOLUME_MIN_RATIO": str(self.volume_min_ratio),
+            "C360_VOLUME_MAX_RATIO": str(self.volume_max_ratio),
+            "C360_VOLUME_MIN_HISTORY": str(self.volume_min_history),
+            "C360_VOLUME_MIN_ROWS": str(self.volume_min_rows),
+            "C360_VOLUME_OVERRIDE_DATE": self.volume_override_date or "",
         }
         if self.s3_endpoint_url:
             env["C360_S3_ENDPOINT_URL"] = self.s3_endpoint_url
@@ -167,6 +181,12 @@ def get_settings() -> Settings:
         s3_retry_mode=_s3_retry_mode(_env("C360_S3_RETRY_MODE", "standard")),
         s3_max_attempts=max(1, _env_int("C360_S3_MAX_ATTEMPTS", 5)),
         s3_connect_timeout_seconds=_env_float("C360_S3_CONNECT_TIMEOUT_SECONDS", 10.0),
+        volume_lookback_days=_env_int("C360_VOLUME_LOOKBACK_DAYS", 14),
+        volume_min_ratio=_env_float("C360_VOLUME_MIN_RATIO", 0.2),
+        volume_max_ratio=_env_float("C360_VOLUME_MAX_RATIO", 5.0),
+        volume_min_history=_env_int("C360_VOLUME_MIN_HISTORY", 7),
+        volume_min_rows=_env_int("C360_VOLUME_MIN_ROWS", 100),
+        volume_override_date=_env_date("C360_VOLUME_OVERRIDE_DATE", "") if _env("C360_VOLUME_OVERRIDE_DATE", "") else None,
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+from dataclasses import replace
 from datetime import date, timedelta
 
 from c360.config import get_settings
@@ -31,6 +32,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--days", type=int, default=DEMO["days"], help="demo history if data must be generated")
     p.add_argument("--seed", type=int, default=DEMO["seed"])
     p.add_argument("--dags", nargs="+", default=NIGHTLY_DAGS, help="DAGs to run, in order")
+    p.add_argument("--accept-volume", action="store_true",
+                   help="do not hold this run's night(s) for volume (C360_VOLUME_OVERRIDE_DATE for each date run)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -60,10 +63,12 @@ def run(args: argparse.Namespace) -> int:
     for day in days:  # in date order: each night builds on the previous one's state
         night_started = time.monotonic()
         timings = {}
+        # the override reaches only the Airflow children of this night, never the caller's environment
+        night = replace(settings, volume_override_date=day.isoformat()) if args.accept_volume else settings
         for dag_id in args.dags:
             t0 = time.monotonic()
             log.info("Running %s for %s through Airflow", dag_id, day)
-            run_airflow(["dags", "test", dag_id, day.isoformat()], settings)
+            run_airflow(["dags", "test", dag_id, day.isoformat()], night)
             timings[dag_id] = time.monotonic() - t0
         print_nightly_summary(settings, day, timings, time.monotonic() - night_started)
     if len(days) > 1:

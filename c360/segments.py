@@ -379,7 +379,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     exp.add_argument("--date", type=date.fromisoformat, help="as_of_date (default: the latest in the warehouse)")
     exp.add_argument("--segment", action="append", help="only this segment (repeatable; default: all)")
     exp.add_argument("--force", action="store_true",
-                     help="export even when drift monitoring says hold (after a person checked the report)")
+                     help="export even when drift monitoring or the volume check says hold "
+                          "(after a person checked the report)")
     exp.add_argument("--json", action="store_true", help="print the manifest")
 
 

@@ -157,8 +157,10 @@ def train_models(context) -> list:
 def score(context) -> dict:
     """Score every customer of the date's snapshot with the @champion models (Spark job, child process)."""
     from c360 import modeling
+    from c360.ingest import volume
 
     day = run_date_from_context(context)
+    volume.skip_task_if_held(day, "score")  # a night with 10x or 0.1x the usual rows is not scored unreviewed
     with _stage(day, "score"):
         result = modeling.score(day)
     publish_run_date(context, day)
@@ -177,7 +179,7 @@ def monitor(context) -> dict:
 
 
 def export(context) -> dict:
-    """Consent-aware segment exports for the date (held back, as a skipped task, when drift says hold)."""
+    """Consent-aware segment exports for the date (held back, as a skipped task, when drift or volume says hold)."""
     from airflow.exceptions import AirflowSkipException
 
     from c360.exports.export import ExportHeld, export_segments

@@ -97,6 +97,11 @@ def full_inputs(report_env):
             ('2025-06-02', '2025-05-01', 'score', 'churn_probability', 0.31, 'hold', 10, 500, 500, now()),
             ('2025-06-02', '2025-05-01', 'feature', 'orders_count', 0.12, 'warn', 6, 500, 500, now()),
             ('2025-06-02', '2025-05-01', 'feature', 'tenure_days', 0.01, 'ok', 10, 500, 500, now());
+        CREATE TABLE monitoring.volume_checks (as_of_date DATE, entity VARCHAR, landed BIGINT, files INTEGER,
+            median DOUBLE, low DOUBLE, high DOUBLE, history INTEGER, status VARCHAR, message VARCHAR,
+            checked_at TIMESTAMPTZ);
+        INSERT INTO monitoring.volume_checks VALUES
+            ('2025-06-02', 'transactions', 10, 1, 9, 1.8, 45, 14, 'ok', 'transactions: within', now());
     """)
     con.close()
 
@@ -180,6 +185,8 @@ def test_report_with_all_inputs(full_inputs, monkeypatch):
                            "entered": 1, "exited": 0}
     assert segs["win_back"]["exportable"] == 1
     assert sec["monitoring"]["exports"]["hold"] is True
+    assert [(r["entity"], r["landed"], r["status"]) for r in sec["volume"]["rows"]] == [("transactions", 10, "ok")]
+    assert sec["volume"]["decision"]["hold"] is False
 
     warnings = "\n".join(facts["warnings"])
     assert "drift (hold): score churn_probability" in warnings and "drift (warn): feature orders_count" in warnings

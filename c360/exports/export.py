@@ -49,7 +49,8 @@ class ExportError(RuntimeError):
 
 
 class ExportHeld(ExportError):
-    """Drift monitoring says hold: nothing was written. The message says why and how to override."""
+    """Drift monitoring or the volume check says hold: nothing was written. The message says why and how to
+    override."""
 
 
 @dataclass(frozen=True)
@@ -145,9 +146,11 @@ def export_segments(as_of_date: date | None = None, settings: Settings | None = 
     """Export the segments of `as_of_date` (default: the latest in marts.segment_members); returns the manifest.
 
     `only`: names of the segments to (re)export; the others keep their entries from the previous manifest.
-    `force`: export even when drift monitoring says hold (should_hold_exports); otherwise raises ExportHeld.
+    `force`: export even when drift monitoring (should_hold_exports) or the volume check (volume_hold) says hold;
+    otherwise raises ExportHeld.
     Raises ExportError (nothing published, previous manifest intact) on any failure.
     """
+    from c360.ingest.volume import volume_hold
     from c360.monitoring import should_hold_exports
     from c360.warehouse import connect
 
@@ -169,6 +172,11 @@ def export_segments(as_of_date: date | None = None, settings: Settings | None = 
             raise ExportHeld(decision.message)
         if decision.hold:
             log.warning("Drift says hold, exporting anyway (force): %s", decision.message)
+        volume = volume_hold(settings, day, con=con)
+        if volume.hold and not force:
+            raise ExportHeld(volume.message)
+        if volume.hold:
+            log.warning("Volume says hold, exporting anyway (force): %s", volume.message)
         try:
             loaded = [load_segment_data(con, seg, day) for seg in chosen]
         except ExportInputError as exc:
@@ -215,6 +223,7 @@ def export_segments(as_of_date: date | None = None, settings: Settings | None = 
         "previous_export_id": previous.get("export_id") if previous else None,
         "consent_rule": CONSENT_RULE,
         "drift_check": {**decision.as_dict(), "forced": bool(force and decision.hold)},
+        "volume_check": {**volume.as_dict(), "forced": bool(force and volume.hold)},
         "segments": dict(sorted(segment_entries.items())),
     }
     # The commit point: one atomic write (rename locally, single PUT on S3). If it fails the run folder stays
@@ -291,7 +300,7 @@ def print_export_summary(manifest: dict) -> None:
 
 
 def run_export_cli(args: argparse.Namespace, segments: list[Segment]) -> int:
-    """`c360 segments export`: 0 = exported, 3 = held back by drift monitoring, 1 = failed."""
+    """`c360 segments export`: 0 = exported, 3 = held back (drift or volume), 1 = failed."""
     from c360.segments import SegmentConfigError
     from c360.warehouse import WarehouseLocked
 

@@ -28,6 +28,7 @@ from c360.ingest.contract import (
 )
 from c360.ingest.landing import LandingPartitionMissing, plan_files
 from c360.ingest.readers import UnreadableFile, read_landed_file
+from c360.ingest.volume import run_volume_checks
 from c360.privacy import ensure_privacy_tables, erased_on_sql, record_names_erased_sql
 from c360.storage import Storage, StoredFile, open_storage
 from c360.warehouse import connect, rollback
@@ -639,6 +640,8 @@ def ingest(run_date: date, settings: Settings | None = None, entities: list[str]
         relativise_source_files(con)
         for name in names:
             results[name] = _ingest_entity(con, storage, ENTITIES[name], run_date, settings)
+        # recorded for the run report; scoring and exports decide on it again (c360/ingest/volume.py)
+        run_volume_checks(con, run_date, settings, names)
         con.execute("CHECKPOINT")
     finally:
         con.close()

@@ -143,6 +143,20 @@ def monitoring_section(con, day: date) -> dict[str, Any]:
             "reference_date": rows[0]["reference_date"], "rows": rows, "exports": decision.as_dict()}
 
 
+def volume_section(con, day: date, settings: Settings) -> dict[str, Any]:
+    from c360.ingest.volume import check_volumes, decide, read_counts, read_recorded
+
+    checks, source = read_recorded(con, day), "recorded by ingestion in monitoring.volume_checks"
+    if not checks:
+        checks = check_volumes(read_counts(con, day, settings.volume_lookback_days), day, settings)
+        source = "computed from raw.ingest_audit (ingestion recorded nothing for the date)"
+    if not checks:
+        return unavailable(f"nothing landed for {day} or the nights before it (raw.ingest_audit)")
+    return {"available": True, "source": source, "min_ratio": settings.volume_min_ratio,
+            "max_ratio": settings.volume_max_ratio, "lookback": settings.volume_lookback_days,
+            "rows": [c.as_dict() for c in checks], "decision": decide(checks, day, settings).as_dict()}
+
+
 def model_versions_in_marts(con, day: date) -> dict[str, list[str]]:
     from c360.segments import relation_exists
 
@@ -292,6 +306,7 @@ def exports_section(settings: Settings, day: date) -> dict[str, Any]:
         return unavailable(f"no export manifest for {day} under {storage.uri}")
     return {"available": True, "export_id": manifest["export_id"], "generated_at": manifest["generated_at"],
             "manifest": storage.uri_of(f"dt={day}/manifest.json"), "drift_check": manifest.get("drift_check"),
+            "volume_check": manifest.get("volume_check"),
             "segments": [{"segment": n, "rows": s["rows"], "excluded_without_consent": s["excluded_without_consent"],
                           "destination": s["destination"], "required_consent": s["required_consent"]}
                          for n, s in manifest["segments"].items()]}
@@ -311,6 +326,9 @@ def collect_warnings(sections: dict[str, dict]) -> list[str]:
                                 f"{r['reference_date']} (warn {mon['warn_threshold']}, hold {mon['hold_threshold']})")
         if mon["exports"]["hold"]:
             warnings.append("exports are held back: " + mon["exports"]["message"])
+    vol = sections.get("volume", {})
+    if vol.get("available") and vol["decision"]["status"] in ("hold", "overridden"):
+        warnings.append(vol["decision"]["message"])
     st = sections.get("stages", {})
     for name in st.get("failed", []) if st.get("available") else []:
         rec = next(r for r in st["stages"] if r["stage"] == name)
@@ -325,6 +343,8 @@ def collect_warnings(sections: dict[str, dict]) -> list[str]:
     exp = sections.get("exports", {})
     if exp.get("available") and (exp.get("drift_check") or {}).get("forced"):
         warnings.append("exports were forced despite a drift hold")
+    if exp.get("available") and (exp.get("volume_check") or {}).get("forced"):
+        warnings.append("exports were forced despite a volume hold")
     return warnings
 
 
@@ -336,7 +356,7 @@ def collect(settings: Settings, day: date) -> dict[str, Any]:
     from c360.warehouse import WarehouseLocked, connect
 
     sections: dict[str, dict[str, Any]] = {"stages": _safe("stages", lambda: stages_section(settings, day))}
-    wh_sections = ("layers", "quarantine", "segments", "monitoring")
+    wh_sections = ("layers", "quarantine", "volume", "segments", "monitoring")
     versions: dict[str, list[str]] = {}
     if not settings.warehouse_path.exists():
         for name in wh_sections:
@@ -352,6 +372,7 @@ def collect(settings: Settings, day: date) -> dict[str, Any]:
             try:
                 sections["layers"] = _safe("layers", lambda: layers_section(con, day))
                 sections["quarantine"] = _safe("quarantine", lambda: quarantine_section(con, day))
+                sections["volume"] = _safe("volume", lambda: volume_section(con, day, settings))
                 sections["segments"] = _safe("segments", lambda: segments_section(con, day, settings))
                 sections["monitoring"] = _safe("monitoring", lambda: monitoring_section(con, day))
                 versions = _safe("versions", lambda: {"v": model_versions_in_marts(con, day)}).get("v", {})
@@ -362,6 +383,6 @@ def collect(settings: Settings, day: date) -> dict[str, Any]:
     sections["models"] = _safe("models", lambda: models_section(settings, versions))
     sections["scores"] = _safe("scores", lambda: scores_section(settings, day, ref))
     sections["exports"] = _safe("exports", lambda: exports_section(settings, day))
-    order = ("stages", "layers", "quarantine", "dbt", "models", "scores", "segments", "exports", "monitoring")
+    order = ("stages", "layers", "quarantine", "volume", "dbt", "models", "scores", "segments", "exports", "monitoring")
     return {"date": day.isoformat(), "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "warnings": collect_warnings(sections), "sections": {k: sections[k] for k in order}}

@@ -200,11 +200,28 @@ def _render_exports(s: dict) -> str:
     if not s["available"]:
         return _na(s)
     drift = s.get("drift_check") or {}
+    volume = s.get("volume_check") or {}
     return (f"<p>Export {_e(s['export_id'])} at {_e(s['generated_at'])}: <code>{_e(s['manifest'])}</code>. "
-            f"Drift check: {_e(drift.get('status'))}{' (forced)' if drift.get('forced') else ''}.</p>"
+            f"Drift check: {_e(drift.get('status'))}{' (forced)' if drift.get('forced') else ''}. "
+            f"Volume check: {_e(volume.get('status'))}{' (forced)' if volume.get('forced') else ''}.</p>"
             + _table(["segment", "rows", "left out (no consent)", "destination", "consent"],
                      [[r["segment"], r["rows"], r["excluded_without_consent"], r["destination"], r["required_consent"]]
                       for r in s["segments"]], {1, 2}))
+
+
+def _render_volume(s: dict) -> str:
+    if not s["available"]:
+        return _na(s)
+    decision = s["decision"]
+    cls = "hold" if decision["hold"] else "ok"
+    rows = [[r["entity"], r["landed"], r["files"], r["median"], r["low"], r["high"], r["history"], r["status"]]
+            for r in s["rows"]]
+    return (f"<p>Rows landed under each entity's dt={_e(s['rows'][0]['as_of_date'])} partition against the median of "
+            f"the previous {s['lookback']} nights; expected {s['min_ratio']}..{s['max_ratio']} x the median "
+            f"({_e(s['source'])}).</p>"
+            f'<p class="{cls}">{_e(decision["message"])}</p>'
+            + _table(["entity", "landed", "files", "median", "low", "high", "nights", "status"], rows,
+                     {1, 2, 3, 4, 5, 6}))
 
 
 def _render_monitoring(s: dict) -> str:
@@ -224,6 +241,7 @@ SECTIONS = [
     ("stages", "Stage timings", _render_stages),
     ("layers", "Rows per layer", _render_layers),
     ("quarantine", "Quarantined rows", _render_quarantine),
+    ("volume", "Volume check", _render_volume),
     ("dbt", "dbt tests", _render_dbt),
     ("models", "Models (@champion)", _render_models),
     ("scores", "Score distributions", _render_scores),
