@@ -88,9 +88,13 @@ class Rule:
 
 
 def contract_file() -> Path:
-    from c360.config import get_settings
+    """The feature snapshot's contract: in the configured dbt project when it holds the models, else in the
+    repository's own (a DBT_PROJECT_DIR that only holds a target/ folder, as some tests and deployments use)."""
+    from c360.config import PROJECT_ROOT, get_settings
 
-    return Path(get_settings().dbt_project_dir) / "models" / "feature_store" / "_feature_store__models.yml"
+    rel = Path("models") / "feature_store" / "_feature_store__models.yml"
+    configured = Path(get_settings().dbt_project_dir) / rel
+    return configured if configured.exists() else PROJECT_ROOT / "dbt_project" / rel
 
 
 @lru_cache(maxsize=4)
