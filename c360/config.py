@@ -63,6 +63,12 @@ class Settings:
     warehouse_lock_timeout_seconds: int
     churn_horizon_days: int = 90
     value_horizon_days: int = 180
+    # `c360 nightly`: where each DAG run's full Airflow/dbt/Spark log goes (<logs_dir>/nightly/<D>/<dag>.log),
+    # the longest one DAG run may take before it is stopped, and how long a stopped run gets to end cleanly
+    # (SIGTERM to its process group) before it is killed
+    logs_dir: Path = PROJECT_ROOT / "data" / "logs"
+    nightly_dag_timeout_seconds: int = 6 * 3600
+    nightly_stop_grace_seconds: int = 20
     extra: dict = field(default_factory=dict)
 
     def as_env(self) -> dict[str, str]:
@@ -90,6 +96,9 @@ class Settings:
             "C360_WAREHOUSE_LOCK_TIMEOUT_SECONDS": str(self.warehouse_lock_timeout_seconds),
             "C360_CHURN_HORIZON_DAYS": str(self.churn_horizon_days),
             "C360_VALUE_HORIZON_DAYS": str(self.value_horizon_days),
+            "C360_LOGS_DIR": str(self.logs_dir),
+            "C360_NIGHTLY_DAG_TIMEOUT_SECONDS": str(self.nightly_dag_timeout_seconds),
+            "C360_NIGHTLY_STOP_GRACE_SECONDS": str(self.nightly_stop_grace_seconds),
         }
         if self.s3_endpoint_url:
             env["C360_S3_ENDPOINT_URL"] = self.s3_endpoint_url
@@ -130,4 +139,7 @@ def get_settings() -> Settings:
         # label horizons: read by dbt (the same variables) and passed to the training job
         churn_horizon_days=_env_int("C360_CHURN_HORIZON_DAYS", 90),
         value_horizon_days=_env_int("C360_VALUE_HORIZON_DAYS", 180),
+        logs_dir=Path(_env("C360_LOGS_DIR", str(data_dir / "logs"))).resolve(),
+        nightly_dag_timeout_seconds=_env_int("C360_NIGHTLY_DAG_TIMEOUT_SECONDS", 6 * 3600),
+        nightly_stop_grace_seconds=_env_int("C360_NIGHTLY_STOP_GRACE_SECONDS", 20),
     )
