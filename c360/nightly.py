@@ -82,10 +82,12 @@ def _run_night(day, dag_ids: list[str], settings, stream: bool) -> bool:
     """Run the chain for one date; True when every DAG run succeeded. On failure, the night's report is
     still written and the failure printed with its log and what to do."""
     from c360.dagrun import DagRunFailed, NightInterrupted, run_dag
+    from c360.report.stages import mark_night_started
     from c360.summary import print_nightly_summary
 
     night_started = time.monotonic()
     outcomes = []
+    mark_night_started(settings, day, dag_ids)  # the report totals this run's stages only
     print(f"\n=== c360 nightly for {day}: {' -> '.join(dag_ids)} (full logs: "
           f"{settings.logs_dir / 'nightly' / day.isoformat()}/<dag>.log) ===", flush=True)
     try:
@@ -115,10 +117,11 @@ def _record_failure(settings, day, outcome, interrupted: str | None = None) -> N
         if outcome is None:
             record_stage(settings, day, "nightly", 0.0, "failed", error=f"stopped by {interrupted}")
             return
-        failed = [t.task_id for t in outcome.failed]
-        record_stage(settings, day, f"{outcome.dag_id}", outcome.seconds, "failed", dag_id=outcome.dag_id,
+        failed = [t.task_id for t in outcome.failed] or [f"{t.task_id}={t.state}" for t in outcome.tasks.values()]
+        problem = (outcome.problem() or "").splitlines()
+        record_stage(settings, day, f"{outcome.dag_id} (DAG run)", outcome.seconds, "failed", dag_id=outcome.dag_id,
                      failed_tasks=failed, log=str(outcome.log_path),
-                     error=(outcome.problem() or "")[:500])
+                     error=f"{problem[0] if problem else 'failed'} Full log: {outcome.log_path}"[:500])
     except OSError as err:  # the console already says what failed; the record is a convenience
         log.warning("Could not record the failure in the stage log: %s", err)
 
@@ -126,11 +129,17 @@ def _record_failure(settings, day, outcome, interrupted: str | None = None) -> N
 def _write_report(settings, day) -> None:
     from c360.report import build_report
 
+    # the report logs each warning; the console already shows the failure, so keep them to the report
+    report_log = logging.getLogger("c360.report")
+    level = report_log.level
+    report_log.setLevel(logging.ERROR)
     try:
         paths = build_report(day, settings)
         print(f"  Run report (failed night): {paths.html}", file=sys.stderr)
     except Exception as err:  # noqa: BLE001 - the failure above is the news; a report problem must not hide it
         log.warning("Could not write the run report for %s: %s", day, err)
+    finally:
+        report_log.setLevel(level)
 
 
 class _signals_stop_the_night:
