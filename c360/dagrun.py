@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -214,18 +215,26 @@ def _attach_stage_records(task: TaskRun, records: list[dict]) -> None:
             task.error = str(rec["error"])
 
 
+EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Failed|Missing|Locked|Interrupted)\w*: ")
+
+
 def _last_error_line(log_path: Path) -> str | None:
-    """The last line of the child's log that names an exception: the cause when no stage recorded one."""
+    """The last exception in the child's log (a traceback's final line and its continuation lines): the cause
+    when the task recorded none in the stage log."""
     try:
         with open(log_path, "rb") as f:
-            f.seek(max(0, f.seek(0, os.SEEK_END) - 200_000))
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 400_000))
             lines = f.read().decode("utf-8", "replace").splitlines()
     except OSError:
         return None
-    for line in reversed(lines):
-        text = line.strip()
-        if ("Error" in text or "Exception" in text) and "Task failed; ti=" not in text and len(text) > 10:
-            return text[:500]
+    for i in range(len(lines) - 1, -1, -1):
+        if EXCEPTION_LINE.match(lines[i]):
+            out = [lines[i]]
+            for nxt in lines[i + 1:i + 6]:  # a multi-line message, up to the next log record
+                if not nxt.strip() or re.match(r"^\d{4}-\d\d-\d\dT|^\[|^Traceback", nxt):
+                    break
+                out.append(nxt)
+            return "\n".join(out)[:800]
     return None
 
 
@@ -257,9 +266,15 @@ def _tail_to_console(path: Path, stop: threading.Event) -> None:
                 time.sleep(0.2)
 
 
-def stop_process_tree(proc: subprocess.Popen, grace_seconds: float, first_signal: int = signal.SIGTERM) -> None:
-    """Signal the child's process group (the child, dbt threads, the Spark JVM), wait up to `grace_seconds`,
-    then SIGKILL the group and any descendant that left it."""
+def stop_process_tree(proc: subprocess.Popen, grace_seconds: float) -> None:
+    """Stop `airflow dags test` and everything it started, then wait (bounded) for them to end.
+
+    SIGINT to the Airflow child: its in-process task runner answers SIGTERM only by calling the operator's
+    on_kill() (a no-op for Python tasks, so dbt would run on), while SIGINT raises KeyboardInterrupt in the
+    task: dbt cancels its queries and DuckDB rolls the open transaction back. SIGTERM to the rest of the process
+    group (a Spark job's Python driver and JVM, which ignore SIGINT) and to descendants that left the group.
+    Whatever is still alive after `grace_seconds` is SIGKILLed (DuckDB's WAL keeps committed work either way).
+    """
     import psutil
 
     try:
@@ -267,15 +282,14 @@ def stop_process_tree(proc: subprocess.Popen, grace_seconds: float, first_signal
     except psutil.NoSuchProcess:
         tree = []
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, first_signal)
-    for p in tree[1:]:  # descendants that started their own session are not in the group
+        os.kill(proc.pid, signal.SIGINT)
+    for p in tree[1:]:
         with contextlib.suppress(psutil.NoSuchProcess, ProcessLookupError):
-            if os.getpgid(p.pid) != proc.pid:
-                p.send_signal(first_signal)
+            p.send_signal(signal.SIGTERM)
     _, alive = psutil.wait_procs(tree, timeout=grace_seconds) if tree else ([], [])
     if alive or proc.poll() is None:
-        log.warning("Killing %d process(es) still alive %.0f s after %s", len(alive), grace_seconds,
-                    signal.Signals(first_signal).name)
+        log.warning("Killing %d process(es) still alive %.0f s after being asked to stop", len(alive),
+                    grace_seconds)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         for p in alive:
@@ -294,6 +308,7 @@ def run_dag(dag_id: str, day: date, settings: Settings, *, verbose: bool = False
     from c360.report.stages import stage_log_path
 
     env = airflow_env(settings)
+    env["PYTHONUNBUFFERED"] = "1"  # the log file (and -v) follow the run as it happens, not in 8 kB chunks
     db = MetadataDB(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
     log_path = nightly_log_path(settings, day, dag_id)
     log_path.parent.mkdir(parents=True, exist_ok=True)
