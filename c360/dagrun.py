@@ -395,11 +395,14 @@ def _merge(outcome: DagRunOutcome, tasks: dict[str, TaskRun], stages: _StageTail
             t.rows, t.note, t.error = prev.rows, prev.note, prev.error
         key = (t.state, t.try_number)
         if t.state in REPORTED_STATES and reported.get(task_id) != key:
-            if t.start and t.end:  # one task at a time: its records are those written while it ran
+            # records name their task (c360/tasks.py); older ones are paired by time, one task running at a time
+            mine = [r for r in pending if r.get("task_id") == task_id]
+            if not mine and t.start and t.end:
                 lo, hi = t.start - timedelta(seconds=1), t.end + timedelta(seconds=2)
-                mine = [r for r in pending if lo <= (_as_utc(r.get("recorded_at")) or lo - timedelta(1)) <= hi]
-                _attach_stage_records(t, mine)
-                pending[:] = [r for r in pending if r not in mine]
+                mine = [r for r in pending if not r.get("task_id")
+                        and lo <= (_as_utc(r.get("recorded_at")) or lo - timedelta(1)) <= hi]
+            _attach_stage_records(t, mine)
+            pending[:] = [r for r in pending if r not in mine]
             reported[task_id] = key
             echo(format_task_line(outcome.dag_id, t))
     outcome.tasks.update(tasks)

@@ -20,9 +20,16 @@ def print_nightly_summary(settings, day, outcomes: list, total_seconds: float) -
     print(f"\n=== c360 nightly for {day}: done in {total_seconds:.0f} s ===")
     for o in outcomes:
         print(f"  {o.dag_id:<22} {o.seconds:8.1f} s   {len(o.executed)} task(s)   log: {o.log_path}")
-    for o in outcomes:
-        for note in o.notes:  # e.g. exports held back by the drift check: say so where the operator looks
-            print(f"  Skipped: {o.dag_id}.{note}")
+    for o in outcomes:  # skipped tasks say why; held exports are the one an operator must act on
+        for t in o.tasks.values():
+            if not t.note:
+                continue
+            if t.task_id == "export":
+                print(f"\n  EXPORTS HELD for {day}: no segment file was written. Why: {t.note}\n"
+                      f"  Review the report's drift section, then release them with "
+                      f"`c360 segments export --date {day} --force`.")
+            else:
+                print(f"  Skipped: {o.dag_id}.{t.task_id}: {t.note}")
     if not settings.warehouse_path.exists():
         print(f"\n  No warehouse at {settings.warehouse_path} yet (no DAG of this night writes it).")
         _print_outputs(settings, day)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import logging
 import re
@@ -52,6 +53,9 @@ def fail_fast_on_deterministic_errors(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        ti = next((a.get("ti") or a.get("task_instance") for a in (*args, *kwargs.values())
+                   if isinstance(a, dict) and (a.get("ti") or a.get("task_instance"))), None)
+        token = _task_id.set(getattr(ti, "task_id", None))
         try:
             return fn(*args, **kwargs)
         except Exception as exc:
@@ -61,8 +65,19 @@ def fail_fast_on_deterministic_errors(fn):
 
             log.error("%s failed with a deterministic error (not retried): %s", fn.__name__, exc)
             raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            _task_id.reset(token)
 
     return wrapper
+
+
+# The Airflow task running now: stage records carry it, so `c360 nightly` pairs each record with its task.
+_task_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("c360_task_id", default=None)
+
+
+def _task_extra() -> dict:
+    task_id = _task_id.get()
+    return {"task_id": task_id} if task_id else {}
 
 
 @contextlib.contextmanager
@@ -71,6 +86,7 @@ def _stage(day: date, name: str):
     from c360.report.stages import timed_stage
 
     with timed_stage(get_settings(), day, name) as st:
+        st.extra.update(_task_extra())
         yield st
 
 
@@ -254,7 +270,7 @@ def export(context) -> dict:
             manifest = export_segments(day, get_settings())
             st.rows = sum(int(seg.get("rows") or 0) for seg in manifest["segments"].values())
     except ExportHeld as exc:
-        record_stage(get_settings(), day, "export", 0.0, "skipped", note=str(exc))
+        record_stage(get_settings(), day, "export", 0.0, "skipped", note=str(exc), **_task_extra())
         log.error("%s", exc)
         raise AirflowSkipException(str(exc)) from exc
     publish_run_date(context, day)

@@ -84,6 +84,22 @@ def test_deterministic_errors_fail_at_once_and_transient_ones_keep_their_retries
         task(WarehouseLocked("locked"))
 
 
+def test_stage_records_name_the_airflow_task_that_wrote_them(c360_env):
+    from types import SimpleNamespace
+
+    from c360.report.stages import read_stages
+    from c360.tasks import _stage, fail_fast_on_deterministic_errors
+
+    @fail_fast_on_deterministic_errors
+    def task(context):
+        with _stage(date(2026, 2, 2), "dbt") as st:
+            st.rows = 3
+
+    task({"ti": SimpleNamespace(task_id="dbt_build")})
+    assert [(r["stage"], r["task_id"], r["rows"]) for r in read_stages(c360_env, date(2026, 2, 2))] == [
+        ("dbt", "dbt_build", 3)]
+
+
 # ------------------------------------------------------------------------------------- through Airflow
 
 
@@ -216,3 +232,42 @@ def test_the_lock_error_names_the_full_holder_path_and_pid_and_what_to_do(c360_e
     # the interpreter's path has dots (python3.11): it used to be cut at the first one
     assert f"PID {holder.pid} ({os.path.realpath(sys.executable)})" in message, message
     assert f"kill {holder.pid}" in message and str(c360_env.warehouse_path) in message
+
+
+def test_the_console_summary_says_when_exports_were_held_and_why(c360_env, capsys):
+    from c360.dagrun import DagRunOutcome, TaskRun
+    from c360.summary import print_nightly_summary
+
+    day = date(2026, 2, 2)
+    outcome = DagRunOutcome("c360_score", day, c360_env.logs_dir / "x.log", run_state="success", returncode=0,
+                            tasks={"export": TaskRun("export", "skipped", 1, None, None,
+                                                     note="PSI of churn_probability 0.41 >= hold 0.25")})
+    print_nightly_summary(c360_env, day, [outcome], 12.0)
+    out = capsys.readouterr().out
+    assert "EXPORTS HELD for 2026-02-02" in out and "PSI of churn_probability 0.41 >= hold 0.25" in out
+    assert "c360 segments export --date 2026-02-02 --force" in out
+
+
+def test_progress_lines_carry_each_tasks_rows_and_skip_note_from_the_stage_log(c360_env):
+    from datetime import UTC, datetime, timedelta
+
+    from c360.dagrun import DagRunOutcome, TaskRun, _merge, _StageTail
+    from c360.report.stages import record_stage, stage_log_path
+
+    day = date(2026, 2, 2)
+    tail = _StageTail(stage_log_path(c360_env, day))
+    now = datetime.now(UTC)
+    # within the same second: paired by the task id the records carry, not by time
+    record_stage(c360_env, day, "ingest transactions", 1.0, "success", rows=1234, task_id="ingest_transactions")
+    record_stage(c360_env, day, "export", 0.0, "skipped", note="drift says hold", task_id="export")
+    tasks = {"ingest_transactions": TaskRun("ingest_transactions", "success", 1, now - timedelta(seconds=1), now),
+             "export": TaskRun("export", "skipped", 1, now, now + timedelta(seconds=0.5))}
+    lines: list[str] = []
+    outcome = DagRunOutcome("c360_x", day, c360_env.logs_dir / "x.log")
+    _merge(outcome, tasks, tail, {}, lines.append)
+    assert len(lines) == 2
+    assert "c360_x.ingest_transactions" in lines[0] and "success" in lines[0] and "1,234 rows" in lines[0]
+    assert "c360_x.export" in lines[1] and "skipped" in lines[1] and "drift says hold" in lines[1]
+    _merge(outcome, dict(tasks), tail, {"ingest_transactions": ("success", 1), "export": ("skipped", 1)},
+           lines.append)
+    assert len(lines) == 2  # one line per state and attempt
