@@ -266,6 +266,18 @@ def _tail_to_console(path: Path, stop: threading.Event) -> None:
                 time.sleep(0.2)
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: on Linux, be SIGKILLed if `c360 nightly` itself dies without a chance to stop
+    it (SIGKILL, the OOM killer), so no orphaned run goes on writing the warehouse. DuckDB keeps what was
+    committed; the Spark JVM exits when its Python parent's pipe closes."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: a stop by signal still works; only a SIGKILLed parent leaves the run going
+
+
 def stop_process_tree(proc: subprocess.Popen, grace_seconds: float) -> None:
     """Stop `airflow dags test` and everything it started, then wait (bounded) for them to end.
 
@@ -324,7 +336,7 @@ def run_dag(dag_id: str, day: date, settings: Settings, *, verbose: bool = False
         # tree can be signalled as one group
         proc = subprocess.Popen([airflow_bin(), "dags", "test", dag_id, day.isoformat()], env=env,
                                 stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+                                start_new_session=True, preexec_fn=_die_with_parent)
     tail_stop = threading.Event()
     if verbose:
         threading.Thread(target=_tail_to_console, args=(log_path, tail_stop), daemon=True).start()

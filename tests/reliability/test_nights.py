@@ -271,3 +271,22 @@ def test_progress_lines_carry_each_tasks_rows_and_skip_note_from_the_stage_log(c
     _merge(outcome, dict(tasks), tail, {"ingest_transactions": ("success", 1), "export": ("skipped", 1)},
            lines.append)
     assert len(lines) == 2  # one line per state and attempt
+
+
+@pytest.mark.timeout(300)
+def test_a_sigkilled_nightly_leaves_no_orphaned_airflow_run(c360_env, monkeypatch):
+    # nothing landed for the date: the child's sensor would wait 10 minutes for it
+    land(c360_env, "2026-02-01")
+    monkeypatch.setenv("C360_LANDING_WAIT_SECONDS", "600")
+    p = subprocess.Popen([sys.executable, "-m", "c360.cli", "nightly", "--date", "2026-02-02", "--dags",
+                          "c360_ingest"], env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    children: list[psutil.Process] = []
+    while time.monotonic() < deadline and not children:
+        children = [c for c in _tree(p.pid)[1:] if "dags test" in " ".join(c.cmdline())]
+        time.sleep(0.2)
+    assert children, "the airflow child never started"
+    p.kill()  # no chance to stop its child: the kernel must (PR_SET_PDEATHSIG)
+    p.wait()
+    gone, alive = psutil.wait_procs(children, timeout=10)
+    assert not [c for c in alive if _alive(c)], "airflow dags test survived its parent"
