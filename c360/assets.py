@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from airflow.sdk import Asset
 
 from c360.config import WAREHOUSE_POOL  # noqa: F401 - re-exported for DAG files
@@ -30,3 +32,9 @@ EXPORTS_ASSET = Asset(name="exports.segments", uri="c360://exports/segments", gr
 # When the weekly training runs (cron, UTC); C360_TRAIN_SCHEDULE overrides it. "0 3 * * 0" = Sundays 03:00.
 TRAIN_SCHEDULE_ENV = "C360_TRAIN_SCHEDULE"
 DEFAULT_TRAIN_SCHEDULE = "0 3 * * 0"
+
+# The DAGs' start_date. Airflow creates no task instance for a logical date before it (the run is marked
+# successful having done nothing), so it must precede any history a shop may bring: 1970-01-01, the
+# earliest date the landing contract accepts. Every DAG has catchup=False, so the scheduler never backfills
+# from it: an unpaused DAG runs its latest interval only; older nights run on demand (`c360 nightly --date`).
+DAG_START_DATE = datetime(1970, 1, 1, tzinfo=UTC)

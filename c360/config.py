@@ -94,6 +94,12 @@ class Settings:
     volume_min_history: int = 7  # fewer prior nights: "not enough history", never held
     volume_min_rows: int = 100  # a median below this is too small to judge (small counts swing by chance)
     volume_override_date: str | None = None  # YYYY-MM-DD: that night is not held for volume (one run's override)
+    # `c360 nightly`: where each DAG run's full Airflow/dbt/Spark log goes (<logs_dir>/nightly/<D>/<dag>.log),
+    # the longest one DAG run may take before it is stopped, and how long a stopped run gets to end cleanly
+    # (SIGTERM to its process group) before it is killed
+    logs_dir: Path = PROJECT_ROOT / "data" / "logs"
+    nightly_dag_timeout_seconds: int = 6 * 3600
+    nightly_stop_grace_seconds: int = 20
     extra: dict = field(default_factory=dict)
 
     def as_env(self) -> dict[str, str]:
@@ -134,6 +140,9 @@ class Settings:
             "C360_VOLUME_MIN_HISTORY": str(self.volume_min_history),
             "C360_VOLUME_MIN_ROWS": str(self.volume_min_rows),
             "C360_VOLUME_OVERRIDE_DATE": self.volume_override_date or "",
+            "C360_LOGS_DIR": str(self.logs_dir),
+            "C360_NIGHTLY_DAG_TIMEOUT_SECONDS": str(self.nightly_dag_timeout_seconds),
+            "C360_NIGHTLY_STOP_GRACE_SECONDS": str(self.nightly_stop_grace_seconds),
         }
         if self.s3_endpoint_url:
             env["C360_S3_ENDPOINT_URL"] = self.s3_endpoint_url
@@ -187,6 +196,9 @@ def get_settings() -> Settings:
         volume_min_history=_env_int("C360_VOLUME_MIN_HISTORY", 7),
         volume_min_rows=_env_int("C360_VOLUME_MIN_ROWS", 100),
         volume_override_date=_env_date("C360_VOLUME_OVERRIDE_DATE", "") if _env("C360_VOLUME_OVERRIDE_DATE", "") else None,
+        logs_dir=Path(_env("C360_LOGS_DIR", str(data_dir / "logs"))).resolve(),
+        nightly_dag_timeout_seconds=_env_int("C360_NIGHTLY_DAG_TIMEOUT_SECONDS", 6 * 3600),
+        nightly_stop_grace_seconds=_env_int("C360_NIGHTLY_STOP_GRACE_SECONDS", 20),
     )
 
 

@@ -12,10 +12,28 @@ def print_ingest_summary(result: dict) -> None:
             print(f"  {'':<14}{'':>7}{'':>13}{'':>13}{n:>13,}  {reason}")
 
 
-def print_nightly_summary(settings, day, timings: dict[str, float], total_seconds: float) -> None:
-    """What the night produced, read back from the warehouse (not from task return values)."""
+def print_nightly_summary(settings, day, outcomes: list, total_seconds: float) -> None:
+    """What the night produced, read back from the warehouse (not from task return values); `outcomes` are the
+    night's DAG runs (c360.dagrun.DagRunOutcome), for their timings, logs and held exports."""
     from c360.warehouse import connect
 
+    print(f"\n=== c360 nightly for {day}: done in {total_seconds:.0f} s ===")
+    for o in outcomes:
+        print(f"  {o.dag_id:<22} {o.seconds:8.1f} s   {len(o.executed)} task(s)   log: {o.log_path}")
+    for o in outcomes:  # skipped tasks say why; held exports are the one an operator must act on
+        for t in o.tasks.values():
+            if not t.note:
+                continue
+            if t.task_id == "export":
+                print(f"\n  EXPORTS HELD for {day}: no segment file was written. Why: {t.note}\n"
+                      f"  Review the report's drift section, then release them with "
+                      f"`c360 segments export --date {day} --force`.")
+            else:
+                print(f"  Skipped: {o.dag_id}.{t.task_id}: {t.note}")
+    if not settings.warehouse_path.exists():
+        print(f"\n  No warehouse at {settings.warehouse_path} yet (no DAG of this night writes it).")
+        _print_outputs(settings, day)
+        return
     con = connect(settings, read_only=True)
     try:
         rows = con.execute(
@@ -34,9 +52,6 @@ def print_nightly_summary(settings, day, timings: dict[str, float], total_second
         ).fetchall()
     finally:
         con.close()
-    print(f"\n=== c360 nightly for {day}: done in {total_seconds:.0f} s ===")
-    for dag_id, s in timings.items():
-        print(f"  {dag_id:<22} {s:8.1f} s")
     print(f"\n  Loaded by this run (files under dt={day} and any late or first-run files):")
     print(f"  {'entity':<14}{'files':>7}{'landed':>13}{'loaded':>13}{'quarantined':>13}{'rows in raw':>14}")
     for entity, files, landed, loaded, quar in rows:

@@ -3,13 +3,83 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import functools
 import logging
+import re
 from datetime import UTC, date, datetime
 
 from c360.config import get_settings
 from c360.storage import open_storage
 
 log = logging.getLogger(__name__)
+
+# Failures worth an Airflow retry: the warehouse lock held by another writer, S3 throttling or a dropped
+# connection, a full disk being freed. Matched in the text of errors whose type alone does not say (dbt, Spark).
+TRANSIENT_TEXT = re.compile(
+    r"\block(ed)?\b|could not set lock|throttl|slow ?down|timed? ?out|timeout|connection (reset|refused|aborted)|temporar|"
+    r"no space left|too many requests|service unavailable|\b503\b|out of memory|OutOfMemory", re.IGNORECASE)
+
+
+def is_deterministic(exc: BaseException) -> bool:
+    """True for failures a retry cannot fix (the same data and code fail the same way): data tests, contract
+    and reconciliation errors, unreadable files, bad segment rules, a missing champion. Everything else, and
+    anything whose text names a lock, a timeout, throttling or a full disk, keeps the task's retries."""
+    from c360.exports.export import ExportError
+    from c360.exports.query import ExportInputError
+    from c360.ingest.landing import LandingPartitionMissing
+    from c360.ingest.load import QuarantineRateExceeded
+    from c360.ingest.readers import UnreadableFile
+    from c360.ingest.reconcile import ReconciliationError
+    from c360.modeling import JobFailed
+    from c360.transform import DbtRunError, SnapshotMissing
+    from c360.warehouse import WarehouseLocked
+
+    text = str(exc)
+    if isinstance(exc, WarehouseLocked) or TRANSIENT_TEXT.search(text):
+        return False
+    if isinstance(exc, DbtRunError):
+        return True  # a failed data test, a compile or contract error: the same on every try
+    if isinstance(exc, JobFailed):  # a Spark child: deterministic only when it died of a known data/model error
+        return bool(re.search(r"ScoringError|SegmentConfigError|FileNotFoundError|gate", text))
+    deterministic = (SnapshotMissing, ReconciliationError, UnreadableFile, LandingPartitionMissing, ExportInputError, ExportError,
+                     QuarantineRateExceeded,
+                     ValueError, TypeError, KeyError, LookupError, AttributeError, NotImplementedError,
+                     FileNotFoundError)
+    return isinstance(exc, deterministic)
+
+
+def fail_fast_on_deterministic_errors(fn):
+    """Task callables: a deterministic failure raises AirflowFailException (no retry: the night fails within
+    seconds, naming the error); other errors propagate and Airflow retries them (DAG default_args)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        ti = next((a.get("ti") or a.get("task_instance") for a in (*args, *kwargs.values())
+                   if isinstance(a, dict) and (a.get("ti") or a.get("task_instance"))), None)
+        token = _task_id.set(getattr(ti, "task_id", None))
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            if type(exc).__module__.startswith("airflow") or not is_deterministic(exc):
+                raise
+            from airflow.sdk.exceptions import AirflowFailException
+
+            log.error("%s failed with a deterministic error (not retried): %s", fn.__name__, exc)
+            raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            _task_id.reset(token)
+
+    return wrapper
+
+
+# The Airflow task running now: stage records carry it, so `c360 nightly` pairs each record with its task.
+_task_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("c360_task_id", default=None)
+
+
+def _task_extra() -> dict:
+    task_id = _task_id.get()
+    return {"task_id": task_id} if task_id else {}
 
 
 @contextlib.contextmanager
@@ -18,6 +88,7 @@ def _stage(day: date, name: str):
     from c360.report.stages import timed_stage
 
     with timed_stage(get_settings(), day, name) as st:
+        st.extra.update(_task_extra())
         yield st
 
 
@@ -48,6 +119,7 @@ def publish_run_date(context, day: date) -> None:
         outlet_events[asset].extra = {"run_date": day.isoformat()}
 
 
+@fail_fast_on_deterministic_errors
 def transactions_landed(ds: str, started_at: datetime | None = None) -> bool:
     """Sensor poke: is transactions/dt=ds there? Fails with a clear message once the wait is over."""
     from c360.ingest.contract import ENTITIES
@@ -66,6 +138,7 @@ def transactions_landed(ds: str, started_at: datetime | None = None) -> bool:
     return False
 
 
+@fail_fast_on_deterministic_errors
 def ingest_entity(entity: str, context) -> dict:
     from c360.ingest.load import ingest
     from c360.summary import print_ingest_summary
@@ -79,6 +152,7 @@ def ingest_entity(entity: str, context) -> dict:
     return result["entities"][entity]
 
 
+@fail_fast_on_deterministic_errors
 def dbt_build(context) -> dict:
     """`dbt build` of the whole project for the run date (marts, feature-store snapshot, data tests)."""
     from c360 import transform
@@ -90,6 +164,7 @@ def dbt_build(context) -> dict:
     return {"run_date": day.isoformat(), "seconds": round(result.elapsed_seconds, 1), "nodes": len(result.nodes)}
 
 
+@fail_fast_on_deterministic_errors
 def export_features(context) -> dict:
     """Copy the run date's feature snapshot (and newly observable labels) to Parquet for Spark."""
     from c360 import transform
@@ -102,6 +177,7 @@ def export_features(context) -> dict:
     return {t: {str(d): rows for d, (_, rows) in parts.items()} for t, parts in result.written.items()}
 
 
+@fail_fast_on_deterministic_errors
 def check_reconciliation(ds: str) -> dict:
     """Every file loaded by this run: landed = loaded + quarantined, and the raw tables agree with the audit."""
     from c360.ingest.reconcile import reconcile
@@ -111,6 +187,7 @@ def check_reconciliation(ds: str) -> dict:
     return report
 
 
+@fail_fast_on_deterministic_errors
 def dbt_build_scores(context) -> dict:
     """Load the night's scores and build everything downstream of them (score marts, customer_360, segments)."""
     from c360 import transform
@@ -118,12 +195,16 @@ def dbt_build_scores(context) -> dict:
 
     day = run_date_from_context(context)
     with _stage(day, "dbt scores + segments"):
+        from c360.transform import load_segment_definitions
+
+        load_segment_definitions()  # a bad segments.yml fails here, before raw.scores changes
         loaded = load_scores(day, get_settings())
         result = transform.build_scores(day, get_settings())
     publish_run_date(context, day)
     return {"run_date": day.isoformat(), "loaded": loaded, "seconds": round(result.elapsed_seconds, 1)}
 
 
+@fail_fast_on_deterministic_errors
 def ensure_champions(context) -> dict:
     """First run on a registry: train the models without a @champion (after backfilling training snapshots)."""
     from c360 import modeling
@@ -135,6 +216,7 @@ def ensure_champions(context) -> dict:
         return modeling.ensure_champions(day)
 
 
+@fail_fast_on_deterministic_errors
 def prepare_training_snapshots(context) -> list[str]:
     """Backfill (and export) the monthly feature snapshots the training needs and the warehouse lacks."""
     from c360 import modeling
@@ -143,6 +225,7 @@ def prepare_training_snapshots(context) -> list[str]:
     return [d.isoformat() for d in modeling.prepare_training_snapshots(day)]
 
 
+@fail_fast_on_deterministic_errors
 def train_models(context) -> list:
     """The weekly training: train all models on the exported snapshots, register, promote by the gates."""
     from c360 import modeling
@@ -154,6 +237,7 @@ def train_models(context) -> list:
     return [{k: r.get(k) for k in ("model", "version", "promoted", "champion_version", "gates")} for r in results]
 
 
+@fail_fast_on_deterministic_errors
 def score(context) -> dict:
     """Score every customer of the date's snapshot with the @champion models (Spark job, child process)."""
     from c360 import modeling
@@ -167,6 +251,7 @@ def score(context) -> dict:
     return result
 
 
+@fail_fast_on_deterministic_errors
 def monitor(context) -> dict:
     """PSI of key features and scores against the training snapshot, recorded in monitoring.psi."""
     from c360.monitoring import run_monitoring
@@ -178,6 +263,7 @@ def monitor(context) -> dict:
     return {"reference_date": str(result.reference_date), "values": len(result.rows)}
 
 
+@fail_fast_on_deterministic_errors
 def export(context) -> dict:
     """Consent-aware segment exports for the date (held back, as a skipped task, when drift or volume says hold)."""
     from airflow.exceptions import AirflowSkipException
@@ -191,13 +277,14 @@ def export(context) -> dict:
             manifest = export_segments(day, get_settings())
             st.rows = sum(int(seg.get("rows") or 0) for seg in manifest["segments"].values())
     except ExportHeld as exc:
-        record_stage(get_settings(), day, "export", 0.0, "skipped", note=str(exc))
+        record_stage(get_settings(), day, "export", 0.0, "skipped", note=str(exc), **_task_extra())
         log.error("%s", exc)
         raise AirflowSkipException(str(exc)) from exc
     publish_run_date(context, day)
     return {"export_id": manifest["export_id"], "segments": len(manifest["segments"])}
 
 
+@fail_fast_on_deterministic_errors
 def report(context) -> dict:
     """The night's run report (HTML + JSON); its path is in the task log and the return value."""
     from c360.report import build_report

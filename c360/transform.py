@@ -54,6 +54,11 @@ class DbtRunError(RuntimeError):
         super().__init__("\n".join(lines))
 
 
+class SnapshotMissing(RuntimeError):
+    """The feature store has no snapshot for the date (no customers, or the dbt build did not make one): the
+    same on every retry."""
+
+
 @dataclass(frozen=True)
 class NodeResult:
     unique_id: str
@@ -302,12 +307,12 @@ def export_feature_parquet(
     try:
         as_of = run_date or _latest_feature_date(con)
         if as_of is None:
-            raise RuntimeError(
+            raise SnapshotMissing(
                 f"{FEATURE_TABLE} in {settings.warehouse_path} has no snapshot: run the dbt build for a date first"
             )
         found = con.execute(f"select count(*) from {FEATURE_TABLE} where as_of_date = ?", [as_of]).fetchone()[0]
         if found == 0:
-            raise RuntimeError(
+            raise SnapshotMissing(
                 f"{FEATURE_TABLE} has no rows for as_of_date={as_of}: run the dbt build for {as_of} before exporting"
             )
         result = ExportResult(as_of_date=as_of)

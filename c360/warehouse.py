@@ -22,6 +22,32 @@ class WarehouseLocked(RuntimeError):
     """Another process holds the warehouse file's lock."""
 
 
+def lock_holder(duckdb_message: str) -> tuple[str | None, int | None]:
+    """The holding program's path and PID from DuckDB's lock error ("... is held in /usr/bin/python3.11
+    (PID 123) by user x. See also ..."): the path has dots of its own, so it ends at " (PID", not at a dot."""
+    m = re.search(r"held in (.+?) \(PID (\d+)\)", duckdb_message)
+    if m:
+        return m.group(1).strip(), int(m.group(2))
+    m = re.search(r"held in (.+?)(?:\. See also|$)", duckdb_message)
+    return (m.group(1).strip() if m else None), None
+
+
+def lock_message(path: Path, duckdb_message: str) -> str:
+    """What a user reads when the warehouse is locked: the file, who holds it and what to do."""
+    program, pid = lock_holder(duckdb_message)
+    if pid is not None:
+        holder = (f" by another process, PID {pid} ({program}); see it with `ps -o pid,etime,args -p {pid}` and, if it is a "
+                  f"stale run, stop it with `kill {pid}`")
+    elif program:
+        holder = f" by another process ({program})"
+    else:
+        holder = " by another process"
+    return (f"The warehouse file {path} is locked{holder}. DuckDB allows one writer at a time: wait for the other "
+            "run to finish (in Airflow, tasks that write the warehouse share the 'warehouse' pool of one slot), or "
+            "close the session that holds it, then retry. Set C360_WAREHOUSE_LOCK_TIMEOUT_SECONDS to wait for the "
+            "lock instead of failing.")
+
+
 def connect(settings: Settings | None = None, read_only: bool = False, path: Path | None = None):
     """Open the warehouse (creating its folder), session time zone UTC.
 
@@ -42,14 +68,7 @@ def connect(settings: Settings | None = None, read_only: bool = False, path: Pat
             if time.monotonic() < deadline:
                 time.sleep(1.0)
                 continue
-            holder = re.search(r"held in (.+?)(?:\.|$)", str(exc))
-            raise WarehouseLocked(
-                f"The warehouse file {path} is locked by another process"
-                f"{' (' + holder.group(1).strip() + ')' if holder else ''}. DuckDB allows one writer at a time: "
-                "wait for the other run to finish (in Airflow, tasks that write the warehouse share the "
-                "'warehouse' pool of one slot), or close the session that holds it, then retry. "
-                "Set C360_WAREHOUSE_LOCK_TIMEOUT_SECONDS to wait for the lock instead of failing."
-            ) from exc
+            raise WarehouseLocked(lock_message(path, str(exc))) from exc
     con.execute("SET TimeZone = 'UTC'")
     return con
 

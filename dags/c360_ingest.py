@@ -17,11 +17,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pendulum
 from airflow.sdk import dag, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
-from c360.assets import RAW_ASSETS, WAREHOUSE_POOL
+from c360.assets import DAG_START_DATE, RAW_ASSETS, WAREHOUSE_POOL
 from c360.config import get_settings
 
 settings = get_settings()  # environment reads only: cheap at parse time
@@ -36,7 +35,7 @@ default_args = {
 @dag(
     dag_id="c360_ingest",
     schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
-    start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
+    start_date=DAG_START_DATE,
     catchup=False,
     max_active_runs=1,
     default_args=default_args,

@@ -28,10 +28,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pendulum
 from airflow.sdk import dag, task
 
 from c360.assets import (
+    DAG_START_DATE,
     EXPORTS_ASSET,
     FEATURE_STORE_ASSET,
     MODELS_ASSET,
@@ -50,7 +50,7 @@ default_args = {
 @dag(
     dag_id="c360_score",
     schedule=[FEATURE_STORE_ASSET],
-    start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
+    start_date=DAG_START_DATE,
     catchup=False,
     max_active_runs=1,
     default_args=default_args,

@@ -22,11 +22,11 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 
-import pendulum
 from airflow.sdk import dag, task
 from airflow.timetables.trigger import CronTriggerTimetable
 
 from c360.assets import (
+    DAG_START_DATE,
     DEFAULT_TRAIN_SCHEDULE,
     FEATURE_STORE_ASSET,
     MODELS_ASSET,
@@ -43,7 +43,7 @@ default_args = {
 @dag(
     dag_id="c360_train",
     schedule=CronTriggerTimetable(os.environ.get(TRAIN_SCHEDULE_ENV, DEFAULT_TRAIN_SCHEDULE), timezone="UTC"),
-    start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
+    start_date=DAG_START_DATE,
     catchup=False,
     max_active_runs=1,
     default_args=default_args,

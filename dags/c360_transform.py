@@ -17,10 +17,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pendulum
 from airflow.sdk import dag, task
 
-from c360.assets import FEATURE_STORE_ASSET, MARTS_ASSET, RAW_ASSETS, WAREHOUSE_POOL
+from c360.assets import DAG_START_DATE, FEATURE_STORE_ASSET, MARTS_ASSET, RAW_ASSETS, WAREHOUSE_POOL
 
 default_args = {
     "owner": "data-platform",
@@ -32,7 +31,7 @@ default_args = {
 @dag(
     dag_id="c360_transform",
     schedule=list(RAW_ASSETS.values()),
-    start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
+    start_date=DAG_START_DATE,
     catchup=False,
     max_active_runs=1,
     default_args=default_args,

@@ -71,3 +71,13 @@ def test_the_chain_is_wired_by_assets_and_training_is_weekly(dagbag):
     assert "0 3 * * 0" in str(train.timetable.summary) or "0 3 * * 0" in repr(train.timetable)
     assert MODELS_ASSET.uri in produced("c360_train")
     assert train.get_task("prepare_snapshots").pool == "warehouse" and train.get_task("train").pool != "warehouse"
+
+
+def test_dags_accept_logical_dates_in_any_decade_without_catching_up(dagbag):
+    # Airflow creates no task instance for a logical date before start_date and marks such a run successful:
+    # a shop's history from the 1990s must not meet that. catchup=False keeps a scheduler from backfilling.
+    from datetime import UTC, datetime
+
+    for dag_id, dag in dagbag.dags.items():
+        assert dag.start_date <= datetime(1970, 1, 1, tzinfo=UTC), dag_id
+        assert dag.catchup is False, dag_id

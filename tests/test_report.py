@@ -205,3 +205,43 @@ def test_report_flags_dbt_results_of_another_date(full_inputs):
     assert "these results are from a dbt run for 2025-06-02" in "\n".join(facts["warnings"])
     assert facts["sections"]["segments"]["available"] is False  # no members on 06-03: says so
     assert "no rows for 2025-06-03" in facts["sections"]["segments"]["reason"]
+
+
+def test_a_failed_rerun_reports_its_own_stages_the_failing_test_and_its_rows(report_env):
+    from c360.report.stages import mark_night_started
+
+    mark_night_started(report_env, D, ["c360_ingest", "c360_transform", "c360_score"])
+    record_stage(report_env, D, "train (no champion yet)", 120.0, "success")
+    record_stage(report_env, D, "dbt", 10.0, "success")
+    mark_night_started(report_env, D, ["c360_ingest", "c360_transform"])  # the rerun
+    record_stage(report_env, D, "dbt", 5.0, "failed", error="DbtRunError: dbt build failed")
+    record_stage(report_env, D, "c360_transform (DAG run)", 6.0, "failed", failed_tasks=["dbt_build"])
+    target = report_env.dbt_project_dir / "target"
+    target.mkdir(parents=True)
+    (target / "run_results.json").write_text(json.dumps({"metadata": {}, "args": {}, "results": [
+        {"unique_id": "test.c360.not_null_int_order_lines_amount_eur.1", "status": "fail", "failures": 3,
+         "message": "Got 3 results, configured to fail if != 0"},
+        {"unique_id": "model.c360.int_order_lines", "status": "success", "failures": None}]}))
+
+    facts = json.loads(build_report(D, report_env).json.read_text())
+    stages = facts["sections"]["stages"]
+    assert stages["total_seconds"] == 11.0  # the rerun's stages only: not the first run's 120 s of training
+    assert [r["stage"] for r in stages["earlier_runs"]] == ["train (no champion yet)"]
+    assert {r["stage"]: r["attempts"] for r in stages["stages"]} == {"dbt": 1, "c360_transform (DAG run)": 1}
+    warnings = "\n".join(facts["warnings"])
+    assert "stage c360_transform (DAG run) failed" in warnings and "stage dbt failed" in warnings
+    assert "not_null_int_order_lines_amount_eur.1 (fail, 3 failing row(s))" in warnings
+    assert "earlier run" in build_report(D, report_env).html.read_text()
+
+
+def test_champions_accepted_without_their_gates_are_warnings():
+    from c360.report.collect import collect_warnings
+
+    models = {"available": True, "models": [
+        {"name": "c360_churn", "available": True, "version": "1", "validation_status": "failed",
+         "tags": {"accepted_without_gates": "true"}},
+        {"name": "c360_clv", "available": True, "version": "2", "validation_status": "passed", "tags": {}}]}
+    warnings = collect_warnings({"models": models})
+    assert len(warnings) == 1
+    assert "c360_churn v1 is @champion without passing its gates" in warnings[0]
+    assert "C360_FIRST_CHAMPION=accept" in warnings[0]

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from c360.config import Settings
-from c360.report.stages import read_stages, stage_log_path
+from c360.report.stages import read_night, stage_log_path
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +43,8 @@ def _safe(name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
 
 
 def stages_section(settings: Settings, day: date) -> dict[str, Any]:
-    records = read_stages(settings, day)
-    if not records:
+    records, earlier = read_night(settings, day)
+    if not records and not earlier:
         return unavailable(f"no stage log at {stage_log_path(settings, day)} (the nightly job writes it)")
     latest: dict[str, dict] = {}
     attempts: Counter[str] = Counter()
@@ -52,8 +52,14 @@ def stages_section(settings: Settings, day: date) -> dict[str, Any]:
         latest[rec["stage"]] = rec
         attempts[rec["stage"]] += 1
     rows = [{**rec, "attempts": attempts[name]} for name, rec in latest.items()]
+    # stages of earlier runs of the date that this run did not repeat: shown, not added to this run's total
+    earlier_latest: dict[str, dict] = {}
+    for rec in earlier:
+        if rec["stage"] not in latest:
+            earlier_latest[rec["stage"]] = rec
     return {"available": True, "stages": rows, "total_seconds": round(sum(float(r.get("seconds") or 0) for r in rows), 1),
-            "failed": [r["stage"] for r in rows if r.get("status") == "failed"]}
+            "failed": [r["stage"] for r in rows if r.get("status") == "failed"],
+            "earlier_runs": list(earlier_latest.values())}
 
 
 # --------------------------------------------------------------------------------------------- warehouse
@@ -315,6 +321,13 @@ def exports_section(settings: Settings, day: date) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------- warnings
 
 
+def _dbt_problem(p: dict) -> str:
+    """`test.c360.not_null_x.abc (fail, 3 failing rows)`: the node, its status and, for tests, the row count."""
+    rows = p.get("failures")
+    detail = p["status"] + (f", {rows:,} failing row(s)" if isinstance(rows, int) and rows > 0 else "")
+    return f"{p['unique_id']} ({detail})"
+
+
 def collect_warnings(sections: dict[str, dict]) -> list[str]:
     warnings = []
     mon = sections.get("monitoring", {})
@@ -337,9 +350,17 @@ def collect_warnings(sections: dict[str, dict]) -> list[str]:
     if dbt.get("available"):
         if dbt["problems"]:
             warnings.append(f"dbt: {len(dbt['problems'])} node(s) failed or warned: "
-                            + ", ".join(str(p["unique_id"]) for p in dbt["problems"][:5]))
+                            + ", ".join(_dbt_problem(p) for p in dbt["problems"][:5]))
         if dbt.get("note"):
             warnings.append("dbt: " + dbt["note"])
+    for m in (sections.get("models") or {}).get("models") or []:
+        tags = m.get("tags") or {}
+        if m.get("available") and (tags.get("accepted_without_gates") == "true"
+                                    or m.get("validation_status") == "failed"):
+            warnings.append(f"model {m['name']} v{m['version']} is @champion without passing its gates "
+                            f"(validation_status {m.get('validation_status')!r}"
+                            + (", accepted by C360_FIRST_CHAMPION=accept" if tags.get("accepted_without_gates") == "true"
+                               else "") + "): its scores are not validated; train and promote a version that passes")
     exp = sections.get("exports", {})
     if exp.get("available") and (exp.get("drift_check") or {}).get("forced"):
         warnings.append("exports were forced despite a drift hold")

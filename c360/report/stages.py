@@ -14,6 +14,11 @@ File: `<reports_dir>/runs/<D>/stages.jsonl`. One object per line:
   extra keys   anything JSON-serialisable the stage wants to show (e.g. dag_id, attempt, error)
 
 A rerun appends again: the report shows the latest line per stage and counts the attempts.
+
+`c360 nightly` starts each night with a marker line `{"night_started": "<ISO time>", "dags": [...]}` (no
+"stage" key: readers of stage records skip it). The report totals only the stages recorded since the last
+marker, so a rerun's total does not include the first run's stages (e.g. its first-night training); earlier
+stages are listed apart.
 """
 
 from __future__ import annotations
@@ -80,8 +85,33 @@ def timed_stage(settings: Settings, date: date, stage: str) -> Iterator[_StageRu
     record_stage(settings, date, stage, time.monotonic() - t0, "success", run.rows, started_at=started, **run.extra)
 
 
-def read_stages(settings: Settings, day: date) -> list[dict]:
-    """All records of the date in file order; lines that are not valid JSON objects are skipped."""
+def mark_night_started(settings: Settings, day: date, dags: list[str]) -> None:
+    """Append the start-of-night marker (see the module docstring)."""
+    line = json.dumps({"night_started": datetime.now(UTC).isoformat(timespec="seconds"), "dags": list(dags)})
+    path = stage_log_path(settings, day)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (line + "\n").encode("utf-8"))
+    finally:
+        os.close(fd)
+
+
+def read_night(settings: Settings, day: date) -> tuple[list[dict], list[dict]]:
+    """(records of the latest night, records of earlier runs of the date), split at the last start marker;
+    without a marker (runs scheduled by Airflow itself) every record belongs to the latest night."""
+    current: list[dict] = []
+    earlier: list[dict] = []
+    for rec in _read_lines(settings, day):
+        if "night_started" in rec and "stage" not in rec:
+            earlier.extend(current)
+            current = []
+        elif "stage" in rec:
+            current.append(rec)
+    return current, earlier
+
+
+def _read_lines(settings: Settings, day: date) -> list[dict]:
     path = stage_log_path(settings, day)
     if not path.exists():
         return []
@@ -91,6 +121,11 @@ def read_stages(settings: Settings, day: date) -> list[dict]:
             rec = json.loads(line)
         except json.JSONDecodeError:
             continue  # a torn last line after a crash must not take the report down
-        if isinstance(rec, dict) and "stage" in rec:
+        if isinstance(rec, dict):
             out.append(rec)
     return out
+
+
+def read_stages(settings: Settings, day: date) -> list[dict]:
+    """All stage records of the date in file order (every run); lines that are not valid JSON objects are skipped."""
+    return [rec for rec in _read_lines(settings, day) if "stage" in rec]
