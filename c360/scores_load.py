@@ -40,6 +40,18 @@ def partition_dir(settings: Settings, table: str, day: date) -> Path:
     return Path(settings.scores_dir) / table / f"dt={day.isoformat()}"
 
 
+def _scored_without_recommender(con, settings: Settings, day: date) -> bool:
+    """True when the date's scores Parquet exists and no row names a recommender version: the scoring job ran with
+    --no-recommendations (no product interactions), so no recommendations partition is expected."""
+    folder = partition_dir(settings, "scores", day)
+    files = [str(p) for p in sorted(folder.glob("*.parquet"))] if folder.is_dir() else []
+    if not files:
+        return False
+    n = con.execute("SELECT count(*) FROM read_parquet(?) WHERE recommender_model_version IS NOT NULL",
+                    [files]).fetchall()[0][0]
+    return n == 0
+
+
 def load_scores(day: date, settings: Settings | None = None) -> dict[str, int]:
     """Replace raw.scores / raw.recommendations rows of `day` with the Parquet files of dt=day."""
     settings = settings or get_settings()
@@ -51,6 +63,11 @@ def load_scores(day: date, settings: Settings | None = None) -> dict[str, int]:
         for table, cols in TABLES.items():
             folder = partition_dir(settings, table, day)
             files = sorted(p for p in folder.glob("*.parquet")) if folder.is_dir() else []
+            if not files and table == "recommendations" and _scored_without_recommender(con, settings, day):
+                # scored without a recommender (a transactions-only shop): the date has no recommendations
+                con.execute("DELETE FROM raw.recommendations WHERE as_of_date = ?", [day])
+                counts[table] = 0
+                continue
             if not files:
                 raise FileNotFoundError(
                     f"No {table} Parquet under {folder}: the scoring job has not written {day}. "

@@ -224,9 +224,10 @@ def train_models(opts: Options, spark=None) -> list[dict]:
                     results.append(fn(spark, fs, labels, train_dates, holdout_date, opts, audit))
             else:
                 path = Path(opts.interactions) if opts.interactions else fs / "interactions"
-                if not path.exists():
-                    message = (f"recommender: no interaction events at {path} (contract: docs/models.md); "
-                               "skipped")
+                if not (path.is_dir() and next(path.glob("**/*.parquet"), None)) and not path.is_file():
+                    # a transactions-only shop: no product interactions (the dbt model needs a product_id)
+                    message = (f"recommender not trained: no product interactions at {path} (contract: "
+                               "docs/models.md, 'Recommender input')")
                     if opts.models == ["recommender"]:
                         raise FileNotFoundError(message)
                     log.warning(message)

@@ -115,9 +115,9 @@ def _render_stages(s: dict) -> str:
     if not s["available"]:
         return _na(s)
     rows = [[r["stage"], r.get("status"), r.get("started_at"), r.get("seconds"), r.get("rows"), r["attempts"],
-             r.get("error", "")] for r in s["stages"]]
+             r.get("error") or r.get("note", "")] for r in s["stages"]]
     return (f"<p>Total {s['total_seconds']:,} s over {len(rows)} stage(s).</p>"
-            + _table(["stage", "status", "started", "seconds", "rows", "attempts", "error"], rows, {3, 4, 5})
+            + _table(["stage", "status", "started", "seconds", "rows", "attempts", "error / note"], rows, {3, 4, 5})
             + plot_stages(s["stages"]))
 
 
