@@ -88,19 +88,33 @@ def _log_figure(fig, path: str) -> None:
     plots.close(fig)
 
 
-def _fit_bgnbd(fit_part: DataFrame, train_date: str, model: str):
-    """BG/NBD x Gamma-Gamma fitted on the newest training snapshot's fitting rows (one row per customer), or None
-    (with a warning) when the snapshot lacks the bgnbd_* columns or the fit fails."""
+def _fit_bgnbd(fit_part: DataFrame, val_part: DataFrame, train_date: str, model: str, horizon_days: float,
+               bought: str):
+    """(M)BG/NBD x Gamma-Gamma fitted on the newest training snapshot's fitting rows (one row per customer), the
+    variant chosen on its validation rows by whether they bought within the horizon (`bought`: a SQL condition on
+    the label); None (with a warning) when the snapshot lacks the bgnbd_* columns or the fit fails."""
     bg_cols = [c for c in value.BGNBD_COLUMNS if c in fit_part.columns]
-    with step(f"{model}: fitting BG/NBD + Gamma-Gamma"):
+    with step(f"{model}: fitting BG/NBD or MBG/NBD + Gamma-Gamma"):
         try:
-            newest = fit_part.where(F.col("as_of_date") == F.lit(train_date).cast("date"))
-            bgnbd = value.fit_bgnbd_baseline(newest.select(bg_cols).toPandas())
+            newest = F.col("as_of_date") == F.lit(train_date).cast("date")
+            val = (val_part.where(newest).select(*bg_cols, F.expr(bought).cast("double").alias("bought"))
+                   .toPandas())
+            bgnbd = value.fit_bgnbd_baseline(fit_part.where(newest).select(bg_cols).toPandas(), val,
+                                             horizon_days=horizon_days, label="bought")
         except (ValueError, RuntimeError) as exc:
             log.warning("%s: BG/NBD unavailable: %s", model, exc)
             return None
-    log.info("%s: BG/NBD %s", model, {k: round(v, 4) for k, v in bgnbd.params().items()})
+    log.info("%s: %s %s (validation: %s)", model, bgnbd.kind, {k: round(v, 4) for k, v in bgnbd.params().items()},
+             {k: round(v, 4) for k, v in bgnbd.selection.items()})
     return bgnbd
+
+
+def _bgnbd_params(bgnbd) -> dict:
+    """What the training run logs about the fitted (M)BG/NBD: its variant, parameters and the selection scores."""
+    if bgnbd is None:
+        return {}
+    return {"bgnbd_kind": bgnbd.kind, **{k: round(v, 6) for k, v in bgnbd.params().items()},
+            **{f"bgnbd_selection_{k}": round(v, 6) for k, v in bgnbd.selection.items()}}
 
 
 def register_and_gate(name: str, kind: str, model_uri: str, run_id: str, challenger: dict[str, float],
@@ -150,7 +164,7 @@ def train_churn(spark: SparkSession, fs: Path, labels_table: str, train_dates: l
     in_validation = (F.abs(F.xxhash64("customer_id", F.lit(opts.seed))) % 5) == 0
     fit_part, val_part = weighted.where(~in_validation), weighted.where(in_validation)
     fit_part, val_part = fit_part.cache(), val_part.cache()
-    bgnbd = _fit_bgnbd(fit_part, train_date, "churn")
+    bgnbd = _fit_bgnbd(fit_part, val_part, train_date, "churn", opts.churn_horizon_days, f"{LABEL} = 0")
 
     fitted, val_auc, params = {}, {}, {}
     for kind in churn.MODEL_KINDS:
@@ -216,7 +230,7 @@ def train_churn(spark: SparkSession, fs: Path, labels_table: str, train_dates: l
             "population": POPULATION_FILTER, "n_features": len(inputs),
             "derived_features": ",".join(derived_features(numeric)), "bgnbd_features": bgnbd is not None,
             **{f"{k}_{p}": v for k, ps in params.items() for p, v in ps.items()},
-            **({} if bgnbd is None else {k: round(v, 6) for k, v in bgnbd.params().items()}),
+            **_bgnbd_params(bgnbd),
         })
         mlflow.log_metrics(_flat("", challenger))
         if champion_metrics:
@@ -298,7 +312,7 @@ def train_clv(spark: SparkSession, fs: Path, labels_table: str, train_dates: lis
     fitted: dict = {}
     bg_cols = [c for c in value.BGNBD_COLUMNS if c in train_df.columns]
     # one snapshot: BG/NBD describes each customer once
-    bgnbd = _fit_bgnbd(fit_part, train_date, "clv")
+    bgnbd = _fit_bgnbd(fit_part, val_part, train_date, "clv", horizon, f"{LABEL} > 0")
     if bgnbd is not None:
         fitted["bgnbd"] = value.bgnbd_pipeline(bgnbd, horizon)
     with step("clv: fitting GBTRegressor on log(1 + value)" + (" (BG/NBD outputs as features)" if bgnbd else "")):
@@ -360,14 +374,15 @@ def train_clv(spark: SparkSession, fs: Path, labels_table: str, train_dates: lis
                            **{f"gbt_{k}": v for k, v in params.items()}, "gbt_target": "log1p",
                            "gbt_calibration_a": round(calibration[0], 6), "gbt_calibration_b": round(calibration[1], 6),
                            "derived_features": ",".join(derived_features(numeric)),
-                           **({} if bgnbd is None else {k: round(v, 6) for k, v in bgnbd.params().items()})})
+                           **_bgnbd_params(bgnbd)})
         mlflow.log_metrics(_flat("", challenger))
         if champion_metrics:
             mlflow.log_metrics(_flat("champion_", champion_metrics))
         mlflow.log_dict({"numeric": numeric, "categorical": categorical, "label": VALUE_LABEL,
                          "model_inputs": model_inputs}, "features.json")
         if bgnbd is not None:
-            mlflow.log_dict(bgnbd.params(), "bgnbd_gamma_gamma_params.json")
+            mlflow.log_dict({"kind": bgnbd.kind, **bgnbd.params(), "selection": bgnbd.selection},
+                            "bgnbd_gamma_gamma_params.json")
         _log_figure(plots.value_deciles_figure(y, predictions), "plots/value_deciles.png")
         _log_predictions(pdf)
         gbt = fitted["gbt"]
