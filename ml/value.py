@@ -112,6 +112,17 @@ def run_rate(df: DataFrame, horizon_days: int) -> DataFrame:
     return df.withColumn("baseline_run_rate", F.greatest(last90 * F.lit(horizon_days / 90.0), F.lit(0.0)))
 
 
+RUN_RATE_INPUTS = ["net_revenue_eur_90d"]
+
+
+def run_rate_pipeline(horizon_days: int) -> PipelineModel:
+    """The run-rate baseline as a fitted model (`prediction` = `baseline_run_rate`), registered when it is the best
+    thing a shop's data supports (spark_jobs.training: a baseline may serve)."""
+    statement = (f"SELECT *, greatest(coalesce(CAST(net_revenue_eur_90d AS DOUBLE), 0.0) * {horizon_days / 90.0!r}, "
+                 "0.0) AS prediction FROM __THIS__")
+    return PipelineModel(stages=[SQLTransformer(statement=statement)])
+
+
 def bgnbd_summary(pdf: pd.DataFrame) -> dict[str, np.ndarray]:
     """frequency / recency / T / monetary arrays from the feature store's bgnbd_* columns."""
     missing = [c for c in BGNBD_COLUMNS if c not in pdf.columns]

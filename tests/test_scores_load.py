@@ -43,3 +43,25 @@ def test_scores_from_a_recommender_still_need_their_recommendations(c360_env):
         load_scores(DAY, c360_env)
     with duckdb.connect(str(c360_env.warehouse_path), read_only=True) as con:  # rolled back: nothing half-loaded
         assert con.execute("select count(*) from raw.scores").fetchone()[0] == 0
+
+
+def test_every_score_row_carries_the_horizons_and_older_partitions_and_tables_still_load(c360_env):
+    # a warehouse whose raw.scores was created before the horizon columns existed
+    c360_env.warehouse_path.parent.mkdir(parents=True, exist_ok=True)
+    with duckdb.connect(str(c360_env.warehouse_path)) as con:
+        old_cols = {c: t for c, t in SCORES_COLUMNS.items() if not c.endswith("_horizon_days")}
+        con.execute("CREATE SCHEMA raw")
+        con.execute("CREATE TABLE raw.scores (" + ", ".join(f'"{c}" {t}' for c, t in old_cols.items())
+                    + ", _loaded_at TIMESTAMPTZ)")
+    _write_scores(c360_env, DAY, None)
+    # a partition written before the horizons were recorded
+    older = DAY.replace(day=29)
+    _write_scores(c360_env, older, None)
+    part = partition_dir(c360_env, "scores", older) / "part-0.parquet"
+    pd.read_parquet(part).drop(columns=["churn_horizon_days", "value_horizon_days"]).to_parquet(part, index=False)
+    load_scores(DAY, c360_env)
+    load_scores(older, c360_env)
+    with duckdb.connect(str(c360_env.warehouse_path), read_only=True) as con:
+        rows = con.execute("select as_of_date, churn_horizon_days, value_horizon_days, churn_probability "
+                           "from raw.scores order by as_of_date, customer_id").fetchall()
+    assert rows == [(older, None, None, 0.2), (older, None, None, 0.7), (DAY, 90, 180, 0.2), (DAY, 90, 180, 0.7)]
