@@ -569,6 +569,7 @@ def train_recommender(spark: SparkSession, events_path: Path, products_path: Pat
                                                half_life_days=opts.half_life_days)
             model = recommender.fit_als(setup["strength"], seed=opts.seed, **best_params)
             challenger = recommender.evaluate_model(model, setup, k)
+            own_metrics = dict(challenger)
             challenger.update(_flat("baseline_popularity_", recommender.evaluate_popularity(setup, k)))
             # plain popularity (most popular unbought products, no category): the textbook baseline
             challenger.update(_flat("baseline_global_popularity_",
@@ -578,31 +579,49 @@ def train_recommender(spark: SparkSession, events_path: Path, products_path: Pat
                 challenger["ndcg_at_10"] = challenger[gate_key]
                 challenger["baseline_popularity_ndcg_at_10"] = challenger[f"baseline_popularity_{gate_key}"]
 
+        # The champion's registered model was refitted through its own as-of date, which may lie inside this
+        # holdout: scored as is it would be judged on purchases it was trained on. So the champion's
+        # configuration (its ALS parameters) is refitted on this training window and evaluated like the challenger.
         champion_metrics, champion_version = None, None
-        with step("recommender: evaluating the current champion on the holdout"):
+        with step("recommender: evaluating the current champion's parameters on the holdout"):
             try:
-                champ, _, champion_version = load_spark_champion(name)
-                if champ is not None:
+                current = alias_version(name, CHAMPION)
+                champion_params = champion_als_params(name) if current is not None else None
+                if current is not None:
+                    champion_version = str(current.version)
+                if champion_params == best_params:
+                    champion_metrics = dict(own_metrics)
+                elif champion_params is not None:
+                    champ = recommender.fit_als(setup["strength"], seed=opts.seed, **champion_params)
                     champion_metrics = recommender.evaluate_model(champ, setup, k)
-                    if gate_key != "ndcg_at_10":
-                        champion_metrics["ndcg_at_10"] = champion_metrics[gate_key]
+                if champion_metrics is not None and gate_key != "ndcg_at_10":
+                    champion_metrics["ndcg_at_10"] = champion_metrics[gate_key]
             except Exception as exc:
                 log.warning("recommender: could not evaluate champion (%s): floors only", exc)
 
+        # hyper-parameters chosen and the configuration judged on the holdout: the model to register is refitted
+        # on every interaction up to the as-of date, so it knows the last month's customers and products too
+        with step(f"recommender: refitting ALS {best_params} on every interaction up to {as_of}"):
+            final_strength = recommender.interaction_strength(events, as_of, half_life_days=opts.half_life_days)
+            final = recommender.fit_als(final_strength, seed=opts.seed, **best_params)
+
         with step("recommender: logging to MLflow"):
             mlflow.set_tags({"model": "recommender", "as_of_date": as_of, "train_end": train_end,
-                             "holdout_end": holdout_end,
+                             "holdout_end": holdout_end, "refit_through": as_of,
                              "train_data_hash": fingerprint(setup["strength"], ["customer_id", "product_id",
                                                                                "strength"])})
             mlflow.log_params({"model_kind": "als_implicit", **best_params, "max_iter": 10, "top_n": k,
                                "half_life_days": opts.half_life_days, "event_weights": str(recommender.EVENT_WEIGHTS),
                                "holdout_days": opts.rec_holdout_days, "grid": grid_mode, "events": n_events,
-                               "catalog_size": setup["catalog_size"]})
+                               "catalog_size": setup["catalog_size"],
+                               "registered_model": f"refit on interactions up to {as_of} (metrics: the same "
+                                                   f"parameters fitted up to {train_end})",
+                               "champion_evaluation": "the champion's ALS parameters refitted up to train_end"})
             mlflow.log_metrics(_flat("", challenger))
             if champion_metrics:
                 mlflow.log_metrics(_flat("champion_", champion_metrics))
-            example = setup["strength"].select("customer_id", "product_id").limit(5)
-            info = mlflow.spark.log_model(model, artifact_path="model",
+            example = final_strength.select("customer_id", "product_id").limit(5)
+            info = mlflow.spark.log_model(final, artifact_path="model",
                                           signature=spark_signature(example, "prediction"),
                                           input_example=example.toPandas(),
                                           pip_requirements=model_requirements("pyspark"))

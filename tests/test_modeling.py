@@ -162,3 +162,48 @@ def test_nightly_scoring_asks_for_recommendations_only_with_interactions(c360_en
     result = modeling.score(date(2026, 11, 4), c360_env)
     assert jobs.calls[-1] == ("spark_jobs.score", ["--date", "2026-11-04"])
     assert result["recommendations"] is True and "note" not in result
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(1500)
+def test_a_transactions_only_shop_trains_scores_and_loads_two_nights_without_a_recommender(c360_env, monkeypatch):
+    """The real jobs (child Spark processes, MLflow registry, raw.scores) on a feature store without interactions:
+    the first night trains churn and CLV - no FIRST_CHAMPION=accept needed, a baseline may serve - and notes the
+    recommender; scoring scores every customer without recommendations; the second night trains nothing."""
+    import shutil
+
+    import duckdb
+
+    from c360.scores_load import load_scores
+    from tests.test_spark_train import write_tiny_feature_store
+
+    fs = c360_env.feature_store_dir
+    (c360_env.data_dir / "mlflow").mkdir(parents=True, exist_ok=True)
+    write_tiny_feature_store(fs, ("2025-01-31", "2025-04-30"))
+    for entity in ("interactions", "products"):  # transactions only: no product interactions were exported
+        shutil.rmtree(fs / entity)
+    night1, night2 = date(2025, 7, 31), date(2025, 8, 1)
+    for night in (night1, night2):  # the nightly feature snapshots of the two run dates
+        shutil.copytree(fs / "customer_features" / "as_of_date=2025-04-30",
+                        fs / "customer_features" / f"as_of_date={night}")
+    monkeypatch.setenv(modeling.BOOTSTRAP_TRAIN_ARGS_ENV, "--gbt-iterations 4")
+    monkeypatch.delenv(modeling.FIRST_CHAMPION_ENV, raising=False)
+    monkeypatch.setenv("SPARK_MASTER", "local[2]")
+    monkeypatch.setattr(modeling, "prepare_training_snapshots", lambda day, settings=None: [])
+
+    first = modeling.ensure_champions(night1, c360_env)
+    assert sorted(first["trained"]) == ["churn", "clv"]
+    assert first["notes"] == ["recommender not trained: no product interactions"]
+    assert modeling.missing_champions(c360_env) == []
+    scored = modeling.score(night1, c360_env)
+    assert scored["recommendations"] is False and "no product interactions" in scored["note"]
+    assert load_scores(night1, c360_env) == {"scores": 500, "recommendations": 0}
+
+    assert modeling.ensure_champions(night2, c360_env)["trained"] == []
+    modeling.score(night2, c360_env)
+    assert load_scores(night2, c360_env)["scores"] == 500
+    with duckdb.connect(str(c360_env.warehouse_path), read_only=True) as con:
+        rows = con.execute("""select as_of_date, count(*), count(churn_probability), count(predicted_value_eur),
+                                     count(recommender_model_version), min(churn_horizon_days), min(value_horizon_days)
+                              from raw.scores group by 1 order by 1""").fetchall()
+    assert rows == [(night1, 500, 500, 500, 0, 90, 180), (night2, 500, 500, 500, 0, 90, 180)]

@@ -197,6 +197,9 @@ def _events(rng: np.random.Generator) -> pd.DataFrame:
             when = dt.datetime(2025, 4, 1) + dt.timedelta(days=int(rng.integers(0, 120)), hours=int(rng.integers(0, 24)))
             kind = rng.choice(["product_view", "add_to_cart", "purchase"], p=[0.6, 0.2, 0.2])
             rows.append((f"c{c:04d}", str(rng.choice(group)), str(kind), when))
+    # a customer who arrived in the recommender's holdout month: only a model refitted through the as-of date
+    # knows them
+    rows += [("c_late", p, "purchase", dt.datetime(2025, 7, 20, 12)) for p in ("A1", "A2", "A3")]
     return pd.DataFrame(rows, columns=["customer_id", "product_id", "event_type", "event_time"])
 
 
@@ -249,6 +252,10 @@ def test_train_all_models_end_to_end(spark, env, capsys):
     artifacts = {a.path for a in client.list_artifacts(churn["run_id"], "plots")}
     assert {"plots/roc.png", "plots/lift.png", "plots/calibration.png", "plots/feature_importance.png"} <= artifacts
 
+    # the horizons on the runs and the versions (what spark_jobs.score writes on every row)
+    assert client.get_model_version("churn", "1").tags["churn_horizon_days"] == "90"
+    assert client.get_model_version("clv", results["clv"]["version"]).tags["value_horizon_days"] == "180"
+    assert client.get_run(results["clv"]["run_id"]).data.tags["horizon_days"] == "180"
     for name in ("clv", "recommender"):
         tags = client.get_model_version(name, results[name]["version"]).tags
         assert tags["validation_status"] in {"passed", "failed"}
@@ -270,6 +277,11 @@ def test_train_all_models_end_to_end(spark, env, capsys):
     assert {"mae", "rmse", "spearman", "top_decile_capture", "baseline_run_rate_mae", "gbt_mae", "bgnbd_mae",
             "gbt_validation_mae", "bgnbd_validation_mae"} <= set(clv_metrics)
     rec_metrics = client.get_run(results["recommender"]["run_id"]).data.metrics
+    # hyper-parameters judged on the holdout, then the registered model refitted on everything up to the as-of date
+    rec_run = client.get_run(results["recommender"]["run_id"])
+    assert rec_run.data.tags["refit_through"] == "2025-07-31" and rec_run.data.tags["train_end"] == "2025-07-01"
+    registered = mlflow.spark.load_model(f"models:/recommender/{results['recommender']['version']}")
+    assert "c_late" in registered.stages[0].labels
     assert {"ndcg_at_5", "precision_at_5", "recall_at_5", "catalog_coverage", "baseline_popularity_ndcg_at_5",
             "baseline_global_popularity_recall_at_5"} <= set(rec_metrics)
     assert clv_metrics["gbt_predicted_mean"] > 0  # log-scale GBT mapped back to EUR
