@@ -20,6 +20,7 @@ import subprocess
 import sys
 from collections.abc import Iterable
 from datetime import date, timedelta
+from pathlib import Path
 
 from c360.config import Settings, get_settings
 
@@ -44,6 +45,10 @@ FIRST_CHAMPION_ENV = "C360_FIRST_CHAMPION"
 # holdout"); the floors still decide.
 YOUNG_HISTORY_MIN_GAP_DAYS = 30
 SNAPSHOT_MODELS = ("churn", "clv")
+# A transactions-only shop (no product_id, no tracking) has no product interactions: churn and CLV still train and
+# score; the recommender is left out, which is a note for the summary and the run report, not a failure.
+NO_INTERACTIONS_NOTE = "recommender not trained: no product interactions"
+NO_RECOMMENDATIONS_NOTE = "recommendations skipped: no product interactions (recommender not trained)"
 # Monthly training snapshots: one every this many days back from the run date.
 SNAPSHOT_SPACING_DAYS = 28
 
@@ -52,13 +57,33 @@ class JobFailed(RuntimeError):
     """A Spark job exited non-zero; the message carries its last log lines."""
 
 
-def missing_champions(settings: Settings | None = None, models: Iterable[str] = MODELS) -> list[str]:
-    """The registered models (of `models`) without a @champion alias in the configured MLflow registry."""
+def interactions_path(settings: Settings) -> Path:
+    return Path(settings.feature_store_dir) / "interactions"
+
+
+def has_interactions(settings: Settings | None = None) -> bool:
+    """Whether the feature store holds any product interaction (the recommender's input, exported by the
+    transform). The dbt model keeps only rows with a product_id: a transactions-only shop exports none."""
+    settings = settings or get_settings()
+    path = interactions_path(settings)
+    return path.is_dir() and next(path.glob("**/*.parquet"), None) is not None
+
+
+def trainable_models(settings: Settings | None = None) -> tuple[str, ...]:
+    """The models this shop's data can train: all of them, or churn and CLV without product interactions."""
+    return MODELS if has_interactions(settings) else SNAPSHOT_MODELS
+
+
+def missing_champions(settings: Settings | None = None, models: Iterable[str] | None = None) -> list[str]:
+    """The registered models (of `models`, default: those the data can train) without a @champion alias in the
+    configured MLflow registry."""
     import mlflow
 
     from ml.registry import CHAMPION, alias_version
 
     settings = settings or get_settings()
+    if models is None:
+        models = trainable_models(settings)
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     mlflow.set_registry_uri(settings.mlflow_tracking_uri)
     return [m for m in models if alias_version(m, CHAMPION) is None]
@@ -137,24 +162,37 @@ def run_job(module: str, args: list[str], settings: Settings | None = None, *, t
 
 def train(day: date, settings: Settings | None = None, *, models: Iterable[str] = MODELS,
           extra_args: list[str] | None = None) -> list[dict]:
-    """Train (and register, and promote by the gates) the given models as of `day` in a child Spark process."""
+    """Train (and register, and promote by the gates) the given models as of `day` in a child Spark process.
+
+    Without product interactions the recommender is left out with a note (result `{"model": "recommender",
+    "trained": False, "note": ...}`), so the weekly training of a transactions-only shop trains churn and CLV."""
+    settings = settings or get_settings()
     models = list(models)
+    notes = []
+    if "recommender" in models and not has_interactions(settings):
+        log.info("%s (%s holds none)", NO_INTERACTIONS_NOTE, interactions_path(settings))
+        models = [m for m in models if m != "recommender"]
+        notes = [{"model": "recommender", "trained": False, "note": NO_INTERACTIONS_NOTE}]
+        if not models:
+            return notes
     if 1 < len(models) < len(MODELS):  # a subset: one job per model
-        return [r for m in models for r in train(day, settings, models=[m], extra_args=extra_args)]
+        return [r for m in models for r in train(day, settings, models=[m], extra_args=extra_args)] + notes
     # the label horizons reach the job through the environment (settings.as_env), as they reach dbt
     args = ["--model", models[0] if len(models) == 1 else "all", "--as-of-date", day.isoformat(),
             *(extra_args if extra_args is not None else weekly_train_args())]
     out = run_job("spark_jobs.train", args, settings)
-    return json.loads(out) if out else []
+    return (json.loads(out) if out else []) + notes
 
 
 def ensure_champions(day: date, settings: Settings | None = None) -> dict:
     """The first night on a fresh machine: train the models that have no @champion yet (after backfilling the
     snapshots they need), so scoring can run. Does nothing when every model has a champion."""
     settings = settings or get_settings()
-    missing = missing_champions(settings)
+    trainable = trainable_models(settings)
+    notes = [] if "recommender" in trainable else [NO_INTERACTIONS_NOTE]
+    missing = missing_champions(settings, trainable)
     if not missing:
-        return {"trained": [], "missing": []}
+        return {"trained": [], "missing": [], "notes": notes}
     log.info("No @champion for %s: training them before scoring (first run on this registry)", ", ".join(missing))
     prepare_training_snapshots(day, settings)
     bootstrap_args = _args_from_env(BOOTSTRAP_TRAIN_ARGS_ENV, DEFAULT_BOOTSTRAP_TRAIN_ARGS)
@@ -169,7 +207,7 @@ def ensure_champions(day: date, settings: Settings | None = None) -> dict:
                         extra_args=[*bootstrap_args, "--min-gap-days", str(YOUNG_HISTORY_MIN_GAP_DAYS)])
         results = [r for r in results if r.get("model") not in retry] + retried
         still = missing_champions(settings, missing)
-    gates = {r.get("model"): r.get("gates") for r in results}
+    gates = {r.get("model"): r.get("gates") for r in results if r.get("trained", True)}
     if still and os.environ.get(FIRST_CHAMPION_ENV, "gated") == "accept":
         accepted = _accept_first_versions(still, gates)
         log.warning("%s=accept: made the first version(s) %s @champion although they failed their floors: %s",
@@ -181,7 +219,8 @@ def ensure_champions(day: date, settings: Settings | None = None) -> dict:
             f"version did not pass the absolute floors ({gates}). Scoring needs a champion. Inspect the MLflow run, "
             "then train with more history or promote a version by hand: `c360 models promote --model <name> --version <n>` "
             "(docs/runbooks.md).")
-    return {"trained": [r.get("model") for r in results], "missing": missing}
+    return {"trained": [r.get("model") for r in results if r.get("trained", True)], "missing": missing,
+            "notes": notes}
 
 
 def _accept_first_versions(names: list[str], gates: dict) -> dict[str, str]:
@@ -207,8 +246,21 @@ def _accept_first_versions(names: list[str], gates: dict) -> dict[str, str]:
     return accepted
 
 
-def score(day: date, settings: Settings | None = None, *, recommendations: bool = True) -> dict:
-    """Score every customer of the `day` snapshot with the champions (spark_jobs.score) in a child process."""
+def score(day: date, settings: Settings | None = None, *, recommendations: bool | None = None) -> dict:
+    """Score every customer of the `day` snapshot with the champions (spark_jobs.score) in a child process.
+
+    recommendations None (the nightly): recommend when the shop has product interactions; a transactions-only shop
+    gets churn and CLV scores and a note instead (the score rows then carry no recommender version, which tells
+    c360.scores_load that no recommendations partition is expected)."""
+    settings = settings or get_settings()
+    note = None
+    if recommendations is None:
+        recommendations = has_interactions(settings)
+        if not recommendations:
+            note = NO_RECOMMENDATIONS_NOTE
+            log.info("%s", note)
     args = ["--date", day.isoformat(), *([] if recommendations else ["--no-recommendations"])]
     out = run_job("spark_jobs.score", args, settings)
-    return json.loads(out) if out else {}
+    result = json.loads(out) if out else {}
+    result = result if isinstance(result, dict) else {"job": result}
+    return {**result, "recommendations": recommendations, **({"note": note} if note else {})}

@@ -60,9 +60,22 @@ def print_nightly_summary(settings, day, outcomes: list, total_seconds: float) -
         print("\n  Quarantined by reason (raw.quarantine):")
         for entity, reason, n in reasons:
             print(f"    {entity:<14}{reason:<22}{n:>10,}")
+    _print_stage_notes(settings, day)
     print(f"\n  Warehouse: {settings.warehouse_path}")
     print(f"  Landing zone: {settings.landing_uri}")
     _print_outputs(settings, day)
+
+
+def _print_stage_notes(settings, day) -> None:
+    """One line per stage note of the night (e.g. "recommender not trained: no product interactions")."""
+    from c360.report.stages import read_stages
+
+    notes = {}
+    for rec in read_stages(settings, day):  # the latest attempt of a stage wins
+        notes[rec["stage"]] = rec.get("note")
+    for stage, note in notes.items():
+        if note:
+            print(f"\n  Note ({stage}): {note}")
 
 
 def _print_outputs(settings, day) -> None:

@@ -212,8 +212,11 @@ def ensure_champions(context) -> dict:
     day = run_date_from_context(context)
     if not modeling.missing_champions():
         return {"trained": []}
-    with _stage(day, "train (no champion yet)"):
-        return modeling.ensure_champions(day)
+    with _stage(day, "train (no champion yet)") as st:
+        result = modeling.ensure_champions(day)
+        if result.get("notes"):  # e.g. "recommender not trained: no product interactions" (not an error)
+            st.extra["note"] = "; ".join(result["notes"])
+        return result
 
 
 @fail_fast_on_deterministic_errors
@@ -231,10 +234,14 @@ def train_models(context) -> list:
     from c360 import modeling
 
     day = run_date_from_context(context)
-    with _stage(day, "train"):
+    with _stage(day, "train") as st:
         results = modeling.train(day)
+        notes = [r["note"] for r in results if r.get("note")]
+        if notes:
+            st.extra["note"] = "; ".join(notes)
     publish_run_date(context, day)
-    return [{k: r.get(k) for k in ("model", "version", "promoted", "champion_version", "gates")} for r in results]
+    return [{k: r.get(k) for k in ("model", "version", "promoted", "champion_version", "gates", "note")
+             if k in r} for r in results]
 
 
 @fail_fast_on_deterministic_errors
@@ -245,8 +252,10 @@ def score(context) -> dict:
 
     day = run_date_from_context(context)
     volume.skip_task_if_held(day, "score")  # a night with 10x or 0.1x the usual rows is not scored unreviewed
-    with _stage(day, "score"):
+    with _stage(day, "score") as st:
         result = modeling.score(day)
+        if result.get("note"):  # a transactions-only shop: churn and CLV scored, no recommendations
+            st.extra["note"] = result["note"]
     publish_run_date(context, day)
     return result
 

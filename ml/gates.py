@@ -162,3 +162,25 @@ def evaluate_gates(config: GateConfig, challenger: dict[str, float], champion: d
         checks.append(Check(f"champion:{metric}", _finite(observed), observed if _finite(observed) else None,
                             None, "no champion to compare with: floors only"))
     return GateResult(all(c.passed for c in checks), tuple(checks))
+
+
+def baseline_gates(kind: str) -> GateConfig:
+    """The gates of a baseline registered as the model to serve (recency for churn; BG/NBD x Gamma-Gamma or the run
+    rate for CLV): no floors - the floors are measured against the baselines, so a baseline cannot fail them and
+    is what a shop gets until an ML candidate beats it - but a current champion must still be beaten by the margin,
+    so a baseline never replaces a better model."""
+    return replace(DEFAULT_GATES[kind], floors=())
+
+
+def best_baseline(config: GateConfig, candidates: dict[str, dict[str, float]]) -> str | None:
+    """The baseline with the best primary metric (on the holdout) among `candidates` ({name: metrics}); None when
+    none has a finite value."""
+    finite = {k: m[config.primary_metric] for k, m in candidates.items() if _finite(m.get(config.primary_metric))}
+    if not finite:
+        return None
+    return (max if config.higher_is_better else min)(finite, key=lambda k: finite[k])
+
+
+def floors_only(config: GateConfig, challenger: dict[str, float]) -> GateResult:
+    """The floors of `config` alone (no champion comparison): did the candidate beat the baselines?"""
+    return evaluate_gates(replace(config, min_improvement=0.0), challenger, None)

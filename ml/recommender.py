@@ -141,9 +141,11 @@ def top_k_indices(scores: np.ndarray, k: int) -> np.ndarray:
     return np.take_along_axis(top, order, 1)
 
 
-def _als_top_items_fn(product_ids: list[str], item_factors: np.ndarray, k: int, factors_col: str):
+def _als_top_items_fn(product_ids: list[str], item_factors: np.ndarray, k: int, factors_col: str,
+                      extra_col: str | None = None):
     """The mapInArrow function of `with_als_items`. It runs in the Python workers, which import this module (for
-    `top_k_indices`): true in local mode; on a cluster ship the `ml` package, as for ml.value.BGNBDValue."""
+    `top_k_indices`): true in local mode; on a cluster ship the `ml` package, as for ml.value.BGNBDValue.
+    With `extra_col` (an integer column) a row gets k + its value items (capped at the catalogue)."""
     items = np.ascontiguousarray(item_factors, dtype=np.float64).T
     chunk = max(1, 4_000_000 // max(items.shape[1], 1))  # rows per matrix product: bounded memory per worker
 
@@ -158,20 +160,28 @@ def _als_top_items_fn(product_ids: list[str], item_factors: np.ndarray, k: int, 
             width = items.shape[0]
             user = (factors.take(pa.array(known)).flatten().to_numpy(zero_copy_only=False)
                     .astype(np.float64).reshape(len(known), width))
+            # items per row: k, or k + the row's extra (a customer's purchases, excluded later), within the catalogue
+            per_row = np.full(len(known), k, dtype=np.int64)
+            if extra_col is not None:
+                extra = batch.column(batch.schema.get_field_index(extra_col)).to_numpy(zero_copy_only=False)
+                per_row += np.nan_to_num(np.asarray(extra, dtype=np.float64)[known]).astype(np.int64)
+            per_row = np.minimum(per_row, items.shape[1])
+            kk = int(per_row.max()) if len(known) else min(k, items.shape[1])
             tops, scores = [], []
             for start in range(0, len(known), chunk):
                 # float64 products of float32 factors, rounded to float32 like ALS's own scores
                 s = (user[start:start + chunk] @ items).astype(np.float32)
-                top = top_k_indices(s, k)
+                top = top_k_indices(s, kk)
                 tops.append(top)
                 scores.append(np.take_along_axis(s, top, 1))
-            kk = min(k, items.shape[1])
             top = np.concatenate(tops) if tops else np.empty((0, kk), dtype=np.int64)
             score = np.concatenate(scores) if scores else np.empty((0, kk), dtype=np.float32)
+            keep = np.arange(top.shape[1])[None, :] < per_row[:, None]  # each row's first per_row items
             values = pa.StructArray.from_arrays(
-                [ids.take(pa.array(top.ravel())), pa.array(score.ravel().astype(np.float64))],
+                [ids.take(pa.array(top[keep])), pa.array(score[keep].astype(np.float64))],
                 fields=list(item_type))
-            lists = pa.ListArray.from_arrays(pa.array(np.arange(len(known) + 1, dtype=np.int32) * kk), values)
+            offsets = np.concatenate([[0], np.cumsum(per_row)]).astype(np.int32)
+            lists = pa.ListArray.from_arrays(pa.array(offsets), values)
             # customers the model does not know get null
             position = np.full(batch.num_rows, -1)
             position[known] = np.arange(len(known))
@@ -183,9 +193,11 @@ def _als_top_items_fn(product_ids: list[str], item_factors: np.ndarray, k: int, 
     return add_items
 
 
-def with_als_items(model: PipelineModel, rows: DataFrame, k: int) -> DataFrame:
+def with_als_items(model: PipelineModel, rows: DataFrame, k: int, extra_col: str | None = None) -> DataFrame:
     """`rows` (customer_id, other columns) plus `als_items`: the ALS model's top-k products for the customer as an
     array of (product_id, score), by score desc then product_id; null for customers the model does not know.
+    `extra_col`: an integer column of `rows`; a row then gets k + that many products (e.g. how many it will
+    exclude as already bought), within the catalogue.
 
     Scored in the Python workers with numpy, a batch of customers at a time: their factor rows times the item
     factor matrix (items x rank, collected), then the top k. ALSModel.recommendForUserSubset does the same in a
@@ -207,7 +219,8 @@ def with_als_items(model: PipelineModel, rows: DataFrame, k: int) -> DataFrame:
     item = StructType([StructField("product_id", StringType()), StructField("score", DoubleType())])
     schema = StructType([f for f in joined.schema.fields if f.name != "_factors"]
                         + [StructField("als_items", ArrayType(item))])
-    return joined.mapInArrow(_als_top_items_fn([product_ids[i] for i in order], factors, k, "_factors"), schema)
+    return joined.mapInArrow(_als_top_items_fn([product_ids[i] for i in order], factors, k, "_factors", extra_col),
+                             schema)
 
 
 def als_candidates(model: PipelineModel, customers: DataFrame, n: int) -> DataFrame:
@@ -260,7 +273,12 @@ def recommendation_lists(model: PipelineModel | None, customers: DataFrame, seen
     overall, by_category = _popular_lists(popular, fetch)
     rows = customers.join(bought, "customer_id", "left")
     if model is not None:
-        rows = with_als_items(model, rows, fetch)
+        # ALS: n + every product the customer bought, so n remain after excluding them (a heavy buyer's top items
+        # are mostly what they bought: with a fixed n + 50, 42 of 80 heavy buyers' slots fell back to popularity
+        # in tests/test_spark_recommender.py); the popular lists are shared and stay at n + exclude_cap
+        rows = rows.withColumn("_n_bought", F.when(F.col("bought").isNull(), F.lit(0))
+                             .otherwise(F.size("bought")).cast("long"))
+        rows = with_als_items(model, rows, n, extra_col="_n_bought").drop("_n_bought")
     else:
         rows = rows.withColumn("als_items", F.lit(None).cast(f"array<{_ITEM}>"))
     # the popular lists are small: broadcast, so the rows (and their arrays) are not shuffled again
@@ -297,8 +315,8 @@ def recommend(model: PipelineModel | None, customers: DataFrame, seen: DataFrame
     """Top-n (customer_id, rank, product_id, score, source) for every row of `customers`.
 
     customers: customer_id [, favourite_category]; seen: (customer_id, product_id) never to recommend
-    (already bought); popular: output of `popularity`. ALS is asked for n + exclude_cap items so that
-    excluding bought ones still leaves n; the rest is filled from popular items (category, then overall),
+    (already bought); popular: output of `popularity`. ALS is asked for n + (the customer's bought products)
+    items so that excluding them still leaves n; the rest is filled from popular items (category, then overall),
     each taken from its top n + exclude_cap. Within a source items rank by score desc, then product_id.
     `model=None` gives the popularity baseline.
     """

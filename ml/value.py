@@ -20,7 +20,7 @@ from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from ml.clv import BGNBD, CLVModel, GammaGamma, fit_clv
+from ml.clv import BGNBD, CLVModel, GammaGamma, choose_bgnbd, fit_gamma_gamma
 from ml.features import LABEL, derived_features, derived_sql, fill_sql
 
 BGNBD_COLUMNS = ["bgnbd_frequency", "bgnbd_recency_days", "bgnbd_t_days", "bgnbd_monetary_eur"]
@@ -112,6 +112,17 @@ def run_rate(df: DataFrame, horizon_days: int) -> DataFrame:
     return df.withColumn("baseline_run_rate", F.greatest(last90 * F.lit(horizon_days / 90.0), F.lit(0.0)))
 
 
+RUN_RATE_INPUTS = ["net_revenue_eur_90d"]
+
+
+def run_rate_pipeline(horizon_days: int) -> PipelineModel:
+    """The run-rate baseline as a fitted model (`prediction` = `baseline_run_rate`), registered when it is the best
+    thing a shop's data supports (spark_jobs.training: a baseline may serve)."""
+    statement = (f"SELECT *, greatest(coalesce(CAST(net_revenue_eur_90d AS DOUBLE), 0.0) * {horizon_days / 90.0!r}, "
+                 "0.0) AS prediction FROM __THIS__")
+    return PipelineModel(stages=[SQLTransformer(statement=statement)])
+
+
 def bgnbd_summary(pdf: pd.DataFrame) -> dict[str, np.ndarray]:
     """frequency / recency / T / monetary arrays from the feature store's bgnbd_* columns."""
     missing = [c for c in BGNBD_COLUMNS if c not in pdf.columns]
@@ -125,9 +136,20 @@ def bgnbd_summary(pdf: pd.DataFrame) -> dict[str, np.ndarray]:
     return {"frequency": freq, "recency": rec, "T": T, "monetary": monetary}
 
 
-def fit_bgnbd_baseline(train_pdf: pd.DataFrame, penalizer: float = 0.001) -> CLVModel:
+def fit_bgnbd_baseline(train_pdf: pd.DataFrame, validation_pdf: pd.DataFrame | None = None, *,
+                       horizon_days: float | None = None, label: str | None = None) -> CLVModel:
+    """(M)BG/NBD x Gamma-Gamma on the training customers' bgnbd_* summary, unpenalised (ml.clv: scale-free, with a
+    guard against degenerate fits). BG/NBD vs MBG/NBD is chosen on `validation_pdf` (held-out customers of the same
+    snapshot): with `label` and `horizon_days`, by how well each predicts whether they bought within the horizon
+    (label > 0); see ml.clv.choose_bgnbd. The criteria are in `CLVModel.selection`."""
     s = bgnbd_summary(train_pdf)
-    return fit_clv(s["frequency"], s["recency"], s["T"], s["monetary"], penalizer=penalizer)
+    val = bought = None
+    if validation_pdf is not None and len(validation_pdf):
+        val = bgnbd_summary(validation_pdf)
+        if label is not None and label in validation_pdf.columns:
+            bought = validation_pdf[label].fillna(0).to_numpy(dtype=float) > 0
+    bgnbd, scores = choose_bgnbd(s, val, horizon=horizon_days, bought=bought)
+    return CLVModel(bgnbd, fit_gamma_gamma(s["frequency"], s["monetary"]), selection=scores)
 
 
 def predict_bgnbd_parts(model: CLVModel, pdf: pd.DataFrame, horizon_days: float) -> dict[str, np.ndarray]:
@@ -167,12 +189,15 @@ class BGNBDValue(Transformer, HasOutputCol, DefaultParamsReadable, DefaultParams
     q = Param(Params._dummy(), "q", "Gamma-Gamma q", typeConverter=_FLOAT)
     v = Param(Params._dummy(), "v", "Gamma-Gamma v", typeConverter=_FLOAT)
     horizonDays = Param(Params._dummy(), "horizonDays", "forecast horizon (days)", typeConverter=_FLOAT)
+    # MBG/NBD (one-time buyers may have dropped out); absent in models saved before it existed: plain BG/NBD
+    modified = Param(Params._dummy(), "modified", "MBG/NBD instead of BG/NBD", typeConverter=TypeConverters.toBoolean)
 
     @keyword_only
     def __init__(self, *, r: float = 1.0, alpha: float = 1.0, a: float = 1.0, b: float = 1.0, p: float = 1.0,
-                 q: float = 2.0, v: float = 1.0, horizonDays: float = 180.0, outputCol: str = "prediction"):
+                 q: float = 2.0, v: float = 1.0, horizonDays: float = 180.0, modified: bool = False,
+                 outputCol: str = "prediction"):
         super().__init__()
-        self._setDefault(r=1.0, alpha=1.0, a=1.0, b=1.0, p=1.0, q=2.0, v=1.0, horizonDays=180.0,
+        self._setDefault(r=1.0, alpha=1.0, a=1.0, b=1.0, p=1.0, q=2.0, v=1.0, horizonDays=180.0, modified=False,
                          outputCol="prediction")
         self._set(**self._input_kwargs)
 
@@ -182,11 +207,12 @@ class BGNBDValue(Transformer, HasOutputCol, DefaultParamsReadable, DefaultParams
     @classmethod
     def from_model(cls, model: CLVModel, horizon_days: float) -> BGNBDValue:
         return cls(r=model.bgnbd.r, alpha=model.bgnbd.alpha, a=model.bgnbd.a, b=model.bgnbd.b,
-                   p=model.gamma_gamma.p, q=model.gamma_gamma.q, v=model.gamma_gamma.v, horizonDays=horizon_days)
+                   p=model.gamma_gamma.p, q=model.gamma_gamma.q, v=model.gamma_gamma.v, horizonDays=horizon_days,
+                   modified=model.bgnbd.modified)
 
     def clv_model(self) -> CLVModel:
         get = self.getOrDefault
-        return CLVModel(BGNBD(get(self.r), get(self.alpha), get(self.a), get(self.b)),
+        return CLVModel(BGNBD(get(self.r), get(self.alpha), get(self.a), get(self.b), get(self.modified)),
                         GammaGamma(get(self.p), get(self.q), get(self.v)))
 
     def _transform(self, dataset: DataFrame) -> DataFrame:

@@ -28,7 +28,8 @@ TOP_N = 10
 
 SCORES_COLUMNS = ["customer_id", "as_of_date", "run_id", "churn_probability", "churn_decile", "p_alive",
                   "expected_purchases", "predicted_value_eur", "value_decile", "churn_model_version",
-                  "clv_model_version", "recommender_model_version", "feature_snapshot_date", "scored_at"]
+                  "clv_model_version", "recommender_model_version", "feature_snapshot_date", "scored_at",
+                  "churn_horizon_days", "value_horizon_days"]
 RECOMMENDATION_COLUMNS = ["customer_id", "as_of_date", "rank", "product_id", "score", "source", "run_id",
                           "recommender_model_version"]
 
@@ -43,6 +44,7 @@ class Champion:
     version: str
     uri: str            # models:/<name>/<version> - the exact version the alias pointed at when resolved
     columns: list[str]  # signature inputs
+    horizon_days: int | None = None  # the label horizon it was trained for (version tag / run param)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -90,7 +92,24 @@ def _resolve(name: str) -> Champion:
         raise ScoringError(f"models:/{name}@{CHAMPION} does not exist: no {name} model has been promoted. "
                            "Run `c360 train` (or `make train`) first; nothing was written.")
     uri = f"models:/{name}/{version.version}"
-    return Champion(name, str(version.version), uri, signature_columns(uri))
+    return Champion(name, str(version.version), uri, signature_columns(uri), trained_horizon(version))
+
+
+def trained_horizon(version) -> int | None:
+    """The label horizon (days) a registered version was trained for: its `horizon_days` tag, else its training
+    run's `horizon_days` parameter (versions registered before the tag existed); None when neither says."""
+    value = (version.tags or {}).get("horizon_days")
+    if value is None and version.run_id:
+        import mlflow
+
+        try:
+            value = mlflow.MlflowClient().get_run(version.run_id).data.params.get("horizon_days")
+        except Exception:  # a run that cannot be read must not stop scoring: the row then says null
+            value = None
+    try:
+        return int(float(value)) if value is not None else None
+    except ValueError:
+        return None
 
 
 def _deciles(df, score_col: str, out_col: str):
@@ -222,6 +241,13 @@ def score(as_of_date: str, *, model_prefix: str = "", interactions: str | None =
     with step("resolving @champion aliases"):
         champions = {m: _resolve(names[m]) for m in needed}
     versions = {m: (champions[m].version if m in champions else None) for m in MODELS}
+    configured = {"churn": settings.churn_horizon_days, "clv": settings.value_horizon_days}
+    for m, horizon in configured.items():
+        if champions[m].horizon_days is not None and champions[m].horizon_days != horizon:
+            log.warning("%s v%s was trained for a %d-day horizon but the configured one is %d days: its scores are "
+                        "about %d days (written on every row); retrain to score the configured horizon",
+                        names[m], champions[m].version, champions[m].horizon_days, horizon,
+                        champions[m].horizon_days)
     run_id = scoring_run_id(as_of_date, versions)
     log.info("scoring %s with %s; run_id %s", as_of_date,
              ", ".join(f"{names[m]} v{v}" for m, v in versions.items() if v), run_id)
@@ -264,6 +290,9 @@ def score(as_of_date: str, *, model_prefix: str = "", interactions: str | None =
                     "feature_snapshot_date": F.lit(as_of_date).cast("date"),
                     # UTC wall time without a zone: Parquet TIMESTAMP (isAdjustedToUTC=false), DuckDB TIMESTAMP
                     "scored_at": F.lit(scored_at(as_of_date).isoformat(sep=" ")).cast("timestamp_ntz"),
+                    # what the probabilities and values are about: the horizons the champions were trained for
+                    "churn_horizon_days": F.lit(champions["churn"].horizon_days).cast("int"),
+                    "value_horizon_days": F.lit(champions["clv"].horizon_days).cast("int"),
                 })
                 # one partition already (coalesce(1) only guarantees it): sorting within it orders the file
                 # without orderBy's range-partitioning pass, which would compute everything twice

@@ -30,6 +30,7 @@ class Options:
     as_of_date: str | None
     train_date: str | None = None
     holdout_date: str | None = None
+    train_dates: list[str] | None = None
     train_snapshots: int = 1
     min_gap_days: int | None = None
     churn_horizon_days: int = 90
@@ -61,7 +62,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                              "the holdout)")
     parser.add_argument("--holdout-date", help="holdout snapshot (default: newest labelled one <= as-of date)")
     parser.add_argument("--train-snapshots", type=int, default=1,
-                        help="stack the N newest labelled snapshots up to the training date (more rows and seasons)")
+                        help="stack the N newest labelled snapshots up to the training date (more rows and seasons); "
+                             "fewer when fewer exist, with a warning that says how many and why")
+    parser.add_argument("--train-dates", help="comma-separated training snapshot dates (YYYY-MM-DD,...), each with "
+                                              "features and labels, all before the holdout; overrides --train-date "
+                                              "and --train-snapshots")
     parser.add_argument("--min-gap-days", type=int,
                         help="default training snapshot: the newest labelled one at least this many days before the "
                              "holdout (default: the horizon, so label windows do not overlap)")
@@ -98,6 +103,7 @@ def options_from_args(args: argparse.Namespace) -> Options:
     return Options(
         models=list(MODELS) if args.model == "all" else [args.model],
         as_of_date=args.as_of_date, train_date=args.train_date, holdout_date=args.holdout_date,
+        train_dates=[d.strip() for d in args.train_dates.split(",") if d.strip()] if args.train_dates else None,
         train_snapshots=max(1, args.train_snapshots), min_gap_days=args.min_gap_days,
         churn_horizon_days=args.churn_horizon_days, value_horizon_days=args.value_horizon_days,
         rec_holdout_days=args.rec_holdout_days, rec_top_n=args.rec_top_n, rec_grid=args.rec_grid,
@@ -123,8 +129,10 @@ def choose_dates(feature_dates: list[str], label_dates: list[str], as_of: str, h
 
     The holdout is the newest snapshot <= as_of that has features and labels; the training snapshot
     the newest labelled one at least `horizon_days` earlier, so its label window ends before the
-    holdout starts. With too short a history it falls back (if allowed) to the oldest labelled
-    snapshot, whose label window then overlaps the holdout's: reported as gap_days < horizon.
+    holdout starts. With too short a history it falls back (if allowed) to the newest labelled
+    snapshot before the holdout - its customers have the longest histories, like the ones it will score
+    (the oldest one of a young shop has customers a few weeks old) - whose label window then overlaps
+    the holdout's: reported as gap_days < horizon.
     `min_gap_days` (< horizon) asks for that overlap on purpose: the newest snapshot at least that many
     days before the holdout (more recent history for the model, at the price of shared label days).
     """
@@ -151,7 +159,7 @@ def choose_dates(feature_dates: list[str], label_dates: list[str], as_of: str, h
             if not before or not allow_overlap:
                 raise ValueError(f"no labelled snapshot on or before {limit} ({gap_needed} days before the "
                                  f"holdout {holdout_date}) to train on; load more history or pass --train-date")
-            train_date = before[0]  # the least overlap available
+            train_date = before[-1]  # the latest fully labelled snapshot: the most history behind its customers
     elif train_date not in usable:
         raise ValueError(f"training snapshot {train_date} lacks features or labels (labelled: {usable[-5:]})")
     if train_date >= holdout_date:
@@ -163,9 +171,60 @@ def choose_dates(feature_dates: list[str], label_dates: list[str], as_of: str, h
     return train_date, holdout_date, gap
 
 
-def stacked_dates(label_dates: list[str], train_date: str, n: int) -> list[str]:
-    """The training date and up to n-1 earlier labelled snapshots (newest first)."""
-    return sorted([d for d in label_dates if d <= train_date], reverse=True)[:max(1, n)]
+HORIZON_COLUMNS = {"labels_churn": ("churn_horizon_days", "C360_CHURN_HORIZON_DAYS"),
+                   "labels_value": ("value_horizon_days", "C360_VALUE_HORIZON_DAYS")}
+
+
+def check_label_horizon(root: Path, table: str, dates: list[str], expected: int) -> None:
+    """Refuse labels built with another horizon than the one training is configured for (Settings, the same
+    environment variable dbt reads): a model trained on 60-day labels and reported as a 90-day model would be
+    silently wrong. Reads only the horizon column of each partition."""
+    import pyarrow.parquet as pq
+
+    column, env = HORIZON_COLUMNS[table]
+    for d in dates:
+        path = root / table / f"as_of_date={d}"
+        found: set[int] = set()
+        for f in sorted(path.glob("*.parquet")):
+            if column not in pq.read_schema(f).names:
+                log.warning("%s has no %s column (labels built before horizons were recorded): cannot check them",
+                            f, column)
+                continue
+            found |= {v for v in pq.read_table(f, columns=[column]).column(0).to_pylist() if v is not None}
+        if found and found != {expected}:
+            raise ValueError(
+                f"labels {path} were built with a {'/'.join(map(str, sorted(found)))}-day horizon, but training is "
+                f"configured for {expected} days ({env}). Use one setting for both: set {env} to the horizon you "
+                f"want and rebuild the labels (dbt: `dbt build -s {table} --full-refresh`, then export the feature "
+                "store), or train with the labels' horizon.")
+
+
+def stacked_dates(label_dates: list[str], train_date: str, n: int, *, horizon_days: int | None = None) -> list[str]:
+    """The training date and up to n-1 earlier labelled snapshots (newest first). When fewer than n exist, says how
+    many and why (a warning): a snapshot has labels once its horizon has passed, so a history of H days holds
+    labelled snapshots only in its first H - horizon days."""
+    available = sorted([d for d in label_dates if d <= train_date], reverse=True)
+    chosen = available[:max(1, n)]
+    if len(chosen) < n:
+        why = (f"only {len(available)} labelled snapshot(s) exist on or before the training date {train_date} "
+               f"({', '.join(reversed(available)) or 'none'})")
+        if horizon_days:
+            why += (f": labels need the {horizon_days}-day horizon after a snapshot to be fully observed, so a "
+                    "longer history (or a shorter horizon) gives more")
+        log.warning("asked for %d training snapshots, using %d: %s", n, len(chosen), why)
+    return chosen
+
+
+def explicit_train_dates(dates: list[str], usable: list[str], holdout_date: str) -> list[str]:
+    """--train-dates: each must have features and labels and be before the holdout; newest first."""
+    bad = [d for d in dates if d not in usable]
+    if bad:
+        raise ValueError(f"training snapshot(s) {bad} lack features or labels (labelled snapshots: "
+                         f"{', '.join(usable[-8:]) or 'none'})")
+    late = [d for d in dates if d >= holdout_date]
+    if late:
+        raise ValueError(f"training snapshot(s) {late} are not before the holdout {holdout_date}")
+    return sorted(set(dates), reverse=True)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -211,12 +270,19 @@ def train_models(opts: Options, spark=None) -> list[dict]:
                 labels = "labels_churn" if name == "churn" else "labels_value"
                 horizon = opts.churn_horizon_days if name == "churn" else opts.value_horizon_days
                 train_date, holdout_date, gap = choose_dates(
-                    feature_dates, snapshot_dates(fs / labels), as_of, horizon, train_date=opts.train_date,
+                    feature_dates, snapshot_dates(fs / labels), as_of, horizon,
+                    train_date=max(opts.train_dates) if opts.train_dates else opts.train_date,
                     holdout_date=opts.holdout_date, allow_overlap=opts.allow_overlap,
                     min_gap_days=opts.min_gap_days)
                 log.info("%s: train snapshot %s, holdout snapshot %s (%d days apart)", name, train_date,
                          holdout_date, gap)
-                train_dates = stacked_dates(snapshot_dates(fs / labels), train_date, opts.train_snapshots)
+                if opts.train_dates:
+                    usable = sorted(set(feature_dates) & set(snapshot_dates(fs / labels)))
+                    train_dates = explicit_train_dates(opts.train_dates, usable, holdout_date)
+                else:
+                    train_dates = stacked_dates(snapshot_dates(fs / labels), train_date, opts.train_snapshots,
+                                                horizon_days=horizon)
+                check_label_horizon(fs, labels, [*train_dates, holdout_date], horizon)
                 if len(train_dates) > 1:
                     log.info("%s: stacking training snapshots %s", name, ", ".join(train_dates))
                 fn = training.train_churn if name == "churn" else training.train_clv
@@ -224,9 +290,10 @@ def train_models(opts: Options, spark=None) -> list[dict]:
                     results.append(fn(spark, fs, labels, train_dates, holdout_date, opts, audit))
             else:
                 path = Path(opts.interactions) if opts.interactions else fs / "interactions"
-                if not path.exists():
-                    message = (f"recommender: no interaction events at {path} (contract: docs/models.md); "
-                               "skipped")
+                if not (path.is_dir() and next(path.glob("**/*.parquet"), None)) and not path.is_file():
+                    # a transactions-only shop: no product interactions (the dbt model needs a product_id)
+                    message = (f"recommender not trained: no product interactions at {path} (contract: "
+                               "docs/models.md, 'Recommender input')")
                     if opts.models == ["recommender"]:
                         raise FileNotFoundError(message)
                     log.warning(message)

@@ -24,7 +24,7 @@ from ml.features import (
     label_columns,
     prepare_features,
 )
-from ml.gates import DEFAULT_GATES, evaluate_gates
+from ml.gates import DEFAULT_GATES, baseline_gates, best_baseline, evaluate_gates, floors_only
 from ml.registry import (
     CHAMPION,
     DeploymentAudit,
@@ -97,26 +97,47 @@ def _log_figure(fig, path: str) -> None:
     plots.close(fig)
 
 
-def _fit_bgnbd(fit_part: DataFrame, train_date: str, model: str):
-    """BG/NBD x Gamma-Gamma fitted on the newest training snapshot's fitting rows (one row per customer), or None
-    (with a warning) when the snapshot lacks the bgnbd_* columns or the fit fails."""
+def _fit_bgnbd(fit_part: DataFrame, val_part: DataFrame, train_date: str, model: str, horizon_days: float,
+               bought: str):
+    """(M)BG/NBD x Gamma-Gamma fitted on the newest training snapshot's fitting rows (one row per customer), the
+    variant chosen on its validation rows by whether they bought within the horizon (`bought`: a SQL condition on
+    the label); None (with a warning) when the snapshot lacks the bgnbd_* columns or the fit fails."""
     bg_cols = [c for c in value.BGNBD_COLUMNS if c in fit_part.columns]
-    with step(f"{model}: fitting BG/NBD + Gamma-Gamma"):
+    with step(f"{model}: fitting BG/NBD or MBG/NBD + Gamma-Gamma"):
         try:
-            newest = fit_part.where(F.col("as_of_date") == F.lit(train_date).cast("date"))
-            bgnbd = value.fit_bgnbd_baseline(newest.select(bg_cols).toPandas())
+            newest = F.col("as_of_date") == F.lit(train_date).cast("date")
+            val = (val_part.where(newest).select(*bg_cols, F.expr(bought).cast("double").alias("bought"))
+                   .toPandas())
+            bgnbd = value.fit_bgnbd_baseline(fit_part.where(newest).select(bg_cols).toPandas(), val,
+                                             horizon_days=horizon_days, label="bought")
         except (ValueError, RuntimeError) as exc:
             log.warning("%s: BG/NBD unavailable: %s", model, exc)
             return None
-    log.info("%s: BG/NBD %s", model, {k: round(v, 4) for k, v in bgnbd.params().items()})
+    log.info("%s: %s %s (validation: %s)", model, bgnbd.kind, {k: round(v, 4) for k, v in bgnbd.params().items()},
+             {k: round(v, 4) for k, v in bgnbd.selection.items()})
     return bgnbd
+
+
+def _bgnbd_params(bgnbd) -> dict:
+    """What the training run logs about the fitted (M)BG/NBD: its variant, parameters and the selection scores."""
+    if bgnbd is None:
+        return {}
+    return {"bgnbd_kind": bgnbd.kind, **{k: round(v, 6) for k, v in bgnbd.params().items()},
+            **{f"bgnbd_selection_{k}": round(v, 6) for k, v in bgnbd.selection.items()}}
 
 
 def register_and_gate(name: str, kind: str, model_uri: str, run_id: str, challenger: dict[str, float],
                       champion: dict[str, float] | None, champion_version: str | None, opts,
-                      audit: DeploymentAudit, headline: list[str]) -> dict:
-    gates = DEFAULT_GATES[kind].with_margin(opts.gate_margin)
-    version = register_challenger(name, model_uri, run_id=run_id, metrics=challenger, audit=audit)
+                      audit: DeploymentAudit, headline: list[str], *, serving: str | None = None,
+                      note: str | None = None, horizon_days: int | None = None) -> dict:
+    """Register the model as @challenger and promote it by the gates. `serving` names the baseline registered
+    instead of an ML candidate that failed its floors (ml.gates.baseline_gates: no floors, must still beat a
+    champion); `note` says why, on the version (tag `serving_note`) and in the result."""
+    gates = (baseline_gates(kind) if serving else DEFAULT_GATES[kind]).with_margin(opts.gate_margin)
+    tags = {"serving": serving or "model", **({"serving_note": note[:4500]} if note else {})}
+    if horizon_days is not None:  # what the scores of this version are about (spark_jobs.score writes it per row)
+        tags.update({"horizon_days": str(horizon_days), HORIZON_TAG[kind]: str(horizon_days)})
+    version = register_challenger(name, model_uri, run_id=run_id, metrics=challenger, audit=audit, tags=tags)
     v = str(version.version)
     if opts.promote:
         result = validate_and_promote(name, v, gates, challenger, champion, audit=audit)
@@ -124,12 +145,21 @@ def register_and_gate(name: str, kind: str, model_uri: str, run_id: str, challen
         result = evaluate_gates(gates, challenger, champion)
         record_validation(name, v, result, challenger, champion, champion_version)
     now = alias_version(name, CHAMPION)
+    summary = result.summary() if not note else f"{note}; baseline gates {result.summary()}"
     return {
         "model": name, "version": v, "run_id": run_id, "promoted": bool(opts.promote and result.passed),
-        "gates_passed": result.passed, "gates": result.summary(),
+        "gates_passed": result.passed, "gates": summary, "serving": serving or "model",
         "champion_version": None if now is None else str(now.version),
         "headline": {k: challenger[k] for k in headline if k in challenger},
     }
+
+
+HORIZON_TAG = {"churn": "churn_horizon_days", "clv": "value_horizon_days"}
+
+
+def _fallback_note(model: str, candidate: str, floors, baseline: str) -> str:
+    return (f"{model}: the ML candidate {candidate} did not beat the baselines' floors ({floors.summary()}); "
+            f"registered the {baseline} baseline to serve instead")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -159,7 +189,7 @@ def train_churn(spark: SparkSession, fs: Path, labels_table: str, train_dates: l
     in_validation = (F.abs(F.xxhash64("customer_id", F.lit(opts.seed))) % 5) == 0
     fit_part, val_part = weighted.where(~in_validation), weighted.where(in_validation)
     fit_part, val_part = fit_part.cache(), val_part.cache()
-    bgnbd = _fit_bgnbd(fit_part, train_date, "churn")
+    bgnbd = _fit_bgnbd(fit_part, val_part, train_date, "churn", opts.churn_horizon_days, f"{LABEL} = 0")
 
     fitted, val_auc, params = {}, {}, {}
     for kind in churn.MODEL_KINDS:
@@ -193,6 +223,25 @@ def train_churn(spark: SparkSession, fs: Path, labels_table: str, train_dates: l
             challenger.update(_flat(f"baseline_{b}_", values))
         challenger["baseline_base_rate_brier"] = metrics.brier_score(y, np.full(len(y), base_rate))
 
+    # the ML candidate must beat the baselines (floors); if it does not, the recency baseline itself is registered
+    # (a logistic map of days since the last order: the baseline's ranking as a probability), so a first night
+    # always gets a champion and a later one keeps the better of champion and baseline
+    serve, serve_inputs, serving, note = fitted[best], inputs, None, None
+    ml_floors = floors_only(DEFAULT_GATES["churn"], challenger)
+    if not ml_floors.passed and "days_since_last_order" in numeric:
+        with step("churn: the ML candidate failed its floors: fitting the recency baseline to serve"):
+            serve_inputs = ["days_since_last_order"]
+            serve = churn.build_pipeline("logreg", serve_inputs, [], odds_correction=odds_correction,
+                                         params={"regParam": 0.0}, seed=opts.seed, derived=False).fit(fit_part)
+            rp = serve.transform(hold_df).select("customer_id", F.col("prediction").alias("recency_model")).toPandas()
+            pdf = pdf.merge(rp, on="customer_id")
+            y = pdf[LABEL].to_numpy()
+            ml_headline = metrics.classification_metrics(y, pdf[best])
+            challenger.update(_flat("ml_candidate_", ml_headline))
+            challenger.update(metrics.classification_metrics(y, pdf["recency_model"]))
+            serving, note = "recency", _fallback_note("churn", best, ml_floors, "recency")
+            log.warning("%s", note)
+
     champion_metrics, champion_version = None, None
     with step("churn: scoring the holdout with the current champion"):
         try:
@@ -212,11 +261,13 @@ def train_churn(spark: SparkSession, fs: Path, labels_table: str, train_dates: l
 
     with step("churn: logging to MLflow"), mlflow.start_run(run_name=f"churn {holdout_date}") as run:
         mlflow.set_tags({"model": "churn", "as_of_date": opts.as_of_date or holdout_date,
+                         "horizon_days": str(opts.churn_horizon_days), "churn_horizon_days": str(opts.churn_horizon_days),
                          "train_date": train_date, "holdout_date": holdout_date,
                          "train_data_hash": fingerprint(train_df, ["customer_id", LABEL, *inputs]),
                          "holdout_data_hash": fingerprint(hold_df, ["customer_id", LABEL, *inputs])})
         mlflow.log_params({
-            "model_kind": best, "candidates": ",".join(churn.MODEL_KINDS), "train_date": train_date,
+            "model_kind": "recency_baseline" if serving else best, "ml_candidate": best, "serving": serving or "model",
+            "candidates": ",".join(churn.MODEL_KINDS), "train_date": train_date,
             "train_dates": ",".join(train_dates),
             "holdout_date": holdout_date, "horizon_days": opts.churn_horizon_days,
             "gap_days": (dt.date.fromisoformat(holdout_date) - dt.date.fromisoformat(train_date)).days,
@@ -225,7 +276,7 @@ def train_churn(spark: SparkSession, fs: Path, labels_table: str, train_dates: l
             "population": POPULATION_FILTER, "n_features": len(inputs),
             "derived_features": ",".join(derived_features(numeric)), "bgnbd_features": bgnbd is not None,
             **{f"{k}_{p}": v for k, ps in params.items() for p, v in ps.items()},
-            **({} if bgnbd is None else {k: round(v, 6) for k, v in bgnbd.params().items()}),
+            **_bgnbd_params(bgnbd),
         })
         mlflow.log_metrics(_flat("", challenger))
         if champion_metrics:
@@ -242,19 +293,23 @@ def train_churn(spark: SparkSession, fs: Path, labels_table: str, train_dates: l
         mlflow.log_text(pd.DataFrame(importances, columns=["feature", "importance"]).to_csv(index=False),
                         "feature_importance.csv")
         _log_figure(plots.importance_figure(importances), "plots/feature_importance.png")
-        example = train_df.select(inputs).limit(5).toPandas()
-        info = mlflow.spark.log_model(fitted[best], artifact_path="model",
-                                      signature=spark_signature(train_df.select(inputs), "prediction"),
+        if note:
+            mlflow.set_tag("serving_note", note[:4500])
+        example = train_df.select(serve_inputs).limit(5).toPandas()
+        info = mlflow.spark.log_model(serve, artifact_path="model",
+                                      signature=spark_signature(train_df.select(serve_inputs), "prediction"),
                                       input_example=example, pip_requirements=model_requirements("pyspark"))
         run_id = run.info.run_id
 
-    log.info("churn: %s holdout AUC %.4f (recency %.4f, RFM %.4f); champion %s", best, challenger["roc_auc"],
+    log.info("churn: %s holdout AUC %.4f (recency %.4f, RFM %.4f); champion %s",
+             "recency baseline (serving)" if serving else best, challenger["roc_auc"],
              challenger["baseline_recency_roc_auc"], challenger["baseline_rfm_roc_auc"],
              "none" if champion_metrics is None else f"{champion_metrics['roc_auc']:.4f}")
     train_df.unpersist()
     hold_df.unpersist()
     return register_and_gate(name, "churn", info.model_uri, run_id, challenger, champion_metrics, champion_version,
-                             opts, audit, ["roc_auc", "pr_auc", "lift_top_decile", "baseline_recency_roc_auc"])
+                             opts, audit, ["roc_auc", "pr_auc", "lift_top_decile", "baseline_recency_roc_auc"],
+                             serving=serving, note=note, horizon_days=opts.churn_horizon_days)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -301,19 +356,24 @@ def train_clv(spark: SparkSession, fs: Path, labels_table: str, train_dates: lis
         log.info("clv: %d training rows (%s), %d holdout rows (%s)", n_train, train_date, n_hold, holdout_date)
     inputs = numeric + categorical
     params = {"maxIter": opts.gbt_iterations, "maxDepth": 5, "lossType": "squared"}
-    in_validation = (F.abs(F.xxhash64("customer_id", F.lit(opts.seed))) % 5) == 0
-    fit_part = value.with_log_label(train_df.where(~in_validation)).cache()
+    # by customer, a fifth each: validation (choosing the candidate), calibration (the GBT's map back to EUR), the
+    # rest to fit. The calibration rows' labels are not among the trees' training labels: calibrated in-sample, the
+    # log-scale GBT's map fits the trees' own overfit and over-predicts totals on new customers.
+    bucket = F.abs(F.xxhash64("customer_id", F.lit(opts.seed))) % 5
+    in_validation, in_calibration = bucket == 0, bucket == 1
+    fit_part = value.with_log_label(train_df.where(bucket > 1)).cache()
     val_part = train_df.where(in_validation).cache()
+    calib_part = train_df.where(in_calibration)
     fitted: dict = {}
     bg_cols = [c for c in value.BGNBD_COLUMNS if c in train_df.columns]
     # one snapshot: BG/NBD describes each customer once
-    bgnbd = _fit_bgnbd(fit_part, train_date, "clv")
+    bgnbd = _fit_bgnbd(fit_part, val_part, train_date, "clv", horizon, f"{LABEL} > 0")
     if bgnbd is not None:
         fitted["bgnbd"] = value.bgnbd_pipeline(bgnbd, horizon)
     with step("clv: fitting GBTRegressor on log(1 + value)" + (" (BG/NBD outputs as features)" if bgnbd else "")):
         gbt = value.build_pipeline(numeric, categorical, params=params, seed=opts.seed, bgnbd=bgnbd,
                                    horizon_days=horizon, log_target=True).fit(fit_part)
-        raw = gbt.transform(fit_part).select("raw_prediction", LABEL).toPandas()
+        raw = gbt.transform(calib_part).select("raw_prediction", LABEL).toPandas()
         calibration = value.fit_exp_calibration(raw["raw_prediction"], raw[LABEL])
         fitted["gbt"] = value.add_calibration(gbt, *calibration)
         log.info("clv: GBT calibration prediction = exp(%.4f + %.4f x log-scale output)", *calibration)
@@ -344,6 +404,29 @@ def train_clv(spark: SparkSession, fs: Path, labels_table: str, train_dates: lis
         predictions = {kind: pdf[kind].to_numpy() for kind in fitted}
         predictions["run_rate"] = pdf["baseline_run_rate"].to_numpy()
 
+    # A baseline may serve: BG/NBD chosen on validation is served as a baseline (no floors); an ML candidate (GBT)
+    # that misses its floors is replaced by the better baseline on this holdout (BG/NBD x Gamma-Gamma or the run
+    # rate), so a night never stops for want of a CLV champion (ml.gates.baseline_gates)
+    serving, note = (None, None)
+    if best == "bgnbd":
+        serving = "bgnbd"
+    else:
+        ml_floors = floors_only(DEFAULT_GATES["clv"], challenger)
+        if not ml_floors.passed:
+            options = {"run_rate": metrics.regression_metrics(y, pdf["baseline_run_rate"])}
+            if "bgnbd" in fitted:
+                options["bgnbd"] = metrics.regression_metrics(y, pdf["bgnbd"])
+            serving = best_baseline(DEFAULT_GATES["clv"], options)
+            if serving is not None:
+                note = _fallback_note("clv", best, ml_floors, serving)
+                log.warning("%s", note)
+                challenger.update(_flat("ml_candidate_", metrics.regression_metrics(y, pdf[best])))
+                challenger.update(options[serving])
+                if serving == "run_rate":
+                    model, model_inputs = value.run_rate_pipeline(horizon), list(value.RUN_RATE_INPUTS)
+                else:
+                    model, model_inputs = fitted["bgnbd"], bg_cols
+
     champion_metrics, champion_version = None, None
     with step("clv: scoring the holdout with the current champion"):
         try:
@@ -357,9 +440,14 @@ def train_clv(spark: SparkSession, fs: Path, labels_table: str, train_dates: lis
 
     with step("clv: logging to MLflow"), mlflow.start_run(run_name=f"clv {holdout_date}") as run:
         mlflow.set_tags({"model": "clv", "as_of_date": opts.as_of_date or holdout_date, "train_date": train_date,
+                         "horizon_days": str(horizon), "value_horizon_days": str(horizon),
                          "holdout_date": holdout_date,
                          "train_data_hash": fingerprint(train_df, ["customer_id", LABEL, *inputs])})
-        mlflow.log_params({"model_kind": "gbt_regressor" if best == "gbt" else "bgnbd_gamma_gamma",
+        if note:
+            mlflow.set_tag("serving_note", note[:4500])
+        kinds = {"gbt": "gbt_regressor", "bgnbd": "bgnbd_gamma_gamma", "run_rate": "run_rate_baseline"}
+        mlflow.log_params({"model_kind": kinds[serving or best], "ml_candidate": best, "serving": serving or "model",
+                           "gbt_calibration": "held-out customers (a fifth), not the trees' training rows",
                            "candidates": ",".join(fitted), "train_date": train_date, "holdout_date": holdout_date,
                            "train_dates": ",".join(train_dates),
                            "gap_days": (dt.date.fromisoformat(holdout_date) - dt.date.fromisoformat(train_date)).days,
@@ -369,14 +457,15 @@ def train_clv(spark: SparkSession, fs: Path, labels_table: str, train_dates: lis
                            **{f"gbt_{k}": v for k, v in params.items()}, "gbt_target": "log1p",
                            "gbt_calibration_a": round(calibration[0], 6), "gbt_calibration_b": round(calibration[1], 6),
                            "derived_features": ",".join(derived_features(numeric)),
-                           **({} if bgnbd is None else {k: round(v, 6) for k, v in bgnbd.params().items()})})
+                           **_bgnbd_params(bgnbd)})
         mlflow.log_metrics(_flat("", challenger))
         if champion_metrics:
             mlflow.log_metrics(_flat("champion_", champion_metrics))
         mlflow.log_dict({"numeric": numeric, "categorical": categorical, "label": VALUE_LABEL,
                          "model_inputs": model_inputs}, "features.json")
         if bgnbd is not None:
-            mlflow.log_dict(bgnbd.params(), "bgnbd_gamma_gamma_params.json")
+            mlflow.log_dict({"kind": bgnbd.kind, **bgnbd.params(), "selection": bgnbd.selection},
+                            "bgnbd_gamma_gamma_params.json")
         _log_figure(plots.value_deciles_figure(y, predictions), "plots/value_deciles.png")
         _log_predictions(pdf)
         gbt = fitted["gbt"]
@@ -395,7 +484,8 @@ def train_clv(spark: SparkSession, fs: Path, labels_table: str, train_dates: lis
     for df in (train_df, hold_df, fit_part, val_part):
         df.unpersist()
     return register_and_gate(name, "clv", info.model_uri, run_id, challenger, champion_metrics, champion_version,
-                             opts, audit, ["mae", "spearman", "top_decile_capture", "baseline_run_rate_mae"])
+                             opts, audit, ["mae", "spearman", "top_decile_capture", "baseline_run_rate_mae"],
+                             serving=serving, note=note, horizon_days=horizon)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -491,6 +581,7 @@ def train_recommender(spark: SparkSession, events_path: Path, products_path: Pat
                                                half_life_days=opts.half_life_days)
             model = recommender.fit_als(setup["strength"], seed=opts.seed, **best_params)
             challenger = recommender.evaluate_model(model, setup, k)
+            own_metrics = dict(challenger)
             challenger.update(_flat("baseline_popularity_", recommender.evaluate_popularity(setup, k)))
             # plain popularity (most popular unbought products, no category): the textbook baseline
             challenger.update(_flat("baseline_global_popularity_",
@@ -500,34 +591,52 @@ def train_recommender(spark: SparkSession, events_path: Path, products_path: Pat
                 challenger["ndcg_at_10"] = challenger[gate_key]
                 challenger["baseline_popularity_ndcg_at_10"] = challenger[f"baseline_popularity_{gate_key}"]
 
+        # The champion's registered model was refitted through its own as-of date, which may lie inside this
+        # holdout: scored as is it would be judged on purchases it was trained on. So the champion's
+        # configuration (its ALS parameters) is refitted on this training window and evaluated like the challenger.
         champion_metrics, champion_version = None, None
-        with step("recommender: evaluating the current champion on the holdout"):
+        with step("recommender: evaluating the current champion's parameters on the holdout"):
             try:
-                champ, _, champion_version = load_spark_champion(name)
-                if champ is not None:
+                current = alias_version(name, CHAMPION)
+                champion_params = champion_als_params(name) if current is not None else None
+                if current is not None:
+                    champion_version = str(current.version)
+                if champion_params == best_params:
+                    champion_metrics = dict(own_metrics)
+                elif champion_params is not None:
+                    champ = recommender.fit_als(setup["strength"], seed=opts.seed, **champion_params)
                     champion_metrics = recommender.evaluate_model(champ, setup, k)
-                    if gate_key != "ndcg_at_10":
-                        champion_metrics["ndcg_at_10"] = champion_metrics[gate_key]
+                if champion_metrics is not None and gate_key != "ndcg_at_10":
+                    champion_metrics["ndcg_at_10"] = champion_metrics[gate_key]
             except Exception as exc:
                 log.warning("recommender: could not evaluate champion (%s): floors only", exc)
 
+        # hyper-parameters chosen and the configuration judged on the holdout: the model to register is refitted
+        # on every interaction up to the as-of date, so it knows the last month's customers and products too
+        with step(f"recommender: refitting ALS {best_params} on every interaction up to {as_of}"):
+            final_strength = recommender.interaction_strength(events, as_of, half_life_days=opts.half_life_days)
+            final = recommender.fit_als(final_strength, seed=opts.seed, **best_params)
+
         with step("recommender: logging to MLflow"):
             mlflow.set_tags({"model": "recommender", "as_of_date": as_of, "train_end": train_end,
-                             "holdout_end": holdout_end,
+                             "holdout_end": holdout_end, "refit_through": as_of,
                              "train_data_hash": fingerprint(setup["strength"], ["customer_id", "product_id",
                                                                                "strength"])})
             mlflow.log_params({"model_kind": "als_implicit", **best_params, "max_iter": 10, "top_n": k,
                                "half_life_days": opts.half_life_days, "event_weights": str(recommender.EVENT_WEIGHTS),
                                "holdout_days": opts.rec_holdout_days, "grid": grid_mode, "events": n_events,
-                               "catalog_size": setup["catalog_size"]})
+                               "catalog_size": setup["catalog_size"],
+                               "registered_model": f"refit on interactions up to {as_of} (metrics: the same "
+                                                   f"parameters fitted up to {train_end})",
+                               "champion_evaluation": "the champion's ALS parameters refitted up to train_end"})
             mlflow.log_metrics(_flat("", challenger))
             if champion_metrics:
                 mlflow.log_metrics(_flat("champion_", champion_metrics))
-            example = setup["strength"].select("customer_id", "product_id").limit(5)
+            example = final_strength.select("customer_id", "product_id").limit(5)
             # The example shows the input's shape; real customer ids would put customers into every run's
             # artifacts (and keep them there after an erasure), so the ids are replaced by a placeholder.
             example_rows = example.toPandas().assign(customer_id=EXAMPLE_CUSTOMER_ID)
-            info = mlflow.spark.log_model(model, artifact_path="model",
+            info = mlflow.spark.log_model(final, artifact_path="model",
                                           signature=spark_signature(example, "prediction"),
                                           input_example=example_rows,
                                           pip_requirements=model_requirements("pyspark"))

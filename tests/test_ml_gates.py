@@ -45,3 +45,22 @@ def test_missing_metric_fails_closed():
     result = evaluate_gates(CHURN, {"roc_auc": 0.9}, None)
     assert not result.passed
     assert all("missing" in c.rule for c in result.failed)
+
+
+def test_a_baseline_served_as_the_model_has_no_floors_but_must_beat_the_champion():
+    from ml.gates import baseline_gates, best_baseline, floors_only
+
+    clv = DEFAULT_GATES["clv"]
+    weak = {"mae": 50.0, "top_decile_capture": 0.3, "aggregate_error_pct": -37.0, "baseline_run_rate_mae": 45.0,
+            "baseline_run_rate_top_decile_capture": 0.35}
+    assert not floors_only(clv, weak).passed  # the ML candidate: -37 % and worse than the run rate
+    # the baselines on the same holdout: the lower MAE serves
+    assert best_baseline(clv, {"bgnbd": {"mae": 44.0}, "run_rate": {"mae": 45.0}}) == "bgnbd"
+    assert best_baseline(clv, {"bgnbd": {"mae": float("nan")}, "run_rate": {"mae": 45.0}}) == "run_rate"
+    assert best_baseline(CHURN, {"recency": {"roc_auc": 0.70}}) == "recency"
+    assert best_baseline(clv, {}) is None
+    base = {"mae": 44.0, "aggregate_error_pct": -20.0, "top_decile_capture": 0.3}
+    first = evaluate_gates(baseline_gates("clv"), base, None)
+    assert first.passed, first.summary()  # the first night gets a champion
+    assert not evaluate_gates(baseline_gates("clv"), base, {"mae": 40.0}).passed  # never replaces a better one
+    assert evaluate_gates(baseline_gates("clv"), base, {"mae": 46.0}).passed

@@ -8,6 +8,8 @@ import pytest
 
 from c360 import modeling
 
+REAL_TRAINABLE_MODELS = modeling.trainable_models
+
 
 def test_training_snapshots_every_28_days_back_to_the_start_of_history():
     dates = modeling.training_snapshot_dates(date(2026, 11, 4), date(2025, 10, 1))
@@ -35,7 +37,8 @@ class FakeRegistry:
         self.passes = passes  # (model, args) -> bool
         self.calls: list[tuple[list[str], list[str]]] = []
 
-    def missing(self, settings=None, models=modeling.MODELS):
+    def missing(self, settings=None, models=None):
+        models = modeling.MODELS if models is None else models
         return [m for m in models if m not in self.champions]
 
     def train(self, day, settings=None, *, models=modeling.MODELS, extra_args=None):
@@ -56,6 +59,7 @@ def fake(monkeypatch):
         monkeypatch.setattr(modeling, "missing_champions", reg.missing)
         monkeypatch.setattr(modeling, "train", reg.train)
         monkeypatch.setattr(modeling, "prepare_training_snapshots", lambda day, settings=None: [])
+        monkeypatch.setattr(modeling, "trainable_models", lambda settings=None: modeling.MODELS)
         monkeypatch.delenv(modeling.FIRST_CHAMPION_ENV, raising=False)
         monkeypatch.delenv(modeling.BOOTSTRAP_TRAIN_ARGS_ENV, raising=False)
         return reg
@@ -84,3 +88,122 @@ def test_the_recommender_is_not_retrained_on_older_snapshots(fake):
     with pytest.raises(modeling.JobFailed, match="recommender still has no @champion"):
         modeling.ensure_champions(date(2026, 11, 4), settings=object())
     assert len(reg.calls) == 1  # its holdout is the last 30 days of interactions, not a snapshot
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# transactions only: no product interactions in the feature store
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def _write_interactions(settings) -> None:
+    import pandas as pd
+
+    part = modeling.interactions_path(settings) / "known_date=2026-11-04"
+    part.mkdir(parents=True)
+    pd.DataFrame({"customer_id": ["c1"], "product_id": ["p1"], "event_type": ["purchase"],
+                  "event_time": [pd.Timestamp("2026-11-04 10:00")]}).to_parquet(part / "part-0.parquet")
+
+
+def test_the_models_a_shop_can_train_follow_its_interactions(c360_env):
+    assert modeling.trainable_models(c360_env) == ("churn", "clv")
+    modeling.interactions_path(c360_env).mkdir(parents=True)  # an export that wrote no partition
+    assert not modeling.has_interactions(c360_env)
+    _write_interactions(c360_env)
+    assert modeling.trainable_models(c360_env) == modeling.MODELS
+
+
+def test_first_night_without_interactions_trains_churn_and_clv_and_notes_the_recommender(fake, monkeypatch,
+                                                                                        c360_env):
+    reg = fake(lambda m, args: True)
+    # the real check: c360_env's feature store holds no interactions
+    monkeypatch.setattr(modeling, "trainable_models", REAL_TRAINABLE_MODELS)
+    result = modeling.ensure_champions(date(2026, 11, 4), settings=c360_env)
+    assert reg.calls[0][0] == ["churn", "clv"]  # never asked for the recommender
+    assert result["trained"] == ["churn", "clv"]
+    assert result["notes"] == ["recommender not trained: no product interactions"]
+    # the second night: nothing missing, nothing trained, the note again
+    again = modeling.ensure_champions(date(2026, 11, 5), settings=c360_env)
+    assert again == {"trained": [], "missing": [], "notes": ["recommender not trained: no product interactions"]}
+    assert len(reg.calls) == 1
+
+
+class Jobs:
+    """Records the Spark jobs modeling would start (module, args) and answers like them."""
+
+    def __init__(self, out: str = ""):
+        self.calls: list[tuple[str, list[str]]] = []
+        self.out = out
+
+    def __call__(self, module, args, settings=None, **_):
+        self.calls.append((module, list(args)))
+        return self.out
+
+
+def test_weekly_training_without_interactions_leaves_the_recommender_out_with_a_note(c360_env, monkeypatch):
+    jobs = Jobs('[{"model": "churn"}, {"model": "clv"}]')
+    monkeypatch.setattr(modeling, "run_job", jobs)
+    results = modeling.train(date(2026, 11, 4), c360_env, extra_args=[])
+    assert [c[1][:2] for c in jobs.calls] == [["--model", "churn"], ["--model", "clv"]]
+    assert {"model": "recommender", "trained": False,
+            "note": "recommender not trained: no product interactions"} in results
+    # asked for the recommender alone: no job at all
+    jobs.calls.clear()
+    assert modeling.train(date(2026, 11, 4), c360_env, models=["recommender"], extra_args=[])[0]["trained"] is False
+    assert jobs.calls == []
+
+
+def test_nightly_scoring_asks_for_recommendations_only_with_interactions(c360_env, monkeypatch):
+    jobs = Jobs()
+    monkeypatch.setattr(modeling, "run_job", jobs)
+    result = modeling.score(date(2026, 11, 4), c360_env)
+    assert jobs.calls[-1] == ("spark_jobs.score", ["--date", "2026-11-04", "--no-recommendations"])
+    assert result["recommendations"] is False and "no product interactions" in result["note"]
+    _write_interactions(c360_env)
+    result = modeling.score(date(2026, 11, 4), c360_env)
+    assert jobs.calls[-1] == ("spark_jobs.score", ["--date", "2026-11-04"])
+    assert result["recommendations"] is True and "note" not in result
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(1500)
+def test_a_transactions_only_shop_trains_scores_and_loads_two_nights_without_a_recommender(c360_env, monkeypatch):
+    """The real jobs (child Spark processes, MLflow registry, raw.scores) on a feature store without interactions:
+    the first night trains churn and CLV - no FIRST_CHAMPION=accept needed, a baseline may serve - and notes the
+    recommender; scoring scores every customer without recommendations; the second night trains nothing."""
+    import shutil
+
+    import duckdb
+
+    from c360.scores_load import load_scores
+    from tests.test_spark_train import write_tiny_feature_store
+
+    fs = c360_env.feature_store_dir
+    (c360_env.data_dir / "mlflow").mkdir(parents=True, exist_ok=True)
+    write_tiny_feature_store(fs, ("2025-01-31", "2025-04-30"))
+    for entity in ("interactions", "products"):  # transactions only: no product interactions were exported
+        shutil.rmtree(fs / entity)
+    night1, night2 = date(2025, 7, 31), date(2025, 8, 1)
+    for night in (night1, night2):  # the nightly feature snapshots of the two run dates
+        shutil.copytree(fs / "customer_features" / "as_of_date=2025-04-30",
+                        fs / "customer_features" / f"as_of_date={night}")
+    monkeypatch.setenv(modeling.BOOTSTRAP_TRAIN_ARGS_ENV, "--gbt-iterations 4")
+    monkeypatch.delenv(modeling.FIRST_CHAMPION_ENV, raising=False)
+    monkeypatch.setenv("SPARK_MASTER", "local[2]")
+    monkeypatch.setattr(modeling, "prepare_training_snapshots", lambda day, settings=None: [])
+
+    first = modeling.ensure_champions(night1, c360_env)
+    assert sorted(first["trained"]) == ["churn", "clv"]
+    assert first["notes"] == ["recommender not trained: no product interactions"]
+    assert modeling.missing_champions(c360_env) == []
+    scored = modeling.score(night1, c360_env)
+    assert scored["recommendations"] is False and "no product interactions" in scored["note"]
+    assert load_scores(night1, c360_env) == {"scores": 500, "recommendations": 0}
+
+    assert modeling.ensure_champions(night2, c360_env)["trained"] == []
+    modeling.score(night2, c360_env)
+    assert load_scores(night2, c360_env)["scores"] == 500
+    with duckdb.connect(str(c360_env.warehouse_path), read_only=True) as con:
+        rows = con.execute("""select as_of_date, count(*), count(churn_probability), count(predicted_value_eur),
+                                     count(recommender_model_version), min(churn_horizon_days), min(value_horizon_days)
+                              from raw.scores group by 1 order by 1""").fetchall()
+    assert rows == [(night1, 500, 500, 500, 0, 90, 180), (night2, 500, 500, 500, 0, 90, 180)]

@@ -121,3 +121,36 @@ def test_als_recommends_within_taste_group_and_never_bought_items(spark, shop):
     assert als_metrics["ndcg_at_3"] > 0.3 and pop_metrics["ndcg_at_3"] > 0.3
     assert als_metrics["als_share"] > 0.5
     assert 0 < als_metrics["catalog_coverage"] <= 1
+
+
+@pytest.fixture(scope="module")
+def heavy_shop(spark):
+    """Two taste groups of 150 products; 8 heavy buyers have bought 120 products of their group, 32 light ones 5."""
+    rng = np.random.default_rng(5)
+    groups = {g: [f"{g}{i:03d}" for i in range(150)] for g in "AB"}
+    rows = []
+    for c in range(40):
+        items = groups["A" if c % 2 == 0 else "B"]
+        bought = rng.choice(items, size=120 if c < 8 else 5, replace=False)
+        for p in bought:
+            rows.append((f"c{c:02d}", str(p), "purchase", T(2025, 5, 1) + dt.timedelta(days=int(rng.integers(0, 55)))))
+    return _events(spark, rows)
+
+
+def test_heavy_buyers_still_get_model_recommendations_after_excluding_what_they_bought(spark, heavy_shop):
+    """ALS is asked for n + (products the customer bought) items, so excluding the bought ones leaves n. With a
+    fixed n + 50, a customer with 120 purchases got mostly popularity fill (measured: 80 of the 80 heavy buyers'
+    slots before, 0 after)."""
+    strength = rec.interaction_strength(heavy_shop, "2025-06-30")
+    model = rec.fit_als(strength, rank=4, reg_param=0.05, alpha=10.0, max_iter=5)
+    seen = rec.known_purchases(heavy_shop, "2025-06-30")
+    customers = spark.createDataFrame([(f"c{c:02d}",) for c in range(40)], "customer_id string")
+    out = rec.recommend(model, customers, seen, rec.popularity(strength), n=10).cache()
+    heavy = out.where(F.col("customer_id") < "c08")
+    fallback = heavy.where(F.col("source") != "als").count()
+    print(f"heavy buyers' slots filled by popularity: {fallback} of {heavy.count()}")
+    assert heavy.count() == 80 and fallback == 0
+    assert out.join(seen, ["customer_id", "product_id"]).count() == 0  # still never what they bought
+    # same-group products: the model's recommendations are the customer's taste
+    assert heavy.where(F.substring("product_id", 1, 1) != F.when(F.col("customer_id").substr(2, 2).cast("int") % 2
+                                                                 == 0, "A").otherwise("B")).count() == 0

@@ -60,7 +60,7 @@ def env(tmp_path_factory, spark):
     monkeypatch.undo()
 
 
-def _register(spark, name: str, model, inputs):
+def _register(spark, name: str, model, inputs, *, tags=None, params=None):
     import mlflow
 
     from c360.config import get_settings
@@ -69,9 +69,10 @@ def _register(spark, name: str, model, inputs):
     settings = get_settings()
     configure(settings.mlflow_tracking_uri, "c360-score-tests", settings.mlflow_artifact_root)
     with mlflow.start_run() as run:
+        mlflow.log_params(params or {})
         info = mlflow.spark.log_model(model, artifact_path="model", signature=spark_signature(inputs, "prediction"),
                                       pip_requirements=["pyspark"])
-    version = register_challenger(name, info.model_uri, run_id=run.info.run_id, metrics={})
+    version = register_challenger(name, info.model_uri, run_id=run.info.run_id, metrics={}, tags=tags)
     promote(name, str(version.version))
 
 
@@ -86,11 +87,12 @@ def _champions(spark, env):
     inputs = prepare_features(spark.createDataFrame([(1, 2)], cols), cols, [])
     churn = Pipeline(stages=[SQLTransformer(statement="SELECT *, 1 / (1 + exp(-(days_since_last_order - 150) / 50))"
                                                       " AS prediction FROM __THIS__")]).fit(inputs)
-    _register(spark, "churn", churn, inputs)
+    _register(spark, "churn", churn, inputs, tags={"horizon_days": "90"})
     clv = Pipeline(stages=[SQLTransformer(
         statement="SELECT *, 30 * orders_count AS prediction, 1 / (1 + days_since_last_order / 100) AS p_alive, "
                   "orders_count / 2 AS expected_purchases FROM __THIS__")]).fit(inputs)
-    _register(spark, "clv", clv, inputs)
+    # a version registered before the horizon tag existed: its run's horizon_days parameter says it
+    _register(spark, "clv", clv, inputs, params={"horizon_days": 180})
     events = spark.read.parquet(str(env / "feature_store" / "interactions"))
     strength = recommender.interaction_strength(events, D)
     als = recommender.fit_als(strength, rank=4, max_iter=3)
@@ -127,7 +129,7 @@ def test_score_writes_both_partitions_and_reruns_identically(spark, env):
         "churn_decile": "INTEGER", "p_alive": "DOUBLE", "expected_purchases": "DOUBLE",
         "predicted_value_eur": "DOUBLE", "value_decile": "INTEGER", "churn_model_version": "VARCHAR",
         "clv_model_version": "VARCHAR", "recommender_model_version": "VARCHAR", "feature_snapshot_date": "DATE",
-        "scored_at": "TIMESTAMP"}
+        "scored_at": "TIMESTAMP", "churn_horizon_days": "INTEGER", "value_horizon_days": "INTEGER"}
     first_scores, first_recs = _rows(scores_dir), _rows(recs_dir)
     assert len(first_scores) == 60 and first_scores["customer_id"].is_unique
     buyers = first_scores[first_scores["churn_probability"].notna()]
@@ -138,6 +140,8 @@ def test_score_writes_both_partitions_and_reruns_identically(spark, env):
     assert first_scores["run_id"].nunique() == 1 and first_scores["run_id"].notna().all()
     assert (first_scores["as_of_date"].astype(str) == D).all()
     assert set(first_scores["churn_model_version"]) == {"1"} and set(first_scores["recommender_model_version"]) == {"1"}
+    # every row says which horizons its probabilities and values are about (the champions' training horizons)
+    assert set(first_scores["churn_horizon_days"]) == {90} and set(first_scores["value_horizon_days"]) == {180}
 
     assert list(first_recs.columns) == ["customer_id", "as_of_date", "rank", "product_id", "score", "source",
                                         "run_id", "recommender_model_version"]

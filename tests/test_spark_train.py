@@ -29,8 +29,9 @@ REPO = Path(__file__).resolve().parent.parent
 def test_choose_dates_time_based_holdout():
     features = ["2025-01-31", "2025-03-31", "2025-04-30", "2025-06-30", "2025-07-31"]
     labels = ["2025-01-31", "2025-03-31", "2025-04-30"]  # later snapshots are not fully observed yet
-    # 89 days < 90: no snapshot gives disjoint label windows, so the oldest (least overlap) is used
-    assert choose_dates(features, labels, "2025-07-31", 90) == ("2025-01-31", "2025-04-30", 89)
+    # 89 days < 90: no snapshot gives disjoint label windows, so the latest fully labelled one before the holdout
+    # is used (its customers have the most history; the oldest one of a young shop has customers weeks old)
+    assert choose_dates(features, labels, "2025-07-31", 90) == ("2025-03-31", "2025-04-30", 30)
     assert choose_dates(features, labels, "2025-07-31", 89) == ("2025-01-31", "2025-04-30", 89)
     assert choose_dates(features, labels, "2025-07-31", 30) == ("2025-03-31", "2025-04-30", 30)
     assert choose_dates(features, labels, "2025-07-31", 90, train_date="2025-03-31") == (
@@ -43,8 +44,32 @@ def test_choose_dates_time_based_holdout():
     assert choose_dates(features, labels, "2025-07-31", 90, min_gap_days=30) == ("2025-03-31", "2025-04-30", 30)
     with pytest.raises(ValueError, match="overlap"):
         choose_dates(features, labels, "2025-07-31", 90, min_gap_days=30, allow_overlap=False)
-    assert stacked_dates(labels, "2025-03-31", 5) == ["2025-03-31", "2025-01-31"]
     assert stacked_dates(labels, "2025-04-30", 1) == ["2025-04-30"]
+
+
+def test_asking_for_more_training_snapshots_than_exist_says_how_many_and_why(caplog):
+    labels = ["2025-01-31", "2025-03-31", "2025-04-30"]
+    assert stacked_dates(labels, "2025-04-30", 3) == ["2025-04-30", "2025-03-31", "2025-01-31"]
+    assert not caplog.records
+    assert stacked_dates(labels, "2025-03-31", 5, horizon_days=90) == ["2025-03-31", "2025-01-31"]
+    message = caplog.records[-1].getMessage()
+    assert "asked for 5 training snapshots, using 2" in message
+    assert "only 2 labelled snapshot(s) exist on or before the training date 2025-03-31 (2025-01-31, 2025-03-31)" \
+        in message and "90-day horizon" in message
+
+
+def test_training_snapshots_can_be_chosen_from_the_command_line():
+    from spark_jobs.train import explicit_train_dates
+
+    opts = options_from_args(build_parser_for_tests().parse_args(
+        ["--model", "churn", "--train-dates", "2025-01-31, 2025-03-31", "--holdout-date", "2025-04-30"]))
+    assert opts.train_dates == ["2025-01-31", "2025-03-31"]
+    usable = ["2025-01-31", "2025-03-31", "2025-04-30"]
+    assert explicit_train_dates(opts.train_dates, usable, "2025-04-30") == ["2025-03-31", "2025-01-31"]
+    with pytest.raises(ValueError, match=r"\['2025-02-28'\] lack features or labels"):
+        explicit_train_dates(["2025-02-28"], usable, "2025-04-30")
+    with pytest.raises(ValueError, match="not before the holdout 2025-04-30"):
+        explicit_train_dates(["2025-04-30"], usable, "2025-04-30")
 
 
 def test_clv_candidate_is_chosen_by_ranking_within_an_mae_tolerance():
@@ -172,6 +197,9 @@ def _events(rng: np.random.Generator) -> pd.DataFrame:
             when = dt.datetime(2025, 4, 1) + dt.timedelta(days=int(rng.integers(0, 120)), hours=int(rng.integers(0, 24)))
             kind = rng.choice(["product_view", "add_to_cart", "purchase"], p=[0.6, 0.2, 0.2])
             rows.append((f"c{c:04d}", str(rng.choice(group)), str(kind), when))
+    # a customer who arrived in the recommender's holdout month: only a model refitted through the as-of date
+    # knows them
+    rows += [("c_late", p, "purchase", dt.datetime(2025, 7, 20, 12)) for p in ("A1", "A2", "A3")]
     return pd.DataFrame(rows, columns=["customer_id", "product_id", "event_type", "event_time"])
 
 
@@ -227,6 +255,10 @@ def test_train_all_models_end_to_end(spark, env, capsys):
     artifacts = {a.path for a in client.list_artifacts(churn["run_id"], "plots")}
     assert {"plots/roc.png", "plots/lift.png", "plots/calibration.png", "plots/feature_importance.png"} <= artifacts
 
+    # the horizons on the runs and the versions (what spark_jobs.score writes on every row)
+    assert client.get_model_version("churn", "1").tags["churn_horizon_days"] == "90"
+    assert client.get_model_version("clv", results["clv"]["version"]).tags["value_horizon_days"] == "180"
+    assert client.get_run(results["clv"]["run_id"]).data.tags["horizon_days"] == "180"
     for name in ("clv", "recommender"):
         tags = client.get_model_version(name, results[name]["version"]).tags
         assert tags["validation_status"] in {"passed", "failed"}
@@ -248,6 +280,11 @@ def test_train_all_models_end_to_end(spark, env, capsys):
     assert {"mae", "rmse", "spearman", "top_decile_capture", "baseline_run_rate_mae", "gbt_mae", "bgnbd_mae",
             "gbt_validation_mae", "bgnbd_validation_mae"} <= set(clv_metrics)
     rec_metrics = client.get_run(results["recommender"]["run_id"]).data.metrics
+    # hyper-parameters judged on the holdout, then the registered model refitted on everything up to the as-of date
+    rec_run = client.get_run(results["recommender"]["run_id"])
+    assert rec_run.data.tags["refit_through"] == "2025-07-31" and rec_run.data.tags["train_end"] == "2025-07-01"
+    registered = mlflow.spark.load_model(f"models:/recommender/{results['recommender']['version']}")
+    assert "c_late" in registered.stages[0].labels
     assert {"ndcg_at_5", "precision_at_5", "recall_at_5", "catalog_coverage", "baseline_popularity_ndcg_at_5",
             "baseline_global_popularity_recall_at_5"} <= set(rec_metrics)
     assert clv_metrics["gbt_predicted_mean"] > 0  # log-scale GBT mapped back to EUR
@@ -297,3 +334,52 @@ def test_train_all_models_end_to_end(spark, env, capsys):
     pairs = spark.createDataFrame([(kept, "A0"), (erased, "A0")], ["customer_id", "product_id"])
     predictions = {r["customer_id"]: r["prediction"] for r in rec.transform(pairs).collect()}
     assert predictions[kept] == predictions[kept] and predictions[erased] != predictions[erased]  # NaN: unknown
+
+@pytest.mark.integration
+def test_a_baseline_serves_when_no_ml_candidate_passes_its_floors(spark, env, capsys, monkeypatch):
+    """Floors no model can pass (AUC >= 1.01 over recency, CLV aggregate error 0 %): the first night still gets
+    churn and CLV champions - the recency and run-rate/BG/NBD baselines, registered as such - and each gate
+    decision says why."""
+    import mlflow
+
+    from ml.gates import DEFAULT_GATES, Floor, GateConfig
+    from spark_jobs import training
+
+    impossible = {
+        "churn": GateConfig("roc_auc", floors=(Floor("roc_auc", value=1.01),)),
+        "clv": GateConfig("mae", higher_is_better=False, relative=True,
+                          floors=(Floor("aggregate_error_pct", value=-1.0, higher_is_better=False, use_abs=True),)),
+    }
+    monkeypatch.setattr(training, "DEFAULT_GATES", {**DEFAULT_GATES, **impossible})
+    write_tiny_feature_store(env / "feature_store", ("2025-01-31", "2025-04-30"))
+    opts = Options(models=["churn", "clv"], as_of_date="2025-07-31", gbt_iterations=4)
+    assert train(opts, spark=spark) == 0
+    results = {r["model"]: r for r in json.loads(capsys.readouterr().out.strip().splitlines()[-1])}
+    client = mlflow.MlflowClient()
+    assert results["churn"]["serving"] == "recency"
+    assert results["clv"]["serving"] in {"bgnbd", "run_rate"}
+    for name, r in results.items():
+        assert r["promoted"] and r["champion_version"] == r["version"] == "1", r
+        version = client.get_model_version(name, r["version"])
+        assert version.tags["serving"] == r["serving"]
+        if name == "churn" or r["serving"] == "run_rate":  # chosen over an ML candidate: the note says why
+            assert "did not beat the baselines' floors" in version.tags["serving_note"]
+            assert "did not beat the baselines' floors" in r["gates"]
+        run = client.get_run(r["run_id"])
+        assert run.data.params["serving"] == r["serving"]
+    churn_run = client.get_run(results["churn"]["run_id"]).data.metrics
+    # the served recency model ranks exactly like the recency baseline on the holdout
+    assert churn_run["roc_auc"] == pytest.approx(churn_run["baseline_recency_roc_auc"], abs=1e-6)
+    assert "ml_candidate_roc_auc" in churn_run
+
+
+def test_training_refuses_labels_built_with_another_horizon(tmp_path):
+    from spark_jobs.train import check_label_horizon
+
+    write_tiny_feature_store(tmp_path, ("2025-01-31",), n=20)  # churn labels for 90 days, value for 180
+    check_label_horizon(tmp_path, "labels_churn", ["2025-01-31"], 90)
+    with pytest.raises(ValueError, match=r"labels_churn/as_of_date=2025-01-31 were built with a 90-day horizon, but "
+                                         r"training is configured for 60 days \(C360_CHURN_HORIZON_DAYS\)"):
+        check_label_horizon(tmp_path, "labels_churn", ["2025-01-31"], 60)
+    with pytest.raises(ValueError, match="180-day horizon.*C360_VALUE_HORIZON_DAYS"):
+        check_label_horizon(tmp_path, "labels_value", ["2025-01-31"], 90)

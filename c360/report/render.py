@@ -115,12 +115,12 @@ def _render_stages(s: dict) -> str:
     if not s["available"]:
         return _na(s)
     rows = [[r["stage"], r.get("status"), r.get("started_at"), r.get("seconds"), r.get("rows"), r["attempts"],
-             r.get("error", "")] for r in s["stages"]]
+             r.get("error") or r.get("note", "")] for r in s["stages"]]
     earlier = ", ".join(f"{r['stage']} ({r.get('seconds')} s)" for r in s.get("earlier_runs") or [])
     note = (f"<p>Recorded by an earlier run of the date, not repeated by this one (not in the total): "
             f"{_e(earlier)}</p>" if earlier else "")
     return (f"<p>Total {s['total_seconds']:,} s over {len(rows)} stage(s) of this run.</p>"
-            + _table(["stage", "status", "started", "seconds", "rows", "attempts", "error"], rows, {3, 4, 5})
+            + _table(["stage", "status", "started", "seconds", "rows", "attempts", "error / note"], rows, {3, 4, 5})
             + note + plot_stages(s["stages"]))
 
 

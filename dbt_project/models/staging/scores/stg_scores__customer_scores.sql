@@ -17,6 +17,8 @@ select
     recommender_model_version::varchar                                  as recommender_model_version,
     feature_snapshot_date::date                                         as feature_snapshot_date,
     scored_at::timestamptz                                              as scored_at,
+    churn_horizon_days::integer                                         as churn_horizon_days,
+    value_horizon_days::integer                                         as value_horizon_days,
     _loaded_at::timestamptz                                             as loaded_at
 from {{ source('scores', 'scores') }}
 where customer_id is not null and as_of_date is not null
