@@ -42,7 +42,9 @@ def connect(settings: Settings | None = None, read_only: bool = False, path: Pat
             if time.monotonic() < deadline:
                 time.sleep(1.0)
                 continue
-            holder = re.search(r"held in (.+?)(?:\.|$)", str(exc))
+            # DuckDB: "... Conflicting lock is held in /path/to/python3.11 (PID 123). See also https://...":
+            # keep the whole program path and PID (paths hold dots), drop only the trailing link.
+            holder = re.search(r"held in (.+?)(?:\. See also\b.*)?\.?$", str(exc), re.S)
             raise WarehouseLocked(
                 f"The warehouse file {path} is locked by another process"
                 f"{' (' + holder.group(1).strip() + ')' if holder else ''}. DuckDB allows one writer at a time: "
