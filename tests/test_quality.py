@@ -112,6 +112,10 @@ def test_baselines_only_targets_compare_with_every_baseline_and_need_no_oracle()
     figures["clv"]["model"]["aggregate_error_pct"] = 31.0
     assert {t["target"]: t["status"] for t in quality.evaluate_targets(figures)}[
         "CLV aggregate error within +-15 %"] == "MISS"
+    # BG/NBD+GG chosen as the CLV model: equal to itself is no win over it
+    figures["clv"].update(model_kind="bgnbd", model={"spearman": 0.50, "mae": 21.0, "aggregate_error_pct": 3.0})
+    itself = [t for t in quality.evaluate_targets(figures) if "BG/NBD+GG itself" in t["target"]]
+    assert len(itself) == 2 and {t["status"] for t in itself} == {"MISS"}
 
 
 def test_baseline_columns_pick_up_every_logged_baseline():
