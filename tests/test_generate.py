@@ -16,6 +16,7 @@ import pytest
 from c360.config import get_settings
 from c360.generate import DIRT_KINDS, DirtConfig, generate, oracle
 from c360.generate import reference as ref
+from c360.generate.model import PROFILES
 from c360.generate.oracle import p_no_purchase
 from c360.ingest import contract
 from c360.storage import open_storage
@@ -697,3 +698,129 @@ def test_generate_to_s3_writes_the_same_bytes_as_locally(s3_bucket, tmp_path):
     store = open_storage(uri, endpoint_url=get_settings().s3_endpoint_url)
     remote = {f.key: hashlib.sha256(store.read_bytes(f.key)).hexdigest() for f in store.list("")}
     assert remote == file_hashes(tmp_path / "local")
+
+
+# ---------------------------------------------------------------- the "retail" profile (issue 12, deliver 7)
+
+
+def purchase_facts(root: Path, window_days: int = 90) -> dict:
+    """The stylised facts of a purchase history, measured from the landed transactions-only files."""
+    tx = read_transactions(root)
+    tx = tx[(tx.customer_id != "") & (tx.amount.astype(float) > 0)].drop_duplicates(
+        subset=["order_id"], keep="last"
+    )
+    tx = tx.assign(t=utc(tx.ordered_at), amount=tx.amount.astype(float)).sort_values("t")
+    orders = tx.groupby("customer_id").order_id.nunique()
+    first = tx.groupby("customer_id").t.min()
+    gaps = tx.groupby("customer_id").t.diff().dropna().dt.total_seconds() / 86400
+    start, end = tx.t.min().floor("D"), tx.t.max().ceil("D")
+    months = first.dt.tz_localize(None).dt.to_period("M").value_counts().sort_index()
+    silent = []
+    w0 = start + pd.Timedelta(days=window_days)
+    while w0 + pd.Timedelta(days=window_days) <= end:
+        known = first.index[first < w0]
+        buying = tx.customer_id[(tx.t >= w0) & (tx.t < w0 + pd.Timedelta(days=window_days))].unique()
+        silent.append(1 - np.isin(known, buying).mean())
+        w0 += pd.Timedelta(days=window_days)
+    values = tx.amount.sort_values()
+    return {
+        "one_time_share": float((orders == 1).mean()),
+        "mean_over_median": float(values.mean() / values.median()),
+        "skew": float(values.skew()),
+        "top_decile_share": float(values.iloc[-len(values) // 10 :].sum() / values.sum()),
+        # month-to-month change of new buyers (whole months only): a trend barely moves it, campaigns do
+        "acquisition_jump": float(np.abs(np.diff(np.log(months.iloc[1:-1].to_numpy() + 1.0))).mean()),
+        "median_gap_days": float(gaps.median()),
+        "silent_shares": silent,
+        "first": tx.t.min(),
+        "last": tx.t.max(),
+    }
+
+
+@pytest.fixture(scope="module")
+def retail_facts(tmp_path_factory):
+    root = tmp_path_factory.mktemp("retail")
+    facts = {}
+    for profile in ("retail", "default"):
+        generate(
+            root / profile, customers=4000, days=730, seed=11, start="1996-01-01", truth_dir=root / f"t-{profile}",
+            dirt=DirtConfig.none(), only_transactions=True, params=PROFILES[profile],
+        )
+        facts[profile] = purchase_facts(root / profile)
+    return facts
+
+
+def test_retail_profile_has_the_stylised_facts_of_real_purchase_histories(retail_facts):
+    retail, default = retail_facts["retail"], retail_facts["default"]
+    # Most buyers buy once (50-70 % is common in real shops); the demo shop's frequent buyers are the contrast.
+    assert 0.5 <= retail["one_time_share"] <= 0.7, retail
+    assert default["one_time_share"] < retail["one_time_share"] - 0.1, (default, retail)
+    # Heavy-tailed order values: the mean well above the median, a long right tail, the top tenth of orders
+    # carrying a third of the revenue, heavier than the Gamma-Gamma demo shop. (Skewness itself is set by the few
+    # largest orders, the catalogue's dearest products in both profiles, so it is not compared.)
+    assert retail["mean_over_median"] > 1.3 and retail["skew"] > 3 and retail["top_decile_share"] > 0.3, retail
+    assert retail["mean_over_median"] > default["mean_over_median"] + 0.1
+    assert retail["top_decile_share"] > default["top_decile_share"] + 0.03
+    # Acquisition in cohorts: monthly new buyers vary far more than seasonality and Poisson noise would make them.
+    assert retail["acquisition_jump"] > 0.4 and retail["acquisition_jump"] > 2 * default["acquisition_jump"], (
+        retail["acquisition_jump"], default["acquisition_jump"])
+    # Long gaps between a customer's orders, and most known customers silent in every 90-day window.
+    assert retail["median_gap_days"] >= 30, retail
+    assert len(retail["silent_shares"]) >= 5 and min(retail["silent_shares"]) >= 0.7, retail["silent_shares"]
+
+
+def test_retail_profile_history_lies_in_the_requested_decade(retail_facts):
+    for facts in retail_facts.values():
+        assert facts["first"] >= pd.Timestamp("1996-01-01", tz="UTC")
+        assert facts["last"] < pd.Timestamp("1998-01-01", tz="UTC")
+
+
+def test_cli_transactions_only_history_in_the_1990s(tmp_path, capsys):
+    from c360.cli import main
+
+    out, truth = tmp_path / "l", tmp_path / "t"
+    rc = main(["generate", "--profile", "retail", "--transactions-only", "--start-date", "1996-01-01",
+               "--customers", "300", "--days", "120", "--seed", "5", "--no-dirt", "--out", str(out), "--truth-dir", str(truth)])
+    assert rc == 0
+    # Only transactions, with exactly the four columns of the minimal contract, every row and partition in 1996.
+    assert sorted(p.name for p in out.iterdir()) == ["transactions"]
+    parts = sorted(p.name for p in (out / "transactions").iterdir())
+    assert parts[0] == "dt=1996-01-01" and parts[-1] == "dt=1996-04-29" and len(parts) == 120
+    tx = read_transactions(out)
+    assert [c for c in tx.columns if not c.startswith("_")] == ["customer_id", "order_id", "ordered_at", "amount"]
+    clean = tx[tx.customer_id != ""]
+    assert len(clean) > 100
+    assert clean.ordered_at.str.match(r"^1996-0[1-4]-\d\dT").all()
+    assert (clean.ordered_at.str[:10] == clean._dt).all()  # each row in the partition of its day
+    summary = json.loads((truth / "summary.json").read_text())
+    assert summary["model_params"]["first_purchase_at_signup"] is True and summary["only_transactions"] is True
+    assert "generated 300 customers x 120 days from 1996-01-01" in capsys.readouterr().out
+
+
+def test_cli_rejects_unknown_profiles_and_dates_before_1970(tmp_path, capsys):
+    from c360.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["generate", "--profile", "nope", "--out", str(tmp_path / "l")])
+    assert "invalid choice: 'nope'" in capsys.readouterr().err
+    rc = main(["generate", "--start-date", "1969-12-31", "--customers", "10", "--days", "2",
+               "--out", str(tmp_path / "l"), "--truth-dir", str(tmp_path / "t")])
+    assert rc == 2 and not (tmp_path / "l").exists()
+
+
+def test_retail_profile_keeps_the_oracles_meaning(tmp_path):
+    """Every customer acquired in the horizon buys at signup + 1 h and is alive then; repeat purchases follow lambda."""
+    generate(tmp_path / "l", customers=2000, days=200, seed=2, truth_dir=tmp_path / "t", dirt=DirtConfig.none(),
+             only_transactions=True, params=PROFILES["retail"])
+    truth = pd.read_parquet(tmp_path / "t" / "customers.parquet")
+    tx = read_transactions(tmp_path / "l")
+    first = tx.assign(t=utc(tx.ordered_at)).groupby("customer_id").t.min()
+    new = truth[truth.signup_at >= pd.Timestamp("2025-10-01", tz="UTC")].set_index("customer_id")
+    new = new[new.signup_at + pd.Timedelta(hours=1) < pd.Timestamp("2025-10-01", tz="UTC") + pd.Timedelta(days=200)]
+    assert len(new) > 1000
+    # Cancelled acquisition orders are not in the transactions-only files (4 %): the rest start exactly 1 h in.
+    seen = first.reindex(new.index).dropna()
+    assert len(seen) >= 0.9 * len(new)
+    assert ((seen - new.signup_at.reindex(seen.index)) == pd.Timedelta(hours=1)).mean() > 0.95
+    assert (new.churn_at.isna() | (new.churn_at > new.signup_at + pd.Timedelta(hours=1))).all()
+    assert set(truth.country) == {"DE"} and set(truth.currency) == {"EUR"}

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from c360.generate.core import DEFAULT_START, generate
 from c360.generate.dirt import DirtConfig
+from c360.generate.model import PROFILES, profile_params
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +20,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--seed", type=int, default=42, help="random seed; same arguments give identical files"
     )
     parser.add_argument(
-        "--start", default=DEFAULT_START, help=f"first dt, YYYY-MM-DD (default {DEFAULT_START})"
+        "--start",
+        "--start-date",
+        dest="start",
+        default=DEFAULT_START,
+        help=f"first dt, YYYY-MM-DD, any date from 1970 on (default {DEFAULT_START})",
+    )
+    parser.add_argument(
+        "--profile",
+        default="default",
+        choices=sorted(PROFILES),
+        help="model parameter set: default (the demo shop) or retail (real-retail stylised facts); "
+        "see docs/generator.md",
     )
     parser.add_argument(
         "--out", default=None, help="landing URI: folder or s3://bucket/prefix (default LANDING_URI)"
@@ -32,6 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-tracking", action="store_true", help="do not generate tracking events")
     parser.add_argument(
         "--only-transactions",
+        "--transactions-only",
+        dest="only_transactions",
         action="store_true",
         help="write only transactions with customer_id, order_id, ordered_at, amount",
     )
@@ -45,9 +59,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         import numpy as np
 
-        np.datetime64(args.start, "D")
+        start_day = np.datetime64(args.start, "D")
     except ValueError:
         log.error("--start %r is not a date like 2025-10-01", args.start)
+        return 2
+    if start_day < np.datetime64("1970-01-01"):
+        # Times are seconds since 1970 throughout the generator (and the pipeline quarantines older dates).
+        log.error("--start %s is before 1970-01-01; choose a date from 1970 on", args.start)
         return 2
     if args.customers < 1 or args.days < 1:
         log.error("--customers and --days must be at least 1")
@@ -64,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
         tracking=not args.no_tracking,
         only_transactions=args.only_transactions,
         log_every=args.log_every,
+        params=profile_params(args.profile),
     )
     print(summary.describe())
     return 0

@@ -70,9 +70,51 @@ class ModelParams:
     email_change_mean_days: float = 4000.0
     price_change_prob: float = 0.003  # per product per day
     event_gap_s: tuple[float, float] = (3.0, 35.0)  # seconds between events: offset + Exponential(mean)
+    # Real-retail mechanisms, all off by default so the default profile's files are unchanged (PROFILES["retail"]).
+    # A customer is acquired by an order placed activation_delay_s after signup:
+    first_purchase_at_signup: bool = False
+    # Signups in the horizon come in blocks of this many days, each block's volume x LogNormal(0, sigma)
+    # (campaign cohorts; 0 = smooth):
+    acquisition_cohort_days: int = 30
+    acquisition_cohort_sigma: float = 0.0
+    # Each order's target value x LogNormal(-sigma^2 / 2, sigma): the mean is kept, the tail gets heavy:
+    order_value_sigma: float = 0.0
+    home_country: str = ""  # every customer from this country (one currency); "" = the COUNTRIES shares
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+# Named parameter sets for `c360 generate --profile`. "default" is the demo shop (frequent buyers, smooth growth,
+# Gamma-Gamma order values). "retail" has the stylised facts of real purchase histories: most buyers buy once
+# (about 60 % of the customers with an order in a two-year history), order values are heavy-tailed (log-normal
+# on top of Gamma-Gamma), customers are acquired by their first order in campaign cohorts, gaps between orders
+# are long (months) and most customers are silent in any 90-day window. docs/generator.md lists the numbers.
+PROFILES: dict[str, ModelParams] = {
+    "default": ModelParams(),
+    "retail": ModelParams(
+        base_share=0.3,
+        lambda_shape=0.5,
+        lambda_rate=110.0,
+        mu_shape=1.0,
+        mu_rate=250.0,
+        spend_p=3.0,
+        spend_q=3.0,
+        spend_gamma=40.0,
+        first_purchase_at_signup=True,
+        acquisition_cohort_sigma=0.8,
+        order_value_sigma=0.6,
+        home_country="DE",
+    ),
+}
+
+
+def profile_params(name: str) -> ModelParams:
+    """The ModelParams of a named profile; the error lists the names."""
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise ValueError(f"unknown generator profile {name!r}; choose one of {sorted(PROFILES)}") from None
 
 
 def rng_for(seed: int, name: str) -> np.random.Generator:
@@ -136,10 +178,15 @@ def make_customers(n: int, start_s: int, end_s: int, cal: Calendar, seed: int, p
     # New signups follow the same seasonality as shopping (more on sales days, in the evening).
     lo, hi = cal.clock(np.array([start_s])), cal.clock(np.array([end_s]))
     new = cal.inverse(lo + rng.random(n_new) * (hi - lo))
+    if p.acquisition_cohort_sigma > 0:
+        new = cohort_signups(n_new, start_s, end_s, cal, seed, p)
     new = np.clip(new, start_s, end_s - 1)
     signup = np.sort(np.concatenate([base, new]).astype(np.int64))
 
     country = pick(rng, shares(COUNTRIES), n)
+    if p.home_country:
+        home = [c[0] for c in COUNTRIES].index(p.home_country)  # ValueError names an unknown country
+        country = np.full(n, home, dtype=country.dtype)
     offsets = np.array([c[2] * 60 for c in COUNTRIES], dtype=np.int32)
     cur_of_country = np.array([CURRENCY_CODES.index(c[1]) for c in COUNTRIES], dtype=np.int8)
     acquisition = pick(rng, shares(ACQUISITION_CHANNELS), n)
@@ -151,6 +198,9 @@ def make_customers(n: int, start_s: int, end_s: int, cal: Calendar, seed: int, p
     mu = rng.gamma(p.mu_shape, 1.0 / p.mu_rate, n)
     lifetime_days = np.minimum(rng.exponential(1.0, n) / mu, 200 * 365.0)
     churn = signup + (lifetime_days * DAY_S).astype(np.int64)
+    if p.first_purchase_at_signup:
+        # Acquired by an order: alive when placing it (the lifetime counts from then on, memorylessly).
+        churn = churn + p.activation_delay_s + 1
     spend_nu = rng.gamma(p.spend_q, 1.0 / p.spend_gamma, n)
     alpha = p.affinity_concentration * shares(CATEGORIES, 1)
     g = rng.gamma(np.broadcast_to(alpha, (n, N_CATEGORIES)))
@@ -204,6 +254,25 @@ def make_customers(n: int, start_s: int, end_s: int, cal: Calendar, seed: int, p
         n_devices=n_devices,
         device_combo=device_combo,
     )
+
+
+def cohort_signups(
+    n_new: int, start_s: int, end_s: int, cal: Calendar, seed: int, p: ModelParams
+) -> np.ndarray:
+    """Signup times in the horizon, in cohorts: each block of acquisition_cohort_days gets its seasonal share times
+    a LogNormal(0, acquisition_cohort_sigma) campaign factor; within a block, signups follow the seasonality.
+
+    A separate random stream, so the default profile (sigma 0) draws exactly what it always drew.
+    """
+    rng = rng_for(seed, "cohorts")
+    block_s = max(1, int(p.acquisition_cohort_days)) * DAY_S
+    edges = np.append(np.arange(start_s, end_s, block_s, dtype=np.int64), end_s)
+    clock = cal.clock(edges)
+    span = np.diff(clock)
+    weight = span * rng.lognormal(0.0, p.acquisition_cohort_sigma, span.size)
+    block = np.searchsorted(np.cumsum(weight) / weight.sum(), rng.random(n_new), side="right")
+    block = np.minimum(block, span.size - 1)
+    return cal.inverse(clock[block] + rng.random(n_new) * span[block])
 
 
 def active_window(c: Customers, start_s: int, end_s: int, p: ModelParams) -> tuple[np.ndarray, np.ndarray]:
@@ -345,6 +414,12 @@ def make_orders(
     off = c.offset_s.astype(np.int64)
     owner, t_local = cal.sample(rng, a + off, b + off, c.lam)
     t = t_local - off[owner]
+    if p.first_purchase_at_signup:
+        # The acquisition order of every customer who signs up in the horizon (the base's was before the start).
+        first = c.signup + p.activation_delay_s
+        new = np.nonzero((first >= start_s) & (first < end_s))[0]
+        owner = np.concatenate([owner, new])
+        t = np.concatenate([t, first[new]])
     order = np.lexsort((owner, t))
     owner, t = owner[order].astype(np.int32), t[order]
     m = owner.size
@@ -357,6 +432,9 @@ def make_orders(
     device = np.where(store, -1, device)
     tracked = (~store) & (rng.random(m) < p.tracked_share)
     z = rng.gamma(p.spend_p, 1.0 / c.spend_nu[owner])
+    if p.order_value_sigma > 0:
+        sigma = p.order_value_sigma
+        z = z * rng_for(seed, "order-value").lognormal(-sigma * sigma / 2, sigma, m)
 
     cancel_delay = 60 + np.minimum(rng.exponential(p.cancel_delay_mean_h * 3600, m), 72 * 3600).astype(
         np.int64

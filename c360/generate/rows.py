@@ -11,6 +11,7 @@ import numpy as np
 from c360.generate.calendar import DAY_S
 from c360.generate.dirt import concat_rows, take_rows
 from c360.generate.model import Catalog, Customers, Orders
+from c360.generate.reference import CURRENCY_CODES, FX_PER_EUR
 
 
 def _day_index(t: np.ndarray, start_s: int) -> np.ndarray:
@@ -22,14 +23,18 @@ def transaction_rows(
 ) -> dict[str, np.ndarray]:
     """One row per order line version: the sale, a later cancellation update, a return line.
 
-    With `minimal`, one row per order that was not cancelled (amount = total of its lines), for the
+    With `minimal`, one row per order that was not cancelled (amount = total of its lines in EUR), for the
     four-column transactions contract.
     """
     lo = o.line_order
     gross = o.quantity.astype(np.int64) * o.unit_cents
     amount = gross - o.discount_cents
     if minimal:
-        total = np.round(np.bincount(lo, weights=amount, minlength=o.n)).astype(np.int64)
+        # Without a currency column every amount is read in the base currency (EUR): convert the order total
+        # back from the customer's currency, or a Swedish order would land ten times too large.
+        fx = np.array([FX_PER_EUR.get(code, 1.0) for code in CURRENCY_CODES])
+        total_local = np.bincount(lo, weights=amount, minlength=o.n)
+        total = np.round(total_local / fx[c.currency[o.customer]]).astype(np.int64)
         idx = np.nonzero(o.cancelled_at < 0)[0]
         n = idx.size
         cust = o.customer[idx]
@@ -44,7 +49,7 @@ def transaction_rows(
             "unit_cents": total[idx],
             "discount_cents": np.zeros(n, np.int64),
             "amount": total[idx],
-            "currency": c.currency[cust],
+            "currency": np.full(n, CURRENCY_CODES.index("EUR"), np.int8),
             "status": np.zeros(n, np.int8),
             "channel": o.channel[idx],
             "line_type": np.zeros(n, np.int8),
