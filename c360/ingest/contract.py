@@ -144,7 +144,8 @@ TRACKING = Entity(
         # set by the vendor adapters (docs/tracking_vendors.md); null for the project's own format
         Column("vendor", "VARCHAR", landed=False),
         Column("vendor_event_name", "VARCHAR", landed=False),
-        Column("vendor_extra", "VARCHAR", landed=False),  # JSON object: every vendor field not mapped
+        # JSON object: every vendor field not mapped; may hold what the vendor was sent about a person (traits)
+        Column("vendor_extra", "VARCHAR", landed=False, pii=True),
     ),
     timestamp_columns=("occurred_at",),
     numeric_columns=("quantity",),
