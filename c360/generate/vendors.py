@@ -168,7 +168,8 @@ def snowplow_record(ev: Event) -> tuple[dict, str, str]:
         derived_tstamp=_sp_ts(ev.at),
         event_id=_uuid(ev.key, "snowplow"), name_tracker="sp", v_tracker="js-3.24.0",
         v_collector="ssc-3.2.0-kinesis", v_etl="enrich-kinesis-4.1.0", user_id=ev.customer or "",
-        user_ipaddress="203.0.113.0", domain_userid=ev.cookie, domain_sessionidx="1",
+        # Snowplow sets its own first-party cookie: another id than Segment's or GA4's for the same browser
+        user_ipaddress="203.0.113.0", domain_userid=_uuid(ev.cookie, "snowplow-duid"), domain_sessionidx="1",
         network_userid=_uuid(ev.cookie, "nuid"), domain_sessionid=_uuid(ev.cookie + ev.at.date().isoformat(), "sid"),
         geo_country="DE", page_url=ev.url or "", page_title="Shop", page_urlscheme="https",
         page_urlhost="shop.example", page_urlport="443", page_urlpath="/",
@@ -385,7 +386,7 @@ def encode(vendor: str, events: list[Event]) -> tuple[list[str], list[Expected]]
     for i, ev in enumerate(events, start=1):
         if vendor in ("snowplow", "snowplow_json"):
             rec, event_type, raw = snowplow_record(ev)
-            vid, anon = rec["event_id"], ev.cookie
+            vid, anon = rec["event_id"], rec["domain_userid"]
             if vendor == "snowplow":
                 line = "\t".join(rec[f] for f in _sp_fields())
             else:
