@@ -555,7 +555,7 @@ def check_quarantine_rate(result: EntityResult, settings: Settings, storage: Sto
     if failures:
         raise QuarantineRateExceeded(
             f"{result.entity}: quarantine rate above C360_MAX_QUARANTINE_RATE={settings.max_quarantine_rate:.1%} "
-            f"(duplicates, test orders and erased customers not counted):\n" + "\n".join(failures) + "\n"
+            f"(duplicates, test orders, erased customers and bots not counted):\n" + "\n".join(failures) + "\n"
             f"Nothing of {result.entity} was committed. Fix the extract and re-land the file(s) (a renamed column: "
             f"see docs/landing_contract.md), then rerun `c360 ingest --date {run_date}`. If these rows are really "
             f"expected to be rejected, rerun once with C360_MAX_QUARANTINE_RATE=<higher share, e.g. 1.0>."
