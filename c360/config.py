@@ -100,6 +100,10 @@ class Settings:
     logs_dir: Path = PROJECT_ROOT / "data" / "logs"
     nightly_dag_timeout_seconds: int = 6 * 3600
     nightly_stop_grace_seconds: int = 20
+    # which tracking source counts on which days, for a migration between vendors: "segment:..2026-03-15,
+    # snowplow:2026-03-15.." (vendor:from..until, UTC dates, until excluded, either end open; own format = c360).
+    # Empty: every source always. Read by dbt's staging (docs/tracking_vendors.md#migrating-between-vendors).
+    tracking_sources: str = ""
     extra: dict = field(default_factory=dict)
 
     def as_env(self) -> dict[str, str]:
@@ -143,6 +147,7 @@ class Settings:
             "C360_LOGS_DIR": str(self.logs_dir),
             "C360_NIGHTLY_DAG_TIMEOUT_SECONDS": str(self.nightly_dag_timeout_seconds),
             "C360_NIGHTLY_STOP_GRACE_SECONDS": str(self.nightly_stop_grace_seconds),
+            "C360_TRACKING_SOURCES": self.tracking_sources,
         }
         if self.s3_endpoint_url:
             env["C360_S3_ENDPOINT_URL"] = self.s3_endpoint_url
@@ -199,7 +204,35 @@ def get_settings() -> Settings:
         logs_dir=Path(_env("C360_LOGS_DIR", str(data_dir / "logs"))).resolve(),
         nightly_dag_timeout_seconds=_env_int("C360_NIGHTLY_DAG_TIMEOUT_SECONDS", 6 * 3600),
         nightly_stop_grace_seconds=_env_int("C360_NIGHTLY_STOP_GRACE_SECONDS", 20),
+        tracking_sources=_tracking_sources(_env("C360_TRACKING_SOURCES", "")),
     )
+
+
+def _tracking_sources(value: str) -> str:
+    """C360_TRACKING_SOURCES checked here, so a typo fails at start-up naming the item, not in the middle of dbt."""
+    from datetime import date
+
+    from c360.ingest.contract import TRACKING_VENDORS  # no c360 imports there: no cycle
+
+    sources = ("c360", *TRACKING_VENDORS)
+    for item in (i.strip() for i in value.split(",")):
+        if not item:
+            continue
+        vendor, _, window = item.partition(":")
+        lo, sep, hi = window.partition("..")
+        try:
+            if vendor.strip().lower() not in sources or not sep:
+                raise ValueError
+            for d in (lo.strip(), hi.strip()):
+                if d:
+                    date.fromisoformat(d)
+        except ValueError:
+            raise ValueError(
+                f"C360_TRACKING_SOURCES: {item!r} is not <source>:<from>..<until> with a source among "
+                f"{', '.join(sources)} and YYYY-MM-DD dates (either may be empty), e.g. "
+                "'segment:..2026-03-15,snowplow:2026-03-15..'. See docs/tracking_vendors.md."
+            ) from None
+    return value.strip()
 
 
 def _s3_retry_mode(value: str) -> str:

@@ -14,6 +14,8 @@ class Column:
     type: str  # DuckDB type in raw.<table>
     required: bool = False
     pii: bool = False
+    # False: filled by ingestion (a vendor adapter), not accepted in a landed file of the project's own format
+    landed: bool = True
 
 
 @dataclass(frozen=True)
@@ -37,12 +39,18 @@ class Entity:
         return [c.name for c in self.columns]
 
     @property
+    def landed_column_names(self) -> list[str]:
+        return [c.name for c in self.columns if c.landed]
+
+    @property
     def required_columns(self) -> list[str]:
         return [c.name for c in self.columns if c.required]
 
 
 TABLE_FORMATS = (".csv", ".csv.gz", ".parquet")
 JSON_FORMATS = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".ndjson", ".ndjson.gz")
+# Snowplow's enriched events as tab-separated lines without header (tracking/snowplow/ only)
+TSV_FORMATS = (".tsv", ".tsv.gz")
 
 TRANSACTIONS = Entity(
     name="transactions",
@@ -133,6 +141,11 @@ TRACKING = Entity(
         Column("utm_source", "VARCHAR"),
         Column("utm_medium", "VARCHAR"),
         Column("utm_campaign", "VARCHAR"),
+        # set by the vendor adapters (docs/tracking_vendors.md); null for the project's own format
+        Column("vendor", "VARCHAR", landed=False),
+        Column("vendor_event_name", "VARCHAR", landed=False),
+        # JSON object: every vendor field not mapped; may hold what the vendor was sent about a person (traits)
+        Column("vendor_extra", "VARCHAR", landed=False, pii=True),
     ),
     timestamp_columns=("occurred_at",),
     numeric_columns=("quantity",),
@@ -153,7 +166,13 @@ EVENT_TYPES = (
     "checkout",
     "purchase",
     "login",
+    # an event a vendor adapter does not map: kept, its raw name in vendor_event_name (docs/tracking_vendors.md)
+    "other",
 )
+
+# Vendor tracking lands under tracking/<vendor>/dt=D/ (docs/tracking_vendors.md); the adapter of each folder is in
+# c360/ingest/vendors/. RudderStack sends Segment's spec, so both use the Segment adapter.
+TRACKING_VENDORS = ("snowplow", "segment", "rudderstack", "ga4")
 
 # Columns every raw table carries besides the landed ones.
 METADATA_COLUMNS = (
@@ -176,7 +195,7 @@ def schema_problem(entity: Entity, names: list[str]) -> str | None:
     missing = [c for c in entity.required_columns if c not in present]
     if entity.name == "transactions" and "amount" not in present and not {"quantity", "unit_price"} <= present:
         missing.append("amount (or quantity and unit_price)")
-    known = set(entity.column_names)
+    known = set(entity.landed_column_names)
     unknown = sorted({n for n in names if n not in known})
     if not missing and not unknown:
         return None
@@ -185,12 +204,12 @@ def schema_problem(entity: Entity, names: list[str]) -> str | None:
         parts.append("missing column(s) " + ", ".join(missing))
     if unknown:
         parts.append("unknown column(s) " + ", ".join(unknown))
-    return "; ".join(parts) + f" (contract columns: {', '.join(entity.column_names)})"
+    return "; ".join(parts) + f" (contract columns: {', '.join(entity.landed_column_names)})"
 
 
 # Rows whose quarantine is expected and says nothing about the extract's health: they do not count towards the
 # quarantine rate that fails an entity (a re-sent file is all duplicates; an erasure quarantines a customer).
-EXPECTED_REASONS = ("erased_customer", "test_order", "duplicate_row")
+EXPECTED_REASONS = ("erased_customer", "test_order", "duplicate_row", "bot_traffic")
 
 # Quarantine reasons, in the order they are checked. docs/landing_contract.md lists the same.
 REASONS = (
@@ -208,6 +227,7 @@ REASONS = (
     "no_fx_rate",
     "negative_quantity",
     "future_timestamp",
+    "bot_traffic",
     "test_order",
     "return_without_sale",
     "duplicate_row",

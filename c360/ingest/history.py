@@ -65,7 +65,7 @@ def spread_history(path: Path, entity_name: str, storage: Storage, name: str | N
 
     malformed = table.column("_malformed").to_pylist()
     records = table.column("_record").to_pylist()
-    data_cols = table.select(entity.column_names)
+    data_cols = table.select(entity.landed_column_names)
     counts: dict[date, int] = {}
     for day in sorted(by_day):
         idx = by_day[day]

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import PurePosixPath
 
-from c360.ingest.contract import ENTITIES, Entity
-from c360.ingest.readers import file_format
+from c360.ingest.contract import ENTITIES, JSON_FORMATS, TRACKING_VENDORS, TSV_FORMATS, Entity
+from c360.ingest.readers import file_format, tracking_vendor
 from c360.storage import Storage, StoredFile
 
 log = logging.getLogger(__name__)
@@ -38,9 +38,28 @@ class FilePlan:
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (key, why): symbolic links, never read
     present: set[str] = field(default_factory=set)  # keys of every data file found, loaded or not
     days: set[date] = field(default_factory=set)  # the dt= partitions that exist, up to run_date
+    # the partition folders that exist, up to run_date: "<entity>/dt=D" or "tracking/<vendor>/dt=D"
+    folders: set[str] = field(default_factory=set)
+
+
+def sources(entity: Entity) -> list[str]:
+    """The landing folders of an entity: its own, and for tracking one per vendor (tracking/<vendor>/)."""
+    if entity.name == "tracking":
+        return [entity.name, *(f"tracking/{v}" for v in TRACKING_VENDORS)]
+    return [entity.name]
+
+
+def partition_folder(key: str) -> str:
+    """The partition folder of a file key: `tracking/segment/dt=2026-01-01/a.jsonl` -> `tracking/segment/dt=2026-01-01`."""
+    parts = PurePosixPath(key).parts
+    for i, part in enumerate(parts):
+        if part.startswith("dt="):
+            return "/".join(parts[: i + 1])
+    raise ValueError(f"{key}: not inside a dt=YYYY-MM-DD folder")
 
 
 def partitions(storage: Storage, entity_name: str) -> list[date]:
+    """The dt= partitions of a landing folder (an entity, or tracking/<vendor>)."""
     out = []
     for name in storage.list_dirs(entity_name):
         if name.startswith("dt="):
@@ -48,6 +67,11 @@ def partitions(storage: Storage, entity_name: str) -> list[date]:
                 out.append(date.fromisoformat(name[3:]))
             except ValueError:
                 log.warning("%s/%s: not a dt=YYYY-MM-DD folder, ignored", entity_name, name)
+        elif entity_name == "tracking" and name in TRACKING_VENDORS:
+            continue  # a vendor's folder, planned on its own (sources())
+        elif entity_name == "tracking":
+            log.warning("tracking/%s: neither a dt=YYYY-MM-DD folder nor a known vendor (%s), ignored",
+                        name, ", ".join(TRACKING_VENDORS))
     return sorted(out)
 
 
@@ -56,20 +80,29 @@ def latest_partition(storage: Storage, entity_name: str = "transactions") -> dat
     return parts[-1] if parts else None
 
 
+def _formats(entity: Entity, key: str) -> tuple[str, ...]:
+    vendor = tracking_vendor(key)
+    if vendor == "snowplow":
+        return TSV_FORMATS + JSON_FORMATS  # enriched TSV, or the same events as JSON objects
+    if vendor:
+        return JSON_FORMATS
+    return entity.formats
+
+
 def _is_data_file(entity: Entity, f: StoredFile) -> bool:
     name = PurePosixPath(f.key).name
-    return not name.startswith(("_", ".")) and file_format(f.key) in entity.formats
+    return not name.startswith(("_", ".")) and file_format(f.key) in _formats(entity, f.key)
 
 
-def _in_subfolder(f: StoredFile) -> bool:
-    # <entity>/dt=<day>/<name>: anything deeper sits in a sub-folder of the partition, which is not read
-    return len(PurePosixPath(f.key).parts) > 3
+def _in_subfolder(f: StoredFile, prefix: str) -> bool:
+    # <source>/dt=<day>/<name>: anything deeper sits in a sub-folder of the partition, which is not read
+    return str(PurePosixPath(f.key).parent) != prefix.rstrip("/")
 
 
 def partition_files(storage: Storage, entity: Entity, day: date) -> list[StoredFile]:
     return [
-        f for f in storage.list(f"{entity.name}/dt={day.isoformat()}/")
-        if _is_data_file(entity, f) and not _in_subfolder(f)
+        f for src in sources(entity) for f in storage.list(f"{src}/dt={day.isoformat()}/")
+        if _is_data_file(entity, f) and not _in_subfolder(f, f"{src}/dt={day.isoformat()}/")
     ]
 
 
@@ -80,19 +113,21 @@ def plan_files(storage: Storage, entity: Entity, run_date: date, loaded: dict[st
     (to files or folders) are rejected with a warning and listed in `rejected`, never followed.
     """
     plan = FilePlan([], [], [])
-    for day in partitions(storage, entity.name):
+    # by date first, so that a catch-up over several folders loads (and picks the first of duplicates) in date order
+    for day, src in sorted((d, s) for s in sources(entity) for d in partitions(storage, s)):
         if day > run_date:
             continue
         plan.days.add(day)
-        prefix = f"{entity.name}/dt={day.isoformat()}/"
+        prefix = f"{src}/dt={day.isoformat()}/"
+        plan.folders.add(prefix[:-1])
         for key, why in storage.rejected(prefix):
             log.warning("%s: %s: rejected, not read. Land the file itself in %s.",
                         storage.uri_of(key), why, storage.uri_of(prefix))
             plan.rejected.append((key, why))
         warned_dirs = set()
         for f in storage.list(prefix):
-            if _in_subfolder(f):
-                sub = "/".join(PurePosixPath(f.key).parts[:3])
+            if _in_subfolder(f, prefix):
+                sub = "/".join(PurePosixPath(f.key).parts[: len(PurePosixPath(prefix).parts) + 1])
                 if sub not in warned_dirs:
                     warned_dirs.add(sub)
                     log.warning("%s/: sub-folder of a partition, not read (only files directly in %s are loaded)",

@@ -24,9 +24,10 @@ from c360.ingest.contract import (
     LINE_TYPES,
     METADATA_COLUMNS,
     ORDER_STATUSES,
+    TRACKING_VENDORS,
     Entity,
 )
-from c360.ingest.landing import LandingPartitionMissing, plan_files
+from c360.ingest.landing import LandingPartitionMissing, partition_folder, plan_files
 from c360.ingest.readers import UnreadableFile, read_landed_file
 from c360.ingest.volume import run_volume_checks
 from c360.privacy import ensure_privacy_tables, erased_on_sql, record_names_erased_sql
@@ -63,6 +64,8 @@ class EntityResult:
     file_rows: dict[str, int] = field(default_factory=dict, repr=False)
     # loaded files that disappeared from their partition: their rows were removed
     removed_files: list[str] = field(default_factory=list)
+    # tracking: loaded vendor events no adapter mapping knows (event_type 'other'), by "<vendor>:<raw name>"
+    unmapped_events: Counter = field(default_factory=Counter)
 
     def add(self, other: EntityResult) -> None:
         self.rejected_files += other.rejected_files
@@ -73,6 +76,7 @@ class EntityResult:
         self.loaded += other.loaded
         self.quarantined += other.quarantined
         self.reasons.update(other.reasons)
+        self.unmapped_events.update(other.unmapped_events)
 
 
 @dataclass
@@ -96,6 +100,7 @@ class IngestResult:
                     "reasons": dict(v.reasons),
                     "rejected_files": [f"{key}: {why}" for key, why in v.rejected_files],
                     "removed_files": list(v.removed_files),
+                    **({"unmapped_events": dict(v.unmapped_events.most_common())} if v.unmapped_events else {}),
                 }
                 for k, v in self.entities.items()
             },
@@ -120,6 +125,9 @@ def ensure_raw_schema(con) -> None:
     ensure_privacy_tables(con)
     for entity in ENTITIES.values():
         con.execute(f"CREATE TABLE IF NOT EXISTS raw.{entity.table} ({_ddl_columns(entity)})")
+        # a warehouse created before a column joined the contract (tracking's vendor columns) gets it, null
+        for col in entity.columns:
+            con.execute(f'ALTER TABLE raw.{entity.table} ADD COLUMN IF NOT EXISTS "{col.name}" {col.type}')
     con.execute(
         """
         CREATE TABLE IF NOT EXISTS raw.quarantine (
@@ -249,6 +257,9 @@ def _rules(entity: Entity, settings: Settings) -> list[tuple[str, str, str]]:
                 f"'{col}=' || \"{col}\" || ' is after the end of dt=' || _dt::VARCHAR",
             )
         )
+    if entity.name == "tracking":
+        # the vendor marks the event as a bot or spider (Snowplow's IAB enrichment...): kept out of sessions
+        rules.append(("bot_traffic", "_bot IS NOT NULL", "_bot"))
     if entity.name == "transactions":
         rules.append(("test_order", "t_is_test IS TRUE", "'is_test=' || is_test"))
     return rules
@@ -436,9 +447,16 @@ def _load_batch(
             """SELECT _source_file, _reason, count(*), min(_source_line), arg_min(_detail, _source_line)
                FROM _validated WHERE _reason IS NOT NULL GROUP BY 1, 2"""
         ).fetchall()
+        unmapped = Counter()
+        if entity.name == "tracking":
+            unmapped = Counter(dict(con.execute(
+                """SELECT trim(vendor) || ':' || coalesce(trim(vendor_event_name), '?'), count(*) FROM _validated
+                   WHERE _reason IS NULL AND vendor IS NOT NULL AND lower(trim(event_type)) = 'other' GROUP BY 1"""
+            ).fetchall()))
     finally:
         con.unregister("landed")
-    result = EntityResult(entity.name, files=len(files), landed=landed.num_rows, reasons=reasons)
+    result = EntityResult(entity.name, files=len(files), landed=landed.num_rows, reasons=reasons,
+                          unmapped_events=unmapped)
     result.quarantined = sum(reasons.values())
     result.loaded = result.landed - result.quarantined
     result.file_reasons = by_file_reason
@@ -448,7 +466,8 @@ def _load_batch(
 
 # A key as ingestion stores it: <entity>/dt=YYYY-MM-DD/<name>. Rows loaded before file identity became relative
 # hold an absolute path or URI ending with such a key; this pattern finds it.
-_KEY_IN_PATH = "(?:^|/)((?:" + "|".join(ENTITIES) + ")/dt=[0-9]{4}-[0-9]{2}-[0-9]{2}/.+)$"
+_KEY_IN_PATH = ("(?:^|/)((?:" + "|".join(ENTITIES) + ")/(?:(?:" + "|".join(TRACKING_VENDORS) + ")/)?"
+                "dt=[0-9]{4}-[0-9]{2}-[0-9]{2}/.+)$")
 
 
 def relativise_source_files(con) -> int:
@@ -537,7 +556,7 @@ def check_quarantine_rate(result: EntityResult, settings: Settings, storage: Sto
     if failures:
         raise QuarantineRateExceeded(
             f"{result.entity}: quarantine rate above C360_MAX_QUARANTINE_RATE={settings.max_quarantine_rate:.1%} "
-            f"(duplicates, test orders and erased customers not counted):\n" + "\n".join(failures) + "\n"
+            f"(duplicates, test orders, erased customers and bots not counted):\n" + "\n".join(failures) + "\n"
             f"Nothing of {result.entity} was committed. Fix the extract and re-land the file(s) (a renamed column: "
             f"see docs/landing_contract.md), then rerun `c360 ingest --date {run_date}`. If these rows are really "
             f"expected to be rejected, rerun once with C360_MAX_QUARANTINE_RATE=<higher share, e.g. 1.0>."
@@ -550,10 +569,10 @@ def _vanished_files(plan, loaded: dict[str, str], run_date: date) -> list[str]:
     out = []
     for key in loaded:
         try:
-            day = _dt_of(key)
+            day, folder = _dt_of(key), partition_folder(key)
         except ValueError:
             continue  # not a relative key (an unmigrated old path): never guess
-        if day <= run_date and day in plan.days and key not in plan.present:
+        if day <= run_date and folder in plan.folders and key not in plan.present:
             out.append(key)
     return sorted(out)
 
@@ -620,6 +639,11 @@ def _ingest_entity(con, storage: Storage, entity: Entity, run_date: date, settin
         raise
     log.info("%s: committed %d file(s): %s landed, %s loaded, %s quarantined", name, total.files,
              f"{total.landed:,}", f"{total.loaded:,}", f"{total.quarantined:,}")
+    if total.unmapped_events:
+        log.info("%s: %s vendor event(s) no mapping knows, loaded as event_type 'other' with their raw name: %s "
+                 "(add them to the vendor's mapping, docs/tracking_vendors.md)", name,
+                 f"{sum(total.unmapped_events.values()):,}",
+                 ", ".join(f"{k} {v:,}" for k, v in total.unmapped_events.most_common(10)))
     return total
 
 

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from c360.ingest.contract import JSON_FORMATS, Entity, schema_problem
+from c360.ingest.contract import JSON_FORMATS, TRACKING_VENDORS, TSV_FORMATS, Entity, schema_problem
 
 
 class UnreadableFile(Exception):
@@ -39,7 +39,7 @@ def _utf8(data: bytes, key: str) -> str:
 
 def file_format(key: str) -> str | None:
     name = PurePosixPath(key).name.lower()
-    for fmt in (".csv.gz", ".csv", ".parquet", *JSON_FORMATS):
+    for fmt in (".csv.gz", ".csv", ".parquet", *JSON_FORMATS, *TSV_FORMATS):
         if name.endswith(fmt):
             return fmt
     return None
@@ -56,7 +56,7 @@ def _decompress(data: bytes, key: str) -> bytes:
 
 def _text_table(
     entity: Entity, columns: dict[str, list], lines: list[int], malformed: list[bool], records: list,
-    problem: str | None = None,
+    problem: str | None = None, bots: list | None = None,
 ) -> pa.Table:
     arrays = {c: pa.array(columns.get(c, [None] * len(lines)), pa.string()) for c in entity.column_names}
     arrays["_source_line"] = pa.array(lines, pa.int64())
@@ -64,6 +64,8 @@ def _text_table(
     arrays["_record"] = pa.array(records, pa.string())
     # the file's schema problem (schema_problem), the same on every row: the whole file is rejected
     arrays["_schema_problem"] = pa.array([problem] * len(lines), pa.string())
+    # why the vendor marks the record as a bot (tracking vendor adapters), else null: quarantined as bot_traffic
+    arrays["_bot"] = pa.array(bots if bots is not None else [None] * len(lines), pa.string())
     return pa.table(arrays)
 
 
@@ -104,7 +106,7 @@ def read_csv(data: bytes, key: str, entity: Entity) -> pa.Table:
     bad_numbers = {n for n, _ in bad}
     total = table.num_rows + len(bad)
     good_numbers = [n for n in range(2, total + 2) if n not in bad_numbers]
-    cols = {c: table.column(c).to_pylist() for c in entity.column_names if c in table.column_names}
+    cols = {c: table.column(c).to_pylist() for c in entity.landed_column_names if c in table.column_names}
     records = _records_as_json(table, entity)
     lines = good_numbers + [n for n, _ in bad]
     malformed = [False] * table.num_rows + [True] * len(bad)
@@ -127,7 +129,7 @@ def read_parquet(data: bytes, key: str, entity: Entity) -> pa.Table:
         raise UnreadableFile(f"{key}: cannot be read as Parquet, or truncated ({exc})") from exc
     table = table.rename_columns([n.strip().lower() for n in table.column_names])
     cols = {}
-    for c in entity.column_names:
+    for c in entity.landed_column_names:
         if c in table.column_names:
             col = table.column(c)
             if pa.types.is_timestamp(col.type):
@@ -148,7 +150,7 @@ def read_parquet(data: bytes, key: str, entity: Entity) -> pa.Table:
 def read_jsonl(data: bytes, key: str, entity: Entity) -> pa.Table:
     raw = _decompress(data, key)
     _utf8(raw, key)  # not UTF-8 = the file is unreadable, not a file of malformed lines
-    cols: dict[str, list] = {c: [] for c in entity.column_names}
+    cols: dict[str, list] = {c: [] for c in entity.landed_column_names}
     lines, malformed, records = [], [], []
     keys: dict[str, None] = {}  # every key of the file's objects, in order of appearance
     for number, line in enumerate(raw.split(b"\n"), start=1):
@@ -165,7 +167,7 @@ def read_jsonl(data: bytes, key: str, entity: Entity) -> pa.Table:
         malformed.append(not ok)
         if ok:
             keys.update(dict.fromkeys(obj))
-        for c in entity.column_names:
+        for c in entity.landed_column_names:
             v = obj.get(c) if ok else None
             if v is not None and not isinstance(v, str):
                 v = json.dumps(v) if isinstance(v, dict | list) else str(v).lower() if isinstance(v, bool) else str(v)
@@ -174,8 +176,21 @@ def read_jsonl(data: bytes, key: str, entity: Entity) -> pa.Table:
     return _text_table(entity, cols, lines, malformed, records, schema_problem(entity, list(keys)))
 
 
+def tracking_vendor(key: str) -> str | None:
+    """The vendor of a key under tracking/<vendor>/dt=D/ (docs/tracking_vendors.md), or None (own format)."""
+    parts = PurePosixPath(key).parts
+    if len(parts) > 2 and parts[0] == "tracking" and parts[1] in TRACKING_VENDORS:
+        return parts[1]
+    return None
+
+
 def read_landed_file(data: bytes, key: str, entity: Entity) -> pa.Table:
-    """Text columns of the entity (missing ones null) + _source_line, _malformed, _record."""
+    """Text columns of the entity (missing ones null) + _source_line, _malformed, _record, _schema_problem, _bot."""
+    vendor = tracking_vendor(key)
+    if vendor:
+        from c360.ingest.vendors import read_vendor_file  # the adapters import this module
+
+        return read_vendor_file(vendor, data, key, entity)
     fmt = file_format(key)
     if fmt in (".csv", ".csv.gz"):
         return read_csv(data, key, entity)

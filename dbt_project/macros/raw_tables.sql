@@ -23,7 +23,8 @@
                         ('product_id', 'VARCHAR'), ('search_query', 'VARCHAR'), ('order_id', 'VARCHAR'),
                         ('quantity', 'INTEGER'), ('device_type', 'VARCHAR'), ('os', 'VARCHAR'), ('browser', 'VARCHAR'),
                         ('referrer', 'VARCHAR'), ('utm_source', 'VARCHAR'), ('utm_medium', 'VARCHAR'),
-                        ('utm_campaign', 'VARCHAR')],
+                        ('utm_campaign', 'VARCHAR'), ('vendor', 'VARCHAR'), ('vendor_event_name', 'VARCHAR'),
+                        ('vendor_extra', 'VARCHAR')],
   } -%}
   {%- set out = {} -%}
   {%- for name, cols in tables.items() -%}

@@ -1,4 +1,7 @@
 -- One row per tracking event (event_id is unique: the ingestion quarantines repeats), renamed and typed.
+-- Vendor tracking (Snowplow, Segment, RudderStack, GA4: docs/tracking_vendors.md) arrives in the same raw table;
+-- `vendor` says whose (c360 = the project's own format). During a migration between vendors, var tracking_sources
+-- keeps each source only inside its window, so a visit tagged by both is counted once.
 -- No window functions here on purpose: incremental models filter this view by date and DuckDB pushes the
 -- filter down into the raw scan.
 
@@ -23,5 +26,9 @@ select
     nullif(trim(utm_campaign), '')                                     as utm_campaign,
     _dt                                                                as landed_date,
     _loaded_at                                                         as loaded_at,
-    greatest({{ utc_date('occurred_at') }}, _dt)                       as known_date
+    greatest({{ utc_date('occurred_at') }}, _dt)                       as known_date,
+    coalesce(vendor, 'c360')                                           as vendor,
+    vendor_event_name,
+    vendor_extra::json                                                 as vendor_extra
 from {{ source('shop', 'tracking_events') }}
+where {{ tracking_source_filter("coalesce(vendor, 'c360')", 'occurred_at') }}
