@@ -186,3 +186,32 @@ def test_a_warehouse_from_before_the_vendor_columns_gets_them(c360_env):
     land(c360_env, "segment", encode("segment", journeys(D, visitors=1))[0])
     assert ingest(D, c360_env, ["tracking"]).entities["tracking"].loaded > 0
     assert q(c360_env, "SELECT DISTINCT vendor FROM raw.tracking_events") == [("segment",)]
+
+
+@pytest.mark.parametrize("vendor", ["snowplow", "segment", "ga4"])
+def test_an_erased_customers_vendor_events_stay_out_on_every_reload(c360_env, vendor):
+    """Erasure leaves the landing zone as the vendor sent it (docs/runbooks.md, erase a customer), so each reload
+    of tracking/<vendor>/dt=D must quarantine the customer's events, and their cookie's anonymous ones, as
+    erased_customer without their text; the other visitors' events load as before."""
+    from c360 import privacy
+
+    lines, truth = encode(vendor, journeys(D, visitors=6))
+    land(c360_env, vendor, lines)
+    first = ingest(D, c360_env, ["tracking"]).entities["tracking"]
+    loaded = [e.row for e in truth if e.outcome == "loaded"]
+    customer = next(r["customer_id"] for r in loaded if r["customer_id"])
+    cookies = {r["anonymous_id"] for r in loaded if r["customer_id"] == customer}
+    theirs = sum(1 for r in loaded if r["customer_id"] == customer
+                 or (not r["customer_id"] and r["anonymous_id"] in cookies))
+    assert theirs > 0
+
+    privacy.erase_customer(customer, c360_env)
+    again = ingest(D, c360_env, ["tracking"]).entities["tracking"]
+
+    assert again.reasons["erased_customer"] == theirs
+    assert again.loaded == first.loaded - theirs and again.landed == len(lines)
+    assert q(c360_env, "SELECT count(*) FROM raw.tracking_events WHERE customer_id = ? OR anonymous_id IN "
+                       "(SELECT unnest(?))", [customer, sorted(cookies)]) == [(0,)]
+    assert q(c360_env, "SELECT count(*) FROM raw.quarantine WHERE reason = 'erased_customer' AND record IS NOT NULL"
+             ) == [(0,)]
+    assert reconcile(c360_env, D)["landed"] == len(lines)
