@@ -35,7 +35,8 @@ CONSENT = {
 }
 
 
-def build_warehouse(path, dates=(D1, D2), with_recs=True, with_features=True, run_id="run-1") -> None:
+def build_warehouse(path, dates=(D1, D2), with_recs=True, with_features=True, run_id="run-1",
+                    recommender="5") -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(str(path))
     con.execute("""
@@ -51,14 +52,15 @@ def build_warehouse(path, dates=(D1, D2), with_recs=True, with_features=True, ru
     for day in dates:
         for seg, customers in MEMBERS[day].items():
             for i, c in enumerate(customers):
-                con.execute("INSERT INTO marts.segment_members VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '3', '2', '5', ?)",
-                            [day, seg, c, 0.1234567 + i / 10, 9, 0.5, 100.456 + i, 9, CONSENT[day][c], run_id, day])
+                con.execute("INSERT INTO marts.segment_members VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '3', '2', ?, ?)",
+                            [day, seg, c, 0.1234567 + i / 10, 9, 0.5, 100.456 + i, 9, CONSENT[day][c], run_id,
+                             recommender, day])
     for c in ["c1", "c2", "c3", "c4", "c5", "c6"]:
         con.execute("INSERT INTO pii.customer_contacts VALUES (?, ?, ?, ?)", [c, f"{c}@example.com", c.upper(), "X"])
     if with_recs:
         con.execute("CREATE OR REPLACE TABLE marts.customer_recommendations (as_of_date DATE, customer_id VARCHAR, "
                     "rank INTEGER, product_id VARCHAR, score DOUBLE, recommender_model_version VARCHAR)")
-        for day in dates:
+        for day in dates if recommender else ():  # no recommender: dbt still builds the (empty) mart
             for c in ["c1", "c4"]:
                 for rank in (1, 2, 3, 4):
                     con.execute("INSERT INTO marts.customer_recommendations VALUES (?, ?, ?, ?, 0.5, '5')",
@@ -251,6 +253,25 @@ def test_missing_recommendations_and_features_degrade(c360_env):
     assert any("customer_recommendations" in w for w in manifest["segments"]["loyal"]["warnings"])
     # c3 left every segment and there is no feature store to vouch for its consent: it stays out (fail closed).
     assert read_csv(storage, file_key(manifest, "loyal", "exited")) == []
+
+
+def test_a_night_without_recommender_exports_no_recommendation_columns(c360_env):
+    """A transactions-only shop has no recommender: its files leave rec_1..rec_3 and recommender_model_version out
+    (not always-empty columns), the manifest says why, and verify_export still checks every file."""
+    build_warehouse(c360_env.warehouse_path, recommender=None)
+    manifest = export_segments(D2, c360_env, segments=SEGMENTS)
+    storage = open_storage(c360_env.export_uri)
+    expected = ["customer_id", "email", "segment", "churn_probability", "value_decile", "first_name", "run_id",
+                "as_of_date", "churn_model_version", "clv_model_version", "feature_snapshot_date"]
+    assert manifest["segments"]["loyal"]["columns"] == expected
+    rows = read_csv(storage, file_key(manifest, "loyal", "csv"))
+    assert [r["customer_id"] for r in rows] == ["c1", "c4"] and list(rows[0]) == expected
+    table = pq.read_table(io.BytesIO(storage.read_bytes(file_key(manifest, "loyal", "parquet"))))
+    assert table.column_names == expected
+    assert any("no recommendations for 2025-06-02" in w for w in manifest["segments"]["loyal"]["warnings"])
+    assert not any("recommendations" in w for w in manifest["segments"]["service"]["warnings"])
+    assert manifest["segments"]["loyal"]["model_versions"]["recommender"] is None
+    verify_export(D2, c360_env)
 
 
 def test_missing_contacts_is_a_clear_error(c360_env):

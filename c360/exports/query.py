@@ -78,9 +78,23 @@ class SegmentData:
         return self.members - len(self.rows)
 
 
-def export_columns(segment: Segment) -> list[str]:
-    """File columns: customer_id, email, segment, the segment's chosen columns, then run and model metadata."""
-    return ["customer_id", "email", "segment", *segment.columns, *TAIL_COLUMNS]
+REC_COLUMNS = ("rec_1", "rec_2", "rec_3", "recommender_model_version")
+
+
+def export_columns(segment: Segment, recommendations: bool = True) -> list[str]:
+    """File columns: customer_id, email, segment, the segment's chosen columns, then run and model metadata.
+    Without recommendations for the date (a shop without product data has no recommender), rec_1..rec_3 and
+    recommender_model_version are left out rather than exported as always-empty columns."""
+    columns = ["customer_id", "email", "segment", *segment.columns, *TAIL_COLUMNS]
+    return columns if recommendations else [c for c in columns if c not in REC_COLUMNS]
+
+
+def has_recommendations(con, day: date) -> bool:
+    """True when the date's scores came with recommendations (a recommender champion scored the night)."""
+    return bool(con.execute(f"SELECT count(recommender_model_version) FROM {MEMBERS} WHERE as_of_date = $1",
+                            [day]).fetchone()[0]) or bool(
+        relation_exists(con, RECOMMENDATIONS)
+        and con.execute(f"SELECT count(*) FROM {RECOMMENDATIONS} WHERE as_of_date = $1", [day]).fetchone()[0])
 
 
 def consent_rule_text(segment: Segment) -> str:
@@ -146,7 +160,11 @@ def load_segment_data(con, segment: Segment, day: date) -> SegmentData:
     if not relation_exists(con, MEMBERS):
         raise ExportInputError(f"{MEMBERS} does not exist: build the segment marts (dbt) before exporting.")
     ctes, warnings = _ctes(con)
-    columns = export_columns(segment)
+    recommendations = has_recommendations(con, day)
+    columns = export_columns(segment, recommendations)
+    if not recommendations and any(c in segment.columns for c in REC_COLUMNS):
+        warnings.append(f"no recommendations for {day} (no recommender champion scored the night: a shop without "
+                        "product interactions has none): rec_1..rec_3 and recommender_model_version left out")
     consent_filter = "AND k.consent_ok IS TRUE" if segment.consent_column else ""
     rows = con.execute(
         f"""WITH {ctes}
