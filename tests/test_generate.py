@@ -203,7 +203,8 @@ def test_every_file_has_the_contract_columns_and_offset_timestamps(run):
     assert set(tx.columns) >= TX_ALL
     assert set(ev.columns) >= EVENT_REQUIRED
     assert ev[list(EVENT_REQUIRED)].notna().all().all()
-    assert set(ev.event_type) == EVENT_TYPES
+    # every contract type except "other", which holds vendor events no mapping knows (c360 format never needs it)
+    assert set(ev.event_type) == EVENT_TYPES - {"other"}
     for col in ("ordered_at", "updated_at"):
         assert tx[col].str.match(ISO_WITH_OFFSET).all()
     assert tx.loc[tx.returned_at != "", "returned_at"].str.match(ISO_WITH_OFFSET).all()

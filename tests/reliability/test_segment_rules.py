@@ -140,8 +140,10 @@ def warehouse_state(settings) -> tuple[str, list[tuple]]:
     return digest, rows
 
 
-@pytest.mark.parametrize("step", ["dbt_build_task", "build", "build_scores"])
+@pytest.mark.parametrize("step", ["dbt_build_task", "dbt_build_scores_task", "build", "build_scores"])
 def test_a_bad_segments_file_stops_the_night_before_dbt_and_changes_nothing(night, step):
+    from airflow.sdk.exceptions import AirflowFailException
+
     from c360 import tasks
 
     before = warehouse_state(night["settings"])
@@ -149,11 +151,15 @@ def test_a_bad_segments_file_stops_the_night_before_dbt_and_changes_nothing(nigh
     run = {
         # the Airflow task of c360_transform, as `c360 nightly` runs it
         "dbt_build_task": lambda: tasks.dbt_build({"logical_date": datetime(D.year, D.month, D.day)}),
+        # c360_score's task: the check comes before raw.scores is reloaded
+        "dbt_build_scores_task": lambda: tasks.dbt_build_scores({"logical_date": datetime(D.year, D.month, D.day)}),
         "build": lambda: transform.build(D, night["settings"]),
         "build_scores": lambda: transform.build_scores(D, night["settings"]),
     }[step]
-    with pytest.raises(SegmentConfigError) as exc:
+    with pytest.raises((SegmentConfigError, AirflowFailException)) as exc:
         run()
+    if step.endswith("_task"):  # a bad file is not retried: the task fails for good, with the config error as cause
+        assert isinstance(exc.value, AirflowFailException) and isinstance(exc.value.__cause__, SegmentConfigError)
     msg = str(exc.value)
     assert "segment 'high_value_at_risk' (segments[1])" in msg and "'union' is refused" in msg
     assert "segment 'peek' (segments[2])" in msg and "function read_text() is not allowed" in msg

@@ -190,13 +190,22 @@ def test_a_10x_night_holds_exports_and_scoring_until_overridden(settings, monkey
 def test_accept_volume_releases_only_the_nights_of_that_run(settings, monkeypatch):
     import os
 
-    from c360 import airflow_env, nightly, summary
+    from c360 import airflow_env, dagrun, nightly, summary
     from c360.cli import build_parser
 
     land_day(settings, D, 1)  # a landing zone that is not empty: no demo is generated
     seen = []
+
+    class Done:  # a DAG run that succeeded
+        def problem(self):
+            return None
+
+    def run_dag(dag_id, day, s, **kwargs):
+        seen.append((day.isoformat(), s.as_env()))  # the environment the Airflow child gets
+        return Done()
+
     monkeypatch.setattr(airflow_env, "ensure_airflow", lambda s: None)
-    monkeypatch.setattr(airflow_env, "run_airflow", lambda argv, s: seen.append((argv[-1], s.as_env())))
+    monkeypatch.setattr(dagrun, "run_dag", run_dag)
     monkeypatch.setattr(summary, "print_nightly_summary", lambda *a: None)
 
     def run(*argv):
