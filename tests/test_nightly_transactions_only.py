@@ -101,7 +101,7 @@ def test_both_nights_run_every_task_and_train_only_once(shop):
     for night in ("first", "second"):
         out = shop[night].stdout
         for task in ("c360_ingest.ingest_transactions", "c360_transform.dbt_build", "c360_score.score",
-                     "c360_score.export_segments"):
+                     "c360_score.export"):
             assert f"{task} " in out and "success" in out.split(f"{task} ", 1)[1].splitlines()[0], (night, task)
     logs = {d: (settings.logs_dir / "nightly" / d.isoformat() / "c360_score.log").read_text() for d in (DAY1, DAY2)}
     assert "No @champion for" in logs[DAY1] and "No @champion for" not in logs[DAY2]
