@@ -16,6 +16,10 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 WAREHOUSE_POOL = "warehouse"
 
 
+class SettingsError(ValueError):
+    """An environment variable holds a value the pipeline cannot use; the message names it and says what fits."""
+
+
 def _env(name: str, default: str) -> str:
     value = os.environ.get(name)
     return default if value is None or value == "" else value
@@ -26,7 +30,7 @@ def _env_int(name: str, default: int) -> int:
     try:
         return int(raw)
     except ValueError as exc:
-        raise ValueError(f"Environment variable {name}={raw!r} must be a whole number") from exc
+        raise SettingsError(f"Environment variable {name}={raw!r} must be a whole number") from exc
 
 
 def _env_float(name: str, default: float) -> float:
@@ -34,7 +38,7 @@ def _env_float(name: str, default: float) -> float:
     try:
         return float(raw)
     except ValueError as exc:
-        raise ValueError(f"Environment variable {name}={raw!r} must be a number") from exc
+        raise SettingsError(f"Environment variable {name}={raw!r} must be a number") from exc
 
 
 def _env_unless_unset(name: str, default: str) -> str:
@@ -55,7 +59,7 @@ def _env_date(name: str, default: str) -> str:
     try:
         return date.fromisoformat(raw).isoformat()
     except ValueError as exc:
-        raise ValueError(f"Environment variable {name}={raw!r} must be a date, YYYY-MM-DD") from exc
+        raise SettingsError(f"Environment variable {name}={raw!r} must be a date, YYYY-MM-DD") from exc
 
 
 # Defaults shared with code that needs them without reading the environment (the DAG files, dbt_project.yml's
@@ -160,63 +164,10 @@ class Settings:
     extra: dict = field(default_factory=dict)
 
     def as_env(self) -> dict[str, str]:
-        """The settings as environment variables, for subprocesses (Airflow, dbt, Spark)."""
-        env = {
-            "C360_DATA_DIR": str(self.data_dir),
-            "LANDING_URI": self.landing_uri,
-            "WAREHOUSE_PATH": str(self.warehouse_path),
-            "EXPORT_URI": self.export_uri,
-            "C360_FEATURE_STORE_DIR": str(self.feature_store_dir),
-            "C360_SCORES_DIR": str(self.scores_dir),
-            "C360_REPORTS_DIR": str(self.reports_dir),
-            "MLFLOW_TRACKING_URI": self.mlflow_tracking_uri,
-            "C360_MLFLOW_ARTIFACT_ROOT": self.mlflow_artifact_root,
-            "SPARK_MASTER": self.spark_master,
-            "AIRFLOW_HOME": str(self.airflow_home),
-            "DBT_PROJECT_DIR": str(self.dbt_project_dir),
-            "DBT_PROFILES_DIR": str(self.dbt_profiles_dir),
-            "DBT_TARGET": self.dbt_target,
-            "C360_DEFAULT_CURRENCY": self.default_currency,
-            "C360_CURRENCIES": ",".join(self.currencies),
-            "C360_FUTURE_TOLERANCE_HOURS": str(self.future_tolerance_hours),
-            "C360_LANDING_WAIT_SECONDS": str(self.landing_wait_seconds),
-            "C360_LANDING_POKE_SECONDS": str(self.landing_poke_seconds),
-            "C360_WAREHOUSE_LOCK_TIMEOUT_SECONDS": str(self.warehouse_lock_timeout_seconds),
-            "C360_CHURN_HORIZON_DAYS": str(self.churn_horizon_days),
-            "C360_VALUE_HORIZON_DAYS": str(self.value_horizon_days),
-            "C360_BASE_CURRENCY": self.base_currency,
-            "C360_EARLIEST_DATE": self.earliest_date,
-            "C360_MAX_QUARANTINE_RATE": str(self.max_quarantine_rate),
-            "C360_QUARANTINE_RATE_MIN_ROWS": str(self.quarantine_rate_min_rows),
-            "C360_S3_RETRY_MODE": self.s3_retry_mode,
-            "C360_S3_MAX_ATTEMPTS": str(self.s3_max_attempts),
-            "C360_S3_CONNECT_TIMEOUT_SECONDS": str(self.s3_connect_timeout_seconds),
-            "C360_VOLUME_LOOKBACK_DAYS": str(self.volume_lookback_days),
-            "C360_VOLUME_MIN_RATIO": str(self.volume_min_ratio),
-            "C360_VOLUME_MAX_RATIO": str(self.volume_max_ratio),
-            "C360_VOLUME_MIN_HISTORY": str(self.volume_min_history),
-            "C360_VOLUME_MIN_ROWS": str(self.volume_min_rows),
-            "C360_VOLUME_OVERRIDE_DATE": self.volume_override_date or "",
-            "C360_LOGS_DIR": str(self.logs_dir),
-            "C360_NIGHTLY_DAG_TIMEOUT_SECONDS": str(self.nightly_dag_timeout_seconds),
-            "C360_NIGHTLY_STOP_GRACE_SECONDS": str(self.nightly_stop_grace_seconds),
-            "C360_TRACKING_SOURCES": self.tracking_sources,
-            "C360_LOOKBACK_DAYS": str(self.lookback_days),
-            "C360_SESSION_TIMEOUT_MINUTES": str(self.session_timeout_minutes),
-            "C360_MAX_CUSTOMERS_PER_DEVICE": str(self.max_customers_per_device),
-            "C360_PSI_WARN": str(self.psi_warn),
-            "C360_PSI_HOLD": str(self.psi_hold),
-            "C360_PSI_FEATURES": ",".join(self.psi_features),
-            "C360_PSI_SCORES": ",".join(self.psi_scores),
-            "C360_PSI_REFERENCE_DATE": self.psi_reference_date or "",
-            "C360_TRAIN_ARGS": self.train_args,
-            "C360_BOOTSTRAP_TRAIN_ARGS": self.bootstrap_train_args,
-            "C360_FIRST_CHAMPION": self.first_champion,
-            "C360_TRAIN_SCHEDULE": self.train_schedule,
-        }
-        if self.s3_endpoint_url:
-            env["C360_S3_ENDPOINT_URL"] = self.s3_endpoint_url
-        return env
+        """The settings as environment variables (ENV_VARS), for subprocesses (Airflow, dbt, Spark): a child's
+        get_settings() resolves the same values. No S3 endpoint: the variable is left out (AWS's own endpoint)."""
+        return {ENV_VARS[key]: value for key, value in self.describe().items()
+                if not (key == "s3_endpoint_url" and not value)}
 
     @property
     def deployments_audit_path(self) -> Path:
@@ -239,6 +190,63 @@ class Settings:
                 value = ",".join(map(str, value))
             out[key] = "" if value is None else str(value)
         return out
+
+
+# Each setting's environment variable (field -> variable): as_env() and `c360 config` use it; every field has one.
+ENV_VARS: dict[str, str] = {
+    "data_dir": "C360_DATA_DIR",
+    "landing_uri": "LANDING_URI",
+    "warehouse_path": "WAREHOUSE_PATH",
+    "export_uri": "EXPORT_URI",
+    "feature_store_dir": "C360_FEATURE_STORE_DIR",
+    "scores_dir": "C360_SCORES_DIR",
+    "reports_dir": "C360_REPORTS_DIR",
+    "mlflow_tracking_uri": "MLFLOW_TRACKING_URI",
+    "mlflow_artifact_root": "C360_MLFLOW_ARTIFACT_ROOT",
+    "spark_master": "SPARK_MASTER",
+    "airflow_home": "AIRFLOW_HOME",
+    "dbt_project_dir": "DBT_PROJECT_DIR",
+    "dbt_profiles_dir": "DBT_PROFILES_DIR",
+    "dbt_target": "DBT_TARGET",
+    "s3_endpoint_url": "C360_S3_ENDPOINT_URL",
+    "default_currency": "C360_DEFAULT_CURRENCY",
+    "currencies": "C360_CURRENCIES",
+    "future_tolerance_hours": "C360_FUTURE_TOLERANCE_HOURS",
+    "landing_wait_seconds": "C360_LANDING_WAIT_SECONDS",
+    "landing_poke_seconds": "C360_LANDING_POKE_SECONDS",
+    "warehouse_lock_timeout_seconds": "C360_WAREHOUSE_LOCK_TIMEOUT_SECONDS",
+    "churn_horizon_days": "C360_CHURN_HORIZON_DAYS",
+    "value_horizon_days": "C360_VALUE_HORIZON_DAYS",
+    "base_currency": "C360_BASE_CURRENCY",
+    "earliest_date": "C360_EARLIEST_DATE",
+    "max_quarantine_rate": "C360_MAX_QUARANTINE_RATE",
+    "quarantine_rate_min_rows": "C360_QUARANTINE_RATE_MIN_ROWS",
+    "s3_retry_mode": "C360_S3_RETRY_MODE",
+    "s3_max_attempts": "C360_S3_MAX_ATTEMPTS",
+    "s3_connect_timeout_seconds": "C360_S3_CONNECT_TIMEOUT_SECONDS",
+    "volume_lookback_days": "C360_VOLUME_LOOKBACK_DAYS",
+    "volume_min_ratio": "C360_VOLUME_MIN_RATIO",
+    "volume_max_ratio": "C360_VOLUME_MAX_RATIO",
+    "volume_min_history": "C360_VOLUME_MIN_HISTORY",
+    "volume_min_rows": "C360_VOLUME_MIN_ROWS",
+    "volume_override_date": "C360_VOLUME_OVERRIDE_DATE",
+    "logs_dir": "C360_LOGS_DIR",
+    "nightly_dag_timeout_seconds": "C360_NIGHTLY_DAG_TIMEOUT_SECONDS",
+    "nightly_stop_grace_seconds": "C360_NIGHTLY_STOP_GRACE_SECONDS",
+    "tracking_sources": "C360_TRACKING_SOURCES",
+    "lookback_days": "C360_LOOKBACK_DAYS",
+    "session_timeout_minutes": "C360_SESSION_TIMEOUT_MINUTES",
+    "max_customers_per_device": "C360_MAX_CUSTOMERS_PER_DEVICE",
+    "psi_warn": "C360_PSI_WARN",
+    "psi_hold": "C360_PSI_HOLD",
+    "psi_features": "C360_PSI_FEATURES",
+    "psi_scores": "C360_PSI_SCORES",
+    "psi_reference_date": "C360_PSI_REFERENCE_DATE",
+    "train_args": "C360_TRAIN_ARGS",
+    "bootstrap_train_args": "C360_BOOTSTRAP_TRAIN_ARGS",
+    "first_champion": "C360_FIRST_CHAMPION",
+    "train_schedule": "C360_TRAIN_SCHEDULE",
+}
 
 
 def get_settings() -> Settings:
@@ -328,7 +336,7 @@ def dag_parse_settings() -> DagParseSettings:
 def _env_int_at_least(name: str, default: int, low: int) -> int:
     value = _env_int(name, default)
     if value < low:
-        raise ValueError(f"Environment variable {name}={value} must be at least {low}")
+        raise SettingsError(f"Environment variable {name}={value} must be at least {low}")
     return value
 
 
@@ -336,7 +344,7 @@ def _psi_settings() -> dict:
     warn = _env_float("C360_PSI_WARN", DEFAULT_PSI_WARN) if _env("C360_PSI_WARN", "").strip() else DEFAULT_PSI_WARN
     hold = _env_float("C360_PSI_HOLD", DEFAULT_PSI_HOLD) if _env("C360_PSI_HOLD", "").strip() else DEFAULT_PSI_HOLD
     if not 0 <= warn <= hold:
-        raise ValueError(f"C360_PSI_WARN={warn} and C360_PSI_HOLD={hold}: need 0 <= warn <= hold")
+        raise SettingsError(f"C360_PSI_WARN={warn} and C360_PSI_HOLD={hold}: need 0 <= warn <= hold")
     reference = _env("C360_PSI_REFERENCE_DATE", "").strip()
     return {
         "psi_warn": warn,
@@ -352,7 +360,7 @@ def _shell_words(name: str, default: str) -> str:
     try:
         shlex.split(raw)
     except ValueError as exc:
-        raise ValueError(f"Environment variable {name}={raw!r} is not valid shell words ({exc}); "
+        raise SettingsError(f"Environment variable {name}={raw!r} is not valid shell words ({exc}); "
                          f"e.g. {default!r}") from exc
     return raw
 
@@ -360,7 +368,7 @@ def _shell_words(name: str, default: str) -> str:
 def _first_champion(value: str) -> str:
     policy = value.strip().lower()
     if policy not in FIRST_CHAMPION_POLICIES:
-        raise ValueError(f"Environment variable C360_FIRST_CHAMPION={value!r} must be "
+        raise SettingsError(f"Environment variable C360_FIRST_CHAMPION={value!r} must be "
                          f"{' or '.join(FIRST_CHAMPION_POLICIES)} (docs/models.md)")
     return policy
 
@@ -369,7 +377,7 @@ def _cron(name: str, value: str) -> str:
     """Five cron fields (minute hour day month weekday), as Airflow's CronTriggerTimetable takes them."""
     expr = value.strip()
     if len(expr.split()) != 5 and not expr.startswith("@"):
-        raise ValueError(f"Environment variable {name}={value!r} must be a cron expression with five fields "
+        raise SettingsError(f"Environment variable {name}={value!r} must be a cron expression with five fields "
                          "(minute hour day-of-month month day-of-week, UTC), e.g. '0 3 * * 0'")
     return expr
 
@@ -393,7 +401,7 @@ def _tracking_sources(value: str) -> str:
                 if d:
                     date.fromisoformat(d)
         except ValueError:
-            raise ValueError(
+            raise SettingsError(
                 f"C360_TRACKING_SOURCES: {item!r} is not <source>:<from>..<until> with a source among "
                 f"{', '.join(sources)} and YYYY-MM-DD dates (either may be empty), e.g. "
                 "'segment:..2026-03-15,snowplow:2026-03-15..'. See docs/tracking_vendors.md."
@@ -404,6 +412,6 @@ def _tracking_sources(value: str) -> str:
 def _s3_retry_mode(value: str) -> str:
     mode = value.strip().lower()
     if mode not in ("standard", "adaptive", "legacy"):
-        raise ValueError(f"Environment variable C360_S3_RETRY_MODE={value!r} must be standard, adaptive or legacy "
+        raise SettingsError(f"Environment variable C360_S3_RETRY_MODE={value!r} must be standard, adaptive or legacy "
                          "(botocore's retry modes)")
     return mode
