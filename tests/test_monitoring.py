@@ -14,8 +14,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from c360.config import get_settings
 from c360 import monitoring
+from c360.config import get_settings
 from c360.monitoring import (
     EPSILON,
     psi_categorical,
