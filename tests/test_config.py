@@ -218,3 +218,9 @@ def test_ml_imports_no_c360():
                           if n == "c360" or n.startswith("c360.")]
     assert offenders == []
 
+
+
+def test_the_configuration_page_lists_every_variable():
+    page = (ROOT / "docs" / "configuration.md").read_text()
+    rows = dict(re.findall(r"^\| `(\w+)` \| `(\w+)` \|", page, flags=re.M))
+    assert rows == {var: field for field, var in ENV_VARS.items()}
