@@ -29,9 +29,6 @@ SEGMENTS_ASSET = Asset(name="marts.segments", uri="c360://warehouse/marts/segmen
 # The consent-aware segment exports (manifest.json per date under EXPORT_URI).
 EXPORTS_ASSET = Asset(name="exports.segments", uri="c360://exports/segments", group="c360")
 
-# When the weekly training runs (cron, UTC); C360_TRAIN_SCHEDULE overrides it. "0 3 * * 0" = Sundays 03:00.
-TRAIN_SCHEDULE_ENV = "C360_TRAIN_SCHEDULE"
-DEFAULT_TRAIN_SCHEDULE = "0 3 * * 0"
 
 # The DAGs' start_date. Airflow creates no task instance for a logical date before it (the run is marked
 # successful having done nothing), so it must precede any history a shop may bring: 1970-01-01, the

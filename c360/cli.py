@@ -58,10 +58,15 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
-    from c360.config import get_settings
+    from c360.config import SettingsError, get_settings
 
+    try:
+        settings = get_settings()
+    except SettingsError as exc:  # a bad variable: one line naming it, before any work starts
+        print(f"c360 {args.command}: {exc}", file=sys.stderr)
+        return 2
     # Anything that imports Airflow must see the project's AIRFLOW_HOME, never create ~/airflow.
-    os.environ.setdefault("AIRFLOW_HOME", str(get_settings().airflow_home))
+    os.environ.setdefault("AIRFLOW_HOME", str(settings.airflow_home))
     module = importlib.import_module(args._module)
     try:
         return int(module.run(args) or 0)

@@ -6,6 +6,7 @@ Nothing else in the project reads os.environ for pipeline settings; it calls `ge
 from __future__ import annotations
 
 import os
+import shlex
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -13,6 +14,10 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 # The Airflow pool every task that writes the DuckDB warehouse runs in (1 slot: DuckDB has a single writer).
 WAREHOUSE_POOL = "warehouse"
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value the pipeline cannot use; the message names it and says what fits."""
 
 
 def _env(name: str, default: str) -> str:
@@ -25,7 +30,7 @@ def _env_int(name: str, default: int) -> int:
     try:
         return int(raw)
     except ValueError as exc:
-        raise ValueError(f"Environment variable {name}={raw!r} must be a whole number") from exc
+        raise SettingsError(f"Environment variable {name}={raw!r} must be a whole number") from exc
 
 
 def _env_float(name: str, default: float) -> float:
@@ -33,7 +38,18 @@ def _env_float(name: str, default: float) -> float:
     try:
         return float(raw)
     except ValueError as exc:
-        raise ValueError(f"Environment variable {name}={raw!r} must be a number") from exc
+        raise SettingsError(f"Environment variable {name}={raw!r} must be a number") from exc
+
+
+def _env_unless_unset(name: str, default: str) -> str:
+    """The variable as set, even when empty (C360_TRAIN_ARGS="" means "no extra arguments"); default when unset."""
+    value = os.environ.get(name)
+    return default if value is None else value
+
+
+def _env_list(name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    """A comma-separated list; empty (or only commas) means the default."""
+    return tuple(x.strip() for x in _env(name, "").split(",") if x.strip()) or default
 
 
 def _env_date(name: str, default: str) -> str:
@@ -43,7 +59,29 @@ def _env_date(name: str, default: str) -> str:
     try:
         return date.fromisoformat(raw).isoformat()
     except ValueError as exc:
-        raise ValueError(f"Environment variable {name}={raw!r} must be a date, YYYY-MM-DD") from exc
+        raise SettingsError(f"Environment variable {name}={raw!r} must be a date, YYYY-MM-DD") from exc
+
+
+# Defaults shared with code that needs them without reading the environment (the DAG files, dbt_project.yml's
+# env_var() defaults, which tests/test_config.py checks against these).
+DEFAULT_TRAIN_SCHEDULE = "0 3 * * 0"  # weekly training, cron in UTC: Sundays 03:00
+DEFAULT_LANDING_WAIT_SECONDS = 1800
+DEFAULT_LANDING_POKE_SECONDS = 60
+DEFAULT_LOOKBACK_DAYS = 3
+DEFAULT_SESSION_TIMEOUT_MINUTES = 30
+DEFAULT_MAX_CUSTOMERS_PER_DEVICE = 3
+# drift monitoring (c360/monitoring.py): key features (recency, frequency, monetary value, engagement, tenure,
+# returns and one categorical) and the scores whose PSI against the training snapshot is computed each night
+DEFAULT_PSI_FEATURES = ("days_since_last_order", "orders_count", "net_revenue_eur", "avg_order_value_eur",
+                        "orders_90d", "net_revenue_eur_90d", "sessions_30d", "tenure_days", "return_rate", "country")
+DEFAULT_PSI_SCORES = ("churn_probability", "predicted_value_eur", "p_alive")
+DEFAULT_PSI_WARN = 0.1
+DEFAULT_PSI_HOLD = 0.25
+# extra arguments of the weekly training and of the first-night training (no champion yet; skips the ALS grid so
+# a fresh machine gets champions in minutes); see docs/models.md
+DEFAULT_TRAIN_ARGS = "--train-snapshots 3"
+DEFAULT_BOOTSTRAP_TRAIN_ARGS = "--rec-grid none --train-snapshots 3"
+FIRST_CHAMPION_POLICIES = ("gated", "accept")
 
 
 @dataclass(frozen=True)
@@ -104,57 +142,111 @@ class Settings:
     # snowplow:2026-03-15.." (vendor:from..until, UTC dates, until excluded, either end open; own format = c360).
     # Empty: every source always. Read by dbt's staging (docs/tracking_vendors.md#migrating-between-vendors).
     tracking_sources: str = ""
+    # dbt vars read by dbt_project.yml's env_var()s with the same defaults; lookback_days is also how far back
+    # c360.transform re-exports label partitions (late orders may have changed them)
+    lookback_days: int = DEFAULT_LOOKBACK_DAYS
+    session_timeout_minutes: int = DEFAULT_SESSION_TIMEOUT_MINUTES
+    max_customers_per_device: int = DEFAULT_MAX_CUSTOMERS_PER_DEVICE
+    # drift monitoring: PSI >= psi_hold holds the exports, >= psi_warn warns; columns compared; the training
+    # snapshot date to compare with (None: from the churn @champion's tags)
+    psi_warn: float = DEFAULT_PSI_WARN
+    psi_hold: float = DEFAULT_PSI_HOLD
+    psi_features: tuple[str, ...] = DEFAULT_PSI_FEATURES
+    psi_scores: tuple[str, ...] = DEFAULT_PSI_SCORES
+    psi_reference_date: str | None = None
+    # training: the weekly run's and the first night's extra job arguments (shell words), what the first night
+    # does when a model's very first version fails its floors ("gated" stops, "accept" promotes it anyway), and
+    # the weekly training's cron (UTC; read by dags/c360_train.py when Airflow parses it)
+    train_args: str = DEFAULT_TRAIN_ARGS
+    bootstrap_train_args: str = DEFAULT_BOOTSTRAP_TRAIN_ARGS
+    first_champion: str = "gated"
+    train_schedule: str = DEFAULT_TRAIN_SCHEDULE
     extra: dict = field(default_factory=dict)
 
     def as_env(self) -> dict[str, str]:
-        """The settings as environment variables, for subprocesses (Airflow, dbt, Spark)."""
-        env = {
-            "C360_DATA_DIR": str(self.data_dir),
-            "LANDING_URI": self.landing_uri,
-            "WAREHOUSE_PATH": str(self.warehouse_path),
-            "EXPORT_URI": self.export_uri,
-            "C360_FEATURE_STORE_DIR": str(self.feature_store_dir),
-            "C360_SCORES_DIR": str(self.scores_dir),
-            "C360_REPORTS_DIR": str(self.reports_dir),
-            "MLFLOW_TRACKING_URI": self.mlflow_tracking_uri,
-            "C360_MLFLOW_ARTIFACT_ROOT": self.mlflow_artifact_root,
-            "SPARK_MASTER": self.spark_master,
-            "AIRFLOW_HOME": str(self.airflow_home),
-            "DBT_PROJECT_DIR": str(self.dbt_project_dir),
-            "DBT_PROFILES_DIR": str(self.dbt_profiles_dir),
-            "DBT_TARGET": self.dbt_target,
-            "C360_DEFAULT_CURRENCY": self.default_currency,
-            "C360_CURRENCIES": ",".join(self.currencies),
-            "C360_FUTURE_TOLERANCE_HOURS": str(self.future_tolerance_hours),
-            "C360_LANDING_WAIT_SECONDS": str(self.landing_wait_seconds),
-            "C360_LANDING_POKE_SECONDS": str(self.landing_poke_seconds),
-            "C360_WAREHOUSE_LOCK_TIMEOUT_SECONDS": str(self.warehouse_lock_timeout_seconds),
-            "C360_CHURN_HORIZON_DAYS": str(self.churn_horizon_days),
-            "C360_VALUE_HORIZON_DAYS": str(self.value_horizon_days),
-            "C360_BASE_CURRENCY": self.base_currency,
-            "C360_EARLIEST_DATE": self.earliest_date,
-            "C360_MAX_QUARANTINE_RATE": str(self.max_quarantine_rate),
-            "C360_QUARANTINE_RATE_MIN_ROWS": str(self.quarantine_rate_min_rows),
-            "C360_S3_RETRY_MODE": self.s3_retry_mode,
-            "C360_S3_MAX_ATTEMPTS": str(self.s3_max_attempts),
-            "C360_S3_CONNECT_TIMEOUT_SECONDS": str(self.s3_connect_timeout_seconds),
-            "C360_VOLUME_LOOKBACK_DAYS": str(self.volume_lookback_days),
-            "C360_VOLUME_MIN_RATIO": str(self.volume_min_ratio),
-            "C360_VOLUME_MAX_RATIO": str(self.volume_max_ratio),
-            "C360_VOLUME_MIN_HISTORY": str(self.volume_min_history),
-            "C360_VOLUME_MIN_ROWS": str(self.volume_min_rows),
-            "C360_VOLUME_OVERRIDE_DATE": self.volume_override_date or "",
-            "C360_LOGS_DIR": str(self.logs_dir),
-            "C360_NIGHTLY_DAG_TIMEOUT_SECONDS": str(self.nightly_dag_timeout_seconds),
-            "C360_NIGHTLY_STOP_GRACE_SECONDS": str(self.nightly_stop_grace_seconds),
-            "C360_TRACKING_SOURCES": self.tracking_sources,
-        }
-        if self.s3_endpoint_url:
-            env["C360_S3_ENDPOINT_URL"] = self.s3_endpoint_url
-        return env
+        """The settings as environment variables (ENV_VARS), for subprocesses (Airflow, dbt, Spark): a child's
+        get_settings() resolves the same values. No S3 endpoint: the variable is left out (AWS's own endpoint)."""
+        return {ENV_VARS[key]: value for key, value in self.describe().items()
+                if not (key == "s3_endpoint_url" and not value)}
+
+    @property
+    def deployments_audit_path(self) -> Path:
+        """The alias-move audit of ml.registry (DeploymentAudit): next to the MLflow store."""
+        return self.data_dir / "mlflow" / "deployments.sqlite"
+
+    def train_job_args(self) -> list[str]:
+        return shlex.split(self.train_args)
+
+    def bootstrap_train_job_args(self) -> list[str]:
+        return shlex.split(self.bootstrap_train_args)
 
     def describe(self) -> dict[str, str]:
-        return {k: str(v) for k, v in asdict(self).items() if k != "extra"}
+        """Every setting, for `c360 config`: field name -> value (lists comma-separated, None as empty)."""
+        out = {}
+        for key, value in asdict(self).items():
+            if key == "extra":
+                continue
+            if isinstance(value, (tuple, list)):
+                value = ",".join(map(str, value))
+            out[key] = "" if value is None else str(value)
+        return out
+
+
+# Each setting's environment variable (field -> variable): as_env() and `c360 config` use it; every field has one.
+ENV_VARS: dict[str, str] = {
+    "data_dir": "C360_DATA_DIR",
+    "landing_uri": "LANDING_URI",
+    "warehouse_path": "WAREHOUSE_PATH",
+    "export_uri": "EXPORT_URI",
+    "feature_store_dir": "C360_FEATURE_STORE_DIR",
+    "scores_dir": "C360_SCORES_DIR",
+    "reports_dir": "C360_REPORTS_DIR",
+    "mlflow_tracking_uri": "MLFLOW_TRACKING_URI",
+    "mlflow_artifact_root": "C360_MLFLOW_ARTIFACT_ROOT",
+    "spark_master": "SPARK_MASTER",
+    "airflow_home": "AIRFLOW_HOME",
+    "dbt_project_dir": "DBT_PROJECT_DIR",
+    "dbt_profiles_dir": "DBT_PROFILES_DIR",
+    "dbt_target": "DBT_TARGET",
+    "s3_endpoint_url": "C360_S3_ENDPOINT_URL",
+    "default_currency": "C360_DEFAULT_CURRENCY",
+    "currencies": "C360_CURRENCIES",
+    "future_tolerance_hours": "C360_FUTURE_TOLERANCE_HOURS",
+    "landing_wait_seconds": "C360_LANDING_WAIT_SECONDS",
+    "landing_poke_seconds": "C360_LANDING_POKE_SECONDS",
+    "warehouse_lock_timeout_seconds": "C360_WAREHOUSE_LOCK_TIMEOUT_SECONDS",
+    "churn_horizon_days": "C360_CHURN_HORIZON_DAYS",
+    "value_horizon_days": "C360_VALUE_HORIZON_DAYS",
+    "base_currency": "C360_BASE_CURRENCY",
+    "earliest_date": "C360_EARLIEST_DATE",
+    "max_quarantine_rate": "C360_MAX_QUARANTINE_RATE",
+    "quarantine_rate_min_rows": "C360_QUARANTINE_RATE_MIN_ROWS",
+    "s3_retry_mode": "C360_S3_RETRY_MODE",
+    "s3_max_attempts": "C360_S3_MAX_ATTEMPTS",
+    "s3_connect_timeout_seconds": "C360_S3_CONNECT_TIMEOUT_SECONDS",
+    "volume_lookback_days": "C360_VOLUME_LOOKBACK_DAYS",
+    "volume_min_ratio": "C360_VOLUME_MIN_RATIO",
+    "volume_max_ratio": "C360_VOLUME_MAX_RATIO",
+    "volume_min_history": "C360_VOLUME_MIN_HISTORY",
+    "volume_min_rows": "C360_VOLUME_MIN_ROWS",
+    "volume_override_date": "C360_VOLUME_OVERRIDE_DATE",
+    "logs_dir": "C360_LOGS_DIR",
+    "nightly_dag_timeout_seconds": "C360_NIGHTLY_DAG_TIMEOUT_SECONDS",
+    "nightly_stop_grace_seconds": "C360_NIGHTLY_STOP_GRACE_SECONDS",
+    "tracking_sources": "C360_TRACKING_SOURCES",
+    "lookback_days": "C360_LOOKBACK_DAYS",
+    "session_timeout_minutes": "C360_SESSION_TIMEOUT_MINUTES",
+    "max_customers_per_device": "C360_MAX_CUSTOMERS_PER_DEVICE",
+    "psi_warn": "C360_PSI_WARN",
+    "psi_hold": "C360_PSI_HOLD",
+    "psi_features": "C360_PSI_FEATURES",
+    "psi_scores": "C360_PSI_SCORES",
+    "psi_reference_date": "C360_PSI_REFERENCE_DATE",
+    "train_args": "C360_TRAIN_ARGS",
+    "bootstrap_train_args": "C360_BOOTSTRAP_TRAIN_ARGS",
+    "first_champion": "C360_FIRST_CHAMPION",
+    "train_schedule": "C360_TRAIN_SCHEDULE",
+}
 
 
 def get_settings() -> Settings:
@@ -182,8 +274,6 @@ def get_settings() -> Settings:
         default_currency=_env("C360_DEFAULT_CURRENCY", _env("C360_BASE_CURRENCY", "EUR")).upper(),
         currencies=currencies,
         future_tolerance_hours=_env_float("C360_FUTURE_TOLERANCE_HOURS", 2.0),
-        landing_wait_seconds=_env_int("C360_LANDING_WAIT_SECONDS", 1800),
-        landing_poke_seconds=_env_int("C360_LANDING_POKE_SECONDS", 60),
         warehouse_lock_timeout_seconds=_env_int("C360_WAREHOUSE_LOCK_TIMEOUT_SECONDS", 0),
         # label horizons: read by dbt (the same variables) and passed to the training job
         churn_horizon_days=_env_int("C360_CHURN_HORIZON_DAYS", 90),
@@ -205,7 +295,91 @@ def get_settings() -> Settings:
         nightly_dag_timeout_seconds=_env_int("C360_NIGHTLY_DAG_TIMEOUT_SECONDS", 6 * 3600),
         nightly_stop_grace_seconds=_env_int("C360_NIGHTLY_STOP_GRACE_SECONDS", 20),
         tracking_sources=_tracking_sources(_env("C360_TRACKING_SOURCES", "")),
+        lookback_days=_env_int_at_least("C360_LOOKBACK_DAYS", DEFAULT_LOOKBACK_DAYS, 0),
+        session_timeout_minutes=_env_int_at_least("C360_SESSION_TIMEOUT_MINUTES", DEFAULT_SESSION_TIMEOUT_MINUTES, 1),
+        max_customers_per_device=_env_int_at_least("C360_MAX_CUSTOMERS_PER_DEVICE",
+                                                   DEFAULT_MAX_CUSTOMERS_PER_DEVICE, 1),
+        **_psi_settings(),
+        train_args=_shell_words("C360_TRAIN_ARGS", DEFAULT_TRAIN_ARGS),
+        bootstrap_train_args=_shell_words("C360_BOOTSTRAP_TRAIN_ARGS", DEFAULT_BOOTSTRAP_TRAIN_ARGS),
+        first_champion=_first_champion(_env("C360_FIRST_CHAMPION", "gated")),
+        **_parse_time_values(),
     )
+
+
+def _parse_time_values() -> dict:
+    """The settings Airflow needs when it parses the DAG files (a schedule, a sensor's poke interval and timeout).
+
+    Read alone by `dag_parse_settings()`, so that a DAG file does not read (and validate) every setting at import:
+    a typo in an unrelated variable then fails the task that uses it, not the import of every DAG."""
+    return {
+        "landing_wait_seconds": _env_int("C360_LANDING_WAIT_SECONDS", DEFAULT_LANDING_WAIT_SECONDS),
+        "landing_poke_seconds": _env_int("C360_LANDING_POKE_SECONDS", DEFAULT_LANDING_POKE_SECONDS),
+        "train_schedule": _cron("C360_TRAIN_SCHEDULE", _env("C360_TRAIN_SCHEDULE", DEFAULT_TRAIN_SCHEDULE)),
+    }
+
+
+@dataclass(frozen=True)
+class DagParseSettings:
+    """What a DAG file may read when Airflow parses it: Airflow needs these on the DAG/operator objects."""
+
+    landing_wait_seconds: int
+    landing_poke_seconds: int
+    train_schedule: str
+
+
+def dag_parse_settings() -> DagParseSettings:
+    """The parse-time subset of Settings (same variables, defaults and checks as get_settings())."""
+    return DagParseSettings(**_parse_time_values())
+
+
+def _env_int_at_least(name: str, default: int, low: int) -> int:
+    value = _env_int(name, default)
+    if value < low:
+        raise SettingsError(f"Environment variable {name}={value} must be at least {low}")
+    return value
+
+
+def _psi_settings() -> dict:
+    warn = _env_float("C360_PSI_WARN", DEFAULT_PSI_WARN) if _env("C360_PSI_WARN", "").strip() else DEFAULT_PSI_WARN
+    hold = _env_float("C360_PSI_HOLD", DEFAULT_PSI_HOLD) if _env("C360_PSI_HOLD", "").strip() else DEFAULT_PSI_HOLD
+    if not 0 <= warn <= hold:
+        raise SettingsError(f"C360_PSI_WARN={warn} and C360_PSI_HOLD={hold}: need 0 <= warn <= hold")
+    reference = _env("C360_PSI_REFERENCE_DATE", "").strip()
+    return {
+        "psi_warn": warn,
+        "psi_hold": hold,
+        "psi_features": _env_list("C360_PSI_FEATURES", DEFAULT_PSI_FEATURES),
+        "psi_scores": _env_list("C360_PSI_SCORES", DEFAULT_PSI_SCORES),
+        "psi_reference_date": _env_date("C360_PSI_REFERENCE_DATE", reference) if reference else None,
+    }
+
+
+def _shell_words(name: str, default: str) -> str:
+    raw = _env_unless_unset(name, default)
+    try:
+        shlex.split(raw)
+    except ValueError as exc:
+        raise SettingsError(f"Environment variable {name}={raw!r} is not valid shell words ({exc}); "
+                         f"e.g. {default!r}") from exc
+    return raw
+
+
+def _first_champion(value: str) -> str:
+    policy = value.strip().lower()
+    if policy not in FIRST_CHAMPION_POLICIES:
+        raise SettingsError(f"Environment variable C360_FIRST_CHAMPION={value!r} must be "
+                         f"{' or '.join(FIRST_CHAMPION_POLICIES)} (docs/models.md)")
+    return policy
+
+
+def _cron(name: str, value: str) -> str:
+    """Five cron fields (minute hour day month weekday), as Airflow's CronTriggerTimetable takes them."""
+    expr = value.strip()
+    if len(expr.split()) != 5 and not expr.startswith("@"):
+        raise SettingsError(f"Environment variable {name}={value!r} must be a cron expression with five fields "
+                         "(minute hour day-of-month month day-of-week, UTC), e.g. '0 3 * * 0'")
+    return expr
 
 
 def _tracking_sources(value: str) -> str:
@@ -227,7 +401,7 @@ def _tracking_sources(value: str) -> str:
                 if d:
                     date.fromisoformat(d)
         except ValueError:
-            raise ValueError(
+            raise SettingsError(
                 f"C360_TRACKING_SOURCES: {item!r} is not <source>:<from>..<until> with a source among "
                 f"{', '.join(sources)} and YYYY-MM-DD dates (either may be empty), e.g. "
                 "'segment:..2026-03-15,snowplow:2026-03-15..'. See docs/tracking_vendors.md."
@@ -238,6 +412,6 @@ def _tracking_sources(value: str) -> str:
 def _s3_retry_mode(value: str) -> str:
     mode = value.strip().lower()
     if mode not in ("standard", "adaptive", "legacy"):
-        raise ValueError(f"Environment variable C360_S3_RETRY_MODE={value!r} must be standard, adaptive or legacy "
+        raise SettingsError(f"Environment variable C360_S3_RETRY_MODE={value!r} must be standard, adaptive or legacy "
                          "(botocore's retry modes)")
     return mode

@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from datetime import date, timedelta
 from pathlib import Path
 
-from c360.config import Settings, get_settings
+from c360.config import DEFAULT_BOOTSTRAP_TRAIN_ARGS, DEFAULT_TRAIN_ARGS, Settings, get_settings  # noqa: F401
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +30,8 @@ MODELS = ("churn", "clv", "recommender")
 # Extra arguments of the first-night training (no champion yet) and of the weekly training; see docs/models.md.
 # The first night skips the ALS grid so a fresh machine gets champions in minutes; the weekly run searches it.
 BOOTSTRAP_TRAIN_ARGS_ENV = "C360_BOOTSTRAP_TRAIN_ARGS"
-DEFAULT_BOOTSTRAP_TRAIN_ARGS = "--rec-grid none --train-snapshots 3"
 TRAIN_ARGS_ENV = "C360_TRAIN_ARGS"
-DEFAULT_TRAIN_ARGS = "--train-snapshots 3"
+# (the defaults, and the variables' reading and checks, are in c360/config.py Settings)
 # What the first night does when the very first version of a model fails its absolute floors (there is no champion
 # to protect yet): "gated" (default) stops the night with the gate results; "accept" makes it @champion anyway,
 # tagged and noted in the deployments audit, for sandboxes and young shops whose history is too short to beat
@@ -128,13 +127,9 @@ def prepare_training_snapshots(day: date, settings: Settings | None = None) -> l
     return missing
 
 
-def _args_from_env(name: str, default: str) -> list[str]:
-    return shlex.split(os.environ.get(name, default))
-
-
-def weekly_train_args() -> list[str]:
-    """The training job's extra arguments on the weekly run (`C360_TRAIN_ARGS`, default DEFAULT_TRAIN_ARGS)."""
-    return _args_from_env(TRAIN_ARGS_ENV, DEFAULT_TRAIN_ARGS)
+def weekly_train_args(settings: Settings | None = None) -> list[str]:
+    """The training job's extra arguments on the weekly run (Settings.train_args: `C360_TRAIN_ARGS`)."""
+    return (settings or get_settings()).train_job_args()
 
 
 def run_job(module: str, args: list[str], settings: Settings | None = None, *, tail_lines: int = 30) -> str:
@@ -179,7 +174,7 @@ def train(day: date, settings: Settings | None = None, *, models: Iterable[str] 
         return [r for m in models for r in train(day, settings, models=[m], extra_args=extra_args)] + notes
     # the label horizons reach the job through the environment (settings.as_env), as they reach dbt
     args = ["--model", models[0] if len(models) == 1 else "all", "--as-of-date", day.isoformat(),
-            *(extra_args if extra_args is not None else weekly_train_args())]
+            *(extra_args if extra_args is not None else weekly_train_args(settings))]
     out = run_job("spark_jobs.train", args, settings)
     return (json.loads(out) if out else []) + notes
 
@@ -195,7 +190,7 @@ def ensure_champions(day: date, settings: Settings | None = None) -> dict:
         return {"trained": [], "missing": [], "notes": notes}
     log.info("No @champion for %s: training them before scoring (first run on this registry)", ", ".join(missing))
     prepare_training_snapshots(day, settings)
-    bootstrap_args = _args_from_env(BOOTSTRAP_TRAIN_ARGS_ENV, DEFAULT_BOOTSTRAP_TRAIN_ARGS)
+    bootstrap_args = settings.bootstrap_train_job_args()
     results = train(day, settings, models=missing, extra_args=bootstrap_args)
     still = missing_champions(settings, missing)
     retry = [m for m in still if m in SNAPSHOT_MODELS and "--min-gap-days" not in bootstrap_args]
@@ -208,8 +203,8 @@ def ensure_champions(day: date, settings: Settings | None = None) -> dict:
         results = [r for r in results if r.get("model") not in retry] + retried
         still = missing_champions(settings, missing)
     gates = {r.get("model"): r.get("gates") for r in results if r.get("trained", True)}
-    if still and os.environ.get(FIRST_CHAMPION_ENV, "gated") == "accept":
-        accepted = _accept_first_versions(still, gates)
+    if still and settings.first_champion == "accept":
+        accepted = _accept_first_versions(still, gates, settings)
         log.warning("%s=accept: made the first version(s) %s @champion although they failed their floors: %s",
                     FIRST_CHAMPION_ENV, accepted, gates)
         still = missing_champions(settings, missing)
@@ -223,14 +218,14 @@ def ensure_champions(day: date, settings: Settings | None = None) -> dict:
             "notes": notes}
 
 
-def _accept_first_versions(names: list[str], gates: dict) -> dict[str, str]:
+def _accept_first_versions(names: list[str], gates: dict, settings: Settings) -> dict[str, str]:
     """Promote the newest version of each model that never had a champion, noting why in the audit and as a tag."""
     from mlflow import MlflowClient
 
     from ml.registry import DeploymentAudit, promote
 
     client = MlflowClient()
-    audit = DeploymentAudit()
+    audit = DeploymentAudit(settings.deployments_audit_path)
     accepted = {}
     for name in names:
         if audit.history(name, "champion"):

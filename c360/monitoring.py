@@ -20,24 +20,29 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from c360.config import Settings, get_settings
+from c360.config import (
+    DEFAULT_PSI_FEATURES,
+    DEFAULT_PSI_HOLD,
+    DEFAULT_PSI_SCORES,
+    DEFAULT_PSI_WARN,
+    Settings,
+    get_settings,
+)
 
 log = logging.getLogger(__name__)
 
 EPSILON = 1e-4
 DECILES = tuple(i / 10 for i in range(1, 10))
-DEFAULT_WARN = 0.1
-DEFAULT_HOLD = 0.25
-# Key features: recency, frequency, monetary value, engagement, tenure, returns, and one categorical.
-DEFAULT_FEATURES = ("days_since_last_order", "orders_count", "net_revenue_eur", "avg_order_value_eur",
-                    "orders_90d", "net_revenue_eur_90d", "sessions_30d", "tenure_days", "return_rate", "country")
-DEFAULT_SCORES = ("churn_probability", "predicted_value_eur", "p_alive")
+# the defaults live with the settings (c360/config.py); these names stay for existing imports
+DEFAULT_WARN = DEFAULT_PSI_WARN
+DEFAULT_HOLD = DEFAULT_PSI_HOLD
+DEFAULT_FEATURES = DEFAULT_PSI_FEATURES
+DEFAULT_SCORES = DEFAULT_PSI_SCORES
 # Where the reference date comes from when not given: this tag on the churn @champion model version.
 REFERENCE_TAG = "training_as_of_date"
 
@@ -61,37 +66,20 @@ CREATE TABLE IF NOT EXISTS {PSI_TABLE} (
 # --------------------------------------------------------------------------------------------- settings
 
 
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name) or ""
-    if not raw.strip():
-        return default
-    try:
-        return float(raw)
-    except ValueError as exc:
-        raise ValueError(f"Environment variable {name}={raw!r} must be a number") from exc
+def psi_thresholds(settings: Settings | None = None) -> tuple[float, float]:
+    """(warn, hold): Settings.psi_warn / psi_hold (C360_PSI_WARN, default 0.1; C360_PSI_HOLD, default 0.25)."""
+    settings = settings or get_settings()
+    return settings.psi_warn, settings.psi_hold
 
 
-def psi_thresholds() -> tuple[float, float]:
-    """(warn, hold) from C360_PSI_WARN (default 0.1) and C360_PSI_HOLD (default 0.25)."""
-    warn, hold = _env_float("C360_PSI_WARN", DEFAULT_WARN), _env_float("C360_PSI_HOLD", DEFAULT_HOLD)
-    if not 0 <= warn <= hold:
-        raise ValueError(f"C360_PSI_WARN={warn} and C360_PSI_HOLD={hold}: need 0 <= warn <= hold")
-    return warn, hold
+def monitored_features(settings: Settings | None = None) -> tuple[str, ...]:
+    """Feature columns to monitor: Settings.psi_features (C360_PSI_FEATURES, comma-separated)."""
+    return (settings or get_settings()).psi_features
 
 
-def _env_list(name: str, default: tuple[str, ...]) -> tuple[str, ...]:
-    raw = os.environ.get(name) or ""
-    return tuple(x.strip() for x in raw.split(",") if x.strip()) or default
-
-
-def monitored_features() -> tuple[str, ...]:
-    """Feature columns to monitor: C360_PSI_FEATURES (comma-separated) or DEFAULT_FEATURES."""
-    return _env_list("C360_PSI_FEATURES", DEFAULT_FEATURES)
-
-
-def monitored_scores() -> tuple[str, ...]:
-    """Score columns to monitor: C360_PSI_SCORES (comma-separated) or DEFAULT_SCORES."""
-    return _env_list("C360_PSI_SCORES", DEFAULT_SCORES)
+def monitored_scores(settings: Settings | None = None) -> tuple[str, ...]:
+    """Score columns to monitor: Settings.psi_scores (C360_PSI_SCORES, comma-separated)."""
+    return (settings or get_settings()).psi_scores
 
 
 def psi_status(value: float, warn: float | None = None, hold: float | None = None) -> str:
@@ -235,7 +223,7 @@ def resolve_reference_date(settings: Settings, reference_date: date | None = Non
     """
     if reference_date is not None:
         return reference_date, "argument"
-    raw = (os.environ.get("C360_PSI_REFERENCE_DATE") or "").strip()
+    raw = settings.psi_reference_date
     if raw:
         return date.fromisoformat(raw), "C360_PSI_REFERENCE_DATE"
     uri = settings.mlflow_tracking_uri
@@ -261,11 +249,12 @@ def resolve_reference_date(settings: Settings, reference_date: date | None = Non
 def compute_psi(settings: Settings, as_of_date: date, reference_date: date, *,
                 features: tuple[str, ...] | None = None, scores: tuple[str, ...] | None = None) -> MonitoringResult:
     """PSI of features (feature-store Parquet) and scores (scores Parquet) at as_of_date vs reference_date."""
-    warn, hold = psi_thresholds()
+    warn, hold = psi_thresholds(settings)
     result = MonitoringResult(as_of_date, reference_date)
     sources = [
-        ("feature", settings.feature_store_dir / "customer_features", "as_of_date", features or monitored_features()),
-        ("score", settings.scores_dir / "scores", "dt", scores or monitored_scores()),
+        ("feature", settings.feature_store_dir / "customer_features", "as_of_date",
+         features or monitored_features(settings)),
+        ("score", settings.scores_dir / "scores", "dt", scores or monitored_scores(settings)),
     ]
     for kind, root, key, columns in sources:
         cur_dir, ref_dir = _partition_dir(root, key, as_of_date), _partition_dir(root, key, reference_date)
@@ -381,7 +370,7 @@ def should_hold_exports(settings: Settings | None = None, as_of_date: date | Non
     """
     if as_of_date is None:
         raise ValueError("should_hold_exports needs as_of_date")
-    warn, hold = psi_thresholds()
+    warn, hold = psi_thresholds(settings)
     if rows is None:
         settings = settings or get_settings()
         if con is None and not settings.warehouse_path.exists():

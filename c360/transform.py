@@ -34,8 +34,8 @@ PRODUCTS_QUERY = "select product_id, category from marts.dim_products order by p
 SCORES_SELECTOR = "source:scores+"
 # The env var the dbt project reads the segment definitions from (dbt_project/macros/segments.sql)
 SEGMENTS_ENV = "C360_SEGMENTS_JSON"
-# the dbt project's default lookback_days var: label partitions whose horizon closed this recently are re-exported
-DEFAULT_LOOKBACK_DAYS = 3
+# (the lookback - label partitions whose horizon closed this recently are re-exported - is Settings.lookback_days,
+# C360_LOOKBACK_DAYS, the variable dbt's lookback_days var reads too)
 
 
 class DbtRunError(RuntimeError):
@@ -284,7 +284,7 @@ def _atomic_copy(con, query: str, params: list, partition_dir: Path) -> int:
 
 
 def export_feature_parquet(
-    run_date: date | None = None, settings: Settings | None = None, *, lookback_days: int = DEFAULT_LOOKBACK_DAYS
+    run_date: date | None = None, settings: Settings | None = None, *, lookback_days: int | None = None
 ) -> ExportResult:
     """Write the as_of_date = run_date snapshot and the labels that became available to Parquet.
 
@@ -297,11 +297,12 @@ def export_feature_parquet(
     export), and labels whose horizon closed within `lookback_days` of run_date (late orders may have changed them).
     The recommender's inputs go beside them: interactions/known_date=K/ for the known dates this run recomputed
     (run_date - lookback_days .. run_date) and any missing on disk, and products/ (product_id, category) replaced.
-    run_date None = the latest snapshot.
+    run_date None = the latest snapshot; lookback_days None = settings.lookback_days.
     """
     from c360.warehouse import connect
 
     settings = settings or get_settings()
+    lookback_days = settings.lookback_days if lookback_days is None else lookback_days
     root = Path(settings.feature_store_dir)
     con = connect(settings, read_only=True)
     try:

@@ -21,9 +21,13 @@ from airflow.sdk import dag, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 from c360.assets import DAG_START_DATE, RAW_ASSETS, WAREHOUSE_POOL
-from c360.config import get_settings
+from c360.config import dag_parse_settings
 
-settings = get_settings()  # environment reads only: cheap at parse time
+# The sensor's poke interval and timeout are operator arguments, fixed when Airflow parses this file: only these
+# two settings are read here (not every setting, so a bad unrelated variable fails its task, not this import).
+# The wait itself is enforced at run time by tasks.transactions_landed with the settings of that moment; the
+# timeout below is only the backstop.
+sensor = dag_parse_settings()
 
 default_args = {
     "owner": "data-platform",
@@ -44,8 +48,8 @@ default_args = {
 )
 def c360_ingest():
     @task.sensor(
-        poke_interval=settings.landing_poke_seconds,
-        timeout=settings.landing_wait_seconds + settings.landing_poke_seconds,
+        poke_interval=sensor.landing_poke_seconds,
+        timeout=sensor.landing_wait_seconds + sensor.landing_poke_seconds,
         mode="poke",
         retries=0,
     )

@@ -19,20 +19,13 @@ ALS parameters of its champion; add `--rec-grid small` to re-tune them (docs/mod
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 
 from airflow.sdk import dag, task
 from airflow.timetables.trigger import CronTriggerTimetable
 
-from c360.assets import (
-    DAG_START_DATE,
-    DEFAULT_TRAIN_SCHEDULE,
-    FEATURE_STORE_ASSET,
-    MODELS_ASSET,
-    TRAIN_SCHEDULE_ENV,
-    WAREHOUSE_POOL,
-)
+from c360.assets import DAG_START_DATE, FEATURE_STORE_ASSET, MODELS_ASSET, WAREHOUSE_POOL
+from c360.config import dag_parse_settings
 
 default_args = {
     "owner": "data-science",
@@ -42,7 +35,8 @@ default_args = {
 
 @dag(
     dag_id="c360_train",
-    schedule=CronTriggerTimetable(os.environ.get(TRAIN_SCHEDULE_ENV, DEFAULT_TRAIN_SCHEDULE), timezone="UTC"),
+    # a schedule is needed when Airflow parses the file: the one setting read here (Settings.train_schedule)
+    schedule=CronTriggerTimetable(dag_parse_settings().train_schedule, timezone="UTC"),
     start_date=DAG_START_DATE,
     catchup=False,
     max_active_runs=1,

@@ -51,12 +51,6 @@ CREATE TABLE IF NOT EXISTS deployments (
 """
 
 
-def default_audit_path() -> Path:
-    from c360.config import get_settings
-
-    return get_settings().data_dir / "mlflow" / "deployments.sqlite"
-
-
 @dataclass(frozen=True)
 class DeploymentEvent:
     event_id: int
@@ -75,8 +69,9 @@ class DeploymentEvent:
 class DeploymentAudit:
     """Append-only log of alias moves (SQLite; one writer at a time is plenty for weekly training)."""
 
-    def __init__(self, path: Path | str | None = None):
-        self.path = Path(path) if path is not None else default_audit_path()
+    def __init__(self, path: Path | str):
+        # the caller passes it (c360's Settings.deployments_audit_path): ml/ reads no pipeline configuration
+        self.path = Path(path)
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -231,11 +226,10 @@ def signature_columns(model_uri: str) -> list[str]:
 
 
 def register_challenger(name: str, model_uri: str, *, run_id: str | None, metrics: dict[str, float],
-                        tags: dict[str, str] | None = None, audit: DeploymentAudit | None = None,
+                        audit: DeploymentAudit, tags: dict[str, str] | None = None,
                         client: MlflowClient | None = None) -> ModelVersion:
     """Register `model_uri` as a new version of `name` and point `@challenger` at it."""
     client = client or MlflowClient()
-    audit = audit or DeploymentAudit()
     previous = alias_version(name, CHALLENGER, client)
     version = mlflow.register_model(model_uri, name, tags=tags or {})
     client.set_registered_model_alias(name, CHALLENGER, str(version.version))
@@ -266,11 +260,10 @@ def record_validation(name: str, version: str, result: GateResult, challenger_me
         client.set_model_version_tag(name, version, key, value)
 
 
-def promote(name: str, version: str, *, metrics: dict[str, float] | None = None, note: str | None = None,
-            audit: DeploymentAudit | None = None, client: MlflowClient | None = None) -> str | None:
+def promote(name: str, version: str, *, audit: DeploymentAudit, metrics: dict[str, float] | None = None,
+            note: str | None = None, client: MlflowClient | None = None) -> str | None:
     """Move `@champion` to `version` and record the move. Returns the previous champion version."""
     client = client or MlflowClient()
-    audit = audit or DeploymentAudit()
     previous = alias_version(name, CHAMPION, client)
     from_version = None if previous is None else str(previous.version)
     if from_version == str(version):
@@ -285,7 +278,7 @@ def promote(name: str, version: str, *, metrics: dict[str, float] | None = None,
 
 
 def validate_and_promote(name: str, version: str, config: GateConfig, challenger_metrics: dict[str, float],
-                         champion_metrics: dict[str, float] | None, *, audit: DeploymentAudit | None = None,
+                         champion_metrics: dict[str, float] | None, *, audit: DeploymentAudit,
                          client: MlflowClient | None = None) -> GateResult:
     """Evaluate the gates, tag the version with the result and promote it if (and only if) it passed.
 
@@ -303,14 +296,13 @@ def validate_and_promote(name: str, version: str, config: GateConfig, challenger
     return result
 
 
-def rollback(model_name: str, *, note: str | None = None, audit: DeploymentAudit | None = None,
+def rollback(model_name: str, *, audit: DeploymentAudit, note: str | None = None,
              client: MlflowClient | None = None) -> str:
     """Point `@champion` back at the champion before the current one (from the audit table).
 
     Rolling back twice goes two promotions back. Returns the restored version.
     """
     client = client or MlflowClient()
-    audit = audit or DeploymentAudit()
     current = alias_version(model_name, CHAMPION, client)
     if current is None:
         raise RuntimeError(f"{model_name} has no @{CHAMPION}: nothing to roll back")

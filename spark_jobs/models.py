@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     mlflow.set_registry_uri(settings.mlflow_tracking_uri)
-    audit = registry.DeploymentAudit(settings.data_dir / "mlflow" / "deployments.sqlite")
+    audit = registry.DeploymentAudit(settings.deployments_audit_path)
     if args.action == "status":
         for name in [args.model] if args.model else MODELS:
             champion = registry.alias_version(name, registry.CHAMPION)

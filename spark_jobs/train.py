@@ -255,7 +255,7 @@ def train_models(opts: Options, spark=None) -> list[dict]:
             spark = build_spark("c360-train", settings.spark_master)
     try:
         configure(settings.mlflow_tracking_uri, opts.experiment, settings.mlflow_artifact_root)
-        audit = DeploymentAudit(settings.data_dir / "mlflow" / "deployments.sqlite")
+        audit = DeploymentAudit(settings.deployments_audit_path)
         fs = settings.feature_store_dir
         feature_dates = snapshot_dates(fs / "customer_features")
         as_of = opts.as_of_date or (feature_dates[-1] if feature_dates else None)

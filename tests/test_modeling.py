@@ -7,6 +7,7 @@ from datetime import date
 import pytest
 
 from c360 import modeling
+from c360.config import get_settings
 
 REAL_TRAINABLE_MODELS = modeling.trainable_models
 
@@ -70,7 +71,7 @@ def fake(monkeypatch):
 def test_first_night_retrains_a_snapshot_model_on_a_young_history(fake):
     """CLV misses its floor with label windows a whole horizon apart; the overlapping retry passes: no error."""
     reg = fake(lambda m, args: m != "clv" or "--min-gap-days" in args)
-    result = modeling.ensure_champions(date(2026, 11, 4), settings=object())
+    result = modeling.ensure_champions(date(2026, 11, 4), settings=get_settings())
     assert reg.champions == {"churn", "clv", "recommender"}
     assert reg.calls[1] == (["clv"], [*modeling.DEFAULT_BOOTSTRAP_TRAIN_ARGS.split(), "--min-gap-days", "30"])
     assert sorted(result["trained"]) == ["churn", "clv", "recommender"]
@@ -79,14 +80,14 @@ def test_first_night_retrains_a_snapshot_model_on_a_young_history(fake):
 def test_first_night_stops_with_the_gate_results_when_the_retry_fails_too(fake):
     reg = fake(lambda m, args: m != "clv")
     with pytest.raises(modeling.JobFailed, match="clv still has no @champion.*aggregate_error_pct"):
-        modeling.ensure_champions(date(2026, 11, 4), settings=object())
+        modeling.ensure_champions(date(2026, 11, 4), settings=get_settings())
     assert [c[0] for c in reg.calls] == [["churn", "clv", "recommender"], ["clv"]]
 
 
 def test_the_recommender_is_not_retrained_on_older_snapshots(fake):
     reg = fake(lambda m, args: m != "recommender")
     with pytest.raises(modeling.JobFailed, match="recommender still has no @champion"):
-        modeling.ensure_champions(date(2026, 11, 4), settings=object())
+        modeling.ensure_champions(date(2026, 11, 4), settings=get_settings())
     assert len(reg.calls) == 1  # its holdout is the last 30 days of interactions, not a snapshot
 
 
@@ -190,6 +191,7 @@ def test_a_transactions_only_shop_trains_scores_and_loads_two_nights_without_a_r
     monkeypatch.delenv(modeling.FIRST_CHAMPION_ENV, raising=False)
     monkeypatch.setenv("SPARK_MASTER", "local[2]")
     monkeypatch.setattr(modeling, "prepare_training_snapshots", lambda day, settings=None: [])
+    c360_env = get_settings()  # with the variables just set (the jobs get them through settings.as_env())
 
     first = modeling.ensure_champions(night1, c360_env)
     assert sorted(first["trained"]) == ["churn", "clv"]

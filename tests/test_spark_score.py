@@ -64,7 +64,7 @@ def _register(spark, name: str, model, inputs, *, tags=None, params=None):
     import mlflow
 
     from c360.config import get_settings
-    from ml.registry import configure, promote, register_challenger, spark_signature
+    from ml.registry import DeploymentAudit, configure, promote, register_challenger, spark_signature
 
     settings = get_settings()
     configure(settings.mlflow_tracking_uri, "c360-score-tests", settings.mlflow_artifact_root)
@@ -72,8 +72,9 @@ def _register(spark, name: str, model, inputs, *, tags=None, params=None):
         mlflow.log_params(params or {})
         info = mlflow.spark.log_model(model, artifact_path="model", signature=spark_signature(inputs, "prediction"),
                                       pip_requirements=["pyspark"])
-    version = register_challenger(name, info.model_uri, run_id=run.info.run_id, metrics={}, tags=tags)
-    promote(name, str(version.version))
+    audit = DeploymentAudit(settings.deployments_audit_path)
+    version = register_challenger(name, info.model_uri, run_id=run.info.run_id, metrics={}, tags=tags, audit=audit)
+    promote(name, str(version.version), audit=audit)
 
 
 def _champions(spark, env):
