@@ -163,7 +163,7 @@ def recommend_customers(spark, snapshot, model, events_path: Path, products_path
     from pyspark.sql import functions as F
 
     from ml import recommender
-    from spark_jobs.training import read_events
+    from spark_jobs.common import read_events
 
     events = read_events(spark, events_path, as_of_date)
     products = None

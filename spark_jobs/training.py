@@ -36,7 +36,7 @@ from ml.registry import (
     spark_signature,
     validate_and_promote,
 )
-from spark_jobs.common import read_snapshot, step
+from spark_jobs.common import customer_key, read_events, read_snapshot, step
 
 log = logging.getLogger("spark_jobs.training")
 
@@ -81,8 +81,6 @@ def _log_predictions(pdf: pd.DataFrame, path: str = "holdout_predictions.parquet
     (anyone holding the id list can recompute it), so `c360 erase-customer` also removes an erased customer's row
     from every run's copy (docs/runbooks.md, "Erase a customer")."""
     import tempfile
-
-    from c360.privacy import customer_key
 
     keyed = pdf.drop(columns=["customer_id"])
     keyed.insert(0, "customer_key", [customer_key(str(c)) for c in pdf["customer_id"]])
@@ -527,16 +525,6 @@ def als_grid(name: str, opts) -> tuple[list[dict], str]:
     fixed = {"rank": getattr(opts, "als_rank", None), "reg_param": getattr(opts, "als_reg_param", None),
              "alpha": getattr(opts, "als_alpha", None)}
     return [{k: DEFAULT_ALS[k] if v is None else v for k, v in fixed.items()}], "none"
-
-
-def read_events(spark: SparkSession, path: Path, through_date: str) -> DataFrame:
-    events = spark.read.parquet(str(path))
-    recommender.check_events(events)
-    if "known_date" in events.columns:  # the dbt export: only what had landed by the end of through_date
-        events = events.where(F.col("known_date") <= F.lit(through_date).cast("date"))
-    return (events.select(F.col("customer_id").cast("string"), F.col("product_id").cast("string"),
-                          F.col("event_type").cast("string"), F.col("event_time").cast("timestamp"))
-            .where(F.col("event_time") < F.to_timestamp(F.date_add(F.lit(through_date).cast("date"), 1))))
 
 
 def train_recommender(spark: SparkSession, events_path: Path, products_path: Path | None, as_of: str | None, opts,
