@@ -26,7 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "erase-customer": ("c360.privacy", "erase one customer from the warehouse, Parquet copies and exports (--dry-run first)"),
     "train": ("spark_jobs.train", "train churn, CLV and recommender in Spark, register in MLflow, promote by gates"),
     "score": ("spark_jobs.score", "score churn, CLV and recommendations for a feature snapshot date (docs/models.md)"),
-    "models": ("spark_jobs.models", "model registry: status, history, rollback, promote"),
+    "models": ("c360.modeling", "model registry: status, history, rollback, promote; ensure (first-night champions)"),
     "airflow-ui": ("c360.airflow_env", "start Airflow (UI on http://127.0.0.1:8080) with the project's DAGs"),
     "config": ("c360.config_cli", "print the resolved configuration"),
 }

@@ -6,6 +6,7 @@ k8s:// for a cluster), so the same job runs embedded or at scale without a code 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import sys
@@ -101,3 +102,26 @@ def read_snapshot(spark: SparkSession, root: Path, as_of_date: str) -> DataFrame
     if "as_of_date" in df.columns:
         df = df.drop("as_of_date")
     return df.withColumn("as_of_date", F.lit(as_of_date).cast("date"))
+
+
+def read_events(spark: SparkSession, path: Path, through_date: str) -> DataFrame:
+    """The interaction events known by the end of `through_date`, typed as the recommender expects.
+
+    Here (not in the training module) because scoring reads them too and must not import training code."""
+    from pyspark.sql import functions as F
+
+    from ml.recommender import check_events
+
+    events = spark.read.parquet(str(path))
+    check_events(events)
+    if "known_date" in events.columns:  # the dbt export: only what had landed by the end of through_date
+        events = events.where(F.col("known_date") <= F.lit(through_date).cast("date"))
+    return (events.select(F.col("customer_id").cast("string"), F.col("product_id").cast("string"),
+                          F.col("event_type").cast("string"), F.col("event_time").cast("timestamp"))
+            .where(F.col("event_time") < F.to_timestamp(F.date_add(F.lit(through_date).cast("date"), 1))))
+
+
+def customer_key(customer_id: str) -> str:
+    """sha256 hex of the trimmed id: the key erasure matches (c360.privacy.customer_key computes the same, as
+    DuckDB's sha256() does). Spelled out here so the training job does not import c360.privacy (a layer above)."""
+    return hashlib.sha256(customer_id.strip().encode("utf-8")).hexdigest()

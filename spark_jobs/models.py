@@ -4,9 +4,9 @@
     python -m spark_jobs.models history --model churn
     python -m spark_jobs.models rollback --model churn [--note "bad scores on 2025-07-01"]
     python -m spark_jobs.models promote --model churn --version 7 --note "approved by ..."
-    python -m spark_jobs.models ensure --date 2026-11-04     (train the models without a champion, as the first night)
 
-No Spark needed. Every alias move is recorded in the deployments audit table (docs/models.md).
+No Spark needed. `c360 models` adds `ensure` (train the models without a champion, as the first night): that is
+the pipeline's decision, so it lives in c360.modeling, which calls this module and never the other way round. Every alias move is recorded in the deployments audit table (docs/models.md).
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ import json
 import sys
 
 MODELS = ("churn", "clv", "recommender")
+ACTIONS = ("status", "history", "rollback", "promote")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("action", choices=["status", "history", "rollback", "promote", "ensure"])
-    parser.add_argument("--date", help="ensure: the data date to train as of (YYYY-MM-DD)")
+def add_arguments(parser: argparse.ArgumentParser, actions: tuple[str, ...] = ACTIONS) -> None:
+    parser.add_argument("action", choices=list(actions))
     parser.add_argument("--model", help="registered model name (status: default all three)")
     parser.add_argument("--version", help="promote: the version to make @champion")
     parser.add_argument("--note", help="why (stored in the audit table)")
@@ -33,16 +33,6 @@ def run(args: argparse.Namespace) -> int:
     from ml import registry
 
     settings = get_settings()
-    if args.action == "ensure":
-        import datetime as dt
-
-        from c360 import modeling
-
-        if not args.date:
-            print("--date is required for ensure", file=sys.stderr)
-            return 2
-        print(json.dumps(modeling.ensure_champions(dt.date.fromisoformat(args.date), settings)))
-        return 0
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     mlflow.set_registry_uri(settings.mlflow_tracking_uri)
     audit = registry.DeploymentAudit(settings.deployments_audit_path)

@@ -163,7 +163,7 @@ def recommend_customers(spark, snapshot, model, events_path: Path, products_path
     from pyspark.sql import functions as F
 
     from ml import recommender
-    from spark_jobs.training import read_events
+    from spark_jobs.common import read_events
 
     events = read_events(spark, events_path, as_of_date)
     products = None
@@ -214,14 +214,9 @@ def _swap(tmp: Path, final: Path) -> None:
 # main
 # --------------------------------------------------------------------------------------------------
 
-def score(as_of_date: str, *, model_prefix: str = "", interactions: str | None = None, products: str | None = None,
-          recommendations: bool = True, spark=None) -> int:
-    import mlflow
-
-    from c360.config import get_settings
-
-    dt.date.fromisoformat(as_of_date)  # validates the format
-    settings = get_settings()
+def _input_paths(settings, as_of_date: str, interactions: str | None, products: str | None,
+                 recommendations: bool) -> tuple[Path, Path, Path]:
+    """(snapshot, events, products) paths; ScoringError before anything runs when a required input is missing."""
     fs = settings.feature_store_dir
     snapshot_path = fs / "customer_features" / f"as_of_date={as_of_date}"
     if not snapshot_path.is_dir():
@@ -232,15 +227,13 @@ def score(as_of_date: str, *, model_prefix: str = "", interactions: str | None =
         raise ScoringError(f"no interaction events at {events_path} (contract: docs/models.md, 'Recommender "
                            "input'): the recommender and its popularity fallback need them. Export them first or "
                            "pass --no-recommendations; nothing was written.")
-    products_path = Path(products) if products else fs / "products"
+    return snapshot_path, events_path, Path(products) if products else fs / "products"
 
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    mlflow.set_registry_uri(settings.mlflow_tracking_uri)
-    names = {m: f"{model_prefix}{m}" for m in MODELS}
-    needed = MODELS if recommendations else ("churn", "clv")
+
+def resolve_champions(names: dict[str, str], needed: tuple[str, ...], settings) -> dict[str, Champion]:
+    """The @champion version of each needed model, pinned for the whole run (warns on a horizon mismatch)."""
     with step("resolving @champion aliases"):
         champions = {m: _resolve(names[m]) for m in needed}
-    versions = {m: (champions[m].version if m in champions else None) for m in MODELS}
     configured = {"churn": settings.churn_horizon_days, "clv": settings.value_horizon_days}
     for m, horizon in configured.items():
         if champions[m].horizon_days is not None and champions[m].horizon_days != horizon:
@@ -248,6 +241,87 @@ def score(as_of_date: str, *, model_prefix: str = "", interactions: str | None =
                         "about %d days (written on every row); retrain to score the configured horizon",
                         names[m], champions[m].version, champions[m].horizon_days, horizon,
                         champions[m].horizon_days)
+    return champions
+
+
+def check_signatures(snapshot_columns: list[str], champions: dict[str, Champion], as_of_date: str) -> None:
+    for m in ("churn", "clv"):
+        missing = missing_columns(champions[m].columns, snapshot_columns)
+        if missing:
+            raise ScoringError(f"feature snapshot {as_of_date} lacks column(s) {missing} that "
+                               f"{champions[m].name} v{champions[m].version} needs (its signature); retrain or fix "
+                               "the feature export; nothing was written.")
+
+
+def with_score_metadata(scores, as_of_date: str, run_id: str, versions: dict[str, str | None],
+                        champions: dict[str, Champion]):
+    """The scores table's row: the scores plus the run, the versions and the horizons they are about."""
+    from pyspark.sql import functions as F
+
+    return scores.withColumns({
+        "as_of_date": F.lit(as_of_date).cast("date"), "run_id": F.lit(run_id),
+        "churn_model_version": F.lit(versions["churn"]),
+        "clv_model_version": F.lit(versions["clv"]),
+        "recommender_model_version": F.lit(versions["recommender"]).cast("string"),
+        "feature_snapshot_date": F.lit(as_of_date).cast("date"),
+        # UTC wall time without a zone: Parquet TIMESTAMP (isAdjustedToUTC=false), DuckDB TIMESTAMP
+        "scored_at": F.lit(scored_at(as_of_date).isoformat(sep=" ")).cast("timestamp_ntz"),
+        # what the probabilities and values are about: the horizons the champions were trained for
+        "churn_horizon_days": F.lit(champions["churn"].horizon_days).cast("int"),
+        "value_horizon_days": F.lit(champions["clv"].horizon_days).cast("int"),
+    })
+
+
+def recommendation_rows(lists, as_of_date: str, run_id: str, version: str | None):
+    """One row per (customer, rank) with the run and the recommender version."""
+    from pyspark.sql import functions as F
+
+    from ml.recommender import explode_recommendations
+
+    # sort the customers' lists (one row each) in one partition, then explode: rows come out in
+    # (customer_id, rank) order without sorting n times as many rows
+    recs = explode_recommendations(lists.repartition(1).sortWithinPartitions("customer_id"))
+    return recs.withColumns({"as_of_date": F.lit(as_of_date).cast("date"), "run_id": F.lit(run_id),
+                             "recommender_model_version": F.lit(version)})
+
+
+def _write_partitions(spark, frames: dict[str, object], root: Path, partition: str) -> dict[str, int]:
+    """Write every table's partition to a temp dir, then swap them all in: rows per table. On any failure the temps
+    are removed and the previous partitions stay. `frames`: table -> (step label, function building its DataFrame),
+    so each table is computed and written inside its own step (the phases the benchmark times)."""
+    temps: list[tuple[Path, Path]] = []
+    counts: dict[str, int] = {}
+    try:
+        for table, (label, make) in frames.items():
+            with step(label):
+                tmp = _write_temp(make(), root / table, partition)
+                temps.append((tmp, root / table / partition))
+                counts[table] = spark.read.parquet(str(tmp)).count()  # from the Parquet footers: no recompute
+    except BaseException:
+        for tmp, _ in temps:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    with step("swapping in the new partitions"):
+        for tmp, final in temps:
+            _swap(tmp, final)
+    return counts
+
+
+def score(as_of_date: str, *, model_prefix: str = "", interactions: str | None = None, products: str | None = None,
+          recommendations: bool = True, spark=None) -> int:
+    import mlflow
+
+    from c360.config import get_settings
+
+    dt.date.fromisoformat(as_of_date)  # validates the format
+    settings = get_settings()
+    _, events_path, products_path = _input_paths(settings, as_of_date, interactions, products, recommendations)
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    mlflow.set_registry_uri(settings.mlflow_tracking_uri)
+    names = {m: f"{model_prefix}{m}" for m in MODELS}
+    needed = MODELS if recommendations else ("churn", "clv")
+    champions = resolve_champions(names, needed, settings)
+    versions = {m: (champions[m].version if m in champions else None) for m in MODELS}
     run_id = scoring_run_id(as_of_date, versions)
     log.info("scoring %s with %s; run_id %s", as_of_date,
              ", ".join(f"{names[m]} v{v}" for m, v in versions.items() if v), run_id)
@@ -257,81 +331,54 @@ def score(as_of_date: str, *, model_prefix: str = "", interactions: str | None =
         with step(f"starting Spark on {settings.spark_master}"):
             spark = build_spark("c360-score", settings.spark_master)
     try:
-        from pyspark.sql import functions as F
-
-        from ml.recommender import explode_recommendations
         from spark_jobs.common import read_snapshot
 
         spark.conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
-        snapshot = read_snapshot(spark, fs / "customer_features", as_of_date)
-        for m in ("churn", "clv"):
-            missing = missing_columns(champions[m].columns, snapshot.columns)
-            if missing:
-                raise ScoringError(f"feature snapshot {as_of_date} lacks column(s) {missing} that "
-                                   f"{names[m]} v{champions[m].version} needs (its signature); retrain or fix the "
-                                   "feature export; nothing was written.")
+        snapshot = read_snapshot(spark, settings.feature_store_dir / "customer_features", as_of_date)
+        check_signatures(snapshot.columns, champions, as_of_date)
         with step("loading models"):
             models = {m: mlflow.spark.load_model(champions[m].uri) for m in needed}
-
         started = time.perf_counter()
-        common = {"as_of_date": F.lit(as_of_date).cast("date"), "run_id": F.lit(run_id)}
-        partition = f"dt={as_of_date}"
-        root = settings.scores_dir
-        temps: list[tuple[Path, Path]] = []
-        try:
-            with step("scoring churn and CLV"):
-                scores = score_customers(snapshot, models["churn"], champions["churn"], models["clv"],
-                                         champions["clv"])
-                scores = scores.withColumns({
-                    **common,
-                    "churn_model_version": F.lit(versions["churn"]),
-                    "clv_model_version": F.lit(versions["clv"]),
-                    "recommender_model_version": F.lit(versions["recommender"]).cast("string"),
-                    "feature_snapshot_date": F.lit(as_of_date).cast("date"),
-                    # UTC wall time without a zone: Parquet TIMESTAMP (isAdjustedToUTC=false), DuckDB TIMESTAMP
-                    "scored_at": F.lit(scored_at(as_of_date).isoformat(sep=" ")).cast("timestamp_ntz"),
-                    # what the probabilities and values are about: the horizons the champions were trained for
-                    "churn_horizon_days": F.lit(champions["churn"].horizon_days).cast("int"),
-                    "value_horizon_days": F.lit(champions["clv"].horizon_days).cast("int"),
-                })
-                # one partition already (coalesce(1) only guarantees it): sorting within it orders the file
-                # without orderBy's range-partitioning pass, which would compute everything twice
-                tmp = _write_temp(scores.coalesce(1).sortWithinPartitions("customer_id").select(SCORES_COLUMNS),
-                                  root / "scores", partition)
-                temps.append((tmp, root / "scores" / partition))
-                n_customers = spark.read.parquet(str(tmp)).count()  # from the Parquet footers: no recompute
-            n_recs = 0
-            if recommendations:
-                with step("recommending"):
-                    lists, strength = recommend_customers(
-                        spark, snapshot, models["recommender"], events_path,
-                        products_path if products_path.exists() else None, as_of_date)
-                    # sort the customers' lists (one row each) in one partition, then explode: rows come out in
-                    # (customer_id, rank) order without sorting n times as many rows
-                    recs = explode_recommendations(lists.repartition(1).sortWithinPartitions("customer_id"))
-                    recs = recs.withColumns({**common, "recommender_model_version": F.lit(versions["recommender"])})
-                    tmp = _write_temp(recs.select(RECOMMENDATION_COLUMNS), root / "recommendations", partition)
-                    temps.append((tmp, root / "recommendations" / partition))
-                    n_recs = spark.read.parquet(str(tmp)).count()
-                    strength.unpersist()
-        except BaseException:
-            for tmp, _ in temps:
-                shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        with step("swapping in the new partitions"):
-            for tmp, final in temps:
-                _swap(tmp, final)
-        elapsed = time.perf_counter() - started
-        rate = n_customers / elapsed if elapsed > 0 else float("inf")
-        log.info("scored %d customers of %s in %.1fs (%.0f customers/s)", n_customers, as_of_date, elapsed, rate)
-        log.info("wrote %s (%d rows)", root / "scores" / partition, n_customers)
+        cached: list = []
+
+        def scores():
+            out = score_customers(snapshot, models["churn"], champions["churn"], models["clv"], champions["clv"])
+            # one partition already (coalesce(1) only guarantees it): sorting within it orders the file
+            # without orderBy's range-partitioning pass, which would compute everything twice
+            out = with_score_metadata(out, as_of_date, run_id, versions, champions)
+            return out.coalesce(1).sortWithinPartitions("customer_id").select(SCORES_COLUMNS)
+
+        def recs():
+            lists, strength = recommend_customers(spark, snapshot, models["recommender"], events_path,
+                                                  products_path if products_path.exists() else None, as_of_date)
+            cached.append(strength)
+            return recommendation_rows(lists, as_of_date, run_id, versions["recommender"]).select(
+                RECOMMENDATION_COLUMNS)
+
+        frames = {"scores": ("scoring churn and CLV", scores)}
         if recommendations:
-            log.info("wrote %s (%d rows, top %d per customer)", root / "recommendations" / partition, n_recs, TOP_N)
-        log.info("run_id %s; versions %s", run_id, {names[m]: v for m, v in versions.items()})
+            frames["recommendations"] = ("recommending", recs)
+        counts = _write_partitions(spark, frames, settings.scores_dir, f"dt={as_of_date}")
+        for df in cached:
+            df.unpersist()
+        _log_summary(settings.scores_dir, as_of_date, counts, time.perf_counter() - started, run_id, versions, names)
         return 0
     finally:
         if own_session:
             spark.stop()
+
+
+def _log_summary(root: Path, as_of_date: str, counts: dict[str, int], elapsed: float, run_id: str,
+                 versions: dict, names: dict) -> None:
+    partition = f"dt={as_of_date}"
+    n_customers = counts["scores"]
+    rate = n_customers / elapsed if elapsed > 0 else float("inf")
+    log.info("scored %d customers of %s in %.1fs (%.0f customers/s)", n_customers, as_of_date, elapsed, rate)
+    log.info("wrote %s (%d rows)", root / "scores" / partition, n_customers)
+    if "recommendations" in counts:
+        log.info("wrote %s (%d rows, top %d per customer)", root / "recommendations" / partition,
+                 counts["recommendations"], TOP_N)
+    log.info("run_id %s; versions %s", run_id, {names[m]: v for m, v in versions.items()})
 
 
 def main(argv: list[str] | None = None) -> int:

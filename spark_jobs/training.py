@@ -1,10 +1,13 @@
-"""The three training procedures behind spark_jobs.train: fit, evaluate against baselines and the
-champion on the same holdout, log one MLflow run, register @challenger, promote by gates."""
+"""The training procedures behind spark_jobs.train: fit, evaluate against baselines and the champion on the same
+holdout, log one MLflow run, register @challenger, promote by gates. Churn and CLV share one skeleton
+(train_snapshot_model) and supply a ModelSpec; the recommender has its own (interactions, not snapshots)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import mlflow
@@ -36,7 +39,7 @@ from ml.registry import (
     spark_signature,
     validate_and_promote,
 )
-from spark_jobs.common import read_snapshot, step
+from spark_jobs.common import customer_key, read_events, read_snapshot, step
 
 log = logging.getLogger("spark_jobs.training")
 
@@ -81,8 +84,6 @@ def _log_predictions(pdf: pd.DataFrame, path: str = "holdout_predictions.parquet
     (anyone holding the id list can recompute it), so `c360 erase-customer` also removes an erased customer's row
     from every run's copy (docs/runbooks.md, "Erase a customer")."""
     import tempfile
-
-    from c360.privacy import customer_key
 
     keyed = pdf.drop(columns=["customer_id"])
     keyed.insert(0, "customer_key", [customer_key(str(c)) for c in pdf["customer_id"]])
@@ -163,153 +164,291 @@ def _fallback_note(model: str, candidate: str, floors, baseline: str) -> str:
 
 
 # --------------------------------------------------------------------------------------------------
-# churn
+# the snapshot models' shared skeleton: read -> fit candidates (the model spec) -> champion -> log -> register
 # --------------------------------------------------------------------------------------------------
 
-def train_churn(spark: SparkSession, fs: Path, labels_table: str, train_dates: list[str], holdout_date: str, opts,
-                audit: DeploymentAudit) -> dict:
-    name = f"{opts.model_prefix}churn"
-    with step("churn: reading snapshots"):
-        train_date = train_dates[0]
+@dataclass
+class Snapshots:
+    """The labelled training rows and the holdout rows of one training, prepared and cached."""
+    train_date: str
+    train_dates: list[str]
+    holdout_date: str
+    train_df: DataFrame
+    hold_df: DataFrame
+    numeric: list[str]
+    categorical: list[str]
+    n_train: int
+    n_hold: int
+
+    @property
+    def inputs(self) -> list[str]:
+        return self.numeric + self.categorical
+
+
+@dataclass
+class Candidate:
+    """What a model spec's fitting hands back: the holdout scores and metrics, and the pipeline to register."""
+    best: str                      # the ML candidate chosen on validation rows
+    pdf: pd.DataFrame              # holdout rows: customer_id, label, every candidate's and baseline's score
+    challenger: dict[str, float]   # the run's metrics (the gates read them)
+    serve: object                  # the fitted pipeline to register (the best candidate or a baseline)
+    serve_inputs: list[str]
+    serving: str | None            # the baseline registered instead of the ML candidate, if any
+    note: str | None
+    params: dict                   # the model's own run parameters (the skeleton adds the shared ones)
+    features: dict                 # features.json
+    log_artifacts: Callable[[], None]
+    cached: list = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What differs between churn and CLV: labels, candidates (fit), metrics, headline, artifacts."""
+    kind: str
+    label: str                      # ml.features label spec for label_columns
+    boolean_label: bool
+    horizon_option: str             # the Options field holding the label horizon (days)
+    holdout_baselines: Callable     # (holdout DataFrame, horizon) -> DataFrame with the baselines' scores
+    fit: Callable                   # (Snapshots, opts) -> Candidate
+    metrics: Callable               # (y, prediction) -> dict, also used to judge the champion
+    headline: tuple[str, ...]
+    pip: tuple[str, ...]
+    summary: Callable               # (Candidate, champion metrics or None) -> None: the closing log line
+    hash_holdout: bool = False
+
+    def horizon(self, opts) -> int:
+        return getattr(opts, self.horizon_option)
+
+
+def prepare_labelled(df: DataFrame, numeric: list[str], categorical: list[str], label: str,
+                     boolean: bool) -> DataFrame:
+    """Model-ready features plus the model's label column."""
+    return label_columns(prepare_features(df, numeric, categorical), label, boolean=boolean)
+
+
+def read_snapshots(spec: ModelSpec, spark: SparkSession, fs: Path, labels_table: str, train_dates: list[str],
+                   holdout_date: str, opts) -> Snapshots:
+    with step(f"{spec.kind}: reading snapshots"):
         train_raw = read_training(spark, fs, labels_table, train_dates).where(POPULATION_FILTER)
         hold_raw = read_labelled(spark, fs, labels_table, holdout_date).where(POPULATION_FILTER)
         numeric, categorical = available_features([c for c in train_raw.columns if c in set(hold_raw.columns)])
-
-        def prep(df: DataFrame) -> DataFrame:
-            return label_columns(prepare_features(df, numeric, categorical), CHURN_LABEL, boolean=True)
-
-        train_df = prep(train_raw).cache()
-        hold_df = churn.baseline_scores(prep(hold_raw)).cache()
+        train_df = prepare_labelled(train_raw, numeric, categorical, spec.label, spec.boolean_label).cache()
+        hold_df = spec.holdout_baselines(prepare_labelled(hold_raw, numeric, categorical, spec.label,
+                                                          spec.boolean_label), spec.horizon(opts)).cache()
         n_train, n_hold = train_df.count(), hold_df.count()
-        log.info("churn: %d training rows (%s), %d holdout rows (%s), %d numeric + %d categorical features",
-                 n_train, train_date, n_hold, holdout_date, len(numeric), len(categorical))
-    inputs = numeric + categorical
-    weighted, odds_correction = churn.add_class_weights(train_df)
-    # split by customer, so a customer stacked from several snapshots is on one side only
-    in_validation = (F.abs(F.xxhash64("customer_id", F.lit(opts.seed))) % 5) == 0
-    fit_part, val_part = weighted.where(~in_validation), weighted.where(in_validation)
-    fit_part, val_part = fit_part.cache(), val_part.cache()
-    bgnbd = _fit_bgnbd(fit_part, val_part, train_date, "churn", opts.churn_horizon_days, f"{LABEL} = 0")
+        log.info("%s: %d training rows (%s), %d holdout rows (%s), %d numeric + %d categorical features",
+                 spec.kind, n_train, train_dates[0], n_hold, holdout_date, len(numeric), len(categorical))
+    return Snapshots(train_dates[0], train_dates, holdout_date, train_df, hold_df, numeric, categorical, n_train,
+                     n_hold)
 
-    fitted, val_auc, params = {}, {}, {}
-    for kind in churn.MODEL_KINDS:
-        params[kind] = {"maxIter": opts.gbt_iterations, "maxDepth": 5} if kind == "gbt" else {"regParam": 0.01}
-        with step(f"churn: fitting {kind}"):
-            fitted[kind] = churn.build_pipeline(kind, numeric, categorical, odds_correction=odds_correction,
-                                                params=params[kind], seed=opts.seed, bgnbd=bgnbd,
-                                                horizon_days=opts.churn_horizon_days).fit(fit_part)
-            val = fitted[kind].transform(val_part).select(LABEL, "prediction").toPandas()
-            val_auc[kind] = metrics.roc_auc(val[LABEL], val["prediction"])
-            log.info("churn: %s validation AUC %.4f", kind, val_auc[kind])
-    best = max(churn.MODEL_KINDS, key=lambda k: val_auc[k] if np.isfinite(val_auc[k]) else -1.0)
 
-    with step("churn: evaluating on the holdout"):
-        pdf = hold_df.select("customer_id", LABEL, "baseline_recency", "baseline_rfm").toPandas()
-        scored = {}
-        for kind, model in fitted.items():
-            scored[kind] = model.transform(hold_df).select("customer_id", F.col("prediction").alias(kind)).toPandas()
-            pdf = pdf.merge(scored[kind], on="customer_id")
-        y = pdf[LABEL].to_numpy()
-        challenger = metrics.classification_metrics(y, pdf[best])
-        base_rate = float(train_df.agg(F.mean(LABEL)).first()[0])
-        baselines = {
-            "recency": metrics.classification_metrics(y, pdf["baseline_recency"]),
-            "rfm": metrics.classification_metrics(y, pdf["baseline_rfm"]),
-        }
-        for kind in churn.MODEL_KINDS:
-            challenger.update(_flat(f"{kind}_", metrics.classification_metrics(y, pdf[kind])))
-            challenger[f"{kind}_validation_roc_auc"] = float(val_auc[kind])
-        for b, values in baselines.items():
-            challenger.update(_flat(f"baseline_{b}_", values))
-        challenger["baseline_base_rate_brier"] = metrics.brier_score(y, np.full(len(y), base_rate))
+def customer_bucket(seed: int):
+    """0..4 by customer (not by row), so a customer stacked from several snapshots is on one side of a split."""
+    return F.abs(F.xxhash64("customer_id", F.lit(seed))) % 5
 
-    # the ML candidate must beat the baselines (floors); if it does not, the recency baseline itself is registered
-    # (a logistic map of days since the last order: the baseline's ranking as a probability), so a first night
-    # always gets a champion and a later one keeps the better of champion and baseline
-    serve, serve_inputs, serving, note = fitted[best], inputs, None, None
-    ml_floors = floors_only(DEFAULT_GATES["churn"], challenger)
-    if not ml_floors.passed and "days_since_last_order" in numeric:
-        with step("churn: the ML candidate failed its floors: fitting the recency baseline to serve"):
-            serve_inputs = ["days_since_last_order"]
-            serve = churn.build_pipeline("logreg", serve_inputs, [], odds_correction=odds_correction,
-                                         params={"regParam": 0.0}, seed=opts.seed, derived=False).fit(fit_part)
-            rp = serve.transform(hold_df).select("customer_id", F.col("prediction").alias("recency_model")).toPandas()
-            pdf = pdf.merge(rp, on="customer_id")
-            y = pdf[LABEL].to_numpy()
-            ml_headline = metrics.classification_metrics(y, pdf[best])
-            challenger.update(_flat("ml_candidate_", ml_headline))
-            challenger.update(metrics.classification_metrics(y, pdf["recency_model"]))
-            serving, note = "recency", _fallback_note("churn", best, ml_floors, "recency")
-            log.warning("%s", note)
 
+def with_predictions(pdf: pd.DataFrame, hold_df: DataFrame, models: dict) -> pd.DataFrame:
+    """`pdf` with one column per model: its holdout prediction."""
+    for kind, model in models.items():
+        pdf = pdf.merge(model.transform(hold_df).select("customer_id", F.col("prediction").alias(kind)).toPandas(),
+                        on="customer_id")
+    return pdf
+
+
+def score_champion(spec: ModelSpec, name: str, hold_df: DataFrame, pdf: pd.DataFrame):
+    """(metrics, version) of the current @champion on the same holdout rows; (None, version) when it cannot be
+    scored there (the gates then check floors only)."""
     champion_metrics, champion_version = None, None
-    with step("churn: scoring the holdout with the current champion"):
+    with step(f"{spec.kind}: scoring the holdout with the current champion"):
         try:
             champ, champ_cols, champion_version = load_spark_champion(name)
             if champ is not None:
                 missing = [c for c in champ_cols or [] if c not in hold_df.columns]
                 if missing:
-                    log.warning("churn: champion v%s needs columns %s the holdout lacks: floors only",
-                                champion_version, missing)
+                    log.warning("%s: champion v%s needs columns %s the holdout lacks: floors only",
+                                spec.kind, champion_version, missing)
                 else:
-                    cp = champ.transform(hold_df).select("customer_id", F.col("prediction").alias("champ")).toPandas()
-                    merged = pdf[["customer_id", LABEL]].merge(cp, on="customer_id")
-                    champion_metrics = metrics.classification_metrics(merged[LABEL], merged["champ"])
+                    merged = with_predictions(pdf[["customer_id", LABEL]], hold_df, {"champ": champ})
+                    champion_metrics = spec.metrics(merged[LABEL], merged["champ"])
         except Exception as exc:  # a broken champion must not block training a replacement
-            log.warning("churn: could not score champion on the holdout (%s): floors only", exc)
+            log.warning("%s: could not score champion on the holdout (%s): floors only", spec.kind, exc)
             champion_metrics = None
+    return champion_metrics, champion_version
 
-    with step("churn: logging to MLflow"), mlflow.start_run(run_name=f"churn {holdout_date}") as run:
-        mlflow.set_tags({"model": "churn", "as_of_date": opts.as_of_date or holdout_date,
-                         "horizon_days": str(opts.churn_horizon_days), "churn_horizon_days": str(opts.churn_horizon_days),
-                         "train_date": train_date, "holdout_date": holdout_date,
-                         "train_data_hash": fingerprint(train_df, ["customer_id", LABEL, *inputs]),
-                         "holdout_data_hash": fingerprint(hold_df, ["customer_id", LABEL, *inputs])})
-        mlflow.log_params({
-            "model_kind": "recency_baseline" if serving else best, "ml_candidate": best, "serving": serving or "model",
-            "candidates": ",".join(churn.MODEL_KINDS), "train_date": train_date,
-            "train_dates": ",".join(train_dates),
-            "holdout_date": holdout_date, "horizon_days": opts.churn_horizon_days,
-            "gap_days": (dt.date.fromisoformat(holdout_date) - dt.date.fromisoformat(train_date)).days,
-            "train_rows": n_train, "holdout_rows": n_hold, "train_base_rate": round(base_rate, 6),
-            "odds_correction": round(odds_correction, 6), "class_weighting": "balanced", "seed": opts.seed,
-            "population": POPULATION_FILTER, "n_features": len(inputs),
-            "derived_features": ",".join(derived_features(numeric)), "bgnbd_features": bgnbd is not None,
-            **{f"{k}_{p}": v for k, ps in params.items() for p, v in ps.items()},
-            **_bgnbd_params(bgnbd),
-        })
-        mlflow.log_metrics(_flat("", challenger))
+
+def run_params(data: Snapshots, cand: Candidate, horizon: int, opts) -> dict:
+    """The run parameters both snapshot models log; the spec's own (cand.params) are added to them."""
+    gap = (dt.date.fromisoformat(data.holdout_date) - dt.date.fromisoformat(data.train_date)).days
+    return {"ml_candidate": cand.best, "serving": cand.serving or "model", "train_date": data.train_date,
+            "train_dates": ",".join(data.train_dates), "holdout_date": data.holdout_date, "horizon_days": horizon,
+            "gap_days": gap, "train_rows": data.n_train, "holdout_rows": data.n_hold, "seed": opts.seed,
+            "population": POPULATION_FILTER, "derived_features": ",".join(derived_features(data.numeric)),
+            **cand.params}
+
+
+def log_run(spec: ModelSpec, data: Snapshots, cand: Candidate, champion_metrics: dict | None, opts) -> tuple[str, str]:
+    """One MLflow run: tags, parameters, metrics, artifacts and the model. (model uri, run id)"""
+    horizon = spec.horizon(opts)
+    fingerprint_columns = ["customer_id", LABEL, *data.inputs]
+    with step(f"{spec.kind}: logging to MLflow"), \
+            mlflow.start_run(run_name=f"{spec.kind} {data.holdout_date}") as run:
+        tags = {"model": spec.kind, "as_of_date": opts.as_of_date or data.holdout_date,
+                "horizon_days": str(horizon), HORIZON_TAG[spec.kind]: str(horizon), "train_date": data.train_date,
+                "holdout_date": data.holdout_date, "train_data_hash": fingerprint(data.train_df, fingerprint_columns)}
+        if spec.hash_holdout:
+            tags["holdout_data_hash"] = fingerprint(data.hold_df, fingerprint_columns)
+        mlflow.set_tags(tags)
+        if cand.note:
+            mlflow.set_tag("serving_note", cand.note[:4500])
+        mlflow.log_params(run_params(data, cand, horizon, opts))
+        mlflow.log_metrics(_flat("", cand.challenger))
         if champion_metrics:
             mlflow.log_metrics(_flat("champion_", champion_metrics))
-        mlflow.log_dict({"numeric": numeric, "categorical": categorical, "label": CHURN_LABEL}, "features.json")
-        score_sets = {best: pdf[best], "recency": pdf["baseline_recency"], "rfm": pdf["baseline_rfm"]}
-        _log_figure(plots.roc_figure(y, score_sets), "plots/roc.png")
-        _log_figure(plots.lift_figure(y, score_sets), "plots/lift.png")
-        table = metrics.calibration_table(y, pdf[best])
-        mlflow.log_text(table.to_csv(index=False), "calibration.csv")
-        _log_predictions(pdf)
-        _log_figure(plots.calibration_figure(table), "plots/calibration.png")
-        importances = churn.feature_importances(fitted[best], fitted[best].transform(hold_df.limit(5)))
-        mlflow.log_text(pd.DataFrame(importances, columns=["feature", "importance"]).to_csv(index=False),
-                        "feature_importance.csv")
-        _log_figure(plots.importance_figure(importances), "plots/feature_importance.png")
-        if note:
-            mlflow.set_tag("serving_note", note[:4500])
-        example = train_df.select(serve_inputs).limit(5).toPandas()
-        info = mlflow.spark.log_model(serve, artifact_path="model",
-                                      signature=spark_signature(train_df.select(serve_inputs), "prediction"),
-                                      input_example=example, pip_requirements=model_requirements("pyspark"))
-        run_id = run.info.run_id
+        mlflow.log_dict(cand.features, "features.json")
+        cand.log_artifacts()
+        _log_predictions(cand.pdf)
+        served = data.train_df.select(cand.serve_inputs)
+        info = mlflow.spark.log_model(cand.serve, artifact_path="model",
+                                      signature=spark_signature(served, "prediction"),
+                                      input_example=served.limit(5).toPandas(),
+                                      pip_requirements=model_requirements(*spec.pip))
+        return info.model_uri, run.info.run_id
 
+
+def train_snapshot_model(spec: ModelSpec, spark: SparkSession, fs: Path, labels_table: str, train_dates: list[str],
+                         holdout_date: str, opts, audit: DeploymentAudit) -> dict:
+    """Fit the spec's candidates on labelled snapshots, judge them against the baselines and the champion on the
+    holdout snapshot, log one MLflow run, register @challenger and promote by the gates."""
+    name = f"{opts.model_prefix}{spec.kind}"
+    data = read_snapshots(spec, spark, fs, labels_table, train_dates, holdout_date, opts)
+    cand = spec.fit(data, opts)
+    champion_metrics, champion_version = score_champion(spec, name, data.hold_df, cand.pdf)
+    model_uri, run_id = log_run(spec, data, cand, champion_metrics, opts)
+    spec.summary(cand, champion_metrics)
+    for df in (data.train_df, data.hold_df, *cand.cached):
+        df.unpersist()
+    return register_and_gate(name, spec.kind, model_uri, run_id, cand.challenger, champion_metrics,
+                             champion_version, opts, audit, list(spec.headline), serving=cand.serving,
+                             note=cand.note, horizon_days=spec.horizon(opts))
+
+
+def _log_importances(model, hold_df: DataFrame, suffix: str = "") -> None:
+    importances = churn.feature_importances(model, model.transform(hold_df.limit(5)))
+    mlflow.log_text(pd.DataFrame(importances, columns=["feature", "importance"]).to_csv(index=False),
+                    f"feature_importance{suffix}.csv")
+    _log_figure(plots.importance_figure(importances), f"plots/feature_importance{suffix}.png")
+
+
+# --------------------------------------------------------------------------------------------------
+# churn
+# --------------------------------------------------------------------------------------------------
+
+def _fit_churn_kinds(fit_part: DataFrame, val_part: DataFrame, data: Snapshots, odds_correction: float, bgnbd,
+                     opts) -> tuple[dict, dict, dict]:
+    """(fitted pipelines, validation AUC, parameters) per churn.MODEL_KINDS."""
+    fitted, val_auc, params = {}, {}, {}
+    for kind in churn.MODEL_KINDS:
+        params[kind] = {"maxIter": opts.gbt_iterations, "maxDepth": 5} if kind == "gbt" else {"regParam": 0.01}
+        with step(f"churn: fitting {kind}"):
+            fitted[kind] = churn.build_pipeline(kind, data.numeric, data.categorical, odds_correction=odds_correction,
+                                                params=params[kind], seed=opts.seed, bgnbd=bgnbd,
+                                                horizon_days=opts.churn_horizon_days).fit(fit_part)
+            val = fitted[kind].transform(val_part).select(LABEL, "prediction").toPandas()
+            val_auc[kind] = metrics.roc_auc(val[LABEL], val["prediction"])
+            log.info("churn: %s validation AUC %.4f", kind, val_auc[kind])
+    return fitted, val_auc, params
+
+
+def _evaluate_churn(data: Snapshots, fitted: dict, val_auc: dict, best: str) -> tuple[pd.DataFrame, dict, float]:
+    """(holdout rows with every score, the run's metrics, the training base rate)."""
+    with step("churn: evaluating on the holdout"):
+        pdf = data.hold_df.select("customer_id", LABEL, "baseline_recency", "baseline_rfm").toPandas()
+        pdf = with_predictions(pdf, data.hold_df, fitted)
+        y = pdf[LABEL].to_numpy()
+        challenger = metrics.classification_metrics(y, pdf[best])
+        base_rate = float(data.train_df.agg(F.mean(LABEL)).first()[0])
+        for kind in churn.MODEL_KINDS:
+            challenger.update(_flat(f"{kind}_", metrics.classification_metrics(y, pdf[kind])))
+            challenger[f"{kind}_validation_roc_auc"] = float(val_auc[kind])
+        for b in ("recency", "rfm"):
+            challenger.update(_flat(f"baseline_{b}_", metrics.classification_metrics(y, pdf[f"baseline_{b}"])))
+        challenger["baseline_base_rate_brier"] = metrics.brier_score(y, np.full(len(y), base_rate))
+    return pdf, challenger, base_rate
+
+
+def _churn_fallback(data: Snapshots, fit_part: DataFrame, odds_correction: float, pdf: pd.DataFrame,
+                    challenger: dict, best: str, opts):
+    """The ML candidate must beat the baselines (floors); if it does not, the recency baseline itself is registered
+    (a logistic map of days since the last order: the baseline's ranking as a probability), so a first night
+    always gets a champion and a later one keeps the better of champion and baseline.
+    (pdf, pipeline or None, its inputs, serving, note); updates `challenger` when the baseline serves."""
+    ml_floors = floors_only(DEFAULT_GATES["churn"], challenger)
+    if ml_floors.passed or "days_since_last_order" not in data.numeric:
+        return pdf, None, None, None, None
+    with step("churn: the ML candidate failed its floors: fitting the recency baseline to serve"):
+        inputs = ["days_since_last_order"]
+        serve = churn.build_pipeline("logreg", inputs, [], odds_correction=odds_correction,
+                                     params={"regParam": 0.0}, seed=opts.seed, derived=False).fit(fit_part)
+        pdf = with_predictions(pdf, data.hold_df, {"recency_model": serve})
+        y = pdf[LABEL].to_numpy()
+        challenger.update(_flat("ml_candidate_", metrics.classification_metrics(y, pdf[best])))
+        challenger.update(metrics.classification_metrics(y, pdf["recency_model"]))
+        note = _fallback_note("churn", best, ml_floors, "recency")
+        log.warning("%s", note)
+    return pdf, serve, inputs, "recency", note
+
+
+def _log_churn_artifacts(pdf: pd.DataFrame, best: str, model, hold_df: DataFrame) -> None:
+    y = pdf[LABEL].to_numpy()
+    score_sets = {best: pdf[best], "recency": pdf["baseline_recency"], "rfm": pdf["baseline_rfm"]}
+    _log_figure(plots.roc_figure(y, score_sets), "plots/roc.png")
+    _log_figure(plots.lift_figure(y, score_sets), "plots/lift.png")
+    table = metrics.calibration_table(y, pdf[best])
+    mlflow.log_text(table.to_csv(index=False), "calibration.csv")
+    _log_figure(plots.calibration_figure(table), "plots/calibration.png")
+    _log_importances(model, hold_df)
+
+
+def fit_churn(data: Snapshots, opts) -> Candidate:
+    """Class-weighted GBT and logistic regression, the better on validation AUC; the recency baseline serves
+    when it misses its floors."""
+    weighted, odds_correction = churn.add_class_weights(data.train_df)
+    in_validation = customer_bucket(opts.seed) == 0
+    fit_part, val_part = weighted.where(~in_validation).cache(), weighted.where(in_validation).cache()
+    bgnbd = _fit_bgnbd(fit_part, val_part, data.train_date, "churn", opts.churn_horizon_days, f"{LABEL} = 0")
+    fitted, val_auc, params = _fit_churn_kinds(fit_part, val_part, data, odds_correction, bgnbd, opts)
+    best = max(churn.MODEL_KINDS, key=lambda k: val_auc[k] if np.isfinite(val_auc[k]) else -1.0)
+    pdf, challenger, base_rate = _evaluate_churn(data, fitted, val_auc, best)
+    pdf, serve, serve_inputs, serving, note = _churn_fallback(data, fit_part, odds_correction, pdf, challenger,
+                                                              best, opts)
+    own = {"model_kind": "recency_baseline" if serving else best, "candidates": ",".join(churn.MODEL_KINDS),
+           "train_base_rate": round(base_rate, 6), "odds_correction": round(odds_correction, 6),
+           "class_weighting": "balanced", "n_features": len(data.inputs), "bgnbd_features": bgnbd is not None,
+           **{f"{k}_{p}": v for k, ps in params.items() for p, v in ps.items()}, **_bgnbd_params(bgnbd)}
+    if serve is None:
+        serve, serve_inputs = fitted[best], data.inputs
+    return Candidate(best, pdf, challenger, serve, serve_inputs, serving, note, own,
+                     {"numeric": data.numeric, "categorical": data.categorical, "label": CHURN_LABEL},
+                     lambda: _log_churn_artifacts(pdf, best, fitted[best], data.hold_df), [fit_part, val_part])
+
+
+def _churn_summary(cand: Candidate, champion_metrics: dict | None) -> None:
+    c = cand.challenger
     log.info("churn: %s holdout AUC %.4f (recency %.4f, RFM %.4f); champion %s",
-             "recency baseline (serving)" if serving else best, challenger["roc_auc"],
-             challenger["baseline_recency_roc_auc"], challenger["baseline_rfm_roc_auc"],
+             "recency baseline (serving)" if cand.serving else cand.best, c["roc_auc"],
+             c["baseline_recency_roc_auc"], c["baseline_rfm_roc_auc"],
              "none" if champion_metrics is None else f"{champion_metrics['roc_auc']:.4f}")
-    train_df.unpersist()
-    hold_df.unpersist()
-    return register_and_gate(name, "churn", info.model_uri, run_id, challenger, champion_metrics, champion_version,
-                             opts, audit, ["roc_auc", "pr_auc", "lift_top_decile", "baseline_recency_roc_auc"],
-                             serving=serving, note=note, horizon_days=opts.churn_horizon_days)
+
+
+CHURN = ModelSpec("churn", CHURN_LABEL, True, "churn_horizon_days", lambda df, _h: churn.baseline_scores(df),
+                  fit_churn, metrics.classification_metrics,
+                  ("roc_auc", "pr_auc", "lift_top_decile", "baseline_recency_roc_auc"), ("pyspark",),
+                  _churn_summary, hash_holdout=True)
+
+
+def train_churn(spark: SparkSession, fs: Path, labels_table: str, train_dates: list[str], holdout_date: str, opts,
+                audit: DeploymentAudit) -> dict:
+    return train_snapshot_model(CHURN, spark, fs, labels_table, train_dates, holdout_date, opts, audit)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -337,155 +476,131 @@ def choose_clv_candidate(validation: dict[str, dict[str, float]], mae_tolerance:
     return max(eligible, key=lambda k: (spearman(k), -validation[k]["mae"]))
 
 
-def train_clv(spark: SparkSession, fs: Path, labels_table: str, train_dates: list[str], holdout_date: str, opts,
-              audit: DeploymentAudit) -> dict:
-    name = f"{opts.model_prefix}clv"
+CLV_KINDS = {"gbt": "gbt_regressor", "bgnbd": "bgnbd_gamma_gamma", "run_rate": "run_rate_baseline"}
+
+
+def _fit_clv_gbt(fit_part: DataFrame, calib_part: DataFrame, data: Snapshots, params: dict, bgnbd, opts):
+    """(calibrated pipeline, (a, b)): the GBT on log(1 + value), mapped back to EUR on the calibration rows."""
     horizon = opts.value_horizon_days
-    with step("clv: reading snapshots"):
-        train_date = train_dates[0]
-        train_raw = read_training(spark, fs, labels_table, train_dates).where(POPULATION_FILTER)
-        hold_raw = read_labelled(spark, fs, labels_table, holdout_date).where(POPULATION_FILTER)
-        numeric, categorical = available_features([c for c in train_raw.columns if c in set(hold_raw.columns)])
-
-        def prep(df: DataFrame) -> DataFrame:
-            return label_columns(prepare_features(df, numeric, categorical), VALUE_LABEL, boolean=False)
-
-        train_df = prep(train_raw).cache()
-        hold_df = value.run_rate(prep(hold_raw), horizon).cache()
-        n_train, n_hold = train_df.count(), hold_df.count()
-        log.info("clv: %d training rows (%s), %d holdout rows (%s)", n_train, train_date, n_hold, holdout_date)
-    inputs = numeric + categorical
-    params = {"maxIter": opts.gbt_iterations, "maxDepth": 5, "lossType": "squared"}
-    # by customer, a fifth each: validation (choosing the candidate), calibration (the GBT's map back to EUR), the
-    # rest to fit. The calibration rows' labels are not among the trees' training labels: calibrated in-sample, the
-    # log-scale GBT's map fits the trees' own overfit and over-predicts totals on new customers.
-    bucket = F.abs(F.xxhash64("customer_id", F.lit(opts.seed))) % 5
-    in_validation, in_calibration = bucket == 0, bucket == 1
-    fit_part = value.with_log_label(train_df.where(bucket > 1)).cache()
-    val_part = train_df.where(in_validation).cache()
-    calib_part = train_df.where(in_calibration)
-    fitted: dict = {}
-    bg_cols = [c for c in value.BGNBD_COLUMNS if c in train_df.columns]
-    # one snapshot: BG/NBD describes each customer once
-    bgnbd = _fit_bgnbd(fit_part, val_part, train_date, "clv", horizon, f"{LABEL} > 0")
-    if bgnbd is not None:
-        fitted["bgnbd"] = value.bgnbd_pipeline(bgnbd, horizon)
     with step("clv: fitting GBTRegressor on log(1 + value)" + (" (BG/NBD outputs as features)" if bgnbd else "")):
-        gbt = value.build_pipeline(numeric, categorical, params=params, seed=opts.seed, bgnbd=bgnbd,
+        gbt = value.build_pipeline(data.numeric, data.categorical, params=params, seed=opts.seed, bgnbd=bgnbd,
                                    horizon_days=horizon, log_target=True).fit(fit_part)
         raw = gbt.transform(calib_part).select("raw_prediction", LABEL).toPandas()
         calibration = value.fit_exp_calibration(raw["raw_prediction"], raw[LABEL])
-        fitted["gbt"] = value.add_calibration(gbt, *calibration)
         log.info("clv: GBT calibration prediction = exp(%.4f + %.4f x log-scale output)", *calibration)
+    return value.add_calibration(gbt, *calibration), calibration
 
+
+def _clv_validation(fitted: dict, val_part: DataFrame) -> dict[str, dict[str, float]]:
     val_scores = {}
     for kind, model in fitted.items():
         val = model.transform(val_part).select(LABEL, "prediction").toPandas()
         val_scores[kind] = metrics.regression_metrics(val[LABEL], val["prediction"])
         log.info("clv: %s validation MAE %.2f, Spearman %.3f", kind, val_scores[kind]["mae"],
                  val_scores[kind]["spearman"])
-    val_mae = {kind: v["mae"] for kind, v in val_scores.items()}
-    best = choose_clv_candidate(val_scores)
-    model = fitted[best]
-    model_inputs = inputs if best == "gbt" else bg_cols
+    return val_scores
 
+
+def _evaluate_clv(data: Snapshots, fitted: dict, val_scores: dict, best: str) -> tuple[pd.DataFrame, dict]:
     with step("clv: evaluating on the holdout"):
-        pdf = hold_df.select("customer_id", LABEL, "baseline_run_rate").toPandas()
-        for kind, m in fitted.items():
-            pdf = pdf.merge(m.transform(hold_df).select("customer_id", F.col("prediction").alias(kind)).toPandas(),
-                            on="customer_id")
+        pdf = data.hold_df.select("customer_id", LABEL, "baseline_run_rate").toPandas()
+        pdf = with_predictions(pdf, data.hold_df, fitted)
         y = pdf[LABEL].to_numpy(dtype=float)
         challenger = metrics.regression_metrics(y, pdf[best])
         for kind in fitted:
             challenger.update(_flat(f"{kind}_", metrics.regression_metrics(y, pdf[kind])))
-            challenger[f"{kind}_validation_mae"] = float(val_mae[kind])
+            challenger[f"{kind}_validation_mae"] = float(val_scores[kind]["mae"])
             challenger[f"{kind}_validation_spearman"] = float(val_scores[kind]["spearman"])
         challenger.update(_flat("baseline_run_rate_", metrics.regression_metrics(y, pdf["baseline_run_rate"])))
-        predictions = {kind: pdf[kind].to_numpy() for kind in fitted}
-        predictions["run_rate"] = pdf["baseline_run_rate"].to_numpy()
+    return pdf, challenger
 
-    # A baseline may serve: BG/NBD chosen on validation is served as a baseline (no floors); an ML candidate (GBT)
-    # that misses its floors is replaced by the better baseline on this holdout (BG/NBD x Gamma-Gamma or the run
-    # rate), so a night never stops for want of a CLV champion (ml.gates.baseline_gates)
-    serving, note = (None, None)
+
+def _clv_fallback(fitted: dict, pdf: pd.DataFrame, challenger: dict, best: str, horizon: int, bg_cols: list[str]):
+    """A baseline may serve: BG/NBD chosen on validation is served as a baseline (no floors); an ML candidate (GBT)
+    that misses its floors is replaced by the better baseline on this holdout (BG/NBD x Gamma-Gamma or the run
+    rate), so a night never stops for want of a CLV champion (ml.gates.baseline_gates).
+    (pipeline or None, its inputs, serving, note); updates `challenger` when a baseline replaces the candidate."""
     if best == "bgnbd":
-        serving = "bgnbd"
-    else:
-        ml_floors = floors_only(DEFAULT_GATES["clv"], challenger)
-        if not ml_floors.passed:
-            options = {"run_rate": metrics.regression_metrics(y, pdf["baseline_run_rate"])}
-            if "bgnbd" in fitted:
-                options["bgnbd"] = metrics.regression_metrics(y, pdf["bgnbd"])
-            serving = best_baseline(DEFAULT_GATES["clv"], options)
-            if serving is not None:
-                note = _fallback_note("clv", best, ml_floors, serving)
-                log.warning("%s", note)
-                challenger.update(_flat("ml_candidate_", metrics.regression_metrics(y, pdf[best])))
-                challenger.update(options[serving])
-                if serving == "run_rate":
-                    model, model_inputs = value.run_rate_pipeline(horizon), list(value.RUN_RATE_INPUTS)
-                else:
-                    model, model_inputs = fitted["bgnbd"], bg_cols
+        return None, None, "bgnbd", None
+    ml_floors = floors_only(DEFAULT_GATES["clv"], challenger)
+    if ml_floors.passed:
+        return None, None, None, None
+    y = pdf[LABEL].to_numpy(dtype=float)
+    options = {"run_rate": metrics.regression_metrics(y, pdf["baseline_run_rate"])}
+    if "bgnbd" in fitted:
+        options["bgnbd"] = metrics.regression_metrics(y, pdf["bgnbd"])
+    serving = best_baseline(DEFAULT_GATES["clv"], options)
+    if serving is None:
+        return None, None, None, None
+    note = _fallback_note("clv", best, ml_floors, serving)
+    log.warning("%s", note)
+    challenger.update(_flat("ml_candidate_", metrics.regression_metrics(y, pdf[best])))
+    challenger.update(options[serving])
+    if serving == "run_rate":
+        return value.run_rate_pipeline(horizon), list(value.RUN_RATE_INPUTS), serving, note
+    return fitted["bgnbd"], bg_cols, serving, note
 
-    champion_metrics, champion_version = None, None
-    with step("clv: scoring the holdout with the current champion"):
-        try:
-            champ, champ_cols, champion_version = load_spark_champion(name)
-            if champ is not None and not [c for c in champ_cols or [] if c not in hold_df.columns]:
-                cp = champ.transform(hold_df).select("customer_id", F.col("prediction").alias("champ")).toPandas()
-                merged = pdf[["customer_id", LABEL]].merge(cp, on="customer_id")
-                champion_metrics = metrics.regression_metrics(merged[LABEL], merged["champ"])
-        except Exception as exc:
-            log.warning("clv: could not score champion on the holdout (%s): floors only", exc)
 
-    with step("clv: logging to MLflow"), mlflow.start_run(run_name=f"clv {holdout_date}") as run:
-        mlflow.set_tags({"model": "clv", "as_of_date": opts.as_of_date or holdout_date, "train_date": train_date,
-                         "horizon_days": str(horizon), "value_horizon_days": str(horizon),
-                         "holdout_date": holdout_date,
-                         "train_data_hash": fingerprint(train_df, ["customer_id", LABEL, *inputs])})
-        if note:
-            mlflow.set_tag("serving_note", note[:4500])
-        kinds = {"gbt": "gbt_regressor", "bgnbd": "bgnbd_gamma_gamma", "run_rate": "run_rate_baseline"}
-        mlflow.log_params({"model_kind": kinds[serving or best], "ml_candidate": best, "serving": serving or "model",
-                           "gbt_calibration": "held-out customers (a fifth), not the trees' training rows",
-                           "candidates": ",".join(fitted), "train_date": train_date, "holdout_date": holdout_date,
-                           "train_dates": ",".join(train_dates),
-                           "gap_days": (dt.date.fromisoformat(holdout_date) - dt.date.fromisoformat(train_date)).days,
-                           "horizon_days": horizon, "train_rows": n_train, "holdout_rows": n_hold,
-                           "selection": f"validation spearman, mae within {CLV_MAE_TOLERANCE:.0%} of the best",
-                           "population": POPULATION_FILTER, "n_features": len(model_inputs), "seed": opts.seed,
-                           **{f"gbt_{k}": v for k, v in params.items()}, "gbt_target": "log1p",
-                           "gbt_calibration_a": round(calibration[0], 6), "gbt_calibration_b": round(calibration[1], 6),
-                           "derived_features": ",".join(derived_features(numeric)),
-                           **_bgnbd_params(bgnbd)})
-        mlflow.log_metrics(_flat("", challenger))
-        if champion_metrics:
-            mlflow.log_metrics(_flat("champion_", champion_metrics))
-        mlflow.log_dict({"numeric": numeric, "categorical": categorical, "label": VALUE_LABEL,
-                         "model_inputs": model_inputs}, "features.json")
-        if bgnbd is not None:
-            mlflow.log_dict({"kind": bgnbd.kind, **bgnbd.params(), "selection": bgnbd.selection},
-                            "bgnbd_gamma_gamma_params.json")
-        _log_figure(plots.value_deciles_figure(y, predictions), "plots/value_deciles.png")
-        _log_predictions(pdf)
-        gbt = fitted["gbt"]
-        importances = churn.feature_importances(gbt, gbt.transform(hold_df.limit(5)))
-        mlflow.log_text(pd.DataFrame(importances, columns=["feature", "importance"]).to_csv(index=False),
-                        "feature_importance_gbt.csv")
-        _log_figure(plots.importance_figure(importances), "plots/feature_importance_gbt.png")
-        info = mlflow.spark.log_model(model, artifact_path="model",
-                                      signature=spark_signature(train_df.select(model_inputs), "prediction"),
-                                      input_example=train_df.select(model_inputs).limit(5).toPandas(),
-                                      pip_requirements=model_requirements("pyspark", "scipy", "pandas"))
-        run_id = run.info.run_id
-    log.info("clv: %s holdout MAE %.2f (GBT %.2f, BG/NBD %s, run rate %.2f); Spearman %.3f", best, challenger["mae"],
-             challenger["gbt_mae"], f"{challenger.get('bgnbd_mae', float('nan')):.2f}",
-             challenger["baseline_run_rate_mae"], challenger["spearman"])
-    for df in (train_df, hold_df, fit_part, val_part):
-        df.unpersist()
-    return register_and_gate(name, "clv", info.model_uri, run_id, challenger, champion_metrics, champion_version,
-                             opts, audit, ["mae", "spearman", "top_decile_capture", "baseline_run_rate_mae"],
-                             serving=serving, note=note, horizon_days=horizon)
+def _log_clv_artifacts(pdf: pd.DataFrame, fitted: dict, bgnbd, hold_df: DataFrame) -> None:
+    if bgnbd is not None:
+        mlflow.log_dict({"kind": bgnbd.kind, **bgnbd.params(), "selection": bgnbd.selection},
+                        "bgnbd_gamma_gamma_params.json")
+    predictions = {kind: pdf[kind].to_numpy() for kind in fitted}
+    predictions["run_rate"] = pdf["baseline_run_rate"].to_numpy()
+    _log_figure(plots.value_deciles_figure(pdf[LABEL].to_numpy(dtype=float), predictions), "plots/value_deciles.png")
+    _log_importances(fitted["gbt"], hold_df, "_gbt")
+
+
+def fit_clv(data: Snapshots, opts) -> Candidate:
+    """BG/NBD x Gamma-Gamma and a calibrated log-scale GBT, chosen by validation ranking (choose_clv_candidate);
+    a baseline serves when the GBT misses its floors."""
+    horizon = opts.value_horizon_days
+    params = {"maxIter": opts.gbt_iterations, "maxDepth": 5, "lossType": "squared"}
+    # by customer, a fifth each: validation (choosing the candidate), calibration (the GBT's map back to EUR), the
+    # rest to fit. The calibration rows' labels are not among the trees' training labels: calibrated in-sample, the
+    # log-scale GBT's map fits the trees' own overfit and over-predicts totals on new customers.
+    bucket = customer_bucket(opts.seed)
+    fit_part = value.with_log_label(data.train_df.where(bucket > 1)).cache()
+    val_part = data.train_df.where(bucket == 0).cache()
+    bg_cols = [c for c in value.BGNBD_COLUMNS if c in data.train_df.columns]
+    # one snapshot: BG/NBD describes each customer once
+    bgnbd = _fit_bgnbd(fit_part, val_part, data.train_date, "clv", horizon, f"{LABEL} > 0")
+    fitted: dict = {} if bgnbd is None else {"bgnbd": value.bgnbd_pipeline(bgnbd, horizon)}
+    fitted["gbt"], calibration = _fit_clv_gbt(fit_part, data.train_df.where(bucket == 1), data, params, bgnbd, opts)
+    val_scores = _clv_validation(fitted, val_part)
+    best = choose_clv_candidate(val_scores)
+    pdf, challenger = _evaluate_clv(data, fitted, val_scores, best)
+    serve, serve_inputs, serving, note = _clv_fallback(fitted, pdf, challenger, best, horizon, bg_cols)
+    if serve is None:
+        serve, serve_inputs = fitted[best], data.inputs if best == "gbt" else bg_cols
+    own = {"model_kind": CLV_KINDS[serving or best],
+           "gbt_calibration": "held-out customers (a fifth), not the trees' training rows",
+           "candidates": ",".join(fitted), "n_features": len(serve_inputs),
+           "selection": f"validation spearman, mae within {CLV_MAE_TOLERANCE:.0%} of the best",
+           **{f"gbt_{k}": v for k, v in params.items()}, "gbt_target": "log1p",
+           "gbt_calibration_a": round(calibration[0], 6), "gbt_calibration_b": round(calibration[1], 6),
+           **_bgnbd_params(bgnbd)}
+    features = {"numeric": data.numeric, "categorical": data.categorical, "label": VALUE_LABEL,
+                "model_inputs": serve_inputs}
+    return Candidate(best, pdf, challenger, serve, serve_inputs, serving, note, own, features,
+                     lambda: _log_clv_artifacts(pdf, fitted, bgnbd, data.hold_df), [fit_part, val_part])
+
+
+def _clv_summary(cand: Candidate, champion_metrics: dict | None) -> None:
+    c = cand.challenger
+    log.info("clv: %s holdout MAE %.2f (GBT %.2f, BG/NBD %s, run rate %.2f); Spearman %.3f", cand.best, c["mae"],
+             c["gbt_mae"], f"{c.get('bgnbd_mae', float('nan')):.2f}", c["baseline_run_rate_mae"], c["spearman"])
+
+
+CLV = ModelSpec("clv", VALUE_LABEL, False, "value_horizon_days", value.run_rate, fit_clv, metrics.regression_metrics,
+                ("mae", "spearman", "top_decile_capture", "baseline_run_rate_mae"), ("pyspark", "scipy", "pandas"),
+                _clv_summary)
+
+
+def train_clv(spark: SparkSession, fs: Path, labels_table: str, train_dates: list[str], holdout_date: str, opts,
+              audit: DeploymentAudit) -> dict:
+    return train_snapshot_model(CLV, spark, fs, labels_table, train_dates, holdout_date, opts, audit)
+
 
 
 # --------------------------------------------------------------------------------------------------
@@ -529,121 +644,143 @@ def als_grid(name: str, opts) -> tuple[list[dict], str]:
     return [{k: DEFAULT_ALS[k] if v is None else v for k, v in fixed.items()}], "none"
 
 
-def read_events(spark: SparkSession, path: Path, through_date: str) -> DataFrame:
-    events = spark.read.parquet(str(path))
-    recommender.check_events(events)
-    if "known_date" in events.columns:  # the dbt export: only what had landed by the end of through_date
-        events = events.where(F.col("known_date") <= F.lit(through_date).cast("date"))
-    return (events.select(F.col("customer_id").cast("string"), F.col("product_id").cast("string"),
-                          F.col("event_type").cast("string"), F.col("event_time").cast("timestamp"))
-            .where(F.col("event_time") < F.to_timestamp(F.date_add(F.lit(through_date).cast("date"), 1))))
-
-
-def train_recommender(spark: SparkSession, events_path: Path, products_path: Path | None, as_of: str | None, opts,
-                      audit: DeploymentAudit) -> dict:
-    name = f"{opts.model_prefix}recommender"
-    k = opts.rec_top_n
+def _read_interactions(spark: SparkSession, events_path: Path, products_path: Path | None, as_of: str | None):
+    """(events up to as_of, cached; products or None; as_of, defaulting to the newest event's day)."""
     with step("recommender: reading interactions"):
-        events = spark.read.parquet(str(events_path))
         if as_of is None:
+            events = spark.read.parquet(str(events_path))
             as_of = events.agg(F.max(F.to_date("event_time"))).first()[0].isoformat()
         events = read_events(spark, events_path, as_of).cache()
         products = (spark.read.parquet(str(products_path)).select(F.col("product_id").cast("string"),
                                                                   F.col("category").cast("string"))
                     .dropDuplicates(["product_id"]).cache() if products_path else None)
-        n_events = events.count()
-        holdout_end = as_of
-        train_end = (dt.date.fromisoformat(as_of) - dt.timedelta(days=opts.rec_holdout_days)).isoformat()
-        val_end = (dt.date.fromisoformat(train_end) - dt.timedelta(days=opts.rec_holdout_days)).isoformat()
-        log.info("recommender: %d events up to %s; train <= %s, holdout (%s, %s]", n_events, as_of, train_end,
-                 train_end, holdout_end)
+    return events, products, as_of
 
+
+def _tune_als(events: DataFrame, products, grid: list[dict], val_end: str, train_end: str, opts) -> dict:
+    """The grid's best parameters by validation ndcg@k on (val_end, train_end], one nested run each; the only
+    set when the grid has one."""
+    k, best_params = opts.rec_top_n, grid[0]
+    if len(grid) <= 1:
+        return best_params
+    with step(f"recommender: grid of {len(grid)} on the validation window ({val_end}, {train_end}]"):
+        val_setup = recommender.evaluate_setup(events, products, val_end, train_end, half_life_days=opts.half_life_days)
+        best_score = -1.0
+        for params in grid:
+            model = recommender.fit_als(val_setup["strength"], seed=opts.seed, **params)
+            scores = recommender.evaluate_model(model, val_setup, k)
+            with mlflow.start_run(run_name=f"als {params}", nested=True):
+                mlflow.log_params(params)
+                mlflow.log_metrics(_flat("validation_", scores))
+            log.info("recommender: %s -> validation ndcg@%d %.4f", params, k, scores[f"ndcg_at_{k}"])
+            if scores[f"ndcg_at_{k}"] > best_score:
+                best_score, best_params = scores[f"ndcg_at_{k}"], params
+    return best_params
+
+
+def _evaluate_als(events: DataFrame, products, best_params: dict, train_end: str, holdout_end: str, opts):
+    """(holdout setup, the challenger's metrics with the popularity baselines, its own metrics only)."""
+    k = opts.rec_top_n
+    with step(f"recommender: fitting ALS {best_params} and evaluating on the holdout"):
+        setup = recommender.evaluate_setup(events, products, train_end, holdout_end,
+                                           half_life_days=opts.half_life_days)
+        model = recommender.fit_als(setup["strength"], seed=opts.seed, **best_params)
+        challenger = recommender.evaluate_model(model, setup, k)
+        own_metrics = dict(challenger)
+        challenger.update(_flat("baseline_popularity_", recommender.evaluate_popularity(setup, k)))
+        # plain popularity (most popular unbought products, no category): the textbook baseline
+        challenger.update(_flat("baseline_global_popularity_",
+                                recommender.evaluate_popularity(setup, k, by_category=False)))
+        if k != 10:  # gates are written for k = 10; keep their names meaningful
+            challenger["ndcg_at_10"] = challenger[f"ndcg_at_{k}"]
+            challenger["baseline_popularity_ndcg_at_10"] = challenger[f"baseline_popularity_ndcg_at_{k}"]
+    return setup, challenger, own_metrics
+
+
+def _als_champion_metrics(name: str, setup: dict, best_params: dict, own_metrics: dict, opts):
+    """(metrics, version) of the champion's configuration on this holdout.
+
+    The champion's registered model was refitted through its own as-of date, which may lie inside this holdout:
+    scored as is it would be judged on purchases it was trained on. So the champion's configuration (its ALS
+    parameters) is refitted on this training window and evaluated like the challenger."""
+    k = opts.rec_top_n
+    champion_metrics, champion_version = None, None
+    with step("recommender: evaluating the current champion's parameters on the holdout"):
+        try:
+            current = alias_version(name, CHAMPION)
+            champion_params = champion_als_params(name) if current is not None else None
+            if current is not None:
+                champion_version = str(current.version)
+            if champion_params == best_params:
+                champion_metrics = dict(own_metrics)
+            elif champion_params is not None:
+                champ = recommender.fit_als(setup["strength"], seed=opts.seed, **champion_params)
+                champion_metrics = recommender.evaluate_model(champ, setup, k)
+            if champion_metrics is not None and k != 10:
+                champion_metrics["ndcg_at_10"] = champion_metrics[f"ndcg_at_{k}"]
+        except Exception as exc:
+            log.warning("recommender: could not evaluate champion (%s): floors only", exc)
+    return champion_metrics, champion_version
+
+
+def _log_recommender(final, final_strength: DataFrame, setup: dict, challenger: dict, champion_metrics,
+                     params: dict, windows: dict, n_events: int, grid_mode: str, opts) -> str:
+    """Tags, parameters, metrics and the refitted model on the active run; the model uri."""
+    as_of, train_end = windows["as_of"], windows["train_end"]
+    with step("recommender: logging to MLflow"):
+        mlflow.set_tags({"model": "recommender", "as_of_date": as_of, "train_end": train_end,
+                         "holdout_end": windows["holdout_end"], "refit_through": as_of,
+                         "train_data_hash": fingerprint(setup["strength"], ["customer_id", "product_id",
+                                                                           "strength"])})
+        mlflow.log_params({"model_kind": "als_implicit", **params, "max_iter": 10, "top_n": opts.rec_top_n,
+                           "half_life_days": opts.half_life_days, "event_weights": str(recommender.EVENT_WEIGHTS),
+                           "holdout_days": opts.rec_holdout_days, "grid": grid_mode, "events": n_events,
+                           "catalog_size": setup["catalog_size"],
+                           "registered_model": f"refit on interactions up to {as_of} (metrics: the same "
+                                               f"parameters fitted up to {train_end})",
+                           "champion_evaluation": "the champion's ALS parameters refitted up to train_end"})
+        mlflow.log_metrics(_flat("", challenger))
+        if champion_metrics:
+            mlflow.log_metrics(_flat("champion_", champion_metrics))
+        example = final_strength.select("customer_id", "product_id").limit(5)
+        # The example shows the input's shape; real customer ids would put customers into every run's
+        # artifacts (and keep them there after an erasure), so the ids are replaced by a placeholder.
+        example_rows = example.toPandas().assign(customer_id=EXAMPLE_CUSTOMER_ID)
+        info = mlflow.spark.log_model(final, artifact_path="model", signature=spark_signature(example, "prediction"),
+                                      input_example=example_rows, pip_requirements=model_requirements("pyspark"))
+    return info.model_uri
+
+
+def train_recommender(spark: SparkSession, events_path: Path, products_path: Path | None, as_of: str | None, opts,
+                      audit: DeploymentAudit) -> dict:
+    """Tune ALS on a validation window, judge it and the champion's parameters on the holdout window, then register
+    the same parameters refitted on every interaction up to the as-of date."""
+    name = f"{opts.model_prefix}recommender"
+    k = opts.rec_top_n
+    gate_key = f"ndcg_at_{k}"
+    events, products, as_of = _read_interactions(spark, events_path, products_path, as_of)
+    n_events = events.count()
+    train_end = (dt.date.fromisoformat(as_of) - dt.timedelta(days=opts.rec_holdout_days)).isoformat()
+    val_end = (dt.date.fromisoformat(train_end) - dt.timedelta(days=opts.rec_holdout_days)).isoformat()
+    windows = {"as_of": as_of, "train_end": train_end, "holdout_end": as_of}
+    log.info("recommender: %d events up to %s; train <= %s, holdout (%s, %s]", n_events, as_of, train_end,
+             train_end, as_of)
     grid, grid_mode = als_grid(name, opts)
-    best_params = grid[0]
     with mlflow.start_run(run_name=f"recommender {as_of}") as run:
-        if len(grid) > 1:
-            with step(f"recommender: grid of {len(grid)} on the validation window ({val_end}, {train_end}]"):
-                val_setup = recommender.evaluate_setup(events, products, val_end, train_end,
-                                                       half_life_days=opts.half_life_days)
-                best_score = -1.0
-                for params in grid:
-                    model = recommender.fit_als(val_setup["strength"], seed=opts.seed, **params)
-                    scores = recommender.evaluate_model(model, val_setup, k)
-                    with mlflow.start_run(run_name=f"als {params}", nested=True):
-                        mlflow.log_params(params)
-                        mlflow.log_metrics(_flat("validation_", scores))
-                    log.info("recommender: %s -> validation ndcg@%d %.4f", params, k, scores[f"ndcg_at_{k}"])
-                    if scores[f"ndcg_at_{k}"] > best_score:
-                        best_score, best_params = scores[f"ndcg_at_{k}"], params
-
-        with step(f"recommender: fitting ALS {best_params} and evaluating on the holdout"):
-            setup = recommender.evaluate_setup(events, products, train_end, holdout_end,
-                                               half_life_days=opts.half_life_days)
-            model = recommender.fit_als(setup["strength"], seed=opts.seed, **best_params)
-            challenger = recommender.evaluate_model(model, setup, k)
-            own_metrics = dict(challenger)
-            challenger.update(_flat("baseline_popularity_", recommender.evaluate_popularity(setup, k)))
-            # plain popularity (most popular unbought products, no category): the textbook baseline
-            challenger.update(_flat("baseline_global_popularity_",
-                                    recommender.evaluate_popularity(setup, k, by_category=False)))
-            gate_key = f"ndcg_at_{k}"
-            if gate_key != "ndcg_at_10":  # gates are written for k = 10; keep their names meaningful
-                challenger["ndcg_at_10"] = challenger[gate_key]
-                challenger["baseline_popularity_ndcg_at_10"] = challenger[f"baseline_popularity_{gate_key}"]
-
-        # The champion's registered model was refitted through its own as-of date, which may lie inside this
-        # holdout: scored as is it would be judged on purchases it was trained on. So the champion's
-        # configuration (its ALS parameters) is refitted on this training window and evaluated like the challenger.
-        champion_metrics, champion_version = None, None
-        with step("recommender: evaluating the current champion's parameters on the holdout"):
-            try:
-                current = alias_version(name, CHAMPION)
-                champion_params = champion_als_params(name) if current is not None else None
-                if current is not None:
-                    champion_version = str(current.version)
-                if champion_params == best_params:
-                    champion_metrics = dict(own_metrics)
-                elif champion_params is not None:
-                    champ = recommender.fit_als(setup["strength"], seed=opts.seed, **champion_params)
-                    champion_metrics = recommender.evaluate_model(champ, setup, k)
-                if champion_metrics is not None and gate_key != "ndcg_at_10":
-                    champion_metrics["ndcg_at_10"] = champion_metrics[gate_key]
-            except Exception as exc:
-                log.warning("recommender: could not evaluate champion (%s): floors only", exc)
-
+        best_params = _tune_als(events, products, grid, val_end, train_end, opts)
+        setup, challenger, own_metrics = _evaluate_als(events, products, best_params, train_end, as_of, opts)
+        champion_metrics, champion_version = _als_champion_metrics(name, setup, best_params, own_metrics, opts)
         # hyper-parameters chosen and the configuration judged on the holdout: the model to register is refitted
         # on every interaction up to the as-of date, so it knows the last month's customers and products too
         with step(f"recommender: refitting ALS {best_params} on every interaction up to {as_of}"):
             final_strength = recommender.interaction_strength(events, as_of, half_life_days=opts.half_life_days)
             final = recommender.fit_als(final_strength, seed=opts.seed, **best_params)
-
-        with step("recommender: logging to MLflow"):
-            mlflow.set_tags({"model": "recommender", "as_of_date": as_of, "train_end": train_end,
-                             "holdout_end": holdout_end, "refit_through": as_of,
-                             "train_data_hash": fingerprint(setup["strength"], ["customer_id", "product_id",
-                                                                               "strength"])})
-            mlflow.log_params({"model_kind": "als_implicit", **best_params, "max_iter": 10, "top_n": k,
-                               "half_life_days": opts.half_life_days, "event_weights": str(recommender.EVENT_WEIGHTS),
-                               "holdout_days": opts.rec_holdout_days, "grid": grid_mode, "events": n_events,
-                               "catalog_size": setup["catalog_size"],
-                               "registered_model": f"refit on interactions up to {as_of} (metrics: the same "
-                                                   f"parameters fitted up to {train_end})",
-                               "champion_evaluation": "the champion's ALS parameters refitted up to train_end"})
-            mlflow.log_metrics(_flat("", challenger))
-            if champion_metrics:
-                mlflow.log_metrics(_flat("champion_", champion_metrics))
-            example = final_strength.select("customer_id", "product_id").limit(5)
-            # The example shows the input's shape; real customer ids would put customers into every run's
-            # artifacts (and keep them there after an erasure), so the ids are replaced by a placeholder.
-            example_rows = example.toPandas().assign(customer_id=EXAMPLE_CUSTOMER_ID)
-            info = mlflow.spark.log_model(final, artifact_path="model",
-                                          signature=spark_signature(example, "prediction"),
-                                          input_example=example_rows,
-                                          pip_requirements=model_requirements("pyspark"))
-            run_id = run.info.run_id
+        model_uri = _log_recommender(final, final_strength, setup, challenger, champion_metrics, best_params,
+                                     windows, n_events, grid_mode, opts)
+        run_id = run.info.run_id
     log.info("recommender: holdout ndcg@%d %.4f vs popularity %.4f, coverage %.3f", k, challenger[gate_key],
              challenger[f"baseline_popularity_{gate_key}"], challenger.get("catalog_coverage", float("nan")))
     events.unpersist()
-    return register_and_gate(name, "recommender", info.model_uri, run_id, challenger, champion_metrics,
+    return register_and_gate(name, "recommender", model_uri, run_id, challenger, champion_metrics,
                              champion_version, opts, audit,
                              [gate_key, f"recall_at_{k}", "catalog_coverage", f"baseline_popularity_{gate_key}"])

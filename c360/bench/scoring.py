@@ -417,8 +417,7 @@ def child_floor(args: argparse.Namespace) -> dict:
     from pyspark.sql import functions as F
 
     from c360.config import get_settings
-    from spark_jobs.common import build_spark, read_snapshot, setup_logging
-    from spark_jobs.training import read_events
+    from spark_jobs.common import build_spark, read_events, read_snapshot, setup_logging
 
     setup_logging()
     settings = get_settings()
