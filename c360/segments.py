@@ -21,8 +21,7 @@ from typing import Any
 from c360.config import PROJECT_ROOT, get_settings
 from c360.segment_rules import SCORE_COLUMNS as RULE_SCORE_COLUMNS
 from c360.segment_rules import RuleError, compile_rule, describe_error
-# re-exported (the `as` form): c360.report imports it from here
-from c360.warehouse import relation_exists as relation_exists
+from c360.warehouse import relation_exists as relation_exists  # re-export: c360.report imports it from here
 
 log = logging.getLogger(__name__)
 
