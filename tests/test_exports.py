@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import csv
 import io
 import json
@@ -376,3 +377,36 @@ def test_export_to_s3(c360_env, s3_bucket, moto_s3_server, monkeypatch):
     assert [r["customer_id"] for r in rows] == ["c1", "c4"]
     keys = {f.key for f in storage.list("dt=2025-06-02")}
     assert "dt=2025-06-02/manifest.json" in keys and not any("_tmp-" in k for k in keys)
+
+
+def _c360_imports() -> dict[str, set[str]]:
+    """module -> the c360 modules it imports, at module level or inside functions (ast; nothing is imported)."""
+    root = Path(__file__).resolve().parents[1]
+    files = {".".join(f.relative_to(root).with_suffix("").parts).removesuffix(".__init__"): f
+             for f in (root / "c360").rglob("*.py")}
+    graph = {}
+    for name, f in files.items():
+        found = set()
+        for node in ast.walk(ast.parse(f.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                found |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                found |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+        graph[name] = {m for m in found if m in files and m != name}
+    return graph
+
+
+def test_segments_exports_and_monitoring_import_no_cycle():
+    """segments <- exports (query, export, cli) and monitoring: none of them can reach itself again through any
+    chain of imports, including imports inside functions (issue #14)."""
+    graph = _c360_imports()
+    for start in ("c360.segments", "c360.exports", "c360.exports.export", "c360.exports.query", "c360.exports.cli",
+                  "c360.monitoring"):
+        seen, todo = set(), [(start, (start,))]
+        while todo:
+            module, path = todo.pop()
+            for nxt in graph[module]:
+                assert nxt != start, f"import cycle: {' -> '.join((*path, nxt))}"
+                if nxt not in seen:
+                    seen.add(nxt)
+                    todo.append((nxt, (*path, nxt)))
