@@ -10,7 +10,8 @@
 --   * the rows carry email and names, which only the pii schema may hold.
 --
 -- Consent (`consent_ok`): true only when the date's segment_members rows (any segment), the date's feature snapshot
--- and the current contacts row all say true, and at least one of the first two speaks for the date. Unknown = no.
+-- and the current contacts row (when the customer has one) all say true, and at least one of the first two speaks
+-- for the date. Unknown = no.
 
 with members as (
 
