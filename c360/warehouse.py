@@ -84,3 +84,14 @@ def rollback(con, cause: BaseException) -> None:
         con.execute("ROLLBACK")
     except Exception as exc:  # noqa: BLE001 - logged; the caller raises the original error
         log.debug("ROLLBACK after %s: %s (nothing was committed)", cause.__class__.__name__, exc)
+
+
+def relation_exists(con, qualified_name: str) -> bool:
+    """Whether schema.table exists (as a table or view) in the open DuckDB connection.
+
+    Lives here, below every module that reads the warehouse, so none of them imports another just for it."""
+    schema, _, table = qualified_name.partition(".")
+    return con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = $1 AND table_name = $2",
+        [schema, table],
+    ).fetchone()[0] > 0

@@ -133,11 +133,12 @@ def test_score_part_builds_with_its_data_tests(nights):
         assert result.success and not result.failures
         ran = {n.unique_id for n in result.nodes}
         for model in ("customer_scores", "customer_recommendations", "customer_360", "segment_members",
-                      "segment_evaluations", "segment_changes"):
+                      "segment_evaluations", "segment_changes", "segment_export_rows"):
             assert f"model.c360.{model}" in ran
         # the feature store is not rebuilt by the score part
         assert "model.c360.customer_features" not in ran
         assert any(u.startswith("unit_test.c360.segment_changes") for u in ran)
+        assert any(u.startswith("unit_test.c360.segment_export_rows") for u in ran)
 
 
 def test_without_scores_only_feature_segments_have_members(nights):
@@ -192,6 +193,28 @@ def test_segment_changes_entered_and_exited(nights):
     assert evaluated(D2) == {"buyers": True, "high_churn": True, "maybe_alive": True}
     previous = query("select distinct previous_as_of_date from marts.segment_changes where as_of_date = ?", [D2])
     assert previous == [(D1,)]
+
+
+def test_export_rows_follow_members_changes_and_consent(nights):
+    """pii.segment_export_rows on the built nights: every member row once, the changes as extra rows, contact
+    details only with consent, the date's top-3 recommendations."""
+    for day in (D1, D2):
+        assert query("select segment, customer_id from pii.segment_export_rows where as_of_date = ? and is_member "
+                     "order by all", [day]) == query("select segment, customer_id from marts.segment_members "
+                                                    "where as_of_date = ? order by all", [day])
+        assert query("select segment, customer_id, change from pii.segment_export_rows where as_of_date = ? "
+                     "and change is not null order by all", [day]) == query(
+            "select segment, customer_id, change from marts.segment_changes where as_of_date = ? order by all", [day])
+    rows = {r[0]: r[1:] for r in query(
+        "select customer_id, is_member, change, consent_ok, email is not null, rec_1, date_has_recommendations "
+        "from pii.segment_export_rows where as_of_date = ? and segment = 'high_churn'", [D2])}
+    # C1 exited high_churn on 01-20, the day it withdrew consent; C4 has no profile, so no consent and no email
+    assert rows["C1"] == (False, "exited", False, False, "P1", True)
+    assert rows["C4"] == (True, "entered", False, False, "P1", True)
+    assert query("select count(*) from pii.segment_export_rows where email is not null and not consent_ok") == [(0,)]
+    c1 = query("select rec_1, rec_2, rec_3, churn_probability, run_id from pii.segment_export_rows "
+               "where as_of_date = ? and segment = 'high_churn' and customer_id = 'C1'", [D1])
+    assert c1 == [("P1", "P2", "P3", pytest.approx(0.85), "run-2025-01-19")]
 
 
 def test_rerun_replaces_the_date_and_a_run_without_definitions_keeps_it(nights):

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import ast
 import csv
 import io
 import json
 from datetime import date
+from pathlib import Path
 
 import duckdb
+import jinja2
 import pyarrow.parquet as pq
 import pytest
 
@@ -35,8 +38,37 @@ CONSENT = {
 }
 
 
+EXPORT_ROWS_MODEL = Path(__file__).resolve().parents[1] / "dbt_project/models/pii/segment_export_rows.sql"
+# Where dbt puts the model's inputs (schema per folder, dbt_project.yml): the relations build_warehouse creates.
+REFS = {"segment_members": "marts.segment_members", "segment_changes": "marts.segment_changes",
+        "customer_features": "feature_store.customer_features", "pii_customer_contacts": "pii.pii_customer_contacts",
+        "customer_recommendations": "marts.customer_recommendations"}
+
+
+def export_rows_view_sql() -> str:
+    """The dbt model pii.segment_export_rows as DuckDB DDL: its own SQL, with ref() resolved to REFS. The exports'
+    rows are decided there, so these tests run the real model rather than a copy of its logic."""
+    template = jinja2.Environment(undefined=jinja2.StrictUndefined).from_string(EXPORT_ROWS_MODEL.read_text())
+    return "CREATE OR REPLACE VIEW pii.segment_export_rows AS " + template.render(
+        ref=REFS.__getitem__, config=lambda **_: "")
+
+
+def segment_changes(dates) -> list[tuple]:
+    """marts.segment_changes as dbt builds it from MEMBERS (every date evaluated; the first lists all as entered)."""
+    rows, previous = [], None
+    for day in sorted(dates):
+        for seg, customers in MEMBERS[day].items():
+            before = set(MEMBERS[previous].get(seg, [])) if previous else set()
+            rows += [(day, seg, c, "entered", previous) for c in sorted(set(customers) - before)]
+            rows += [(day, seg, c, "exited", previous) for c in sorted(before - set(customers))]
+        previous = day
+    return rows
+
+
 def build_warehouse(path, dates=(D1, D2), with_recs=True, with_features=True, run_id="run-1",
                     recommender="5") -> None:
+    """The inputs of pii.segment_export_rows, then the view itself. with_recs / with_features False leave
+    those dbt tables empty (what dbt builds for a date without recommendations or without a feature snapshot)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(str(path))
     con.execute("""
@@ -46,8 +78,14 @@ def build_warehouse(path, dates=(D1, D2), with_recs=True, with_features=True, ru
             p_alive DOUBLE, predicted_value_eur DOUBLE, value_decile INTEGER, marketing_consent BOOLEAN,
             run_id VARCHAR, churn_model_version VARCHAR, clv_model_version VARCHAR,
             recommender_model_version VARCHAR, feature_snapshot_date DATE);
-        CREATE OR REPLACE TABLE pii.customer_contacts (customer_id VARCHAR, email VARCHAR, first_name VARCHAR,
-                                                       last_name VARCHAR);
+        CREATE OR REPLACE TABLE marts.segment_changes (as_of_date DATE, segment VARCHAR, customer_id VARCHAR,
+                                                       change VARCHAR, previous_as_of_date DATE);
+        CREATE OR REPLACE TABLE pii.pii_customer_contacts (customer_id VARCHAR, email VARCHAR, first_name VARCHAR,
+                                                           last_name VARCHAR, marketing_consent BOOLEAN);
+        CREATE OR REPLACE TABLE marts.customer_recommendations (as_of_date DATE, customer_id VARCHAR,
+            rank INTEGER, product_id VARCHAR, score DOUBLE, recommender_model_version VARCHAR);
+        CREATE OR REPLACE TABLE feature_store.customer_features (customer_id VARCHAR, as_of_date DATE,
+                                                                 marketing_consent BOOLEAN);
     """)
     for day in dates:
         for seg, customers in MEMBERS[day].items():
@@ -55,22 +93,22 @@ def build_warehouse(path, dates=(D1, D2), with_recs=True, with_features=True, ru
                 con.execute("INSERT INTO marts.segment_members VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '3', '2', ?, ?)",
                             [day, seg, c, 0.1234567 + i / 10, 9, 0.5, 100.456 + i, 9, CONSENT[day][c], run_id,
                              recommender, day])
+    con.executemany("INSERT INTO marts.segment_changes VALUES (?, ?, ?, ?, ?)", segment_changes(dates))
+    # Current consent: yes for everyone (the per-date consent decides); tests withdraw it where they need to.
     for c in ["c1", "c2", "c3", "c4", "c5", "c6"]:
-        con.execute("INSERT INTO pii.customer_contacts VALUES (?, ?, ?, ?)", [c, f"{c}@example.com", c.upper(), "X"])
+        con.execute("INSERT INTO pii.pii_customer_contacts VALUES (?, ?, ?, ?, true)",
+                    [c, f"{c}@example.com", c.upper(), "X"])
     if with_recs:
-        con.execute("CREATE OR REPLACE TABLE marts.customer_recommendations (as_of_date DATE, customer_id VARCHAR, "
-                    "rank INTEGER, product_id VARCHAR, score DOUBLE, recommender_model_version VARCHAR)")
         for day in dates if recommender else ():  # no recommender: dbt still builds the (empty) mart
             for c in ["c1", "c4"]:
                 for rank in (1, 2, 3, 4):
                     con.execute("INSERT INTO marts.customer_recommendations VALUES (?, ?, ?, ?, 0.5, '5')",
                                 [day, c, rank, f"p{rank}-{c}"])
     if with_features:
-        con.execute("CREATE OR REPLACE TABLE feature_store.customer_features (customer_id VARCHAR, as_of_date DATE, "
-                    "marketing_consent BOOLEAN)")
         for day in dates:
             for c, ok in CONSENT[day].items():
                 con.execute("INSERT INTO feature_store.customer_features VALUES (?, ?, ?)", [c, day, ok])
+    con.execute(export_rows_view_sql())
     con.close()
 
 
@@ -125,13 +163,12 @@ def test_feature_store_consent_withdrawal_wins(c360_env):
     assert [r["customer_id"] for r in rows] == ["c1"]
 
 
-def test_dbt_contacts_table_and_current_consent(c360_env):
-    """The dbt model's name (pii.pii_customer_contacts) works; its current consent vetoes a stale 'yes'."""
+def test_current_consent_in_contacts_vetoes_a_stale_yes(c360_env):
+    """pii.pii_customer_contacts' current consent vetoes the date's 'yes' (a withdrawal since the date wins, e.g. when
+    an old date is re-exported): c4 leaves the full list and the entered file."""
     build_warehouse(c360_env.warehouse_path)
     con = duckdb.connect(str(c360_env.warehouse_path))
-    con.execute("CREATE TABLE pii.pii_customer_contacts AS SELECT *, customer_id <> 'c4' AS marketing_consent "
-                "FROM pii.customer_contacts")
-    con.execute("DROP TABLE pii.customer_contacts")
+    con.execute("UPDATE pii.pii_customer_contacts SET marketing_consent = false WHERE customer_id = 'c4'")
     con.close()
     manifest = export_segments(D2, c360_env, segments=SEGMENTS)
     storage = open_storage(c360_env.export_uri)
@@ -179,15 +216,17 @@ def test_deltas_for_two_consecutive_dates(warehouse):
     assert (second["segments"]["loyal"]["entered"], second["segments"]["loyal"]["exited"]) == (1, 1)
 
 
-def test_deltas_prefer_dbt_segment_changes(warehouse):
+def test_deltas_come_from_dbt_segment_changes(warehouse):
+    """The change files list what marts.segment_changes says, nothing derived on the side."""
     con = duckdb.connect(str(warehouse.warehouse_path))
-    con.execute("CREATE TABLE marts.segment_changes AS SELECT DATE '2025-06-02' AS as_of_date, 'loyal' AS segment, "
-                "'c1' AS customer_id, 'entered' AS change")
+    con.execute("DELETE FROM marts.segment_changes")
+    con.execute("INSERT INTO marts.segment_changes VALUES (DATE '2025-06-02', 'loyal', 'c1', 'entered', NULL)")
     con.close()
     manifest = export_segments(D2, warehouse, segments=SEGMENTS)
     storage = open_storage(warehouse.export_uri)
     assert [r["customer_id"] for r in read_csv(storage, file_key(manifest, "loyal", "entered"))] == ["c1"]
     assert read_csv(storage, file_key(manifest, "loyal", "exited")) == []
+    assert (manifest["segments"]["loyal"]["entered"], manifest["segments"]["loyal"]["exited"]) == (1, 0)
 
 
 def test_rerun_gives_identical_files(warehouse):
@@ -250,7 +289,9 @@ def test_missing_recommendations_and_features_degrade(c360_env):
     storage = open_storage(c360_env.export_uri)
     rows = read_csv(storage, file_key(manifest, "loyal", "csv"))
     assert [r["customer_id"] for r in rows] == ["c1", "c4"] and rows[0]["rec_1"] == ""
-    assert any("customer_recommendations" in w for w in manifest["segments"]["loyal"]["warnings"])
+    # the scores name a recommender version but its mart has no rows for the date: the columns stay, empty
+    assert any("customer_recommendations has no rows for 2025-06-02" in w
+               for w in manifest["segments"]["loyal"]["warnings"])
     # c3 left every segment and there is no feature store to vouch for its consent: it stays out (fail closed).
     assert read_csv(storage, file_key(manifest, "loyal", "exited")) == []
 
@@ -275,11 +316,21 @@ def test_a_night_without_recommender_exports_no_recommendation_columns(c360_env)
 
 
 def test_missing_contacts_is_a_clear_error(c360_env):
+    """The model is a view: a missing input shows when it is read, and the error names it and what to build."""
     build_warehouse(c360_env.warehouse_path)
     con = duckdb.connect(str(c360_env.warehouse_path))
-    con.execute("DROP TABLE pii.customer_contacts")
+    con.execute("DROP TABLE pii.pii_customer_contacts")
     con.close()
-    with pytest.raises(ExportError, match="pii.customer_contacts"):
+    with pytest.raises(ExportError, match=r"pii.segment_export_rows cannot be read .*pii_customer_contacts.*dbt build"):
+        export_segments(D2, c360_env, segments=SEGMENTS)
+
+
+def test_missing_export_rows_model_is_a_clear_error(c360_env):
+    build_warehouse(c360_env.warehouse_path)
+    con = duckdb.connect(str(c360_env.warehouse_path))
+    con.execute("DROP VIEW pii.segment_export_rows")
+    con.close()
+    with pytest.raises(ExportError, match=r"pii.segment_export_rows does not exist.*dbt build --select"):
         export_segments(D2, c360_env, segments=SEGMENTS)
 
 
@@ -326,3 +377,36 @@ def test_export_to_s3(c360_env, s3_bucket, moto_s3_server, monkeypatch):
     assert [r["customer_id"] for r in rows] == ["c1", "c4"]
     keys = {f.key for f in storage.list("dt=2025-06-02")}
     assert "dt=2025-06-02/manifest.json" in keys and not any("_tmp-" in k for k in keys)
+
+
+def _c360_imports() -> dict[str, set[str]]:
+    """module -> the c360 modules it imports, at module level or inside functions (ast; nothing is imported)."""
+    root = Path(__file__).resolve().parents[1]
+    files = {".".join(f.relative_to(root).with_suffix("").parts).removesuffix(".__init__"): f
+             for f in (root / "c360").rglob("*.py")}
+    graph = {}
+    for name, f in files.items():
+        found = set()
+        for node in ast.walk(ast.parse(f.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                found |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                found |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+        graph[name] = {m for m in found if m in files and m != name}
+    return graph
+
+
+def test_segments_exports_and_monitoring_import_no_cycle():
+    """segments <- exports (query, export, cli) and monitoring: none of them can reach itself again through any
+    chain of imports, including imports inside functions (issue #14)."""
+    graph = _c360_imports()
+    for start in ("c360.segments", "c360.exports", "c360.exports.export", "c360.exports.query", "c360.exports.cli",
+                  "c360.monitoring"):
+        seen, todo = set(), [(start, (start,))]
+        while todo:
+            module, path = todo.pop()
+            for nxt in graph[module]:
+                assert nxt != start, f"import cycle: {' -> '.join((*path, nxt))}"
+                if nxt not in seen:
+                    seen.add(nxt)
+                    todo.append((nxt, (*path, nxt)))

@@ -91,6 +91,10 @@ def full_inputs(report_env):
             ('2025-06-02', 'vip', 'c1', true, 'r1', '3', '1', '1'),
             ('2025-06-02', 'vip', 'c2', false, 'r1', '3', '1', '1'),
             ('2025-06-02', 'win_back', 'c3', true, 'r1', '3', '1', '1');
+        -- dbt's segment_changes for those members: the report counts entered/exited from it
+        CREATE TABLE marts.segment_changes (as_of_date DATE, segment VARCHAR, customer_id VARCHAR, change VARCHAR);
+        INSERT INTO marts.segment_changes VALUES ('2025-06-01', 'vip', 'c1', 'entered'),
+            ('2025-06-02', 'vip', 'c2', 'entered'), ('2025-06-02', 'win_back', 'c3', 'entered');
         CREATE TABLE monitoring.psi (as_of_date DATE, reference_date DATE, kind VARCHAR, name VARCHAR, psi DOUBLE,
             status VARCHAR, bins INTEGER, reference_rows BIGINT, current_rows BIGINT, computed_at TIMESTAMPTZ);
         INSERT INTO monitoring.psi VALUES

@@ -27,7 +27,6 @@ from c360.config import Settings, get_settings
 from c360.exports.files import rows_and_header, to_csv_bytes, to_parquet_bytes
 from c360.exports.query import (
     DELTA_COLUMNS,
-    MEMBERS,
     ExportInputError,
     SegmentData,
     consent_rule_text,
@@ -166,7 +165,7 @@ def export_segments(as_of_date: date | None = None, settings: Settings | None = 
     try:
         day = as_of_date or latest_segment_date(con)
         if day is None:
-            raise ExportError(f"{MEMBERS} is missing or empty: build the segment marts (dbt) first.")
+            raise ExportError("marts.segment_members is missing or empty: build the segment marts (dbt) first.")
         decision = should_hold_exports(settings, day, con=con)
         if decision.hold and not force:
             raise ExportHeld(decision.message)
