@@ -26,13 +26,31 @@ def test_every_dag_file_imports(dagbag):
     assert files == {p.name for p in DAGS_DIR.glob("*.py")}
 
 
+# The retries each task runs with, as operators rely on them: idempotent warehouse/file steps retry a transient
+# failure; the sensor (its own timeout), the reconciliation verdict and training/first-champion steps (hours of
+# Spark, and a failure there is a finding, not a blip) do not. A changed default_args or override fails here.
+EXPECTED_RETRIES = {
+    "c360_ingest": {"wait_for_transactions": 0, "check_reconciliation": 0, "ingest_customers": 2,
+                    "ingest_products": 2, "ingest_transactions": 2, "ingest_tracking": 2},
+    "c360_transform": {"dbt_build": 1, "export_features": 1},
+    "c360_train": {"prepare_snapshots": 0, "train": 0},
+    "c360_score": {"ensure_champions": 0, "score": 1, "dbt_build_scores": 1, "monitor": 1, "export": 1,
+                   "report": 1},
+}
+
+
 def test_dags_declare_owner_tags_retries_and_docs(dagbag):
     for dag_id, dag in dagbag.dags.items():
         assert dag.tags and "c360" in dag.tags, dag_id
         assert dag.doc_md and len(dag.doc_md) > 100, dag_id
         for t in dag.tasks:
             assert t.owner and t.owner != "airflow", f"{dag_id}.{t.task_id} has no owner"
-            assert t.retries is not None, f"{dag_id}.{t.task_id} has no retries"
+    retries = {dag_id: {t.task_id: t.retries for t in dag.tasks} for dag_id, dag in dagbag.dags.items()}
+    assert retries == EXPECTED_RETRIES
+    for dag_id, dag in dagbag.dags.items():  # a retried task waits before trying again
+        for t in dag.tasks:
+            if t.retries:
+                assert t.retry_delay.total_seconds() == 300, f"{dag_id}.{t.task_id}: retry_delay {t.retry_delay}"
 
 
 def test_warehouse_writers_share_the_single_slot_pool(dagbag):

@@ -82,15 +82,17 @@ def env(tmp_path_factory):
         yield {"mp": mp, "root": root}
 
 
-def test_snapshot_at_t_is_unchanged_by_data_landing_later(env):
+@pytest.fixture(scope="module")
+def incremental(env):
+    """The nightly path: build T, land everything else (later days and late rows about days before T), run the
+    later nights (one catch-up run), rebuild T. A fixture, not a test's side effect, so each test below runs alone
+    or in any order, and a failed build fails them instead of skipping one."""
     settings = get_settings()
     with kit.connect() as con:
         kit.seed_base(con, up_to=T.isoformat())
     transform.run_dbt(kit.BUILD_MODELS, T, settings)
     original = snapshot_at(T)
-    assert len(original) == 3  # C1, C2, C3 are known at T (C4 only buys on 01-18)
 
-    # everything else lands: later partitions, and late rows about the days before T
     with kit.connect() as con:
         for dt, rows in kit.TRANSACTIONS.items():
             if date.fromisoformat(dt) > T:
@@ -101,40 +103,37 @@ def test_snapshot_at_t_is_unchanged_by_data_landing_later(env):
         kit.insert(con, "customers", [kit.C1_CONSENT_WITHDRAWN], "2025-01-20")
         land_late_data(con)
 
-    # the later nights run (one catch-up run), then T is rebuilt
     transform.run_dbt(kit.BUILD_MODELS, LATEST, settings)
     later = snapshot_at(LATEST)
-    assert len(later) == 4
-    c3_later = next(r for r in later if r[0] == "C3")
-    assert c3_later is not None
     transform.run_dbt(kit.BUILD_MODELS, T, settings)
-    assert snapshot_at(T) == original
-
-    # the late rows do count from the date they landed
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
         c3 = con.execute(
             "select orders_count, marketing_consent from feature_store.customer_features "
             "where as_of_date = ? and customer_id = 'C3'", [LATEST]
         ).fetchone()
-    assert c3 == (1, False)
-    env["original"] = original
-    env["latest"] = later
-    env["tables"] = tables(PATH_INDEPENDENT)
+    return {"original": original, "latest": later, "rebuilt": snapshot_at(T), "c3_latest": c3,
+            "tables": tables(PATH_INDEPENDENT)}
 
 
-def test_fresh_warehouse_with_all_data_gives_the_same_tables(env, tmp_path, monkeypatch):
+def test_snapshot_at_t_is_unchanged_by_data_landing_later(incremental):
+    assert len(incremental["original"]) == 3  # C1, C2, C3 are known at T (C4 only buys on 01-18)
+    assert len(incremental["latest"]) == 4
+    assert incremental["rebuilt"] == incremental["original"]
+    # the late rows do count from the date they landed: C3's late order, and its consent withdrawn
+    assert incremental["c3_latest"] == (1, False)
+
+
+def test_fresh_warehouse_with_all_data_gives_the_same_tables(incremental, tmp_path, monkeypatch):
     """Incremental nights (with a catch-up and a backfill) and one full build agree: same intermediate tables and
     marts, same snapshots at the latest date and at T."""
-    if "original" not in env:
-        pytest.skip("needs the first test's warehouse")
     kit.configure_env(monkeypatch, tmp_path)
     with kit.connect() as con:
         kit.seed_base(con)
         land_late_data(con)
     transform.run_dbt(kit.BUILD_MODELS, LATEST, get_settings())
     fresh = tables(PATH_INDEPENDENT)
-    for table, rows in env["tables"].items():
+    for table, rows in incremental["tables"].items():
         assert fresh[table] == rows, f"{table}: incremental and full builds differ"
-    assert snapshot_at(LATEST) == env["latest"]
+    assert snapshot_at(LATEST) == incremental["latest"]
     transform.run_dbt(kit.BUILD_MODELS, T, get_settings())
-    assert snapshot_at(T) == env["original"]
+    assert snapshot_at(T) == incremental["original"]

@@ -12,11 +12,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-mlflow = pytest.importorskip("mlflow")
+# mlflow is a pinned dependency: a broken install must fail here, not turn the registry tests into skips
+import mlflow
 
-from ml import metrics  # noqa: E402
-from ml.gates import DEFAULT_GATES  # noqa: E402
-from ml.registry import (  # noqa: E402
+from ml import metrics
+from ml.gates import DEFAULT_GATES, evaluate_gates
+from ml.registry import (
     CHALLENGER,
     CHAMPION,
     DeploymentAudit,
@@ -49,8 +50,11 @@ def data():
     n = 600
     days = rng.exponential(60, n)
     orders = rng.poisson(3, n).astype(float)
-    churn = (rng.random(n) < 1 / (1 + np.exp(-(days - 60) / 30 + 1.2 * (orders - 3)))).astype(int)
-    X = pd.DataFrame({"days_since_last_order": days, "orders": orders})
+    # support contacts drive churn too: a model that uses them is truly better than one that does not
+    contacts = rng.poisson(1.5, n).astype(float)
+    churn = (rng.random(n) < 1 / (1 + np.exp(-(days - 60) / 30 + 1.2 * (orders - 3) - 1.5 * (contacts - 1.5)))
+             ).astype(int)
+    X = pd.DataFrame({"days_since_last_order": days, "orders": orders, "support_contacts": contacts})
     half = n // 2
     return X.iloc[:half], churn[:half], X.iloc[half:], churn[half:]
 
@@ -79,7 +83,7 @@ def test_gates_promote_reject_rollback_and_load_from_fresh_process(store, data):
     X_train, y_train, X_hold, y_hold = data
     audit = store["audit"]
     cols = ["days_since_last_order", "orders"]
-    gates = DEFAULT_GATES["churn"].with_margin(0.0)  # test data: no margin, so "equal or better" passes
+    gates = DEFAULT_GATES["churn"]  # the production gates, margin included
 
     # v1: a decent model, the first one: floors only
     m1, uri1, run1 = _train_and_log(X_train, y_train, cols)
@@ -104,12 +108,13 @@ def test_gates_promote_reject_rollback_and_load_from_fresh_process(store, data):
     assert tags["validation_champion_version"] == str(v1.version)
     assert "roc_auc" in tags["validation_summary"]
 
-    # v3: better (trained on train + holdout's first half... here simply more data) -> promoted
-    X_more = pd.concat([X_train, X_hold.iloc[:150]])
-    y_more = np.r_[y_train, y_hold[:150]]
-    m3, uri3, run3 = _train_and_log(X_more, y_more, cols)
-    m3_metrics = _holdout_metrics(m3, X_hold, y_hold, cols)
-    m3_metrics["roc_auc"] = max(m3_metrics["roc_auc"], champion_on_holdout["roc_auc"])  # keep the test deterministic
+    # v3: truly better (it also sees the support contacts that drive churn) -> promoted on its measured metrics
+    cols3 = [*cols, "support_contacts"]
+    m3, uri3, run3 = _train_and_log(X_train, y_train, cols3)
+    m3_metrics = _holdout_metrics(m3, X_hold, y_hold, cols3)
+    assert m3_metrics["roc_auc"] > champion_on_holdout["roc_auc"] + 0.05  # the fixture's premise, measured
+    # the same gates the other way round: the old champion does not beat the better model
+    assert not evaluate_gates(gates, champion_on_holdout, m3_metrics).passed
     v3 = register_challenger(NAME, uri3, run_id=run3, metrics=m3_metrics, audit=audit)
     assert validate_and_promote(NAME, str(v3.version), gates, m3_metrics, champion_on_holdout, audit=audit).passed
     assert str(alias_version(NAME, CHAMPION).version) == str(v3.version)

@@ -259,10 +259,25 @@ def test_train_all_models_end_to_end(spark, env, capsys):
     assert client.get_model_version("churn", "1").tags["churn_horizon_days"] == "90"
     assert client.get_model_version("clv", results["clv"]["version"]).tags["value_horizon_days"] == "180"
     assert client.get_run(results["clv"]["run_id"]).data.tags["horizon_days"] == "180"
-    for name in ("clv", "recommender"):
-        tags = client.get_model_version(name, results[name]["version"]).tags
-        assert tags["validation_status"] in {"passed", "failed"}
-        assert results[name]["promoted"] == (tags["validation_status"] == "passed")
+    # each decision is the one the gates give on the metrics recorded on the version (no champion yet: floors only)
+    from ml.gates import DEFAULT_GATES, baseline_gates, evaluate_gates
+
+    for name in ("churn", "clv", "recommender"):
+        r = results[name]
+        tags = client.get_model_version(name, r["version"]).tags
+        recorded = {k.removeprefix("metric."): float(v) for k, v in tags.items() if k.startswith("metric.")}
+        gates = baseline_gates(name) if r["serving"] != "model" else DEFAULT_GATES[name]
+        expected = evaluate_gates(gates, recorded, None)
+        assert tags["validation_status"] == ("passed" if expected.passed else "failed"), (name, expected.summary())
+        assert r["gates_passed"] == r["promoted"] == expected.passed, (name, r["gates"], expected.summary())
+    # CLV always gets a first champion: an ML candidate past its floors, else the better baseline serves
+    assert results["clv"]["promoted"] and results["clv"]["champion_version"] == results["clv"]["version"]
+    assert results["clv"]["serving"] in {"model", "bgnbd", "run_rate"}
+    if results["clv"]["serving"] == "run_rate":  # only ever chosen over a failed ML candidate: the reason is given
+        assert "did not beat the baselines' floors" in results["clv"]["gates"]
+    # the fixture's recommender (co-purchase pairs ALS can learn) beats popularity: it must be promoted
+    assert results["recommender"]["promoted"], results["recommender"]["gates"]
+    assert results["recommender"]["serving"] == "model"
     clv_metrics = client.get_run(results["clv"]["run_id"]).data.metrics
     # whichever candidate won, the CLV model also outputs the BG/NBD quantities the scores table carries
     from ml.registry import load_spark_champion

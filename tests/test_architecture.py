@@ -1,0 +1,184 @@
+"""The package's layering, read from the source with ast (nothing is imported, so a module that would fail to import
+or that hides an import inside a function is still seen):
+
+* no import cycle among the project's own modules (c360, ml, spark_jobs, dags), counting imports inside functions,
+  methods and `if TYPE_CHECKING:` blocks - a cycle hidden in a function still ties the modules together;
+* `ml/` (model code) imports nothing from `c360` (the runtime pipeline), so models can be trained and served
+  without the pipeline's configuration.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+PACKAGES = ("c360", "ml", "spark_jobs", "dags")
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(REPO).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def project_modules() -> dict[str, Path]:
+    out = {}
+    for package in PACKAGES:
+        for path in sorted((REPO / package).rglob("*.py")):
+            if "__pycache__" not in path.parts:
+                out[module_name(path)] = path
+    return out
+
+
+def _resolve(name: str, modules: dict[str, Path]) -> str | None:
+    """The most specific project module `name` loads (`c360.x.y` where y is a function: `c360.x`)."""
+    while name:
+        if name in modules:
+            return name
+        name = name.rpartition(".")[0]
+    return None
+
+
+def imports_of(module: str, path: Path, modules: dict[str, Path]) -> dict[str, int]:
+    """{imported project module: first line} for every import statement anywhere in the file."""
+    is_package = path.name == "__init__.py"
+    found: dict[str, int] = {}
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        targets = []
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: from the module's package, one level up per extra dot
+                package = module.split(".") if is_package else module.split(".")[:-1]
+                anchor = package[: len(package) - (node.level - 1)]
+                base = ".".join([*anchor, base] if base else anchor)
+            # `from pkg import name`: name is a submodule or an attribute of pkg
+            targets = [f"{base}.{alias.name}" if base else alias.name for alias in node.names] or [base]
+        for target in targets:
+            resolved = _resolve(target, modules)
+            if resolved and resolved != module:
+                found.setdefault(resolved, node.lineno)
+    return found
+
+
+def import_graph() -> tuple[dict[str, dict[str, int]], dict[str, Path]]:
+    modules = project_modules()
+    return {m: imports_of(m, p, modules) for m, p in modules.items()}, modules
+
+
+def strongly_connected(graph: dict[str, dict[str, int]]) -> list[list[str]]:
+    """Tarjan's algorithm (iterative): the groups of modules that reach each other, groups of one left out."""
+    index, low, on_stack, stack, groups, counter = {}, {}, set(), [], [], [0]
+
+    def visit(root):
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = counter[0]
+        counter[0] += 1
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, edges = work[-1]
+            for nxt in edges:
+                if nxt not in index:
+                    index[nxt] = low[nxt] = counter[0]
+                    counter[0] += 1
+                    stack.append(nxt)
+                    on_stack.add(nxt)
+                    work.append((nxt, iter(sorted(graph[nxt]))))
+                    break
+                if nxt in on_stack:
+                    low[node] = min(low[node], index[nxt])
+            else:
+                work.pop()
+                if work:
+                    low[work[-1][0]] = min(low[work[-1][0]], low[node])
+                if low[node] == index[node]:
+                    group = []
+                    while True:
+                        member = stack.pop()
+                        on_stack.discard(member)
+                        group.append(member)
+                        if member == node:
+                            break
+                    if len(group) > 1:
+                        groups.append(sorted(group))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return sorted(groups)
+
+
+def a_cycle(group: list[str], graph: dict[str, dict[str, int]]) -> list[str]:
+    """One concrete cycle through the group's first module (shortest, by breadth-first search inside the group)."""
+    start, members = group[0], set(group)
+    paths = {start: [start]}
+    queue = [start]
+    while queue:
+        node = queue.pop(0)
+        for nxt in sorted(graph[node]):
+            if nxt == start:
+                return [*paths[node], start]
+            if nxt in members and nxt not in paths:
+                paths[nxt] = [*paths[node], nxt]
+                queue.append(nxt)
+    raise AssertionError(f"no cycle through {start} in {group}")
+
+
+def describe(cycle: list[str], graph: dict[str, dict[str, int]], modules: dict[str, Path]) -> str:
+    steps = [f"{a} (line {graph[a][b]} of {modules[a].relative_to(REPO)}) -> {b}" for a, b in zip(cycle, cycle[1:])]
+    return "  " + " -> ".join(cycle) + "\n" + "\n".join(f"      {s}" for s in steps)
+
+
+def test_the_graph_sees_imports_inside_functions_and_relative_imports(tmp_path):
+    # the detector itself: a cycle hidden in a function body and written relatively is still a cycle
+    graph = {"p.a": {"p.b": 1}, "p.b": {"p.c": 1}, "p.c": {"p.a": 1}, "p.d": {"p.a": 1}}
+    assert strongly_connected(graph) == [["p.a", "p.b", "p.c"]]
+    assert a_cycle(["p.a", "p.b", "p.c"], graph) == ["p.a", "p.b", "p.c", "p.a"]
+    (tmp_path / "a.py").write_text("def f():\n    from . import b\n")
+    (tmp_path / "b.py").write_text("import p.a\n")
+    modules = {"p": tmp_path / "__init__.py", "p.a": tmp_path / "a.py", "p.b": tmp_path / "b.py"}
+    assert imports_of("p.a", modules["p.a"], modules) == {"p.b": 2}
+    assert imports_of("p.b", modules["p.b"], modules) == {"p.a": 1}
+
+
+def test_no_import_cycles_among_the_projects_modules():
+    graph, modules = import_graph()
+    assert len(modules) > 30 and any(graph.values()), "the scan found no modules or no imports: check PACKAGES"
+    groups = strongly_connected(graph)
+    assert not groups, (
+        f"{len(groups)} import cycle(s) among the project's modules (imports inside functions count). Break each by "
+        "moving the shared code to a lower layer (config/storage/ml), passing values in instead of importing back, "
+        "or merging the modules:\n"
+        + "\n".join(f"- modules {', '.join(g)}; e.g.\n{describe(a_cycle(g, graph), graph, modules)}" for g in groups))
+
+
+def test_no_import_cycles_among_the_top_level_packages():
+    # modules may be acyclic while their packages are not (c360.bench -> spark_jobs.score -> c360.config): the
+    # layers dags -> c360 -> spark_jobs/ml must point one way, so a package can be moved or deployed on its own
+    graph, modules = import_graph()
+    edges: dict[str, dict[str, list[str]]] = {p: {} for p in PACKAGES}
+    for module, targets in graph.items():
+        for target, line in targets.items():
+            a, b = module.split(".")[0], target.split(".")[0]
+            if a != b:
+                edges[a].setdefault(b, []).append(f"{module} (line {line} of {modules[module].relative_to(REPO)}) "
+                                                  f"imports {target}")
+    groups = strongly_connected({p: dict.fromkeys(e, 1) for p, e in edges.items()})
+    lines = []
+    for group in groups:  # every import between the packages of the cycle, so each back edge is named
+        lines.append(f"- packages {', '.join(group)} import each other:")
+        lines += [f"    {imp}" for a in group for b in group if b in edges[a] for imp in sorted(edges[a][b])]
+    assert not groups, "import cycle(s) between the project's packages:\n" + "\n".join(lines)
+
+
+def test_ml_imports_nothing_from_c360():
+    graph, modules = import_graph()
+    offenders = {f"{m} (line {line} of {modules[m].relative_to(REPO)}) imports {target}"
+                 for m, edges in graph.items() if m == "ml" or m.startswith("ml.")
+                 for target, line in edges.items() if target == "c360" or target.startswith("c360.")}
+    assert not offenders, ("ml/ is model code and must not import the c360 pipeline (pass settings in as "
+                           "arguments instead):\n" + "\n".join(sorted(offenders)))
