@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -73,7 +72,7 @@ def test_queued_dates_get_one_downstream_run_each_in_order(c360_env, tmp_path):
         done = probe_log.read_text().split() if probe_log.exists() else []
         assert done == DATES, f"downstream runs resolved dates {done}, expected one per landed date in order"
         listed = cli("dags", "list-runs", "probe_transform", "-o", "json")  # may be preceded by log lines
-        runs = json.loads(listed[listed.index("["):listed.rindex("]") + 1])
+        runs = next(json.loads(line) for line in listed.splitlines() if line.startswith("[{"))
         assert len(runs) == len(DATES), runs
         assert all(r["state"] == "success" for r in runs), runs
     finally:
