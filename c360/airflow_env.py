@@ -34,14 +34,27 @@ def airflow_env(settings: Settings | None = None) -> dict[str, str]:
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
             "AIRFLOW__API__HOST": "127.0.0.1",
             "AIRFLOW__API__PORT": env.get("AIRFLOW__API__PORT", "8080"),
+            # follows the API port, else tasks of an api-server on another port report to nobody
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": env.get(
-                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL", "http://127.0.0.1:8080/execution/"
+                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL",
+                f"http://127.0.0.1:{env.get('AIRFLOW__API__PORT', '8080')}/execution/",
             ),
             "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")])),
+            # `airflow standalone` (and the api-server's workers) start their components as plain `airflow ...`
+            # looked up on PATH; a venv that is not activated (`make airflow`, cron) is not on it.
+            "PATH": os.pathsep.join(filter(None, [venv_bin(), env.get("PATH")])),
             "NO_PROXY": "*",
         }
     )
     return env
+
+
+def venv_bin() -> str:
+    """The directory of the running interpreter's scripts (`.venv/bin`), where `airflow` and `mlflow` live.
+
+    Not resolved: `.venv/bin/python` is a symlink to the system interpreter, whose directory has no `airflow`.
+    """
+    return str(Path(sys.executable).parent)
 
 
 def airflow_bin() -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from airflow.sdk import Asset
+from airflow.sdk import Asset, AssetAll, PartitionedAssetTimetable
 
 from c360.config import WAREHOUSE_POOL  # noqa: F401 - re-exported for DAG files
 from c360.ingest.contract import ENTITIES
@@ -35,3 +35,15 @@ EXPORTS_ASSET = Asset(name="exports.segments", uri="c360://exports/segments", gr
 # earliest date the landing contract accepts. Every DAG has catchup=False, so the scheduler never backfills
 # from it: an unpaused DAG runs its latest interval only; older nights run on demand (`c360 nightly --date`).
 DAG_START_DATE = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def per_date_schedule(*assets: Asset) -> PartitionedAssetTimetable:
+    """Schedule a downstream DAG on `assets`, one run per data date, in the order the dates landed.
+
+    A plain Asset schedule (`schedule=[...]`) makes ONE run of everything queued since the previous run: when
+    several ingest runs (a backfill, a late night) finish while a transform run is busy (max_active_runs=1),
+    their dates collapse into one run and every date but one gets no snapshot, scores or exports. Upstream
+    tasks tag each event with its run date as partition key (c360.tasks.publish_run_date); this timetable
+    makes one run per key once every asset has an event for it, and the run knows its date (partition_key).
+    """
+    return PartitionedAssetTimetable(assets=AssetAll(*assets))

@@ -105,6 +105,10 @@ def run_date_from_context(context) -> date:
     conf = getattr(context.get("dag_run"), "conf", None) or {}
     if conf.get("run_date"):
         return _day(conf["run_date"])
+    # an Asset-triggered run of a partitioned schedule (c360.assets.per_date_schedule) is for one date only
+    partition_key = getattr(context.get("dag_run"), "partition_key", None)
+    if partition_key:
+        return _day(partition_key)
     events = context.get("triggering_asset_events") or {}
     dates = [_day(e.extra["run_date"]) for evs in events.values() for e in evs if (e.extra or {}).get("run_date")]
     if dates:
@@ -113,10 +117,15 @@ def run_date_from_context(context) -> date:
 
 
 def publish_run_date(context, day: date) -> None:
-    """Attach the data date to every Asset event this task emits, for downstream DAGs."""
+    """Attach the data date to every Asset event this task emits, for downstream DAGs.
+
+    The date is also the event's partition key: downstream DAGs scheduled with c360.assets.per_date_schedule
+    get one run per date, instead of one run for all events queued meanwhile (which took only the latest date).
+    """
     outlet_events = context.get("outlet_events")
     for asset in context["task"].outlets or []:
         outlet_events[asset].extra = {"run_date": day.isoformat()}
+        outlet_events[asset].add_partitions(day.isoformat())
 
 
 @fail_fast_on_deterministic_errors

@@ -38,6 +38,7 @@ from c360.assets import (
     SCORES_ASSET,
     SEGMENTS_ASSET,
     WAREHOUSE_POOL,
+    per_date_schedule,
 )
 
 default_args = {
@@ -49,7 +50,7 @@ default_args = {
 
 @dag(
     dag_id="c360_score",
-    schedule=[FEATURE_STORE_ASSET],
+    schedule=per_date_schedule(FEATURE_STORE_ASSET),
     start_date=DAG_START_DATE,
     catchup=False,
     max_active_runs=1,

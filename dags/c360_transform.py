@@ -19,7 +19,14 @@ from datetime import timedelta
 
 from airflow.sdk import dag, task
 
-from c360.assets import DAG_START_DATE, FEATURE_STORE_ASSET, MARTS_ASSET, RAW_ASSETS, WAREHOUSE_POOL
+from c360.assets import (
+    DAG_START_DATE,
+    FEATURE_STORE_ASSET,
+    MARTS_ASSET,
+    RAW_ASSETS,
+    WAREHOUSE_POOL,
+    per_date_schedule,
+)
 
 default_args = {
     "owner": "data-platform",
@@ -30,7 +37,7 @@ default_args = {
 
 @dag(
     dag_id="c360_transform",
-    schedule=list(RAW_ASSETS.values()),
+    schedule=per_date_schedule(*RAW_ASSETS.values()),
     start_date=DAG_START_DATE,
     catchup=False,
     max_active_runs=1,
