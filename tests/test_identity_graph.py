@@ -91,6 +91,8 @@ def test_guest_order_merges_with_the_account_by_normalised_email(shop):
     # on D1 the guest did not exist yet: the graph of a past date sees only what was known then
     members_d1, merges_d1, _, _ = build(D1)
     assert "G1" not in members_d1 and merges_d1 == []
+    # the models' data tests (uniqueness, relationships, accepted values) hold
+    transform.run_dbt(["test", *SELECT], date.fromisoformat(D2), get_settings())
 
 
 def test_shared_device_is_guarded_and_merges_nobody(shop):
