@@ -45,7 +45,7 @@ def _mangle(email: str, rng: np.random.Generator) -> str:
 
 def _latest_customers(storage: Storage) -> dict[str, dict]:
     latest: dict[str, dict] = {}
-    for key in sorted(storage.list("customers/")):
+    for key in sorted(f.key for f in storage.list("customers/")):
         if not key.endswith(".parquet"):
             continue
         for row in pq.read_table(io.BytesIO(storage.read_bytes(key))).to_pylist():
