@@ -149,3 +149,15 @@ def test_a_member_merged_later_records_the_day_of_the_merge(shop):
     members, merges, _, _ = build(D3)
     assert members["C3"] == person_of("C1")
     assert (person_of("C1"), "C3", person_of("C3"), date(2025, 3, 3), "merged", ["anonymous_id"]) in merges
+
+
+def test_a_vendor_identify_email_links_a_vendor_user_to_the_account(shop):
+    con = duckdb.connect(str(get_settings().warehouse_path))
+    # D3: Segment identify for user V7 (a vendor user id landed as customer_id) with Ann's email in its traits
+    kit.insert(con, "tracking_events", [_login("v1", "SEG-ANON", "V7", "2025-03-03T09:00:00Z")], D3)
+    con.execute("""update raw.tracking_events set vendor = 'segment', vendor_event_name = 'identify',
+                   vendor_extra = '{"traits": {"email": " ANN@example.com"}}' where event_id = 'v1'""")
+    con.close()
+    members, merges, _, _ = build(D3)
+    assert members["V7"] == person_of("C1")
+    assert ("V7", ["email_sha256"]) in [(m[1], m[5]) for m in merges]

@@ -1,6 +1,7 @@
 -- Every key that says two customer ids may be one person: one row per customer id, identifier and kind.
--- Kinds: `email_sha256` (sha256 of lower(trim(email)); the email itself never leaves the pii schema, and a source
--- that only knows the hash joins on the same value) and `anonymous_id` (a cookie / device id with identity
+-- Kinds: `email_sha256` (sha256 of lower(trim(email)) from the customer's profile or from a vendor identify call's
+-- traits.email (Segment/RudderStack, kept in vendor_extra); the email itself never leaves the pii schema and raw
+-- vendor_extra, and a source that only knows the hash joins on the same value) and `anonymous_id` (a cookie / device id with identity
 -- evidence, int_identity_links). Vendor user ids (Segment/Snowplow/GA4 userId) land as customer_id, so they are
 -- the graph's nodes, not identifiers. Only what is known by run_date counts, so a rebuild of a past date sees the
 -- graph of that date; a link whose source row is gone is gone at the next build (the graph is rebuilt, not appended).
@@ -50,6 +51,24 @@ emails as (
 
 ),
 
+identify_emails as (
+
+    -- an identify call names the email the visitor gave (a guest checkout form, a newsletter sign-up)
+    select
+        customer_id,
+        'email_sha256'                                                          as identifier_type,
+        sha256(lower(trim(json_extract_string(vendor_extra, '$.traits.email'))))  as identifier,
+        min(known_date)                                                         as first_seen_date,
+        max(known_date)                                                         as last_seen_date
+    from {{ ref('stg_shop__tracking_events') }}
+    where known_date <= {{ run_date() }}
+      and customer_id is not null
+      and vendor_extra is not null
+      and nullif(trim(json_extract_string(vendor_extra, '$.traits.email')), '') is not null
+    group by all
+
+),
+
 cookies as (
 
     select
@@ -65,5 +84,10 @@ cookies as (
 )
 
 select customer_id, identifier_type, identifier, first_seen_date, last_seen_date from emails
+union all
+-- an identify with the profile's own email adds nothing new: one row per customer and identifier
+select customer_id, identifier_type, identifier, first_seen_date, last_seen_date
+from identify_emails
+anti join emails using (customer_id, identifier_type, identifier)
 union all
 select customer_id, identifier_type, identifier, first_seen_date, last_seen_date from cookies
