@@ -161,3 +161,27 @@ def test_a_vendor_identify_email_links_a_vendor_user_to_the_account(shop):
     members, merges, _, _ = build(D3)
     assert members["V7"] == person_of("C1")
     assert ("V7", ["email_sha256"]) in [(m[1], m[5]) for m in merges]
+
+
+def test_erasing_a_customer_id_leaves_no_identity_table_naming_it(shop):
+    from c360 import privacy
+    from c360.ingest.load import ensure_raw_schema
+
+    members, _, _, _ = build(D2)
+    assert members["C1"] == members["G1"]
+    settings = get_settings()
+    with duckdb.connect(str(settings.warehouse_path)) as con:
+        ensure_raw_schema(con)  # the ingestion's bookkeeping tables, which the erasure records into
+    privacy.erase_customer("C1", settings)  # the anchor of Ann's person
+    con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+    try:
+        tables = con.execute(
+            "select table_schema, table_name, column_name from information_schema.columns "
+            "where table_schema in ('intermediate', 'marts') and (table_name like 'int_identity_%' "
+            "or table_name in ('dim_persons', 'person_members', 'person_merges'))").fetchall()
+        hits = {f"{s}.{t}.{c}" for s, t, c in tables
+                if con.execute(f'select count(*) from "{s}"."{t}" where contains("{c}"::varchar, ?)', ["C1"]).fetchone()[0]}
+    finally:
+        con.close()
+    assert {t for _, t, _ in tables} >= {"int_identity_identifiers", "person_members", "dim_persons"}
+    assert hits == set()  # every column, lists included, cast to text

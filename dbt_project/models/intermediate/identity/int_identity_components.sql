@@ -27,9 +27,9 @@ nodes as (
 
 edges as (
 
-    select customer_id_a as from_id, customer_id_b as to_id from {{ ref('int_identity_customer_pairs') }}
+    select left_customer_id as from_id, right_customer_id as to_id from {{ ref('int_identity_customer_pairs') }}
     union all
-    select customer_id_b, customer_id_a from {{ ref('int_identity_customer_pairs') }}
+    select right_customer_id, left_customer_id from {{ ref('int_identity_customer_pairs') }}
 
 ),
 

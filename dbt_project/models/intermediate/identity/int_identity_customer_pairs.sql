@@ -1,5 +1,6 @@
--- The edges of the identity graph: two customer ids (customer_id_a < customer_id_b) sharing at least one identifier
--- that is not guarded. linked_date is the first day the pair was known to share one (both ends known).
+-- The edges of the identity graph: two customer ids (left_customer_id < right_customer_id) sharing at least one identifier
+-- that is not guarded (the columns end in _customer_id so that erase-customer sweeps both ends). linked_date is
+-- the first day the pair was known to share one (both ends known).
 
 with usable as (
 
@@ -12,8 +13,8 @@ with usable as (
 )
 
 select
-    a.customer_id                                                               as customer_id_a,
-    b.customer_id                                                               as customer_id_b,
+    a.customer_id                                                               as left_customer_id,
+    b.customer_id                                                               as right_customer_id,
     min(greatest(a.first_seen_date, b.first_seen_date))                         as linked_date,
     list(distinct a.identifier_type order by a.identifier_type)                 as identifier_types,
     count(*)                                                                    as shared_identifiers

@@ -10,9 +10,9 @@ with components as (
 
 edges as (
 
-    select customer_id_a as from_id, customer_id_b as to_id, linked_date from {{ ref('int_identity_customer_pairs') }}
+    select left_customer_id as from_id, right_customer_id as to_id, linked_date from {{ ref('int_identity_customer_pairs') }}
     union all
-    select customer_id_b, customer_id_a, linked_date from {{ ref('int_identity_customer_pairs') }}
+    select right_customer_id, left_customer_id, linked_date from {{ ref('int_identity_customer_pairs') }}
 
 ),
 
@@ -35,10 +35,10 @@ direct_links as (
     -- the kinds of evidence tying each member to another member of the same person
     select edges.from_id as customer_id, list(distinct t order by t) as linked_by
     from (
-        select customer_id_a as from_id, customer_id_b as to_id, unnest(identifier_types) as t
+        select left_customer_id as from_id, right_customer_id as to_id, unnest(identifier_types) as t
         from {{ ref('int_identity_customer_pairs') }}
         union all
-        select customer_id_b, customer_id_a, unnest(identifier_types)
+        select right_customer_id, left_customer_id, unnest(identifier_types)
         from {{ ref('int_identity_customer_pairs') }}
     ) as edges
     group by edges.from_id
