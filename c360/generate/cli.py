@@ -49,6 +49,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="write only transactions with customer_id, order_id, ordered_at, amount",
     )
+    parser.add_argument(
+        "--duplicate-accounts", type=float, default=0.0, metavar="RATE",
+        help="share of customers who open a second account with the same email (case/blanks differ); truth in "
+        "the ground-truth folder's identity_truth.csv (default 0: none, output unchanged)",
+    )
+    parser.add_argument(
+        "--guest-orders", type=float, default=0.0, metavar="RATE",
+        help="share of customers who also check out as a guest (customers row with email, no signup) (default 0)",
+    )
     parser.add_argument("--log-every", type=int, default=None, help="log progress every N days")
 
 
@@ -85,4 +94,13 @@ def run(args: argparse.Namespace) -> int:
         params=profile_params(args.profile),
     )
     print(summary.describe())
+    if args.duplicate_accounts or args.guest_orders:
+        from c360.generate.identity import add_identity_cases
+
+        cases = add_identity_cases(
+            args.out or settings.landing_uri, summary.truth_dir, seed=args.seed, start=args.start,
+            days=args.days, duplicate_rate=args.duplicate_accounts, guest_rate=args.guest_orders,
+        )
+        print(f"  identity cases: {cases.duplicate_accounts} duplicate accounts, {cases.guest_orders} guest "
+              f"orders; truth {cases.truth_path}")
     return 0

@@ -1,0 +1,187 @@
+"""Identity graph (issue #18 Deliver 3): customer ids stitched into persons over email hashes and cookies.
+
+Tiny raw warehouses, the dbt models int_identity_* -> person_members / person_merges / dim_persons, built for real.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import date
+
+import duckdb
+import pytest
+
+from c360 import transform
+from c360.config import get_settings
+from tests import dbt_testkit as kit
+
+pytestmark = pytest.mark.integration
+
+SELECT = ["--select", "fx_rates +dim_persons +person_merges int_identity_guarded_identifiers"]
+D1, D2, D3 = "2025-03-01", "2025-03-02", "2025-03-03"
+
+
+def person_of(customer_id: str) -> str:
+    return "p_" + hashlib.sha256(customer_id.encode()).hexdigest()[:24]
+
+
+def _order(order_id, customer_id, at):
+    return {"order_id": order_id, "customer_id": customer_id, "ordered_at": at, "amount": 10}
+
+
+def _customer(customer_id, email, at, signup=True):
+    row = {"customer_id": customer_id, "email": email, "updated_at": at}
+    if signup:
+        row["signup_at"] = at
+    return row
+
+
+def _login(event_id, cookie, customer_id, at):
+    return {"event_id": event_id, "anonymous_id": cookie, "occurred_at": at, "event_type": "login",
+            "customer_id": customer_id}
+
+
+def build(run_date: str):
+    settings = get_settings()
+    transform.run_dbt([*kit.BUILD_MODELS, *SELECT], date.fromisoformat(run_date), settings)
+    con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+    try:
+        members = dict(con.execute("select customer_id, person_id from marts.person_members").fetchall())
+        merges = con.execute(
+            "select person_id, merged_customer_id, previous_person_id, merged_on, merge_kind, linked_by "
+            "from marts.person_merges order by merged_customer_id").fetchall()
+        guarded = con.execute(
+            "select identifier_type, identifier, customer_count from intermediate.int_identity_guarded_identifiers"
+        ).fetchall()
+        persons = con.execute(
+            "select person_id, anchor_customer_id, customer_id_count from marts.dim_persons"
+        ).fetchall()
+    finally:
+        con.close()
+    return members, merges, guarded, persons
+
+
+@pytest.fixture
+def shop(tmp_path, monkeypatch):
+    kit.configure_env(monkeypatch, tmp_path)
+    con = duckdb.connect(str(get_settings().warehouse_path))
+    kit.create_raw_tables(con)
+    # D1: Ann's account C1 with an order; a shared shop tablet T on which four accounts log in
+    kit.insert(con, "customers", [
+        _customer("C1", "ann@example.com", "2025-03-01T08:00:00Z"),
+        *[_customer(f"S{i}", f"s{i}@example.com", "2025-03-01T08:00:00Z") for i in range(1, 5)],
+    ], D1)
+    kit.insert(con, "transactions", [_order("O1", "C1", "2025-03-01T09:00:00Z")], D1)
+    kit.insert(con, "tracking_events", [
+        _login(f"t{i}", "T", f"S{i}", f"2025-03-01T1{i}:00:00Z") for i in range(1, 5)], D1)
+    # D2: a guest checkout G1 with Ann's email typed differently (case, blanks); no account, no signup
+    kit.insert(con, "customers", [_customer("G1", "  Ann@Example.COM ", "2025-03-02T10:00:00Z", signup=False)], D2)
+    kit.insert(con, "transactions", [_order("O2", "G1", "2025-03-02T10:00:00Z")], D2)
+    con.close()
+    return tmp_path
+
+
+def test_guest_order_merges_with_the_account_by_normalised_email(shop):
+    members, merges, _, persons = build(D2)
+    # the guest joins Ann's person, whose id is her earlier account's hash (not the guest's)
+    assert members["C1"] == members["G1"] == person_of("C1")
+    assert (person_of("C1"), "C1", 2) in persons
+    assert merges == [(person_of("C1"), "G1", person_of("G1"), date(2025, 3, 2), "linked_at_creation",
+                       ["email_sha256"])]
+    # on D1 the guest did not exist yet: the graph of a past date sees only what was known then
+    members_d1, merges_d1, _, _ = build(D1)
+    assert "G1" not in members_d1 and merges_d1 == []
+    # the models' data tests (uniqueness, relationships, accepted values) hold
+    transform.run_dbt(["test", *SELECT], date.fromisoformat(D2), get_settings())
+
+
+def test_shared_device_is_guarded_and_merges_nobody(shop):
+    members, merges, guarded, _ = build(D2)
+    assert guarded == [("anonymous_id", "T", 4)]
+    assert len({members[f"S{i}"] for i in range(1, 5)}) == 4
+    assert all(m[1] != f"S{i}" for m in merges for i in range(1, 5))
+
+
+def test_the_guard_threshold_is_a_var(shop, monkeypatch):
+    monkeypatch.setenv("C360_IDENTITY_MAX_CUSTOMERS_PER_IDENTIFIER", "4")
+    members, _, guarded, _ = build(D2)
+    assert guarded == []
+    assert len({members[f"S{i}"] for i in range(1, 5)}) == 1  # now one (wrong) giant person: the guard matters
+
+
+def test_a_cookie_links_two_accounts_and_a_later_merge_keeps_the_older_person_id(shop):
+    con = duckdb.connect(str(get_settings().warehouse_path))
+    # D3: Ann opens a second account C2 (another email) and logs in to both on her phone
+    kit.insert(con, "customers", [_customer("C2", "ann.work@example.com", "2025-03-03T08:00:00Z")], D3)
+    kit.insert(con, "tracking_events", [
+        _login("p1", "PHONE", "C1", "2025-03-03T09:00:00Z"), _login("p2", "PHONE", "C2", "2025-03-03T10:00:00Z")], D3)
+    # and an unrelated customer arrives: nobody's person id changes
+    kit.insert(con, "customers", [_customer("Z9", "zed@example.com", "2025-03-03T08:00:00Z")], D3)
+    con.close()
+    members, merges, _, _ = build(D3)
+    assert {members["C1"], members["G1"], members["C2"]} == {person_of("C1")}
+    assert members["Z9"] == person_of("Z9")
+    assert [(m[1], m[4], m[5]) for m in merges] == [
+        ("C2", "linked_at_creation", ["anonymous_id"]), ("G1", "linked_at_creation", ["email_sha256"])]
+
+
+def test_withdrawing_the_link_splits_the_person_at_the_next_build(shop):
+    members, _, _, _ = build(D2)
+    assert members["G1"] == members["C1"]
+    con = duckdb.connect(str(get_settings().warehouse_path))
+    # the guest's customer row (the only evidence of the email) is withdrawn from raw
+    con.execute("delete from raw.customers where customer_id = 'G1'")
+    con.close()
+    members, merges, _, persons = build(D2)
+    assert members["C1"] == person_of("C1") and members["G1"] == person_of("G1")
+    assert merges == []
+    assert (person_of("C1"), "C1", 1) in persons
+
+
+def test_a_member_merged_later_records_the_day_of_the_merge(shop):
+    con = duckdb.connect(str(get_settings().warehouse_path))
+    # D3: the guest G1 changes nothing; C3 (own email, known since D1 via an order only) logs in on Ann's phone
+    # together with C1 only on D3: a merge of two persons that existed apart
+    kit.insert(con, "transactions", [_order("O3", "C3", "2025-03-01T12:00:00Z")], D1)
+    kit.insert(con, "tracking_events", [
+        _login("q1", "PHONE", "C1", "2025-03-03T09:00:00Z"), _login("q2", "PHONE", "C3", "2025-03-03T10:00:00Z")], D3)
+    con.close()
+    members, merges, _, _ = build(D3)
+    assert members["C3"] == person_of("C1")
+    assert (person_of("C1"), "C3", person_of("C3"), date(2025, 3, 3), "merged", ["anonymous_id"]) in merges
+
+
+def test_a_vendor_identify_email_links_a_vendor_user_to_the_account(shop):
+    con = duckdb.connect(str(get_settings().warehouse_path))
+    # D3: Segment identify for user V7 (a vendor user id landed as customer_id) with Ann's email in its traits
+    kit.insert(con, "tracking_events", [_login("v1", "SEG-ANON", "V7", "2025-03-03T09:00:00Z")], D3)
+    con.execute("""update raw.tracking_events set vendor = 'segment', vendor_event_name = 'identify',
+                   vendor_extra = '{"traits": {"email": " ANN@example.com"}}' where event_id = 'v1'""")
+    con.close()
+    members, merges, _, _ = build(D3)
+    assert members["V7"] == person_of("C1")
+    assert ("V7", ["email_sha256"]) in [(m[1], m[5]) for m in merges]
+
+
+def test_erasing_a_customer_id_leaves_no_identity_table_naming_it(shop):
+    from c360 import privacy
+    from c360.ingest.load import ensure_raw_schema
+
+    members, _, _, _ = build(D2)
+    assert members["C1"] == members["G1"]
+    settings = get_settings()
+    with duckdb.connect(str(settings.warehouse_path)) as con:
+        ensure_raw_schema(con)  # the ingestion's bookkeeping tables, which the erasure records into
+    privacy.erase_customer("C1", settings)  # the anchor of Ann's person
+    con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+    try:
+        tables = con.execute(
+            "select table_schema, table_name, column_name from information_schema.columns "
+            "where table_schema in ('intermediate', 'marts') and (table_name like 'int_identity_%' "
+            "or table_name in ('dim_persons', 'person_members', 'person_merges'))").fetchall()
+        hits = {f"{s}.{t}.{c}" for s, t, c in tables
+                if con.execute(f'select count(*) from "{s}"."{t}" where contains("{c}"::varchar, ?)', ["C1"]).fetchone()[0]}
+    finally:
+        con.close()
+    assert {t for _, t, _ in tables} >= {"int_identity_identifiers", "person_members", "dim_persons"}
+    assert hits == set()  # every column, lists included, cast to text
