@@ -8,12 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+# mlflow is a pinned dependency: a broken install must fail here, not turn the registry tests into skips
+import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-
-# mlflow is a pinned dependency: a broken install must fail here, not turn the registry tests into skips
-import mlflow
 
 from ml import metrics
 from ml.gates import DEFAULT_GATES, evaluate_gates

@@ -21,7 +21,8 @@ import pyarrow.parquet as pq
 
 from c360.config import get_settings
 from c360.ingest.contract import ENTITIES, JSON_FORMATS
-from c360.ingest.readers import file_format, read_landed_file
+from c360.ingest.landed_file import read_landed_file
+from c360.ingest.readers import file_format
 from c360.storage import Storage, open_storage
 
 log = logging.getLogger(__name__)

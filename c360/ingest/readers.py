@@ -182,20 +182,3 @@ def tracking_vendor(key: str) -> str | None:
     if len(parts) > 2 and parts[0] == "tracking" and parts[1] in TRACKING_VENDORS:
         return parts[1]
     return None
-
-
-def read_landed_file(data: bytes, key: str, entity: Entity) -> pa.Table:
-    """Text columns of the entity (missing ones null) + _source_line, _malformed, _record, _schema_problem, _bot."""
-    vendor = tracking_vendor(key)
-    if vendor:
-        from c360.ingest.vendors import read_vendor_file  # the adapters import this module
-
-        return read_vendor_file(vendor, data, key, entity)
-    fmt = file_format(key)
-    if fmt in (".csv", ".csv.gz"):
-        return read_csv(data, key, entity)
-    if fmt == ".parquet":
-        return read_parquet(data, key, entity)
-    if fmt in JSON_FORMATS:
-        return read_jsonl(data, key, entity)
-    raise UnreadableFile(f"{key}: unsupported file type; expected one of {', '.join(entity.formats)}")
