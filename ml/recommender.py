@@ -8,6 +8,9 @@ Input: interaction events (customer_id, product_id, event_type, event_time), eve
   the customer (cold start) or has too few new items, the list is filled with the most popular
   products of the customer's favourite category (source `category_popular`), then overall (`popular`).
 - similar products per product: cosine similarity of the ALS item factors.
+- the popularity baseline (`popularity_model`): the same lists without ALS - recency-weighted popularity in the
+  customer's favourite category, then overall, never what the customer bought. Registered as a version of the
+  recommender when ALS misses its floors, so a shop always has a recommender champion.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 from pyspark.ml import Pipeline, PipelineModel
-from pyspark.ml.feature import StringIndexer
+from pyspark.ml.feature import SQLTransformer, StringIndexer
 from pyspark.ml.recommendation import ALS, ALSModel
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
@@ -106,11 +109,30 @@ def fit_als(strength: DataFrame, **params) -> PipelineModel:
     return build_als(**params).fit(strength.select("customer_id", "product_id", "strength"))
 
 
+# The popularity baseline as a registered model: one SQL stage with no learned state. What it recommends is computed
+# at scoring time from the interactions known then (`recommendation_lists` with model=None), so a version never goes
+# stale and its artifact holds no customer id. `prediction` is null: popularity has no customer-product affinity.
+POPULARITY_STATEMENT = "SELECT *, CAST(NULL AS DOUBLE) AS prediction FROM __THIS__"
+
+
+def popularity_model() -> PipelineModel:
+    """The registrable marker of the popularity baseline (see POPULARITY_STATEMENT)."""
+    return PipelineModel(stages=[SQLTransformer(statement=POPULARITY_STATEMENT)])
+
+
+def is_popularity_model(model) -> bool:
+    """Whether a loaded recommender version is the popularity baseline (then `recommendation_lists` gets None)."""
+    stages = getattr(model, "stages", None) or []
+    return (len(stages) == 1 and isinstance(stages[0], SQLTransformer)
+            and stages[0].getStatement() == POPULARITY_STATEMENT)
+
+
 def _parts(model: PipelineModel):
-    user_indexer, item_indexer, als = model.stages
-    if not isinstance(als, ALSModel):
-        raise TypeError("expected a PipelineModel of [StringIndexerModel, StringIndexerModel, ALSModel]")
-    return user_indexer, item_indexer, als
+    stages = list(getattr(model, "stages", None) or [])
+    if len(stages) != 3 or not isinstance(stages[2], ALSModel):
+        what = "the popularity baseline" if is_popularity_model(model) else f"stages {[type(s).__name__ for s in stages]}"
+        raise TypeError(f"expected a PipelineModel of [StringIndexerModel, StringIndexerModel, ALSModel], got {what}")
+    return tuple(stages)
 
 
 def _label_frame(spark: SparkSession, labels: list[str], idx_col: str, id_col: str) -> DataFrame:
@@ -263,8 +285,11 @@ def recommendation_lists(model: PipelineModel | None, customers: DataFrame, seen
     Each customer is one row carrying arrays (bought products, ALS top items, the top of their favourite
     category and overall, the last two broadcast): each source in priority order contributes its first items
     that are neither bought nor already picked, until n. No candidate rows are exploded, shuffled or windowed.
+    `model` None or the popularity baseline (`popularity_model`): the popular lists only.
     """
     fetch = n + exclude_cap
+    if model is not None and is_popularity_model(model):
+        model = None  # the registered popularity baseline: the popular lists alone
     if "favourite_category" not in customers.columns:
         customers = customers.withColumn("favourite_category", F.lit(None).cast("string"))
     customers = customers.select("customer_id", "favourite_category").dropDuplicates(["customer_id"])

@@ -159,6 +159,8 @@ def recommend_customers(spark, snapshot, model, events_path: Path, products_path
                         n: int = TOP_N):
     """(customer_id, recommendations) for every customer of `snapshot`: the recommender champion's top-n as an
     array of (product_id, score, source), from the interactions known at D (`ml.recommender.recommendation_lists`).
+    A popularity-baseline champion (`ml.recommender.popularity_model`) gives the popular lists alone (sources
+    `category_popular`, `popular`), computed from the same interactions.
     """
     from pyspark.sql import functions as F
 
@@ -338,6 +340,14 @@ def score(as_of_date: str, *, model_prefix: str = "", interactions: str | None =
         check_signatures(snapshot.columns, champions, as_of_date)
         with step("loading models"):
             models = {m: mlflow.spark.load_model(champions[m].uri) for m in needed}
+        if recommendations:
+            from ml.recommender import is_popularity_model
+
+            if is_popularity_model(models["recommender"]):
+                # registered when ALS missed its floors: the same lists and contract, from the popular products
+                log.info("%s v%s is the popularity baseline: recommending the most popular products (favourite "
+                         "category first) each customer has not bought", names["recommender"],
+                         champions["recommender"].version)
         started = time.perf_counter()
         cached: list = []
 

@@ -697,20 +697,23 @@ def _evaluate_als(events: DataFrame, products, best_params: dict, train_end: str
     return setup, challenger, own_metrics
 
 
-def _als_champion_metrics(name: str, setup: dict, best_params: dict, own_metrics: dict, opts):
+def _als_champion_metrics(name: str, setup: dict, best_params: dict, own_metrics: dict, challenger: dict, opts):
     """(metrics, version) of the champion's configuration on this holdout.
 
     The champion's registered model was refitted through its own as-of date, which may lie inside this holdout:
     scored as is it would be judged on purchases it was trained on. So the champion's configuration (its ALS
-    parameters) is refitted on this training window and evaluated like the challenger."""
+    parameters) is refitted on this training window and evaluated like the challenger. A popularity-baseline
+    champion is the popularity baseline measured on this holdout (in `challenger`, `baseline_popularity_*`)."""
     k = opts.rec_top_n
     champion_metrics, champion_version = None, None
     with step("recommender: evaluating the current champion's parameters on the holdout"):
         try:
             current = alias_version(name, CHAMPION)
-            champion_params = champion_als_params(name) if current is not None else None
             if current is not None:
                 champion_version = str(current.version)
+            if current is not None and (current.tags or {}).get("serving") == REC_BASELINE:
+                return popularity_metrics(challenger), champion_version
+            champion_params = champion_als_params(name) if current is not None else None
             if champion_params == best_params:
                 champion_metrics = dict(own_metrics)
             elif champion_params is not None:
@@ -723,22 +726,59 @@ def _als_champion_metrics(name: str, setup: dict, best_params: dict, own_metrics
     return champion_metrics, champion_version
 
 
+REC_BASELINE = "popularity"
+
+
+def popularity_metrics(challenger: dict) -> dict[str, float]:
+    """The popularity baseline's metrics on the holdout (the challenger's `baseline_popularity_*`, unprefixed): what
+    the registered baseline (`recommender.popularity_model`) serves - favourite category first, then overall,
+    recency-weighted, never what the customer bought."""
+    prefix = "baseline_popularity_"
+    return {**{key[len(prefix):]: v for key, v in challenger.items() if key.startswith(prefix)}, "als_share": 0.0}
+
+
+def recommender_fallback(challenger: dict, own_metrics: dict, params: dict) -> tuple[str | None, str | None]:
+    """(serving, note): (None, None) when ALS passes its floors; else the popularity baseline serves - it is what the
+    floors measure ALS against, so it cannot fail them (ml.gates.baseline_gates), and a shop always gets a
+    recommender champion. Then `challenger` becomes the baseline's metrics, ALS's kept as `ml_candidate_*`."""
+    ml_floors = floors_only(DEFAULT_GATES["recommender"], challenger)
+    if ml_floors.passed:
+        return None, None
+    challenger.update(_flat("ml_candidate_", own_metrics))
+    challenger.update(popularity_metrics(challenger))
+    note = _fallback_note("recommender", f"ALS {params}", ml_floors, REC_BASELINE)
+    log.warning("%s", note)
+    return REC_BASELINE, note
+
+
 def _log_recommender(final, final_strength: DataFrame, setup: dict, challenger: dict, champion_metrics,
-                     params: dict, windows: dict, n_events: int, grid_mode: str, opts) -> str:
-    """Tags, parameters, metrics and the refitted model on the active run; the model uri."""
+                     params: dict, windows: dict, n_events: int, grid_mode: str, opts, serving: str | None = None,
+                     note: str | None = None) -> str:
+    """Tags, parameters, metrics and the model to register (refitted ALS, or the popularity baseline) on the active
+    run; the model uri."""
     as_of, train_end = windows["as_of"], windows["train_end"]
+    if serving:
+        # the ALS parameters stay logged: the next training reuses them ('champion' grid) instead of tuning again
+        registered = {"model_kind": "popularity_baseline", "serving": serving,
+                      "registered_model": "the popularity baseline: computed at scoring time from the interactions "
+                                          f"known then (metrics: popularity up to {train_end})"}
+        tags = {"served_from": "interactions known at each scoring date", "serving_note": (note or "")[:4500]}
+    else:
+        registered = {"model_kind": "als_implicit", "serving": "model",
+                      "registered_model": f"refit on interactions up to {as_of} (metrics: the same parameters "
+                                          f"fitted up to {train_end})"}
+        tags = {"refit_through": as_of}
     with step("recommender: logging to MLflow"):
         mlflow.set_tags({"model": "recommender", "as_of_date": as_of, "train_end": train_end,
-                         "holdout_end": windows["holdout_end"], "refit_through": as_of,
+                         "holdout_end": windows["holdout_end"], **tags,
                          "train_data_hash": fingerprint(setup["strength"], ["customer_id", "product_id",
                                                                            "strength"])})
-        mlflow.log_params({"model_kind": "als_implicit", **params, "max_iter": 10, "top_n": opts.rec_top_n,
+        mlflow.log_params({**registered, **params, "max_iter": 10, "top_n": opts.rec_top_n,
                            "half_life_days": opts.half_life_days, "event_weights": str(recommender.EVENT_WEIGHTS),
                            "holdout_days": opts.rec_holdout_days, "grid": grid_mode, "events": n_events,
                            "catalog_size": setup["catalog_size"],
-                           "registered_model": f"refit on interactions up to {as_of} (metrics: the same "
-                                               f"parameters fitted up to {train_end})",
-                           "champion_evaluation": "the champion's ALS parameters refitted up to train_end"})
+                           "champion_evaluation": "the champion's ALS parameters refitted up to train_end (a "
+                                                  "popularity champion: popularity on the same holdout)"})
         mlflow.log_metrics(_flat("", challenger))
         if champion_metrics:
             mlflow.log_metrics(_flat("champion_", champion_metrics))
@@ -769,18 +809,27 @@ def train_recommender(spark: SparkSession, events_path: Path, products_path: Pat
     with mlflow.start_run(run_name=f"recommender {as_of}") as run:
         best_params = _tune_als(events, products, grid, val_end, train_end, opts)
         setup, challenger, own_metrics = _evaluate_als(events, products, best_params, train_end, as_of, opts)
-        champion_metrics, champion_version = _als_champion_metrics(name, setup, best_params, own_metrics, opts)
-        # hyper-parameters chosen and the configuration judged on the holdout: the model to register is refitted
-        # on every interaction up to the as-of date, so it knows the last month's customers and products too
-        with step(f"recommender: refitting ALS {best_params} on every interaction up to {as_of}"):
-            final_strength = recommender.interaction_strength(events, as_of, half_life_days=opts.half_life_days)
-            final = recommender.fit_als(final_strength, seed=opts.seed, **best_params)
+        champion_metrics, champion_version = _als_champion_metrics(name, setup, best_params, own_metrics,
+                                                                   challenger, opts)
+        serving, note = recommender_fallback(challenger, own_metrics, best_params)
+        if serving:
+            # nothing to refit: the baseline's lists are computed from the interactions known at scoring time
+            final, final_strength = recommender.popularity_model(), setup["strength"]
+        else:
+            # hyper-parameters chosen and the configuration judged on the holdout: the model to register is
+            # refitted on every interaction up to the as-of date, so it knows the last month's customers and
+            # products too
+            with step(f"recommender: refitting ALS {best_params} on every interaction up to {as_of}"):
+                final_strength = recommender.interaction_strength(events, as_of, half_life_days=opts.half_life_days)
+                final = recommender.fit_als(final_strength, seed=opts.seed, **best_params)
         model_uri = _log_recommender(final, final_strength, setup, challenger, champion_metrics, best_params,
-                                     windows, n_events, grid_mode, opts)
+                                     windows, n_events, grid_mode, opts, serving, note)
         run_id = run.info.run_id
-    log.info("recommender: holdout ndcg@%d %.4f vs popularity %.4f, coverage %.3f", k, challenger[gate_key],
+    log.info("recommender: %s holdout ndcg@%d %.4f vs popularity %.4f, coverage %.3f",
+             "popularity baseline (serving)" if serving else "ALS", k, challenger[gate_key],
              challenger[f"baseline_popularity_{gate_key}"], challenger.get("catalog_coverage", float("nan")))
     events.unpersist()
     return register_and_gate(name, "recommender", model_uri, run_id, challenger, champion_metrics,
                              champion_version, opts, audit,
-                             [gate_key, f"recall_at_{k}", "catalog_coverage", f"baseline_popularity_{gate_key}"])
+                             [gate_key, f"recall_at_{k}", "catalog_coverage", f"baseline_popularity_{gate_key}"],
+                             serving=serving, note=note)

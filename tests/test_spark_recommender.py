@@ -154,3 +154,50 @@ def test_heavy_buyers_still_get_model_recommendations_after_excluding_what_they_
     # same-group products: the model's recommendations are the customer's taste
     assert heavy.where(F.substring("product_id", 1, 1) != F.when(F.col("customer_id").substr(2, 2).cast("int") % 2
                                                                  == 0, "A").otherwise("B")).count() == 0
+
+
+# --------------------------------------------------------------------------------------------------
+# the popularity baseline registered as a recommender version (served when ALS misses its floors)
+# --------------------------------------------------------------------------------------------------
+
+def test_popularity_baseline_recommends_recent_popular_unbought_products_favourite_category_first(spark, tmp_path):
+    """Registered as a model and loaded back, the baseline gives the lists `recommend` gives without ALS: products by
+    recency-weighted popularity (a product bought recently by one customer outranks one bought by three customers
+    ten months ago), the favourite category first, never what the customer bought."""
+    from pyspark.ml import PipelineModel
+
+    events = _events(spark, [
+        ("c1", "a_old", "purchase", T(2024, 9, 1)), ("c2", "a_old", "purchase", T(2024, 9, 2)),
+        ("c3", "a_old", "purchase", T(2024, 9, 3)),                        # 3 x 5 x 0.5^(~300/60) ~ 0.5
+        ("c4", "a_new", "purchase", T(2025, 6, 29)),                       # 5 x ~1
+        ("c1", "b_mid", "add_to_cart", T(2025, 6, 1)), ("c2", "b_mid", "product_view", T(2025, 6, 1)),  # ~2.9
+        ("c4", "b_low", "product_view", T(2025, 3, 1)),                    # 1 x 0.5^(121/60) ~ 0.25
+    ])
+    products = spark.createDataFrame([("a_old", "A"), ("a_new", "A"), ("b_mid", "B"), ("b_low", "B")],
+                                     "product_id string, category string")
+    strength = rec.interaction_strength(events, "2025-06-30")
+    popular = rec.popularity(strength, products)
+    customers = spark.createDataFrame([("c4", "B"), ("new", None)], "customer_id string, favourite_category string")
+    seen = rec.known_purchases(events, "2025-06-30")
+
+    baseline = rec.popularity_model()
+    baseline.write().save(str(tmp_path / "baseline"))
+    loaded = PipelineModel.load(str(tmp_path / "baseline"))
+    assert rec.is_popularity_model(loaded) and not rec.is_popularity_model(None)
+    out = rec.recommend(loaded, customers, seen, popular, n=3)
+    assertDataFrameEqual(out, rec.recommend(None, customers, seen, popular, n=3))
+    got = {}
+    for r in out.orderBy("customer_id", "rank").collect():
+        got.setdefault(r["customer_id"], []).append((r["product_id"], r["source"]))
+    # c4 bought a_new: not recommended; favourite category B first, then the rest by popularity
+    assert got["c4"] == [("b_mid", "category_popular"), ("b_low", "category_popular"), ("a_old", "popular")]
+    assert [p for p, _ in got["new"]] == ["a_new", "b_mid", "a_old"]  # recency beats the older, larger count
+    assert {s for _, s in got["new"]} == {"popular"}
+
+
+def test_popularity_baseline_is_no_als_model(spark, shop):
+    events, _ = shop
+    als = rec.fit_als(rec.interaction_strength(events, "2025-06-30"), rank=2, max_iter=1)
+    assert not rec.is_popularity_model(als)
+    with pytest.raises(TypeError, match="ALSModel"):
+        rec.similar_products(rec.popularity_model())  # it has no item factors: no similar products either

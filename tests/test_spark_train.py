@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from pyspark.sql import functions as F
 
 from spark_jobs.train import (
     Options,
@@ -81,6 +82,36 @@ def test_clv_candidate_is_chosen_by_ranking_within_an_mae_tolerance():
     assert choose_clv_candidate(far) == "bgnbd"
     undefined = {"bgnbd": {"mae": 80.0, "spearman": float("nan")}, "gbt": {"mae": 81.0, "spearman": 0.1}}
     assert choose_clv_candidate(undefined) == "gbt"
+
+
+def test_popularity_serves_the_recommender_when_als_misses_a_floor():
+    """ALS below popularity (or below the coverage floor) -> the popularity baseline serves, its metrics become the
+    run's and ALS's are kept as ml_candidate_*; ALS past its floors -> nothing changes."""
+    from ml.gates import DEFAULT_GATES, baseline_gates, evaluate_gates
+    from spark_jobs.training import popularity_metrics, recommender_fallback
+
+    popularity = {"ndcg_at_10": 0.20, "recall_at_10": 0.30, "precision_at_10": 0.03, "catalog_coverage": 0.02}
+    als = {"ndcg_at_10": 0.15, "recall_at_10": 0.25, "precision_at_10": 0.02, "catalog_coverage": 0.40,
+           "als_share": 0.9}
+    challenger = {**als, **{f"baseline_popularity_{k}": v for k, v in popularity.items()}}
+    serving, note = recommender_fallback(challenger, dict(als), {"rank": 8})
+    assert serving == "popularity" and "did not beat the baselines' floors" in note and "ndcg_at_10" in note
+    assert {k: challenger[k] for k in popularity} == popularity and challenger["als_share"] == 0.0
+    assert challenger["ml_candidate_ndcg_at_10"] == 0.15 and challenger["ml_candidate_als_share"] == 0.9
+    assert popularity_metrics(challenger) == {**popularity, "als_share": 0.0}
+    # served, it passes the baseline gates (no floors) as a first champion, and must beat a better champion
+    assert evaluate_gates(baseline_gates("recommender"), challenger, None).passed
+    assert not evaluate_gates(baseline_gates("recommender"), challenger, {"ndcg_at_10": 0.21}).passed
+    assert not evaluate_gates(DEFAULT_GATES["recommender"], challenger, None).passed  # coverage 0.02 < 0.05
+
+    low_coverage = {**als, "ndcg_at_10": 0.25, "catalog_coverage": 0.01}
+    challenger = {**low_coverage, **{f"baseline_popularity_{k}": v for k, v in popularity.items()}}
+    assert recommender_fallback(challenger, dict(low_coverage), {})[0] == "popularity"
+
+    good = {**als, "ndcg_at_10": 0.25}
+    challenger = {**good, **{f"baseline_popularity_{k}": v for k, v in popularity.items()}}
+    before = dict(challenger)
+    assert recommender_fallback(challenger, dict(good), {}) == (None, None) and challenger == before
 
 
 def test_arguments():
@@ -386,6 +417,79 @@ def test_a_baseline_serves_when_no_ml_candidate_passes_its_floors(spark, env, ca
     # the served recency model ranks exactly like the recency baseline on the holdout
     assert churn_run["roc_auc"] == pytest.approx(churn_run["baseline_recency_roc_auc"], abs=1e-6)
     assert "ml_candidate_roc_auc" in churn_run
+
+
+@pytest.mark.integration
+def test_popularity_baseline_is_promoted_when_als_misses_its_floors_and_scoring_serves_it(spark, env, capsys,
+                                                                                          monkeypatch):
+    """A recommender floor ALS cannot pass: the popularity baseline is registered and promoted as a recommender
+    version, evaluated on the same holdout; scoring serves it with the same recommendations contract (every
+    customer, ranks 1..10, never a bought product, sources category_popular/popular); the next training's ALS is
+    judged against it on the new holdout and replaces it when it beats it."""
+    import duckdb
+    import mlflow
+
+    from ml import recommender
+    from ml.gates import DEFAULT_GATES, Floor, GateConfig
+    from spark_jobs import training
+    from spark_jobs.score import score
+
+    monkeypatch.setenv("C360_SCORES_DIR", str(env / "scores"))
+    impossible = GateConfig("ndcg_at_10", floors=(Floor("ndcg_at_10", value=1.01),))
+    monkeypatch.setattr(training, "DEFAULT_GATES", {**DEFAULT_GATES, "recommender": impossible})
+    fs = env / "feature_store"
+    write_tiny_feature_store(fs, ("2025-01-31", "2025-04-30"))
+    opts = Options(models=["churn", "clv", "recommender"], as_of_date="2025-07-31", gbt_iterations=4,
+                   rec_grid="none", rec_top_n=5, rec_holdout_days=30)
+    assert train(opts, spark=spark) == 0
+    rec = {r["model"]: r for r in json.loads(capsys.readouterr().out.strip().splitlines()[-1])}["recommender"]
+    assert rec["serving"] == "popularity" and rec["promoted"] and rec["champion_version"] == rec["version"] == "1"
+    assert "did not beat the baselines' floors" in rec["gates"]
+    client = mlflow.MlflowClient()
+    version = client.get_model_version("recommender", "1")
+    assert version.tags["serving"] == "popularity" and version.tags["validation_status"] == "passed"
+    assert "ndcg_at_10" in version.tags["serving_note"]
+    run = client.get_run(rec["run_id"])
+    assert run.data.params["model_kind"] == "popularity_baseline" and run.data.params["serving"] == "popularity"
+    m = run.data.metrics
+    # the same holdout, the same metrics: the served model's are the popularity baseline's, ALS's are kept
+    for key in ("ndcg_at_5", "recall_at_5", "precision_at_5", "catalog_coverage"):
+        assert m[key] == pytest.approx(m[f"baseline_popularity_{key}"]) and f"ml_candidate_{key}" in m, key
+    assert m["als_share"] == 0.0 and m["ml_candidate_als_share"] > 0
+    assert recommender.is_popularity_model(mlflow.spark.load_model("models:/recommender@champion"))
+
+    # scoring serves it: same tables, same contract
+    D = "2025-04-30"
+    assert score(D, spark=spark) == 0
+    recs = duckdb.sql(f"SELECT * FROM read_parquet('{env / 'scores' / 'recommendations' / f'dt={D}'}/*.parquet', "
+                      "hive_partitioning = false)").df()
+    assert list(recs.columns) == ["customer_id", "as_of_date", "rank", "product_id", "score", "source", "run_id",
+                                  "recommender_model_version"]
+    snapshot = pd.read_parquet(fs / "customer_features" / f"as_of_date={D}")
+    assert set(recs["customer_id"]) == set(snapshot["customer_id"])
+    assert set(recs["recommender_model_version"]) == {"1"}
+    assert set(recs["source"]) == {"category_popular", "popular"}  # customers with history get their category first
+    ranks = recs.groupby("customer_id")["rank"].agg(["min", "max", "count"])
+    assert (ranks["min"] == 1).all() and (ranks["max"] == ranks["count"]).all() and (ranks["count"] == 10).all()
+    events = pd.read_parquet(fs / "interactions")
+    bought = events[(events["event_type"] == "purchase") & (events["event_time"] < pd.Timestamp("2025-05-01"))]
+    assert bought.merge(recs, on=["customer_id", "product_id"]).empty
+    # a customer without any interaction gets the overall recency-weighted popularity at D
+    strength = recommender.interaction_strength(spark.read.parquet(str(fs / "interactions")), D)
+    top = [r["product_id"] for r in recommender.popularity(strength).orderBy(
+        F.desc("popularity"), F.asc("product_id")).limit(10).collect()]
+    assert recs[recs["customer_id"] == "c0400"].sort_values("rank")["product_id"].tolist() == top
+
+    # the next training: ALS judged against the popularity champion on its own holdout, tuned parameters reused
+    monkeypatch.setattr(training, "DEFAULT_GATES", DEFAULT_GATES)
+    assert train(Options(models=["recommender"], as_of_date="2025-07-31", rec_grid="champion", rec_top_n=5,
+                         rec_holdout_days=30), spark=spark) == 0
+    again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])[0]
+    run = client.get_run(again["run_id"])
+    assert run.data.params["grid"] == "champion"
+    assert run.data.metrics["champion_ndcg_at_5"] == pytest.approx(run.data.metrics["baseline_popularity_ndcg_at_5"])
+    assert again["serving"] == "model" and again["promoted"], again["gates"]  # the fixture's ALS beats popularity
+    assert not recommender.is_popularity_model(mlflow.spark.load_model("models:/recommender@champion"))
 
 
 def test_training_refuses_labels_built_with_another_horizon(tmp_path):
