@@ -555,11 +555,13 @@ def recommender_figures(result: dict, truth: pd.DataFrame | None = None, summary
 
     def pick(prefix: str) -> dict[str, float]:
         return {k[len(prefix):]: v for k, v in m.items() if k.startswith(prefix) and not k[len(prefix):].startswith(
-            ("baseline_", "champion_", "validation_"))}
+            ("baseline_", "champion_", "validation_", "ml_candidate_"))}
 
+    # with serving = popularity the registered model is the popularity baseline (ALS missed its floors): `model` is
+    # what serves, `ml_candidate` what ALS reached
     out = {"params": {k: params.get(k) for k in ("rank", "reg_param", "alpha", "half_life_days", "grid")},
            "train_end": tags.get("train_end"), "holdout_end": tags.get("holdout_end"),
-           "model": pick(""),
+           "serving": params.get("serving", "model"), "model": pick(""), "ml_candidate": pick("ml_candidate_"),
            "baselines": {"category_popularity": pick("baseline_popularity_"),
                          "global_popularity": pick("baseline_global_popularity_")}}
     if truth is not None and interactions is not None and products is not None:
