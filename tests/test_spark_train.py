@@ -84,6 +84,26 @@ def test_clv_candidate_is_chosen_by_ranking_within_an_mae_tolerance():
     assert choose_clv_candidate(undefined) == "gbt"
 
 
+def test_an_ml_clv_candidate_that_ranks_worse_than_bgnbd_does_not_serve_whatever_its_mae():
+    """The real donations history: the GBT's MAE is far better, its Spearman 0.05 below MBG/NBD's -> MBG/NBD serves.
+    Within the rank tolerance the better-MAE GBT still serves; without a usable baseline only the MAE/Spearman rule."""
+    from spark_jobs.training import CLV_RANK_TOLERANCE, choose_clv_candidate, ranks_below_baseline
+
+    donations = {"gbt": {"mae": 0.278, "spearman": 0.552}, "bgnbd": {"mae": 0.358, "spearman": 0.603}}
+    assert ranks_below_baseline(donations) == ["gbt"]
+    assert choose_clv_candidate(donations) == "bgnbd"
+    assert choose_clv_candidate(donations, rank_tolerance=0.06) == "gbt"  # a looser tolerance keeps it
+    near = {"gbt": {"mae": 0.278, "spearman": 0.603 - CLV_RANK_TOLERANCE / 2}, "bgnbd": donations["bgnbd"]}
+    assert ranks_below_baseline(near) == [] and choose_clv_candidate(near) == "gbt"
+    # no baseline, or one without a defined Spearman: the MAE/Spearman rule alone
+    assert choose_clv_candidate({"gbt": donations["gbt"]}) == "gbt"
+    undefined = {"gbt": donations["gbt"], "bgnbd": {"mae": 0.358, "spearman": float("nan")}}
+    assert ranks_below_baseline(undefined) == [] and choose_clv_candidate(undefined) == "gbt"
+    # a candidate with an undefined Spearman ranks below any defined baseline: out
+    constant = {"gbt": {"mae": 0.2, "spearman": float("nan")}, "bgnbd": donations["bgnbd"]}
+    assert choose_clv_candidate(constant) == "bgnbd"
+
+
 def test_popularity_serves_the_recommender_when_als_misses_a_floor():
     """ALS below popularity (or below the coverage floor) -> the popularity baseline serves, its metrics become the
     run's and ALS's are kept as ml_candidate_*; ALS past its floors -> nothing changes."""
