@@ -70,6 +70,7 @@ DEFAULT_LANDING_POKE_SECONDS = 60
 DEFAULT_LOOKBACK_DAYS = 3
 DEFAULT_SESSION_TIMEOUT_MINUTES = 30
 DEFAULT_MAX_CUSTOMERS_PER_DEVICE = 3
+DEFAULT_IDENTITY_MAX_CUSTOMERS_PER_IDENTIFIER = 3
 # drift monitoring (c360/monitoring.py): key features (recency, frequency, monetary value, engagement, tenure,
 # returns and one categorical) and the scores whose PSI against the training snapshot is computed each night
 DEFAULT_PSI_FEATURES = ("days_since_last_order", "orders_count", "net_revenue_eur", "avg_order_value_eur",
@@ -147,6 +148,8 @@ class Settings:
     lookback_days: int = DEFAULT_LOOKBACK_DAYS
     session_timeout_minutes: int = DEFAULT_SESSION_TIMEOUT_MINUTES
     max_customers_per_device: int = DEFAULT_MAX_CUSTOMERS_PER_DEVICE
+    # identity graph (docs/identity.md): an email/cookie/device shared by more customers is not used to merge them
+    identity_max_customers_per_identifier: int = DEFAULT_IDENTITY_MAX_CUSTOMERS_PER_IDENTIFIER
     # drift monitoring: PSI >= psi_hold holds the exports, >= psi_warn warns; columns compared; the training
     # snapshot date to compare with (None: from the churn @champion's tags)
     psi_warn: float = DEFAULT_PSI_WARN
@@ -237,6 +240,7 @@ ENV_VARS: dict[str, str] = {
     "lookback_days": "C360_LOOKBACK_DAYS",
     "session_timeout_minutes": "C360_SESSION_TIMEOUT_MINUTES",
     "max_customers_per_device": "C360_MAX_CUSTOMERS_PER_DEVICE",
+    "identity_max_customers_per_identifier": "C360_IDENTITY_MAX_CUSTOMERS_PER_IDENTIFIER",
     "psi_warn": "C360_PSI_WARN",
     "psi_hold": "C360_PSI_HOLD",
     "psi_features": "C360_PSI_FEATURES",
@@ -299,6 +303,8 @@ def get_settings() -> Settings:
         session_timeout_minutes=_env_int_at_least("C360_SESSION_TIMEOUT_MINUTES", DEFAULT_SESSION_TIMEOUT_MINUTES, 1),
         max_customers_per_device=_env_int_at_least("C360_MAX_CUSTOMERS_PER_DEVICE",
                                                    DEFAULT_MAX_CUSTOMERS_PER_DEVICE, 1),
+        identity_max_customers_per_identifier=_env_int_at_least(
+            "C360_IDENTITY_MAX_CUSTOMERS_PER_IDENTIFIER", DEFAULT_IDENTITY_MAX_CUSTOMERS_PER_IDENTIFIER, 1),
         **_psi_settings(),
         train_args=_shell_words("C360_TRAIN_ARGS", DEFAULT_TRAIN_ARGS),
         bootstrap_train_args=_shell_words("C360_BOOTSTRAP_TRAIN_ARGS", DEFAULT_BOOTSTRAP_TRAIN_ARGS),
