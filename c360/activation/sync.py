@@ -159,12 +159,15 @@ def _batch_rows(con, destination: str, segment: str, day: date, batch_no: int) -
         [destination, segment, day, batch_no]).fetchall()
 
 
-def _set_status(con, destination: str, segment: str, day: date, batch_no: int, customer_ids: list[str],
-                status: str, extra: str = "", params: tuple = ()) -> None:
-    con.execute(f"""UPDATE {SYNC_LOG} SET status = $6{extra}
+def _set_status(con, destination: str, segment: str, day: date, batch_no: int, status: str, extra: str = "",
+                params: tuple = (), customer_ids: list[str] | None = None) -> None:
+    """Move a batch's open (pending/sent) rows to `status`; only `customer_ids` of them when given."""
+    only = " AND list_contains($6, customer_id)" if customer_ids is not None else ""
+    con.execute(f"""UPDATE {SYNC_LOG} SET status = $5{extra}
                     WHERE destination = $1 AND segment = $2 AND as_of_date = $3 AND batch_no = $4
-                      AND list_contains($5, customer_id) AND status IN ('pending', 'sent')""",
-                [destination, segment, day, batch_no, customer_ids, status, *params])
+                      AND status IN ('pending', 'sent'){only}""",
+                [destination, segment, day, batch_no, status, *([customer_ids] if customer_ids is not None else []),
+                 *params])
 
 
 # -------------------------------------------------------------------------------------------------- sending
@@ -188,20 +191,19 @@ def sync_segment(con, dest: Destination, segment: str, day: date, batch_size: in
                     if current.get(cid, (None, None))[0] != change or not current[cid][1]}
             if gone:
                 # consent withdrawn or the night rebuilt since planning: the change is no longer ours to send
-                _set_status(con, dest.name, segment, day, batch_no, sorted(gone), "dropped")
+                _set_status(con, dest.name, segment, day, batch_no, "dropped", customer_ids=sorted(gone))
                 res.dropped += len(gone)
             members = tuple(Member(customer_id=cid, change=change, match_key=match_key(current[cid][1]),
                                    idempotency_key=key) for cid, change, key in rows if cid not in gone)
             if not members:
                 continue
-            ids = [m.customer_id for m in members]
-            # committed before the request: if we die now, the log says these may have reached the destination
-            _set_status(con, dest.name, segment, day, batch_no, ids, "sent",
-                        ", sent_at = now(), attempts = attempts + 1")
+            # committed before the request: if we die now, the log says these may have reached the destination.
+            # The batch's open rows are exactly `members` now (the others were just dropped).
+            _set_status(con, dest.name, segment, day, batch_no, "sent", ", sent_at = now(), attempts = attempts + 1")
             batch = Batch(destination=dest.name, segment=segment, as_of_date=day, number=batch_no, members=members)
             ack = dest.send(batch)
-            _set_status(con, dest.name, segment, day, batch_no, ids, "acknowledged",
-                        ", acknowledged_at = now(), response_status = $7, attempts = attempts - 1 + $8",
+            _set_status(con, dest.name, segment, day, batch_no, "acknowledged",
+                        ", acknowledged_at = now(), response_status = $6, attempts = attempts - 1 + $7",
                         (ack.status, ack.attempts))
             res.sent += len(members)
             res.batches_sent += 1
