@@ -359,3 +359,30 @@ def test_secret_never_prints_itself(monkeypatch):
 
 def test_sync_error_is_the_failure_type():
     assert issubclass(NotExported, SyncError)
+
+
+def test_nightly_task_is_skipped_without_a_destinations_file(env):
+    from datetime import datetime
+
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from c360 import tasks
+
+    assert not get_settings().destinations_file.exists()
+    with Receiver() as rec, pytest.raises(AirflowSkipException, match="no destination configured"):
+        tasks.sync_destinations({"logical_date": datetime(2025, 6, 2)})
+    assert rec.received.requests == 0
+
+
+def test_nightly_task_syncs_the_run_date_and_fails_naming_the_batch(env):
+    from datetime import datetime
+
+    from c360 import tasks
+
+    with Receiver(faults=["400"]) as rec:
+        write_destinations(env, rec.url)
+        with pytest.raises(SyncError, match="batch 0"):
+            tasks.sync_destinations({"logical_date": datetime(2025, 6, 2)})
+        done = tasks.sync_destinations({"logical_date": datetime(2025, 6, 2)})
+    assert [s["acknowledged"] for s in done["segments"]] == [37, 37]
+    assert_exactly_once(rec.received)
