@@ -386,3 +386,17 @@ def test_nightly_task_syncs_the_run_date_and_fails_naming_the_batch(env):
         done = tasks.sync_destinations({"logical_date": datetime(2025, 6, 2)})
     assert [s["acknowledged"] for s in done["segments"]] == [37, 37]
     assert_exactly_once(rec.received)
+
+
+def test_customer_erasure_reaches_the_sync_log(env):
+    """erase-customer deletes from every base table with a customer_id: the log must be one (it names customers)."""
+    from c360.privacy import discover_tables
+
+    with Receiver() as rec:
+        run_sync(env, rec.url)
+    con = duckdb.connect(str(get_settings().warehouse_path), read_only=True)
+    try:
+        swept = {(t.schema, t.name): t.id_columns for t in discover_tables(con)}
+    finally:
+        con.close()
+    assert swept[("activation", "sync_log")] == ("customer_id",)
