@@ -245,6 +245,13 @@ def sync_date(day: date, settings: Settings, destinations: list[DestinationConfi
         if unknown:
             raise SyncError(f"no destination named {', '.join(map(repr, unknown))} in {settings.destinations_file}; "
                             f"configured: {', '.join(d.name for d in destinations) or 'none'}")
+    if only_segments:
+        covered = {n for d in chosen for n in d.segment_names(segments)}
+        stray = sorted(set(only_segments) - covered)
+        if stray:
+            raise SyncError(f"segment(s) {', '.join(stray)} are not synced by "
+                            f"{'the chosen destinations' if only_destinations else 'any destination'} of "
+                            f"{settings.destinations_file}; synced: {', '.join(sorted(covered)) or 'none'}")
     exported = exported_segments(settings, day)
     if exported is None:
         raise NotExported(f"{day} has no published export (no manifest under {settings.export_uri}/dt={day}): held "
