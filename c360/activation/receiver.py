@@ -5,12 +5,13 @@ answer with injected faults. For tests, the sync benchmark and trying a destinat
 
 It listens on 127.0.0.1 only. `faults` is a list of answers for the next requests, one each, in order:
 "429" / "429:<retry-after seconds>", any other status such as "503", "drop" (read the request, close the connection
-without an answer) or "ok"; when the list is empty every request is accepted.
+without an answer), "slow:<seconds>" (accept, but answer only after that long) or "ok"; when the list is empty every request is accepted.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import threading
 import time
@@ -54,6 +55,9 @@ class Receiver:
                     fault = receiver.faults.pop(0) if receiver.faults else "ok"
                 if receiver.on_request is not None:
                     receiver.on_request(n, body)
+                if fault.startswith("slow:"):  # answer (and apply) only after this many seconds
+                    time.sleep(float(fault.partition(":")[2]))
+                    fault = "ok"
                 if fault == "drop":
                     self.close_connection = True
                     self.connection.shutdown(2)
@@ -72,7 +76,9 @@ class Receiver:
                 if retry_after is not None:
                     self.send_header("Retry-After", retry_after)
                 self.end_headers()
-                self.wfile.write(data)
+                # the client may have died or given up waiting (a crash or timeout test): it never sees the answer
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    self.wfile.write(data)
 
             def log_message(self, *args):  # quiet: tests and the benchmark read `received`
                 pass

@@ -256,10 +256,14 @@ def test_sigkill_mid_sync_then_rerun_applies_each_change_once_and_resends_only_t
         assert len(in_flight) == BATCH and {r[3] for r in in_flight} == {3}
         acked_before = {k for k, n in rec.received.deliveries.items()} - set(at_crash["killed"])
 
-        rerun = subprocess.run([sys.executable, "-m", "c360.cli", "sync", "--date", D.isoformat(), "--json"],
+        rerun = subprocess.run([sys.executable, "-m", "c360.cli", "sync", "--date", D.isoformat()],
                                cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
                                timeout=60)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
+    lines = [ln.split() for ln in rerun.stdout.splitlines() if ln.strip().startswith("crm")]
+    # destination, segment, sent by the rerun, acknowledged in all, dropped, status
+    assert lines == [["crm", "win_back", str(37 - 3 * BATCH), "37", "0", "ok"],
+                     ["crm", "high_value_at_risk", "37", "37", "0", "ok"]]
     assert_exactly_once(rec.received)  # nothing lost, nothing applied twice
     # only the batch in flight at the kill came again; acknowledged batches were never resent
     assert set(rec.received.replayed) == set(at_crash["killed"])
@@ -400,3 +404,33 @@ def test_customer_erasure_reaches_the_sync_log(env):
     finally:
         con.close()
     assert swept[("activation", "sync_log")] == ("customer_id",)
+
+
+def test_a_timed_out_request_is_resent_and_applied_once(env, monkeypatch):
+    """The receiver applies the batch but answers after the client's timeout: the client cannot know, resends the
+    same batch with the same keys, and the receiver applies nothing twice."""
+    monkeypatch.setenv("C360_SYNC_TIMEOUT_SECONDS", "0.3")
+    with Receiver(faults=["slow:1"]) as rec:
+        result = run_sync(env, rec.url)
+    assert not result.failed
+    assert_exactly_once(rec.received)
+    first_batch = {m for m, n in rec.received.deliveries.items() if n == 2}
+    assert len(first_batch) == BATCH and set(rec.received.replayed) == first_batch
+
+
+def test_backoff_is_bounded_jittered_and_retry_after_dates_are_read():
+    import random
+    from datetime import UTC, datetime, timedelta
+    from email.utils import format_datetime
+
+    from c360.activation.destinations import RetryPolicy, retry_after_seconds
+
+    policy = RetryPolicy(base_seconds=0.5, max_seconds=4, budget_seconds=60)
+    rng = random.Random(7)
+    waits = [[policy.backoff(a, rng) for _ in range(200)] for a in (1, 2, 3, 6, 40)]
+    assert [round(max(w), 1) for w in waits] == [0.5, 1.0, 2.0, 4.0, 4.0]  # doubling, capped
+    assert all(min(w) >= 0 for w in waits) and len({round(x, 6) for x in waits[3]}) > 150  # jittered
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    assert retry_after_seconds("7") == 7.0
+    assert retry_after_seconds(format_datetime(now + timedelta(seconds=30), usegmt=True), now.timestamp()) == 30.0
+    assert retry_after_seconds("soon") is None and retry_after_seconds(None) is None
