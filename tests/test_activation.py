@@ -62,3 +62,17 @@ def test_a_segment_no_destination_syncs_is_refused_by_name(exported):
         {"name": "crm", "type": "http_json", "url": "http://127.0.0.1:9/x", "segments": ["loyal"]}]}, SEGMENTS)
     with pytest.raises(SyncError, match="segment\\(s\\) service are not synced by any destination"):
         sync_date(D2, settings, [cfg], SEGMENTS, only_segments=["service"])
+
+
+def test_the_example_destinations_file_is_valid():
+    from pathlib import Path
+
+    import yaml
+
+    from c360.segments import load_segments
+
+    path = Path(__file__).resolve().parents[1] / "infra" / "destinations.example.yml"
+    segments = load_segments()
+    crm, ads = parse_destinations(yaml.safe_load(path.read_text()), segments, source=str(path))
+    assert crm.segment_names(segments) == ["high_value_at_risk", "win_back", "new_customer_nurture"]
+    assert ads.segment_names(segments) == [s.name for s in segments if s.destination == "ads"]
