@@ -9,7 +9,7 @@ SIZE ?= S
 
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help venv nightly test lint airflow generate backfill bench train test-cluster lock clean clean-data docs
+.PHONY: help venv nightly test lint airflow generate backfill bench bench-sync train test-cluster lock clean clean-data docs
 
 help:
 	@echo "make nightly [DATE=YYYY-MM-DD]  set up, generate demo data if the landing zone is empty, run the nightly job"
@@ -17,6 +17,7 @@ help:
 	@echo "make test-cluster               only the Spark standalone cluster test (starts and stops a local cluster)"
 	@echo "make backfill FROM=… TO=…       run the nightly job for each date in order"
 	@echo "make bench [SIZE=S|M|L]         benchmark the nightly run (results in bench/results/)"
+	@echo "make bench-sync [DELTAS=100000] benchmark the destination sync against a local receiver"
 	@echo "make airflow                    start the Airflow UI on http://127.0.0.1:8080"
 	@echo "make lint                       ruff"
 	@echo "make clean-data                 delete data/ (landing zone, warehouse, MLflow store, exports)"
@@ -55,6 +56,10 @@ train: venv
 
 bench: venv
 	$(BIN)/c360 bench --size $(SIZE)
+
+# destination sync: 100k segment changes to a local receiver (docs/destinations.md); target <= 60 s
+bench-sync: venv
+	$(BIN)/python -m c360.bench.sync --deltas $(or $(DELTAS),100000)
 
 lint: venv
 	$(BIN)/ruff check .

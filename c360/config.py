@@ -164,6 +164,15 @@ class Settings:
     bootstrap_train_args: str = DEFAULT_BOOTSTRAP_TRAIN_ARGS
     first_champion: str = "gated"
     train_schedule: str = DEFAULT_TRAIN_SCHEDULE
+    # destination sync (c360/activation, docs/destinations.md): the destinations file (absent = nothing is synced),
+    # members per request, one request's timeout, the longest a batch may keep retrying (429/5xx/connection
+    # errors) before the sync stops naming it, and the exponential backoff's first and largest wait
+    destinations_file: Path = PROJECT_ROOT / "destinations.yml"
+    sync_batch_size: int = 500
+    sync_timeout_seconds: float = 30.0
+    sync_max_retry_seconds: float = 300.0
+    sync_backoff_base_seconds: float = 0.5
+    sync_backoff_max_seconds: float = 30.0
     extra: dict = field(default_factory=dict)
 
     def as_env(self) -> dict[str, str]:
@@ -176,6 +185,14 @@ class Settings:
     def deployments_audit_path(self) -> Path:
         """The alias-move audit of ml.registry (DeploymentAudit): next to the MLflow store."""
         return self.data_dir / "mlflow" / "deployments.sqlite"
+
+    def secret(self, name: str) -> Secret:
+        """A destination's credential, read from the environment variable `name` now (docs/destinations.md).
+
+        Not a field: a token must never reach `c360 config`, as_env() or a log line. Only variables named
+        C360_DEST_* may be read, so a destinations file (untrusted input) cannot send, say, AWS_SECRET_ACCESS_KEY
+        to a URL of its choosing."""
+        return read_secret(name)
 
     def train_job_args(self) -> list[str]:
         return shlex.split(self.train_args)
@@ -250,7 +267,49 @@ ENV_VARS: dict[str, str] = {
     "bootstrap_train_args": "C360_BOOTSTRAP_TRAIN_ARGS",
     "first_champion": "C360_FIRST_CHAMPION",
     "train_schedule": "C360_TRAIN_SCHEDULE",
+    "destinations_file": "C360_DESTINATIONS_FILE",
+    "sync_batch_size": "C360_SYNC_BATCH_SIZE",
+    "sync_timeout_seconds": "C360_SYNC_TIMEOUT_SECONDS",
+    "sync_max_retry_seconds": "C360_SYNC_MAX_RETRY_SECONDS",
+    "sync_backoff_base_seconds": "C360_SYNC_BACKOFF_BASE_SECONDS",
+    "sync_backoff_max_seconds": "C360_SYNC_BACKOFF_MAX_SECONDS",
 }
+
+# Environment variables a destination's credential may come from (Settings.secret).
+SECRET_ENV_RE = r"^C360_DEST_[A-Z0-9_]{1,64}$"
+
+
+class Secret:
+    """A credential that does not print itself: repr/str show '***'; `reveal()` is the one way to the value."""
+
+    __slots__ = ("_value", "name")
+
+    def __init__(self, name: str, value: str):
+        self.name, self._value = name, value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"Secret({self.name}=***)"
+
+    __str__ = __repr__
+
+
+def read_secret(name: str) -> Secret:
+    import re
+
+    if not re.fullmatch(SECRET_ENV_RE, name or ""):
+        raise SettingsError(f"{name!r} cannot hold a credential: only variables named C360_DEST_<NAME> "
+                            "(upper case, digits, _) are read for destinations (docs/destinations.md)")
+    value = os.environ.get(name, "")
+    if not value.strip():
+        raise SettingsError(f"Environment variable {name} is not set: it must hold the destination's token "
+                            "(docs/destinations.md)")
+    if any(c in value for c in "\r\n\0"):
+        # a header value with a line break would let the token inject headers
+        raise SettingsError(f"Environment variable {name} holds a line break or NUL; a token is one line")
+    return Secret(name, value.strip())
 
 
 def get_settings() -> Settings:
@@ -310,6 +369,12 @@ def get_settings() -> Settings:
         bootstrap_train_args=_shell_words("C360_BOOTSTRAP_TRAIN_ARGS", DEFAULT_BOOTSTRAP_TRAIN_ARGS),
         first_champion=_first_champion(_env("C360_FIRST_CHAMPION", "gated")),
         **_parse_time_values(),
+        destinations_file=Path(_env("C360_DESTINATIONS_FILE", str(PROJECT_ROOT / "destinations.yml"))).resolve(),
+        sync_batch_size=_env_int_between("C360_SYNC_BATCH_SIZE", 500, 1, 10_000),
+        sync_timeout_seconds=_env_float_at_least("C360_SYNC_TIMEOUT_SECONDS", 30.0, 0.1),
+        sync_max_retry_seconds=_env_float_at_least("C360_SYNC_MAX_RETRY_SECONDS", 300.0, 0.0),
+        sync_backoff_base_seconds=_env_float_at_least("C360_SYNC_BACKOFF_BASE_SECONDS", 0.5, 0.0),
+        sync_backoff_max_seconds=_env_float_at_least("C360_SYNC_BACKOFF_MAX_SECONDS", 30.0, 0.0),
     )
 
 
@@ -342,6 +407,20 @@ def dag_parse_settings() -> DagParseSettings:
 def _env_int_at_least(name: str, default: int, low: int) -> int:
     value = _env_int(name, default)
     if value < low:
+        raise SettingsError(f"Environment variable {name}={value} must be at least {low}")
+    return value
+
+
+def _env_int_between(name: str, default: int, low: int, high: int) -> int:
+    value = _env_int_at_least(name, default, low)
+    if value > high:
+        raise SettingsError(f"Environment variable {name}={value} must be at most {high}")
+    return value
+
+
+def _env_float_at_least(name: str, default: float, low: float) -> float:
+    value = _env_float(name, default)
+    if not value >= low:  # also refuses nan
         raise SettingsError(f"Environment variable {name}={value} must be at least {low}")
     return value
 

@@ -302,6 +302,33 @@ def export(context) -> dict:
     return {"export_id": manifest["export_id"], "segments": len(manifest["segments"])}
 
 
+@fail_fast_on_deterministic_errors  # an invalid destinations file (ValueError) fails at once; SyncError retries
+def sync_destinations(context) -> dict:
+    """Send the night's segment changes to the destinations of C360_DESTINATIONS_FILE (docs/destinations.md).
+
+    Skipped when no destination is configured. A destination that does not acknowledge fails the task after its
+    retry budget; Airflow's retry (or `c360 sync --date D`) sends only what was not acknowledged."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from c360.activation.destinations import SyncError, load_destinations
+    from c360.segments import load_segments
+
+    settings = get_settings()
+    segments = load_segments()
+    destinations = load_destinations(settings, segments)  # an invalid file fails here (ValueError: not retried)
+    if not destinations:
+        raise AirflowSkipException(f"no destination configured ({settings.destinations_file} does not exist)")
+    from c360.activation.sync import sync_date
+
+    day = run_date_from_context(context)
+    with _stage(day, "sync") as st:
+        result = sync_date(day, settings, destinations, segments)
+        st.rows = sum(s.sent for s in result.segments)
+    if result.failed:
+        raise SyncError("; ".join(s.error for s in result.failed))
+    return result.as_dict()
+
+
 @fail_fast_on_deterministic_errors
 def report(context) -> dict:
     """The night's run report (HTML + JSON); its path is in the task log and the return value."""
