@@ -161,6 +161,9 @@ class Settings:
     bootstrap_train_args: str = DEFAULT_BOOTSTRAP_TRAIN_ARGS
     first_champion: str = "gated"
     train_schedule: str = DEFAULT_TRAIN_SCHEDULE
+    # the segments page (`c360 ui`, docs/ui.md): its port on 127.0.0.1 and how many nights its trend plots show
+    ui_port: int = 8050
+    ui_trend_nights: int = 14
     extra: dict = field(default_factory=dict)
 
     def as_env(self) -> dict[str, str]:
@@ -246,6 +249,8 @@ ENV_VARS: dict[str, str] = {
     "bootstrap_train_args": "C360_BOOTSTRAP_TRAIN_ARGS",
     "first_champion": "C360_FIRST_CHAMPION",
     "train_schedule": "C360_TRAIN_SCHEDULE",
+    "ui_port": "C360_UI_PORT",
+    "ui_trend_nights": "C360_UI_TREND_NIGHTS",
 }
 
 
@@ -303,6 +308,8 @@ def get_settings() -> Settings:
         train_args=_shell_words("C360_TRAIN_ARGS", DEFAULT_TRAIN_ARGS),
         bootstrap_train_args=_shell_words("C360_BOOTSTRAP_TRAIN_ARGS", DEFAULT_BOOTSTRAP_TRAIN_ARGS),
         first_champion=_first_champion(_env("C360_FIRST_CHAMPION", "gated")),
+        ui_port=_env_int_at_least("C360_UI_PORT", 8050, 0),
+        ui_trend_nights=_env_int_at_least("C360_UI_TREND_NIGHTS", 14, 2),
         **_parse_time_values(),
     )
 
