@@ -111,7 +111,8 @@ def test_reads_while_another_process_writes_and_never_blocks_it(ui):
         with pytest.raises(duckdb.IOException, match="lock"):  # what a direct read-only open would run into
             duckdb.connect(str(settings.warehouse_path), read_only=True)
         with client(settings, seg_file) as c:
-            assert c.get("/api/segments").status_code == 200
+            # the copy holds what the writer committed (its WAL included): loyal's D2 rows were doubled
+            assert {e["name"]: e["size"] for e in c.get("/api/segments").json()} == {"loyal": 8, "service": 2}
             assert c.get("/").status_code == 200
             writer.stdin.write("\n")
             writer.stdin.flush()
@@ -121,6 +122,12 @@ def test_reads_while_another_process_writes_and_never_blocks_it(ui):
                                      ".execute('CREATE TABLE marts.written_meanwhile AS SELECT 1 AS x')",
                                      str(settings.warehouse_path)], capture_output=True, text=True, timeout=60)
             assert second.returncode == 0, second.stderr
+            # and the next copy sees the change (a page shows the warehouse as of its latest consistent state)
+            with duckdb.connect(str(settings.warehouse_path)) as con:
+                con.execute("DELETE FROM marts.segment_members WHERE segment = 'service' AND customer_id = 'c2'")
+            c.app.state.ui.snapshots.min_interval = 0
+            c.app.state.ui.refresh()
+            assert {e["name"]: e["size"] for e in c.get("/api/segments").json()}["service"] == 1
     finally:
         writer.kill()
 

@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from c360.config import Settings, get_settings
-from c360.segments import DEFAULT_SEGMENTS_FILE, CONSENTS, DESTINATIONS, Segment, SegmentConfigError, load_segments
+from c360.segments import (
+    CONSENTS,
+    DEFAULT_SEGMENTS_FILE,
+    DESTINATIONS,
+    Segment,
+    SegmentConfigError,
+    load_segments,
+)
 from c360.ui.snapshot import SnapshotManager
 
 log = logging.getLogger(__name__)
@@ -42,6 +49,8 @@ class UiState:
         self.segments_file = Path(segments_file)
         self.snapshots = SnapshotManager(settings.warehouse_path, settings.data_dir / "ui" / "snapshots")
         self._stop = threading.Event()
+        self._facts_lock = threading.Lock()
+        self._facts: tuple | None = None
 
     def segments(self) -> tuple[list[Segment], set[str], str | None]:
         """(segments, names generated from the per_category template, the file's problem if it is invalid)."""
@@ -61,12 +70,34 @@ class UiState:
         snap = self.snapshots.current(refresh=False)
         return snap if snap is not None else self.snapshots.refresh()
 
+    def warehouse_facts(self, snap):
+        """The page's warehouse facts of a copy, computed once per copy (a copy never changes)."""
+        from c360.ui.facts import read_warehouse
+
+        with self._facts_lock:
+            cached = self._facts
+            if cached is not None and cached[0] == snap.path:
+                return cached[1]
+            con = snap.connect()
+            try:
+                facts = read_warehouse(con, self.settings, self.settings.ui_trend_nights)
+            finally:
+                con.close()
+            self._facts = (snap.path, facts)
+            return facts
+
+    def refresh(self) -> None:
+        """A new copy when the warehouse changed, and its facts computed before a page asks for them."""
+        snap = self.snapshots.refresh()
+        if snap is not None:
+            self.warehouse_facts(snap)
+
     def start_refresher(self) -> None:
         """Copy the warehouse in the background, so a page request never waits for a copy (except the first)."""
         def loop():
             while not self._stop.wait(REFRESH_SECONDS):
                 try:
-                    self.snapshots.refresh()
+                    self.refresh()
                 except Exception:  # noqa: BLE001 - logged; the page keeps the previous copy
                     log.exception("warehouse copy failed")
 
@@ -87,7 +118,7 @@ def create_app(settings: Settings | None = None, segments_file: Path | None = No
 
     @asynccontextmanager
     async def lifespan(_app):
-        state.snapshots.refresh()  # first copy before the first request
+        state.refresh()  # first copy (and its facts) before the first request
         if background:
             state.start_refresher()
         yield
@@ -105,17 +136,13 @@ def create_app(settings: Settings | None = None, segments_file: Path | None = No
     # Plain `def` routes: FastAPI runs them in its thread pool, so DuckDB and file reads never block the event loop.
     @app.get("/", response_class=HTMLResponse)
     def segments_page():
-        from c360.ui.facts import collect_page
+        from c360.ui.facts import compose_page
 
         segments, generated, problem = state.segments()
         snap = state.snapshot()
         if problem or snap is None:
             return render("segments.html", page=None, problem=problem or state.snapshots.last_problem)
-        con = snap.connect()
-        try:
-            page = collect_page(con, state.settings, segments, generated, state.settings.ui_trend_nights)
-        finally:
-            con.close()
+        page = compose_page(state.warehouse_facts(snap), state.settings, segments, generated)
         return render("segments.html", page=page, problem=None)
 
     @app.get("/api/segments")

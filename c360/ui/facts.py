@@ -159,44 +159,69 @@ def export_sentence(day: date, manifest: dict | None, stage: dict | None, drift:
 # ------------------------------------------------------------------------------------------------ the page
 
 
-def collect_page(con, settings: Settings, segments: list[Segment], generated: set[str], nights: int) -> PageFacts:
-    """Everything the segments page shows, for the latest date in the warehouse copy `con`."""
+@dataclass(frozen=True)
+class WarehouseFacts:
+    """What the page reads from one warehouse copy: computed once per copy (the member preview reads the export-rows
+    view, the slowest query at M) and reused until the next copy."""
+
+    day: date | None
+    dates: list[date]
+    sizes: dict[tuple[date, str], tuple[int | None, int | None]]
+    deltas: dict[str, dict[str, int]]
+    preview: dict[str, list[dict[str, Any]]]
+    versions: dict[str, list[str]]
+    drift: dict[str, Any]  # the same decisions the export makes (c360/exports/export.py), on the copy
+    volume: dict[str, Any]
+
+
+def read_warehouse(con, settings: Settings, nights: int) -> WarehouseFacts:
     from c360.ingest.volume import volume_hold
     from c360.monitoring import should_hold_exports
 
     day = latest_segment_date(con)
     if day is None:
+        return WarehouseFacts(None, [], {}, {}, {}, {}, {}, {})
+    dates = recent_dates(con, day, nights)
+    return WarehouseFacts(day, dates, evaluated_sizes(con, dates), segment_deltas(con, day), member_preview(con, day),
+                          model_versions(con, day), should_hold_exports(settings, day, con=con).as_dict(),
+                          volume_hold(settings, day, con=con).as_dict())
+
+
+def compose_page(wh: WarehouseFacts, settings: Settings, segments: list[Segment], generated: set[str]) -> PageFacts:
+    """The page for the latest date of the copy: its warehouse facts plus what was published for that night (the
+    export manifest, the stage log), read on every request because they change without the warehouse changing."""
+    day = wh.day
+    if day is None:
         return PageFacts(None, [SegmentFacts(s, s.name in generated, None, None, 0, 0, [], [], {}, None)
                                 for s in segments], {}, {}, {}, "No segments have been built yet: run the nightly.",
                          None)
-    dates = recent_dates(con, day, nights)
-    sizes = evaluated_sizes(con, dates)
-    deltas = segment_deltas(con, day)
-    preview = member_preview(con, day)
     manifest, manifest_problem = read_manifest_quietly(settings, day)
-    if manifest is not None:
-        drift, volume = manifest.get("drift_check") or {}, manifest.get("volume_check") or {}
-    else:  # the same decisions the export makes (c360/exports/export.py), on the copy
-        drift = should_hold_exports(settings, day, con=con).as_dict()
-        volume = volume_hold(settings, day, con=con).as_dict()
+    drift, volume = wh.drift, wh.volume
+    if manifest is not None:  # what the export decided when it ran (and whether someone forced it)
+        drift, volume = manifest.get("drift_check") or drift, manifest.get("volume_check") or volume
     sentence = export_sentence(day, manifest, export_stage(settings, day), drift, volume)
     out = []
     for s in segments:
-        members, consenting = sizes.get((day, s.name), (None, None))
+        members, consenting = wh.sizes.get((day, s.name), (None, None))
         entry = (manifest or {}).get("segments", {}).get(s.name) or {}
         facts = SegmentFacts(
             segment=s, generated=s.name in generated, size=members, with_consent=consenting,
-            entered=deltas.get(s.name, {}).get("entered", 0), exited=deltas.get(s.name, {}).get("exited", 0),
-            trend=[(d, sizes.get((d, s.name), (None, None))[0]) for d in dates],
-            preview=preview.get(s.name, []),
+            entered=wh.deltas.get(s.name, {}).get("entered", 0), exited=wh.deltas.get(s.name, {}).get("exited", 0),
+            trend=[(d, wh.sizes.get((d, s.name), (None, None))[0]) for d in wh.dates],
+            preview=wh.preview.get(s.name, []),
             files={k: entry["files"][k] for k in FILE_KINDS if k in entry.get("files", {})},
             exported_rows=entry.get("rows"), warnings=list(entry.get("warnings") or []))
         if members is None:
             facts.warnings.append(f"not evaluated on {day} (added to segments.yml since, or a score rule on a night "
                                   "without scores): the next nightly builds it")
         out.append(facts)
-    return PageFacts(day, out, model_versions(con, day), drift, volume, sentence, manifest,
+    return PageFacts(day, out, wh.versions, drift, volume, sentence, manifest,
                      notes=[manifest_problem] if manifest_problem else [])
+
+
+def collect_page(con, settings: Settings, segments: list[Segment], generated: set[str], nights: int) -> PageFacts:
+    """Everything the segments page shows, for the latest date in the warehouse copy `con` (uncached)."""
+    return compose_page(read_warehouse(con, settings, nights), settings, segments, generated)
 
 
 def api_sizes(con, segments: list[Segment]) -> list[dict[str, Any]]:

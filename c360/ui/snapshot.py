@@ -9,6 +9,7 @@ copy opens and answers a query. Otherwise the previous good copy stays in use an
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -98,10 +99,8 @@ class SnapshotManager:
             shutil.copyfile(self.source, tmp)
             wal = Path(f"{self.source}.wal")
             if stamp[1] is not None:
-                try:
+                with contextlib.suppress(FileNotFoundError):  # checkpointed meanwhile: the stamp check sees it
                     shutil.copyfile(wal, f"{tmp}.wal")
-                except FileNotFoundError:  # checkpointed meanwhile: the stamp check below sees it
-                    pass
             if _stamp(self.source) != stamp:
                 raise OSError("the file changed while it was copied")
             for suffix in ("", ".wal"):
