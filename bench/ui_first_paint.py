@@ -83,16 +83,15 @@ def build(warehouse: Path, customers: int, nights: int, last: date) -> list[str]
             GROUP BY 1, 2;
         CREATE TABLE marts.segment_changes AS
             WITH pairs AS (SELECT as_of_date, lag(as_of_date) OVER (ORDER BY as_of_date) AS prev FROM nights)
-            SELECT p.as_of_date, coalesce(cur.segment, old.segment) AS segment,
-                   coalesce(cur.customer_id, old.customer_id) AS customer_id,
-                   CASE WHEN cur.customer_id IS NULL THEN 'exited' ELSE 'entered' END AS change,
-                   p.prev AS previous_as_of_date
-            FROM pairs p
-            JOIN (SELECT * FROM marts.segment_members) cur ON cur.as_of_date = p.as_of_date
-            FULL JOIN (SELECT * FROM marts.segment_members) old
-                ON old.as_of_date = p.prev AND old.segment = cur.segment AND old.customer_id = cur.customer_id
-            WHERE p.prev IS NOT NULL AND (cur.customer_id IS NULL OR old.customer_id IS NULL);
-        DELETE FROM marts.segment_changes WHERE as_of_date IS NULL;
+            SELECT p.as_of_date, cur.segment, cur.customer_id, 'entered' AS change, p.prev AS previous_as_of_date
+            FROM pairs p JOIN marts.segment_members cur ON cur.as_of_date = p.as_of_date
+            WHERE p.prev IS NOT NULL AND NOT EXISTS (SELECT 1 FROM marts.segment_members old WHERE
+                old.as_of_date = p.prev AND old.segment = cur.segment AND old.customer_id = cur.customer_id)
+            UNION ALL
+            SELECT p.as_of_date, old.segment, old.customer_id, 'exited', p.prev
+            FROM pairs p JOIN marts.segment_members old ON old.as_of_date = p.prev
+            WHERE NOT EXISTS (SELECT 1 FROM marts.segment_members cur WHERE
+                cur.as_of_date = p.as_of_date AND cur.segment = old.segment AND cur.customer_id = old.customer_id);
         CREATE TABLE pii.pii_customer_contacts AS
             SELECT 'C' || lpad(i::varchar, 7, '0') AS customer_id, 'c' || i || '@example.com' AS email,
                    'First' AS first_name, 'Last' AS last_name, true AS marketing_consent
@@ -109,6 +108,13 @@ def build(warehouse: Path, customers: int, nights: int, last: date) -> list[str]
     con.execute("CHECKPOINT")
     con.close()
     return names
+
+
+def small_png(path: Path) -> None:
+    """Screenshots go into the repository: 64 colours are plenty for a page of text and a few lines."""
+    from PIL import Image
+
+    Image.open(path).convert("RGB").quantize(colors=64).save(path, optimize=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -173,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         options = webdriver.ChromeOptions()
         options.binary_location = "/usr/bin/chromium"
         for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                  "--window-size=1400,1100"):
+                  "--window-size=1280,900"):
             options.add_argument(a)
         driver = webdriver.Chrome(service=Service(executable_path="/usr/bin/chromedriver"), options=options)
         try:
@@ -192,12 +198,14 @@ def main(argv: list[str] | None = None) -> int:
             if args.screenshots:
                 args.screenshots.mkdir(parents=True, exist_ok=True)
                 driver.save_screenshot(str(args.screenshots / "ui-segments.png"))
+                small_png(args.screenshots / "ui-segments.png")
                 driver.get(url + "/rules")
                 for field, value in (("name", "loyal_high_value"), ("where", "orders_count >= 3 and value_decile >= 8"),
                                      ("description", "Frequent buyers in the top value deciles - loyalty offers.")):
                     driver.find_element("id", field).send_keys(value)
                 driver.find_element("id", "preview").click()
                 driver.save_screenshot(str(args.screenshots / "ui-rule-editor.png"))
+                small_png(args.screenshots / "ui-rule-editor.png")
         finally:
             driver.quit()
         # the writer kept committing the whole time: the page never blocked it

@@ -7,6 +7,7 @@ The browser tests (tests/test_ui_browser.py) use a dbt-built shop.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -202,3 +203,54 @@ def test_save_refuses_stale_versions_generated_segments_and_bad_rules(tmp_path):
     save_draft(seg_file, good, file_version(before.decode()), set())
     assert seg_file.stat().st_mode == mode and not list(tmp_path.glob(".segments.yml.*"))
     assert "lapsed" in {s.name for s in load_segments(seg_file)}
+
+
+# ------------------------------------------------------------------------------------------------ the copy
+
+
+def test_copies_wait_for_the_writes_to_stop_and_never_keep_a_torn_copy(tmp_path, monkeypatch):
+    from c360.ui import snapshot as snapshot_mod
+    from c360.ui.snapshot import SnapshotManager
+
+    source = tmp_path / "w.duckdb"
+    with duckdb.connect(str(source)) as con:
+        con.execute("CREATE TABLE t AS SELECT 1 AS x")
+    manager = SnapshotManager(source, tmp_path / "copies")
+    first = manager.refresh()
+    assert first.path.parent == tmp_path / "copies" / str(os.getpid())
+
+    def count(snap) -> int:
+        con = snap.connect()
+        try:
+            return con.execute("SELECT count(*) FROM t").fetchone()[0]
+        finally:
+            con.close()
+
+    with duckdb.connect(str(source)) as con:
+        con.execute("INSERT INTO t VALUES (2)")
+    # the background refresher waits until the file looked the same twice
+    assert manager.refresh(wait_for_quiet=True) is first and "being written" in manager.last_problem
+    second = manager.refresh(wait_for_quiet=True)
+    assert second is not first and count(second) == 2 and manager.last_problem is None
+    # a file that changes while it is copied is not kept: the previous copy stays in use
+    with duckdb.connect(str(source)) as con:
+        con.execute("INSERT INTO t VALUES (3)")
+    stamps = iter(range(10**6))
+    monkeypatch.setattr(snapshot_mod, "_stamp", lambda path: ((next(stamps), 0), None))
+    monkeypatch.setattr(snapshot_mod.time, "sleep", lambda s: None)
+    assert manager.refresh() is second and "being written" in manager.last_problem
+    assert count(second) == 2
+    assert sorted(p.name for p in manager.folder.glob("*.duckdb")) == sorted({first.path.name, second.path.name})
+    manager.close()
+    assert not manager.folder.exists()
+
+
+def test_copies_of_stopped_servers_are_removed(tmp_path):
+    from c360.ui.snapshot import SnapshotManager
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    orphan = tmp_path / "copies" / gone.stdout.strip()
+    orphan.mkdir(parents=True)
+    (orphan / "warehouse-1.duckdb").write_bytes(b"x" * 100)
+    SnapshotManager(tmp_path / "w.duckdb", tmp_path / "copies")
+    assert not orphan.exists()

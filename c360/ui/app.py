@@ -86,9 +86,9 @@ class UiState:
             self._facts = (snap.path, facts)
             return facts
 
-    def refresh(self) -> None:
+    def refresh(self, *, wait_for_quiet: bool = False) -> None:
         """A new copy when the warehouse changed, and its facts computed before a page asks for them."""
-        snap = self.snapshots.refresh()
+        snap = self.snapshots.refresh(wait_for_quiet=wait_for_quiet)
         if snap is not None:
             self.warehouse_facts(snap)
 
@@ -97,7 +97,7 @@ class UiState:
         def loop():
             while not self._stop.wait(REFRESH_SECONDS):
                 try:
-                    self.refresh()
+                    self.refresh(wait_for_quiet=True)
                 except Exception:  # noqa: BLE001 - logged; the page keeps the previous copy
                     log.exception("warehouse copy failed")
 
@@ -123,6 +123,7 @@ def create_app(settings: Settings | None = None, segments_file: Path | None = No
             state.start_refresher()
         yield
         state.stop()
+        state.snapshots.close()
 
     app = FastAPI(title="c360 segments", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.ui = state

@@ -53,12 +53,16 @@ class SnapshotManager:
     """Holds the current copy of `source` under `folder`; `current()` refreshes it when the source changed."""
 
     def __init__(self, source: Path, folder: Path, min_interval_seconds: float = 5.0):
-        self.source, self.folder = Path(source), Path(folder)
+        # One sub-folder per serving process: two pages on one data folder never delete each other's copies;
+        # folders of processes that are gone are removed (a copy is as big as the warehouse).
+        self.source, self.folder = Path(source), Path(folder) / str(os.getpid())
+        _remove_orphans(Path(folder))
         self.min_interval = min_interval_seconds
         self._lock = threading.Lock()
         self._current: Snapshot | None = None
         self._checked_at = 0.0
         self.last_problem: str | None = None  # why the newest state could not be copied (shown on the page)
+        self._last_seen: tuple | None = None  # the file's stamp at the previous check
 
     def current(self, *, refresh: bool = True) -> Snapshot | None:
         """The newest consistent copy (None when the warehouse does not exist and was never copied)."""
@@ -66,7 +70,10 @@ class SnapshotManager:
             self.refresh()
         return self._current
 
-    def refresh(self) -> Snapshot | None:
+    def refresh(self, *, wait_for_quiet: bool = False) -> Snapshot | None:
+        """Copy the warehouse if it changed since the current copy. `wait_for_quiet` (the background refresher):
+        only once the file looked the same at two consecutive checks, so a nightly that writes for minutes does not
+        cost a full copy of the file at every check (a copy of a GB-sized file takes seconds of disk time)."""
         with self._lock:
             self._checked_at = time.monotonic()
             if not self.source.exists():
@@ -74,6 +81,13 @@ class SnapshotManager:
                 return self._current
             stamp = _stamp(self.source)
             if self._current is not None and self._current.source_stamp == stamp:
+                self.last_problem = None
+                return self._current
+            if wait_for_quiet and self._current is not None and stamp != self._last_seen:
+                self._last_seen = stamp
+                self.last_problem = (f"the warehouse is being written (the nightly may be running): this page shows "
+                                     f"the copy of {self._current.taken_at:%Y-%m-%d %H:%M} UTC and refreshes once the "
+                                     "writes stop")
                 return self._current
             for _ in range(COPY_ATTEMPTS):
                 snap = self._copy(stamp)
@@ -118,6 +132,10 @@ class SnapshotManager:
             return None
         return Snapshot(final, stamp, datetime.now(UTC))
 
+    def close(self) -> None:
+        """Delete this process's copies (the server is stopping)."""
+        shutil.rmtree(self.folder, ignore_errors=True)
+
     def _remove_old(self, keep: set) -> None:
         # The copy before the current one is kept: a request may still be reading it (unlinking an open file is
         # harmless on POSIX, but a request that opens it a moment later would fail).
@@ -125,3 +143,17 @@ class SnapshotManager:
             if p not in keep:
                 p.unlink(missing_ok=True)
                 Path(f"{p}.wal").unlink(missing_ok=True)
+
+
+def _remove_orphans(base: Path) -> None:
+    if not base.is_dir():
+        return
+    for child in base.iterdir():
+        if not child.name.isdigit() or int(child.name) == os.getpid():
+            continue
+        try:
+            os.kill(int(child.name), 0)
+        except ProcessLookupError:
+            shutil.rmtree(child, ignore_errors=True)
+        except PermissionError:  # alive, another user's
+            pass
