@@ -203,6 +203,15 @@ def test_download_matches_the_manifest(server, browser, shop):
     assert target.read_text().count("\n") == entry["rows"] + 1
 
 
+def result(browser, element_id: str):
+    """The element once the page the form posted to has loaded (a click returns before that on a busy machine)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(browser, 30).until(expected_conditions.presence_of_element_located((By.ID, element_id)))
+
+
 def _fill_rule(browser, server, name, where, description="Made in the browser test.", consent="marketing"):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
@@ -224,7 +233,7 @@ def test_rule_editor_previews_sizes_as_dbt_computes_them(server, browser, shop):
     for name, where in (("buyers", "orders_count >= 1"), ("high_churn", "churn_decile >= 8")):
         _fill_rule(browser, server, f"{name}_copy", where)
         browser.find_element(By.ID, "preview").click()
-        size = int(browser.find_element(By.ID, "preview-size").text.replace(",", ""))
+        size = int(result(browser, "preview-size").text.replace(",", ""))
         assert size == warehouse_query("SELECT count(*) FROM marts.segment_members WHERE as_of_date = ? AND "
                                        "segment = ?", [D2, name])[0][0], name
     assert seg_file.read_bytes() == before, "a preview must not write segments.yml"
@@ -243,7 +252,7 @@ def test_rule_editor_refuses_unsafe_rules_and_leaves_the_file_alone(server, brow
     for button in ("preview", "save"):
         _fill_rule(browser, server, "sneaky", where)
         browser.find_element(By.ID, button).click()
-        assert refusal in browser.find_element(By.ID, "refusal").text, button
+        assert refusal in result(browser, "refusal").text, button
         assert not browser.find_elements(By.ID, "saved")
     assert seg_file.read_bytes() == before
     assert "sneaky" not in {s.name for s in load_segments(seg_file)}
@@ -256,10 +265,10 @@ def test_rule_editor_saves_a_valid_rule_atomically(server, browser, shop, tmp_pa
     _fill_rule(browser, server, "loyal_buyers", "orders_count >= 2 and coalesce(p_alive, 0) >= 0.3",
                description="Repeat buyers still active: loyalty programme.")
     browser.find_element(By.ID, "preview").click()
-    assert browser.find_element(By.ID, "preview-size").text.isdigit()
+    assert result(browser, "preview-size").text.isdigit()
     browser.save_screenshot(str(tmp_path_factory.mktemp("shots") / "ui-rule-editor.png"))
     browser.find_element(By.ID, "save").click()
-    assert "Saved segment loyal_buyers" in browser.find_element(By.ID, "saved").text
+    assert "Saved segment loyal_buyers" in result(browser, "saved").text
     text = seg_file.read_text()
     assert text.startswith("# test shop segments (the page must keep this comment when it saves)")
     saved = {s.name: s for s in load_segments(seg_file)}
@@ -271,13 +280,11 @@ def test_rule_editor_saves_a_valid_rule_atomically(server, browser, shop, tmp_pa
     with urllib.request.urlopen(server + "/api/segments") as r:
         api = {e["name"]: e for e in json.load(r)}
     assert api["loyal_buyers"] == {"name": "loyal_buyers", "as_of_date": D2.isoformat(), "size": None}
-    # a second save with the page's old version is refused: someone changed the file meanwhile
-    browser.back()
-    browser.back()
-    stale = browser.find_element(By.ID, "where")
-    stale.clear()
-    stale.send_keys("orders_count >= 3")
+    # a save from a form opened before someone else changed the file is refused, and changes nothing
+    _fill_rule(browser, server, "loyal_buyers", "orders_count >= 3")
+    seg_file.write_text(seg_file.read_text() + "# edited by hand meanwhile\n")
+    edited = seg_file.read_bytes()
     browser.find_element(By.ID, "save").click()
-    assert "changed since the editor was opened" in browser.find_element(By.ID, "refusal").text
-    assert {s.name: s.where for s in load_segments(seg_file)}["loyal_buyers"].startswith("orders_count >= 2")
+    assert "changed since the editor was opened" in result(browser, "refusal").text
+    assert seg_file.read_bytes() == edited
     shutil.copy(seg_file, tmp_path_factory.mktemp("saved") / "segments.yml")

@@ -7,6 +7,7 @@ the manifest's sha256 before they are sent), `/rules` the rule editor (preview, 
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 from datetime import date
 from pathlib import Path
@@ -27,6 +28,9 @@ log = logging.getLogger(__name__)
 
 TEMPLATES = Path(__file__).parent / "templates"
 REFRESH_SECONDS = 30.0  # how often the background thread looks for a newer warehouse file
+STALE_FORM = ("this form was not opened from this page's server (or the server restarted since): reload the "
+              "rule editor and submit again")
+LOCAL_HOSTS = ("127.0.0.1", "localhost")
 
 
 def _env():
@@ -110,8 +114,8 @@ class UiState:
 def create_app(settings: Settings | None = None, segments_file: Path | None = None, *, background: bool = True):
     from contextlib import asynccontextmanager
 
-    from fastapi import FastAPI, Form, HTTPException
-    from fastapi.responses import HTMLResponse, JSONResponse, Response
+    from fastapi import FastAPI, Form, HTTPException, Request
+    from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 
     state = UiState(settings or get_settings(), segments_file or DEFAULT_SEGMENTS_FILE)
     env = _env()
@@ -127,6 +131,19 @@ def create_app(settings: Settings | None = None, segments_file: Path | None = No
 
     app = FastAPI(title="c360 segments", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.ui = state
+    # The editor's forms carry this token: another web site open in the same browser can post a form to
+    # 127.0.0.1 (no preflight for a plain form), but cannot read the page to learn the token.
+    token = secrets.token_urlsafe(24)
+
+    @app.middleware("http")
+    async def local_hosts_only(request: Request, call_next):
+        # DNS rebinding: a page of evil.example whose name resolves to 127.0.0.1 would be same-origin with us;
+        # its requests carry its own Host header, so only the loopback names are answered.
+        host = (request.headers.get("host") or "").rsplit(":", 1)[0].strip("[]").lower()
+        if host not in LOCAL_HOSTS:
+            return PlainTextResponse(f"host {host!r} refused: open the page as http://127.0.0.1:<port>/",
+                                     status_code=400)
+        return await call_next(request)
 
     def render(name: str, status: int = 200, **context: Any) -> HTMLResponse:
         snap = state.snapshots.current(refresh=False)
@@ -199,7 +216,7 @@ def create_app(settings: Settings | None = None, segments_file: Path | None = No
         segments, generated, problem = state.segments()
         text = state.segments_file.read_text(encoding="utf-8")
         draft = draft or Draft("", "", "", "marketing", "crm")
-        return render("rules.html", status=status, draft=draft, segments=segments, generated=generated,
+        return render("rules.html", status=status, draft=draft, segments=segments, generated=generated, token=token,
                       file_problem=problem, version=context.pop("version", None) or file_version(text),
                       consents=list(CONSENTS), destinations=list(DESTINATIONS),
                       segments_file=str(state.segments_file), **{"preview": None, "refusal": None,
@@ -222,11 +239,13 @@ def create_app(settings: Settings | None = None, segments_file: Path | None = No
     @app.post("/rules/preview", response_class=HTMLResponse)
     def rules_preview(name: str = Form(""), description: str = Form(""), where: str = Form(""),
                       required_consent: str = Form("marketing"), destination: str = Form("crm"),
-                      version: str = Form("")):
+                      version: str = Form(""), form_token: str = Form("", alias="token")):
         from c360.segments import latest_segment_date
         from c360.ui.rules import RuleRefused, preview_size
 
         draft = draft_of(name, description, where, required_consent, destination)
+        if not secrets.compare_digest(form_token, token):
+            return editor(draft, status=403, refusal=STALE_FORM, version=version)
         snap = state.snapshot()
         if snap is None:
             return editor(draft, status=503, refusal=state.snapshots.last_problem, version=version)
@@ -246,10 +265,12 @@ def create_app(settings: Settings | None = None, segments_file: Path | None = No
     @app.post("/rules/save", response_class=HTMLResponse)
     def rules_save(name: str = Form(""), description: str = Form(""), where: str = Form(""),
                    required_consent: str = Form("marketing"), destination: str = Form("crm"),
-                   version: str = Form("")):
+                   version: str = Form(""), form_token: str = Form("", alias="token")):
         from c360.ui.rules import RuleRefused, save_draft
 
         draft = draft_of(name, description, where, required_consent, destination)
+        if not secrets.compare_digest(form_token, token):
+            return editor(draft, status=403, refusal=STALE_FORM, version=version)
         _, generated, _ = state.segments()
         try:
             new_version = save_draft(state.segments_file, draft, version, generated)
