@@ -111,6 +111,13 @@ class UiState:
         self._stop.set()
 
 
+def _shown(path: Path) -> str:
+    """The path as marketing knows it: relative to the repository when it is the repository's segments.yml."""
+    from c360.config import PROJECT_ROOT
+
+    return str(path.resolve().relative_to(PROJECT_ROOT)) if path.resolve().is_relative_to(PROJECT_ROOT) else str(path)
+
+
 def create_app(settings: Settings | None = None, segments_file: Path | None = None, *, background: bool = True):
     from contextlib import asynccontextmanager
 
@@ -219,7 +226,7 @@ def create_app(settings: Settings | None = None, segments_file: Path | None = No
         return render("rules.html", status=status, draft=draft, segments=segments, generated=generated, token=token,
                       file_problem=problem, version=context.pop("version", None) or file_version(text),
                       consents=list(CONSENTS), destinations=list(DESTINATIONS),
-                      segments_file=str(state.segments_file), **{"preview": None, "refusal": None,
+                      segments_file=_shown(state.segments_file), **{"preview": None, "refusal": None,
                                                                  "saved": None, **context})
 
     @app.get("/rules", response_class=HTMLResponse)
@@ -277,7 +284,7 @@ def create_app(settings: Settings | None = None, segments_file: Path | None = No
         except RuleRefused as exc:
             return editor(draft, status=422, refusal=str(exc), version=version)
         log.info("segments page: saved segment %r to %s", draft.name, state.segments_file)
-        return editor(draft, saved=(f"Saved segment {draft.name} to {state.segments_file}. The next nightly builds "
+        return editor(draft, saved=(f"Saved segment {draft.name} to {_shown(state.segments_file)}. The next nightly builds "
                                     "it; its size and files appear here after that night."), version=new_version)
 
     return app
