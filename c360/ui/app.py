@@ -273,13 +273,14 @@ def create_app(settings: Settings | None = None, segments_file: Path | None = No
     def rules_save(name: str = Form(""), description: str = Form(""), where: str = Form(""),
                    required_consent: str = Form("marketing"), destination: str = Form("crm"),
                    version: str = Form(""), form_token: str = Form("", alias="token")):
-        from c360.ui.rules import RuleRefused, save_draft
+        from c360.ui.rules import RuleRefused, bind_draft, save_draft
 
         draft = draft_of(name, description, where, required_consent, destination)
         if not secrets.compare_digest(form_token, token):
             return editor(draft, status=403, refusal=STALE_FORM, version=version)
         _, generated, _ = state.segments()
         try:
+            bind_draft(state.snapshot(), draft)
             new_version = save_draft(state.segments_file, draft, version, generated)
         except RuleRefused as exc:
             return editor(draft, status=422, refusal=str(exc), version=version)

@@ -80,6 +80,29 @@ def preview_size(con, draft: Draft, day: date) -> Preview:
     return Preview(day, int(members), int(consenting), rule.sql, needs_scores)
 
 
+def bind_draft(snapshot, draft: Draft) -> None:
+    """Bind the rule against the warehouse copy's feature snapshot, as `c360 segments check` does: a rule inside the
+    language can still be a type error (lower(orders_count)) that would stop the nightly's dbt build. Skipped only
+    when there is no copy or no snapshot table yet (nothing to bind against)."""
+    from c360.segments import PREDICATE_TABLE, check_predicates, relation_exists
+
+    rule = check_draft(draft)
+    if snapshot is None:
+        return
+    segment = parse_segments({"segments": [{"name": draft.name, "description": draft.description or "-",
+                                            "where": rule.source, "required_consent": draft.required_consent,
+                                            "destination": draft.destination}]})
+    con = snapshot.connect()
+    try:
+        if not relation_exists(con, PREDICATE_TABLE):
+            return
+        problems = check_predicates(con, segment)
+    finally:
+        con.close()
+    if problems:
+        raise RuleRefused(f"rule refused by the warehouse, nothing was saved: {'; '.join(problems)}")
+
+
 # ------------------------------------------------------------------------------------------------ saving
 
 

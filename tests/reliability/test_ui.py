@@ -171,3 +171,16 @@ def test_forged_posts_and_foreign_hosts_change_nothing(ui):
         assert seg_file.read_bytes() == before
         assert c.post("/rules/save", data={**form, "token": form_token(c)}).status_code == 200
     assert "big" in {s.name for s in load_segments(seg_file)}
+
+
+def test_a_rule_the_warehouse_cannot_run_is_not_saved(ui):
+    """Inside the language but a type error: saving it would stop the next nightly's dbt build."""
+    settings, seg_file = ui
+    before = seg_file.read_bytes()
+    form = {"name": "typo", "description": "A typo.", "where": "lower(value_decile) = 'x'",
+            "required_consent": "marketing", "destination": "crm", "version": file_version(before.decode())}
+    with client(settings, seg_file) as c:
+        r = c.post("/rules/save", data={**form, "token": form_token(c)})
+        assert r.status_code == 422 and "rule refused by the warehouse" in r.text and "typo" in r.text
+        assert c.post("/rules/preview", data={**form, "token": form_token(c)}).status_code == 422
+    assert seg_file.read_bytes() == before
