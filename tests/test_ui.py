@@ -141,3 +141,28 @@ def test_copies_of_stopped_servers_are_removed(tmp_path):
     (orphan / "warehouse-1.duckdb").write_bytes(b"x" * 100)
     SnapshotManager(tmp_path / "w.duckdb", tmp_path / "copies")
     assert not orphan.exists()
+
+
+def test_before_the_first_night_the_page_says_what_to_do(c360_env, tmp_path):
+    seg_file = tmp_path / "segments.yml"
+    seg_file.write_text(yaml.safe_dump({"segments": [s.as_dict() for s in SEGMENTS]}))
+    with client(c360_env, seg_file) as c:  # no warehouse file at all
+        r = c.get("/")
+        assert r.status_code == 200 and "no warehouse at" in r.text and "run the nightly" in r.text
+        assert c.get("/api/segments").json() == [{"name": s.name, "as_of_date": None, "size": None} for s in SEGMENTS]
+    c360_env.warehouse_path.parent.mkdir(parents=True)
+    with duckdb.connect(str(c360_env.warehouse_path)) as con:  # a warehouse without segment marts yet
+        con.execute("CREATE SCHEMA raw; CREATE TABLE raw.x AS SELECT 1 AS x")
+    with client(c360_env, seg_file) as c:
+        r = c.get("/")
+        assert r.status_code == 200 and "No segments have been built yet: run the nightly." in r.text
+        assert c.get("/api/segments").json() == [{"name": s.name, "as_of_date": None, "size": None} for s in SEGMENTS]
+
+
+def test_an_invalid_segments_file_is_named_on_the_page(ui):
+    settings, seg_file = ui
+    seg_file.write_text(seg_file.read_text().replace("value_decile >= 8", "value_decile >= 8 union select 1"))
+    with client(settings, seg_file) as c:
+        r = c.get("/")
+        assert r.status_code == 200 and "is invalid" in r.text and "union" in r.text and str(seg_file) in r.text
+        assert "is invalid" in c.get("/api/segments").json()["error"]
