@@ -146,9 +146,11 @@ def main(argv: list[str] | None = None) -> int:
     writer = subprocess.Popen([sys.executable, "-c", WRITER, str(settings.warehouse_path)], stdout=subprocess.PIPE,
                               text=True)
     assert writer.stdout.readline().strip() == "writing"
-    from tests.conftest import free_port
+    import socket
 
-    port = free_port()
+    with socket.socket() as s:  # a free port on the loopback
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     t0 = time.monotonic()
     server = subprocess.Popen([sys.executable, "-m", "c360.cli", "ui", "--port", str(port)], cwd=REPO, env=env)
