@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("spark_jobs.train", "train churn, CLV and recommender in Spark, register in MLflow, promote by gates"),
     "score": ("spark_jobs.score", "score churn, CLV and recommendations for a feature snapshot date (docs/models.md)"),
     "models": ("c360.modeling", "model registry: status, history, rollback, promote; ensure (first-night champions)"),
+    "ui": ("c360.ui.cli", "serve the segments page for marketing on http://127.0.0.1:8050 (docs/ui.md)"),
     "airflow-ui": ("c360.airflow_env", "start Airflow (UI on http://127.0.0.1:8080) with the project's DAGs"),
     "config": ("c360.config_cli", "print the resolved configuration"),
 }

@@ -173,6 +173,9 @@ class Settings:
     sync_max_retry_seconds: float = 300.0
     sync_backoff_base_seconds: float = 0.5
     sync_backoff_max_seconds: float = 30.0
+    # the segments page (`c360 ui`, docs/ui.md): its port on 127.0.0.1 and how many nights its trend plots show
+    ui_port: int = 8050
+    ui_trend_nights: int = 14
     extra: dict = field(default_factory=dict)
 
     def as_env(self) -> dict[str, str]:
@@ -273,6 +276,8 @@ ENV_VARS: dict[str, str] = {
     "sync_max_retry_seconds": "C360_SYNC_MAX_RETRY_SECONDS",
     "sync_backoff_base_seconds": "C360_SYNC_BACKOFF_BASE_SECONDS",
     "sync_backoff_max_seconds": "C360_SYNC_BACKOFF_MAX_SECONDS",
+    "ui_port": "C360_UI_PORT",
+    "ui_trend_nights": "C360_UI_TREND_NIGHTS",
 }
 
 # Environment variables a destination's credential may come from (Settings.secret).
@@ -368,6 +373,8 @@ def get_settings() -> Settings:
         train_args=_shell_words("C360_TRAIN_ARGS", DEFAULT_TRAIN_ARGS),
         bootstrap_train_args=_shell_words("C360_BOOTSTRAP_TRAIN_ARGS", DEFAULT_BOOTSTRAP_TRAIN_ARGS),
         first_champion=_first_champion(_env("C360_FIRST_CHAMPION", "gated")),
+        ui_port=_env_int_at_least("C360_UI_PORT", 8050, 0),
+        ui_trend_nights=_env_int_at_least("C360_UI_TREND_NIGHTS", 14, 2),
         **_parse_time_values(),
         destinations_file=Path(_env("C360_DESTINATIONS_FILE", str(PROJECT_ROOT / "destinations.yml"))).resolve(),
         sync_batch_size=_env_int_between("C360_SYNC_BATCH_SIZE", 500, 1, 10_000),
