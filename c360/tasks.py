@@ -198,16 +198,16 @@ def check_reconciliation(ds: str) -> dict:
 
 @fail_fast_on_deterministic_errors
 def dbt_build_scores(context) -> dict:
-    """Load the night's scores and build everything downstream of them (score marts, customer_360, segments)."""
-    from c360 import transform
-    from c360.scores_load import load_scores
+    """Build everything downstream of the night's scores (score marts, customer_360, segments): dbt reads the
+    scoring job's Parquet directly (raw.scores / raw.recommendations are views over it)."""
+    from c360 import modeling, transform
 
     day = run_date_from_context(context)
     with _stage(day, "dbt scores + segments"):
         from c360.transform import load_segment_definitions
 
-        load_segment_definitions()  # a bad segments.yml fails here, before raw.scores changes
-        loaded = load_scores(day, get_settings())
+        load_segment_definitions()  # a bad segments.yml fails here, before any dbt command
+        loaded = modeling.check_scored(day, get_settings())
         result = transform.build_scores(day, get_settings())
     publish_run_date(context, day)
     return {"run_date": day.isoformat(), "loaded": loaded, "seconds": round(result.elapsed_seconds, 1)}

@@ -12,7 +12,8 @@ Runs when the transform DAG has published the night's feature snapshot (Asset
   champions: churn probability and decile, P(alive), predicted value and decile, top-N recommendations;
   Parquet under `C360_SCORES_DIR/{scores,recommendations}/dt=D`, atomically. Refuses when a champion or a
   signature column is missing.
-* `dbt_build_scores`: loads them into the warehouse and builds `customer_scores`, `customer_recommendations`,
+* `dbt_build_scores`: checks they were published, then builds (dbt reads the Parquet in place) `customer_scores`,
+  `customer_recommendations`,
   `customer_360` (with scores), `segment_members` and `segment_changes` (segments.yml).
 * `monitor`: population stability (PSI) of key features and scores against the training snapshot,
   recorded in `monitoring.psi`.

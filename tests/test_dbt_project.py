@@ -34,7 +34,9 @@ def transactions_only(tmp_path_factory):
                 {"order_id": "C", "customer_id": "Y", "ordered_at": "2025-01-20T23:30:00Z", "amount": 5},
             ], "2025-01-20")
         result = transform.build(RUN_DATE, get_settings())
-        yield {"result": result, "settings": get_settings(), "root": root}
+        # nothing scored yet (the first night before training): the score part builds on empty scores
+        result_scores = transform.build_scores(RUN_DATE, get_settings())
+        yield {"result": result, "result_scores": result_scores, "settings": get_settings(), "root": root}
 
 
 def fetch(sql: str) -> list[tuple]:
@@ -43,7 +45,7 @@ def fetch(sql: str) -> list[tuple]:
 
 
 def test_transactions_only_input_builds(transactions_only):
-    assert transactions_only["result"].success
+    assert transactions_only["result"].success and transactions_only["result_scores"].success
     rows = fetch(
         "select customer_id, orders_count, has_profile, has_tracking, sessions_30d, product_views_90d, "
         "days_since_last_visit, first_touch_channel, favourite_category from feature_store.customer_features "
