@@ -178,13 +178,15 @@ best as (
 
 ),
 
--- each customer's latest action before run_date (a 'none' is no contact)
+-- each customer's latest action inside the cap window before run_date (a 'none' is no contact); only the window is
+-- read, so the nightly cost stays flat however many nights the table holds
 previous_actions as (
 
     {% if is_incremental() -%}
     select customer_id, max(as_of_date) as last_action_date, arg_max(action, as_of_date) as last_action
     from {{ this }}
     where as_of_date < {{ run_date() }}
+      and as_of_date > {{ run_date() }} - {{ cap_days }}
       and action <> 'none'
     group by customer_id
     {%- else -%}
@@ -207,7 +209,7 @@ decided as (
         previous_actions.last_action,
         case
             when not customers.marketing_consent then 'no_consent'
-            when previous_actions.last_action_date > customers.as_of_date - {{ cap_days }} then 'contact_cap'
+            when previous_actions.last_action_date is not null then 'contact_cap'
             when best.action is null then 'no_rule'
             when coalesce(best.expected_value_eur, 0) < {{ min_value }} then 'below_min_value'
         end                                                                   as suppressed_by
