@@ -348,16 +348,17 @@ def _record_psi(path, day, psi):
 NBA_ROWS_MODEL = Path(__file__).resolve().parents[1] / "dbt_project/models/pii/next_best_action_export_rows.sql"
 
 
-def build_next_best_actions(path, rows) -> None:
+def build_next_best_actions(path, rows, recommender="5") -> None:
     """marts.customer_next_best_action with the given (date, customer, action, product, value, consent) rows, and the
     dbt model pii.next_best_action_export_rows over it, rendered from its own SQL like export_rows_view_sql."""
     con = duckdb.connect(str(path))
     con.execute("""CREATE OR REPLACE TABLE marts.customer_next_best_action (as_of_date DATE, customer_id VARCHAR,
         action VARCHAR, product_id VARCHAR, expected_value_eur DOUBLE, reason VARCHAR, marketing_consent BOOLEAN,
-        run_id VARCHAR, churn_model_version VARCHAR, clv_model_version VARCHAR, recommender_model_version VARCHAR)""")
+        run_id VARCHAR, churn_model_version VARCHAR, clv_model_version VARCHAR, recommender_model_version VARCHAR,
+        feature_snapshot_date DATE)""")
     for day, customer, action, product, value, consent in rows:
-        con.execute("INSERT INTO marts.customer_next_best_action VALUES (?, ?, ?, ?, ?, ?, ?, 'run-1', '3', '2', '5')",
-                    [day, customer, action, product, value, f"{action}: because {customer}", consent])
+        con.execute("INSERT INTO marts.customer_next_best_action VALUES (?, ?, ?, ?, ?, ?, ?, 'run-1', '3', '2', ?, ?)",
+                    [day, customer, action, product, value, f"{action}: because {customer}", consent, recommender, day])
     template = jinja2.Environment(undefined=jinja2.StrictUndefined).from_string(NBA_ROWS_MODEL.read_text())
     refs = {"customer_next_best_action": "marts.customer_next_best_action", **REFS}
     con.execute("CREATE OR REPLACE VIEW pii.next_best_action_export_rows AS "
@@ -383,11 +384,12 @@ def test_next_best_action_is_exported_like_a_segment(warehouse):
     assert set(entry["files"]) == {"csv", "parquet"}
     assert (entry["rows"], entry["members"], entry["excluded_without_consent"]) == (2, 3, 1)
     assert entry["required_consent"] == "marketing" and entry["model_versions"]["recommender"] == "5"
+    assert (entry["run_id"], entry["feature_snapshot_date"]) == ("run-1", "2025-06-02")
     storage = open_storage(warehouse.export_uri)
     rows = read_csv(storage, file_key(manifest, "next_best_action", "csv"))
     assert list(rows[0]) == ["customer_id", "email", "action", "product_id", "expected_value_eur", "reason",
                              "as_of_date", "run_id", "churn_model_version", "clv_model_version",
-                             "recommender_model_version"]
+                             "recommender_model_version", "feature_snapshot_date"]
     assert [(r["customer_id"], r["email"], r["action"], r["product_id"], r["expected_value_eur"], r["reason"])
             for r in rows] == [("c1", "c1@example.com", "retain", "", "12.5", "retain: because c1"),
                                ("c4", "c4@example.com", "cross_sell", "p7", "3", "cross_sell: because c4")]
@@ -400,6 +402,21 @@ def test_next_best_action_is_exported_like_a_segment(warehouse):
     assert only["segments"]["loyal"] == manifest["segments"]["loyal"]
     other = export_segments(D2, warehouse, segments=SEGMENTS, only=["loyal"])
     assert other["segments"]["next_best_action"] == only["segments"]["next_best_action"]
+    verify_export(D2, warehouse)
+
+
+def test_next_best_action_without_recommender_or_any_action(warehouse):
+    """A transactions-only night (no recommender) leaves recommender_model_version out, as the segments do; a night
+    whose actions are all none still exports an empty file naming its run and models."""
+    build_next_best_actions(warehouse.warehouse_path, [(D2, "c1", "none", None, None, True)], recommender=None)
+    manifest = export_segments(D2, warehouse, segments=SEGMENTS)
+    entry = manifest["segments"]["next_best_action"]
+    assert "recommender_model_version" not in entry["columns"] and entry["rows"] == 0
+    assert entry["model_versions"] == {"churn": "3", "clv": "2", "recommender": None}
+    assert entry["run_id"] == "run-1" and entry["feature_snapshot_date"] == "2025-06-02"
+    storage = open_storage(warehouse.export_uri)
+    header = storage.read_bytes(file_key(manifest, "next_best_action", "csv")).decode().splitlines()
+    assert header == [",".join(entry["columns"])]
     verify_export(D2, warehouse)
 
 

@@ -44,5 +44,6 @@ select
     run_id::varchar                                                     as run_id,
     churn_model_version::varchar                                        as churn_model_version,
     clv_model_version::varchar                                          as clv_model_version,
-    recommender_model_version::varchar                                  as recommender_model_version
+    recommender_model_version::varchar                                  as recommender_model_version,
+    feature_snapshot_date::date                                         as feature_snapshot_date
 from decided

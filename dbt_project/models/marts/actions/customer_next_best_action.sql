@@ -51,6 +51,7 @@ customers as (
         scored.churn_model_version,
         scored.clv_model_version,
         scored.recommender_model_version,
+        coalesce(scored.feature_snapshot_date, scored.as_of_date)            as feature_snapshot_date,
         coalesce(features.marketing_consent, false)                          as marketing_consent,
         coalesce(features.orders_count, 0)                                    as orders_count,
         features.days_since_last_order,
@@ -249,5 +250,6 @@ select
     run_id::varchar                                                           as run_id,
     churn_model_version::varchar                                              as churn_model_version,
     clv_model_version::varchar                                                as clv_model_version,
-    recommender_model_version::varchar                                        as recommender_model_version
+    recommender_model_version::varchar                                        as recommender_model_version,
+    feature_snapshot_date::date                                               as feature_snapshot_date
 from decided
