@@ -83,6 +83,16 @@ DEFAULT_PSI_HOLD = 0.25
 DEFAULT_TRAIN_ARGS = "--train-snapshots 3"
 DEFAULT_BOOTSTRAP_TRAIN_ARGS = "--rec-grid none --train-snapshots 3"
 FIRST_CHAMPION_POLICIES = ("gated", "accept")
+# next-best action (dbt_project/models/marts/actions/, docs/next_best_action.md): the rule thresholds, the assumed
+# response uplift per action (expected value = uplift x value at stake) and the contact-frequency cap
+DEFAULT_NBA_CONTACT_CAP_DAYS = 14
+DEFAULT_NBA_RETAIN_MIN_CHURN = 0.5
+DEFAULT_NBA_RETAIN_MIN_VALUE_EUR = 50.0
+DEFAULT_NBA_WIN_BACK_AFTER_DAYS = 120
+DEFAULT_NBA_CROSS_SELL_MAX_CHURN = 0.5
+DEFAULT_NBA_NURTURE_MAX_ORDERS = 1
+DEFAULT_NBA_MIN_EXPECTED_VALUE_EUR = 0.0
+DEFAULT_NBA_UPLIFTS = {"retain": 0.1, "win_back": 0.05, "upsell": 0.08, "cross_sell": 0.05, "nurture": 0.02}
 
 
 @dataclass(frozen=True)
@@ -176,6 +186,24 @@ class Settings:
     # the segments page (`c360 ui`, docs/ui.md): its port on 127.0.0.1 and how many nights its trend plots show
     ui_port: int = 8050
     ui_trend_nights: int = 14
+    # next-best action rules, read by dbt (marts.customer_next_best_action) through the same variables: no action
+    # for a customer more often than every nba_contact_cap_days; retain needs churn >= retain_min_churn and a
+    # predicted value >= retain_min_value_eur; win-back after win_back_after_days without an order; upsell /
+    # cross-sell need churn <= cross_sell_max_churn and a recommended product; nurture is for customers with at
+    # most nurture_max_orders orders; the best action by expected value is chosen when it reaches
+    # min_expected_value_eur. Uplifts: assumed extra response each action causes (0..1)
+    nba_contact_cap_days: int = DEFAULT_NBA_CONTACT_CAP_DAYS
+    nba_retain_min_churn: float = DEFAULT_NBA_RETAIN_MIN_CHURN
+    nba_retain_min_value_eur: float = DEFAULT_NBA_RETAIN_MIN_VALUE_EUR
+    nba_win_back_after_days: int = DEFAULT_NBA_WIN_BACK_AFTER_DAYS
+    nba_cross_sell_max_churn: float = DEFAULT_NBA_CROSS_SELL_MAX_CHURN
+    nba_nurture_max_orders: int = DEFAULT_NBA_NURTURE_MAX_ORDERS
+    nba_min_expected_value_eur: float = DEFAULT_NBA_MIN_EXPECTED_VALUE_EUR
+    nba_uplift_retain: float = DEFAULT_NBA_UPLIFTS["retain"]
+    nba_uplift_win_back: float = DEFAULT_NBA_UPLIFTS["win_back"]
+    nba_uplift_upsell: float = DEFAULT_NBA_UPLIFTS["upsell"]
+    nba_uplift_cross_sell: float = DEFAULT_NBA_UPLIFTS["cross_sell"]
+    nba_uplift_nurture: float = DEFAULT_NBA_UPLIFTS["nurture"]
     extra: dict = field(default_factory=dict)
 
     def as_env(self) -> dict[str, str]:
@@ -278,6 +306,18 @@ ENV_VARS: dict[str, str] = {
     "sync_backoff_max_seconds": "C360_SYNC_BACKOFF_MAX_SECONDS",
     "ui_port": "C360_UI_PORT",
     "ui_trend_nights": "C360_UI_TREND_NIGHTS",
+    "nba_contact_cap_days": "C360_NBA_CONTACT_CAP_DAYS",
+    "nba_retain_min_churn": "C360_NBA_RETAIN_MIN_CHURN",
+    "nba_retain_min_value_eur": "C360_NBA_RETAIN_MIN_VALUE_EUR",
+    "nba_win_back_after_days": "C360_NBA_WIN_BACK_AFTER_DAYS",
+    "nba_cross_sell_max_churn": "C360_NBA_CROSS_SELL_MAX_CHURN",
+    "nba_nurture_max_orders": "C360_NBA_NURTURE_MAX_ORDERS",
+    "nba_min_expected_value_eur": "C360_NBA_MIN_EXPECTED_VALUE_EUR",
+    "nba_uplift_retain": "C360_NBA_UPLIFT_RETAIN",
+    "nba_uplift_win_back": "C360_NBA_UPLIFT_WIN_BACK",
+    "nba_uplift_upsell": "C360_NBA_UPLIFT_UPSELL",
+    "nba_uplift_cross_sell": "C360_NBA_UPLIFT_CROSS_SELL",
+    "nba_uplift_nurture": "C360_NBA_UPLIFT_NURTURE",
 }
 
 # Environment variables a destination's credential may come from (Settings.secret).
@@ -382,6 +422,7 @@ def get_settings() -> Settings:
         sync_max_retry_seconds=_env_float_at_least("C360_SYNC_MAX_RETRY_SECONDS", 300.0, 0.0),
         sync_backoff_base_seconds=_env_float_at_least("C360_SYNC_BACKOFF_BASE_SECONDS", 0.5, 0.0),
         sync_backoff_max_seconds=_env_float_at_least("C360_SYNC_BACKOFF_MAX_SECONDS", 30.0, 0.0),
+        **_nba_settings(),
     )
 
 
@@ -444,6 +485,32 @@ def _psi_settings() -> dict:
         "psi_features": _env_list("C360_PSI_FEATURES", DEFAULT_PSI_FEATURES),
         "psi_scores": _env_list("C360_PSI_SCORES", DEFAULT_PSI_SCORES),
         "psi_reference_date": _env_date("C360_PSI_REFERENCE_DATE", reference) if reference else None,
+    }
+
+
+def _env_float_between(name: str, default: float, low: float, high: float | None = None) -> float:
+    value = _env_float(name, default)
+    if value < low or (high is not None and value > high):
+        bounds = f"between {low:g} and {high:g}" if high is not None else f"at least {low:g}"
+        raise SettingsError(f"Environment variable {name}={value:g} must be {bounds} (docs/next_best_action.md)")
+    return value
+
+
+def _nba_settings() -> dict:
+    """The next-best-action rules, checked here so a typo fails at start-up, not in the middle of dbt."""
+    return {
+        "nba_contact_cap_days": _env_int_at_least("C360_NBA_CONTACT_CAP_DAYS", DEFAULT_NBA_CONTACT_CAP_DAYS, 0),
+        "nba_retain_min_churn": _env_float_between("C360_NBA_RETAIN_MIN_CHURN", DEFAULT_NBA_RETAIN_MIN_CHURN, 0, 1),
+        "nba_retain_min_value_eur": _env_float_between("C360_NBA_RETAIN_MIN_VALUE_EUR",
+                                                       DEFAULT_NBA_RETAIN_MIN_VALUE_EUR, 0),
+        "nba_win_back_after_days": _env_int_at_least("C360_NBA_WIN_BACK_AFTER_DAYS", DEFAULT_NBA_WIN_BACK_AFTER_DAYS, 1),
+        "nba_cross_sell_max_churn": _env_float_between("C360_NBA_CROSS_SELL_MAX_CHURN",
+                                                       DEFAULT_NBA_CROSS_SELL_MAX_CHURN, 0, 1),
+        "nba_nurture_max_orders": _env_int_at_least("C360_NBA_NURTURE_MAX_ORDERS", DEFAULT_NBA_NURTURE_MAX_ORDERS, 0),
+        "nba_min_expected_value_eur": _env_float_between("C360_NBA_MIN_EXPECTED_VALUE_EUR",
+                                                         DEFAULT_NBA_MIN_EXPECTED_VALUE_EUR, 0),
+        **{f"nba_uplift_{action}": _env_float_between(f"C360_NBA_UPLIFT_{action.upper()}", default, 0, 1)
+           for action, default in DEFAULT_NBA_UPLIFTS.items()},
     }
 
 

@@ -57,6 +57,14 @@ def test_transactions_only_input_builds(transactions_only):
     ]
     assert fetch("select count(*) from marts.fct_sessions") == [(0,)]
     assert fetch("select count(*) from marts.customer_360") == [(2,)]
+    # likes vs buys: nothing viewed, and without product ids nothing to compare
+    assert fetch(
+        "select customer_id, top_viewed_category_90d, top_bought_category, viewed_products_30d, "
+        "viewed_not_bought_products_30d, cart_abandon_products_30d, view_to_buy_rate_90d from marts.customer_360 "
+        "order by customer_id"
+    ) == [("X", None, None, 0, 0, 0, None), ("Y", None, None, 0, 0, 0, None)]
+    # no scores yet: the next-best-action mart exists, empty
+    assert fetch("select count(*) from marts.customer_next_best_action") == [(0,)]
 
 
 def test_missing_raw_tables_are_created_with_the_contract_columns(transactions_only):

@@ -159,6 +159,37 @@ def test_customer_360_carries_the_latest_scores(nights):
     assert set(rows) == {"C1", "C2", "C3", "C4"}
 
 
+def test_next_best_action_per_scored_customer_and_night(nights):
+    """The score part decides one action per scored customer and night (default rules: cap 14 days, retain from churn
+    0.5 and 50 EUR): C1 at risk is retained on 01-19 and withdraws consent by 01-20; C3, without orders, is nurtured
+    on 01-19 and capped on 01-20; C2 and C4 never consented. The export rows keep only who still consents now."""
+    for day in (D1, D2):
+        assert "model.c360.customer_next_best_action" in {n.unique_id for n in nights[f"build_scores_{day}"].nodes}
+    rows = {(r[0], r[1]): r[2:] for r in query(
+        "select as_of_date, customer_id, action, suppressed_by, best_candidate_action, previous_action_date, reason "
+        "from marts.customer_next_best_action")}
+    assert len(rows) == 8
+    assert rows[(D1, "C1")][:3] == ("retain", None, "retain")
+    assert rows[(D1, "C1")][4].startswith("retain: churn risk 85% (retain from 50%)")
+    assert rows[(D1, "C3")][:2] == ("nurture", None)
+    assert {c: rows[(D1, c)][:2] for c in ("C2", "C4")} == {"C2": ("none", "no_consent"), "C4": ("none", "no_consent")}
+    assert rows[(D2, "C1")][:2] == ("none", "no_consent")
+    assert rows[(D2, "C3")][:4] == ("none", "contact_cap", "nurture", D1)
+    assert rows[(D2, "C3")][4] == ("contacted on 2025-01-19 (nurture): at most one action every 14 days, "
+                                   "next from 2025-02-02")
+    assert query("select as_of_date, customer_id, action, email from pii.next_best_action_export_rows "
+                 "where consent_ok order by 1, 2") == [(D1, "C3", "nurture", "c3@example.com")]
+
+
+def test_customer_360_shows_likes_versus_buys(nights):
+    rows = {r[0]: r[1:] for r in query(
+        "select customer_id, top_viewed_category_90d, top_bought_category, viewed_products_30d, "
+        "viewed_not_bought_products_30d, cart_abandon_products_30d, last_cart_abandon_product_30d "
+        "from marts.customer_360")}
+    assert rows["C1"] == ("bags", "bags", 2, 1, 1, "P3")
+    assert rows["C3"] == (None, None, 0, 0, 0, None)
+
+
 def test_segment_members_per_date(nights):
     assert members(D1, "buyers") == members(D2, "buyers") == {"C1", "C2", "C4"}
     assert members(D1, "high_churn") == {"C1", "C3"}
