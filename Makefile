@@ -9,7 +9,7 @@ SIZE ?= S
 
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help venv nightly test lint airflow generate backfill bench train test-cluster lock clean clean-data docs
+.PHONY: help venv nightly test lint airflow generate backfill bench bench-sync train test-cluster lock clean clean-data docs ui browser-deps
 
 help:
 	@echo "make nightly [DATE=YYYY-MM-DD]  set up, generate demo data if the landing zone is empty, run the nightly job"
@@ -17,7 +17,10 @@ help:
 	@echo "make test-cluster               only the Spark standalone cluster test (starts and stops a local cluster)"
 	@echo "make backfill FROM=… TO=…       run the nightly job for each date in order"
 	@echo "make bench [SIZE=S|M|L]         benchmark the nightly run (results in bench/results/)"
+	@echo "make bench-sync [DELTAS=100000] benchmark the destination sync against a local receiver"
 	@echo "make airflow                    start the Airflow UI on http://127.0.0.1:8080"
+	@echo "make ui [UI_PORT=8050]          start the segments page on http://127.0.0.1:8050 (docs/ui.md)"
+	@echo "make browser-deps               install Debian's chromium + chromium-driver (the browser tests need them)"
 	@echo "make lint                       ruff"
 	@echo "make clean-data                 delete data/ (landing zone, warehouse, MLflow store, exports)"
 
@@ -41,7 +44,7 @@ backfill: venv
 	@test -n "$(FROM)" -a -n "$(TO)" || { echo "usage: make backfill FROM=YYYY-MM-DD TO=YYYY-MM-DD"; exit 2; }
 	$(BIN)/c360 nightly --from $(FROM) --to $(TO)
 
-test: venv
+test: venv browser-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Start a Spark standalone master + worker on 127.0.0.1, run only the `cluster` tests, stop it again (also on failure
@@ -56,11 +59,27 @@ train: venv
 bench: venv
 	$(BIN)/c360 bench --size $(SIZE)
 
+# destination sync: 100k segment changes to a local receiver (docs/destinations.md); target <= 60 s
+bench-sync: venv
+	$(BIN)/python -m c360.bench.sync --deltas $(or $(DELTAS),100000)
+
 lint: venv
 	$(BIN)/ruff check .
 
 airflow: venv
 	$(BIN)/c360 airflow-ui
+
+ui: venv
+	$(BIN)/c360 ui $(if $(UI_PORT),--port $(UI_PORT))
+
+# The browser tests (tests/test_ui_browser.py) drive Debian's chromium through Debian's chromedriver: a browser
+# download at run time (Selenium Manager, Playwright) is impossible here. Installed only when missing.
+browser-deps:
+	@if command -v chromium >/dev/null && test -x /usr/bin/chromedriver; then echo "chromium and chromedriver present"; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null \
+	  && echo "installed chromium and chromium-driver"; \
+	else echo "make browser-deps: run as root on Debian, or install chromium and chromium-driver yourself" >&2; exit 1; fi
 
 generate: venv
 	$(BIN)/c360 generate
