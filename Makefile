@@ -9,7 +9,8 @@ SIZE ?= S
 
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help venv nightly test lint airflow generate backfill bench train test-cluster lock clean clean-data docs
+.PHONY: help venv nightly test lint airflow generate backfill bench train test-cluster lock clean clean-data docs \
+	up down status
 
 help:
 	@echo "make nightly [DATE=YYYY-MM-DD]  set up, generate demo data if the landing zone is empty, run the nightly job"
@@ -18,6 +19,8 @@ help:
 	@echo "make backfill FROM=… TO=…       run the nightly job for each date in order"
 	@echo "make bench [SIZE=S|M|L]         benchmark the nightly run (results in bench/results/)"
 	@echo "make airflow                    start the Airflow UI on http://127.0.0.1:8080"
+	@echo "make up / down / status         the production-shaped stack: PostgreSQL, Airflow scheduler + api-server,"
+	@echo "                                MLflow tracking server, all on 127.0.0.1 (docs/production.md)"
 	@echo "make lint                       ruff"
 	@echo "make clean-data                 delete data/ (landing zone, warehouse, MLflow store, exports)"
 
@@ -61,6 +64,17 @@ lint: venv
 
 airflow: venv
 	$(BIN)/c360 airflow-ui
+
+# PostgreSQL + Airflow (scheduler, dag-processor, triggerer, api-server; LocalExecutor) + MLflow server.
+# `make down` also cleans up after a failed `make up`.
+up: venv
+	infra/stack.sh up
+
+down:
+	infra/stack.sh down
+
+status:
+	infra/stack.sh status
 
 generate: venv
 	$(BIN)/c360 generate
