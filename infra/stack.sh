@@ -3,7 +3,8 @@
 #   PostgreSQL (Debian package, installed when missing; data dir $C360_DATA_DIR/postgres, its own port), the
 #   Airflow 3 scheduler, dag-processor, triggerer and api-server on a PostgreSQL metadata DB with the
 #   LocalExecutor, and an MLflow tracking server with a PostgreSQL backend store.
-# Usage: infra/stack.sh up|down|status|env   (make up / make down / make status). docs/production.md explains it.
+# Usage: infra/stack.sh up|down|status (make up / make down / make status), backfill FROM TO [DAG_ID]
+# (make backfill-airflow), airflow ARGS... (the CLI against the stack), env. docs/production.md explains it.
 # Settings (env, safe local defaults):
 #   C360_DATA_DIR (./data)            everything the stack writes: postgres/, airflow-prod/, run/ (pids, logs)
 #   C360_PG_PORT (55432)              PostgreSQL port (not 5432: a system PostgreSQL may already use it)
@@ -14,6 +15,7 @@
 #   C360_MLFLOW_ARTIFACT_ROOT         ($C360_DATA_DIR/mlflow-server-artifacts) local dir or s3://bucket/prefix;
 #                                     with C360_S3_ENDPOINT_URL for an S3-compatible store (moto, MinIO)
 #   C360_STACK_WAIT_SECONDS (240)     how long `up` waits for every service to be healthy
+#   C360_STACK_DAGS_FOLDER            another DAGs folder than dags/ (the tests' probe DAGs)
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 BIN="$ROOT/.venv/bin"
@@ -54,6 +56,8 @@ pipeline_env() {  # the project's Airflow settings (dags folder, 127.0.0.1, logs
   eval "$("$BIN/python" -c 'from c360.airflow_env import airflow_env; import shlex
 env = airflow_env()
 print("\n".join(f"export {k}={shlex.quote(v)}" for k, v in env.items() if k.startswith(("AIRFLOW", "C360_"))))')"
+  # another DAGs folder (tests/production_dags: the probe DAGs of tests/test_production_stack.py)
+  if [ -n "${C360_STACK_DAGS_FOLDER:-}" ]; then export AIRFLOW__CORE__DAGS_FOLDER="$C360_STACK_DAGS_FOLDER"; fi
 }
 
 ensure_postgres_package() {
@@ -68,22 +72,29 @@ ensure_postgres_package() {
   PG_BIN="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)"
 }
 
-pg_running() { [ -n "$PG_BIN" ] && [ -s "$PGDATA/PG_VERSION" ] && as_pg "$PG_BIN/pg_ctl" -D "$PGDATA" status >/dev/null 2>&1; }
+# The postmaster's pid, read as root: `pg_ctl status/stop` as the postgres user need it to traverse every folder
+# above the data dir, which a parent may lose later (pytest resets its temp root to 0700 on every session).
+pg_pid() {
+  local pid
+  pid="$(head -1 "$PGDATA/postmaster.pid" 2>/dev/null)" || return 1
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = postgres ] && echo "$pid"
+}
+pg_running() { pg_pid >/dev/null; }
 
 pg_up() {
   ensure_postgres_package
   if [ "$LOCAL_PG" = 1 ]; then
+    # the postgres user must reach its data dir through the project's folders (traverse only, no read)
+    local d="$DATA"
+    while [ "$d" != / ]; do
+      [ "$(stat -c %A "$d" | cut -c10)" = x ] || chmod o+x "$d" 2>/dev/null || true; d="$(dirname "$d")"
+    done
     if [ ! -s "$PGDATA/PG_VERSION" ]; then
       install -d -o postgres -g postgres -m 700 "$PGDATA"
       local pw; pw="$(mktemp)"; echo "$PG_PASSWORD" > "$pw"; chown postgres "$pw"
       as_pg "$PG_BIN/initdb" -D "$PGDATA" -U "$PG_USER" --pwfile="$pw" -A scram-sha-256 -E UTF8 >/dev/null
       rm -f "$pw"
     fi
-    # the postgres user must reach its data dir through the project's folders (traverse only, no read)
-    local d="$DATA"
-    while [ "$d" != / ]; do
-      [ "$(stat -c %A "$d" | cut -c10)" = x ] || chmod o+x "$d" 2>/dev/null || true; d="$(dirname "$d")"
-    done
     if ! pg_running; then
       # -k: the Unix socket in the data dir, not /var/run/postgresql (a system server's, maybe not writable)
       as_pg "$PG_BIN/pg_ctl" -D "$PGDATA" -l "$PGDATA/server.log" -w -t 60 start \
@@ -164,8 +175,11 @@ down() {
     fi
     rm -f "$RUN/$name.pid"
   done
-  if [ "$LOCAL_PG" = 1 ] && pg_running; then
-    as_pg "$PG_BIN/pg_ctl" -D "$PGDATA" -m fast -w stop >/dev/null 2>&1 || true
+  local pg; pg="$(pg_pid)" || true
+  if [ "$LOCAL_PG" = 1 ] && [ -n "$pg" ]; then
+    kill -INT "$pg"  # PostgreSQL's "fast" shutdown: roll back open transactions, checkpoint, exit
+    for _ in $(seq 60); do kill -0 "$pg" 2>/dev/null || break; sleep 1; done
+    kill -0 "$pg" 2>/dev/null && { echo "PostgreSQL (pid $pg) did not stop within 60 s: $PGDATA/server.log" >&2; return 1; }
   fi
   echo "stack stopped (data kept in $DATA)"
 }
@@ -194,6 +208,13 @@ case "${1:-}" in
   down) down ;;
   status) status ;;
   airflow) shift; pipeline_env; exec "$BIN/airflow" "$@" ;;  # the airflow CLI against the stack's database
+  backfill)  # backfill FROM TO [DAG_ID]: one run per date, one at a time, oldest first (like make backfill)
+    [ $# -ge 3 ] || { echo "usage: $0 backfill FROM TO [DAG_ID (c360_ingest)]"; exit 2; }
+    pipeline_env
+    # --max-active-runs 1: a backfill's own limit replaces the DAG's max_active_runs (Airflow's default is 10),
+    # and concurrent runs finish in any order (measured: 03-11, 03-12, 03-10); nights must land in date order
+    exec "$BIN/airflow" backfill create --dag-id "${4:-c360_ingest}" --from-date "$2" --to-date "$3" \
+      --max-active-runs 1 --reprocess-behavior completed ;;
   env) pipeline_env; env | grep -E '^(AIRFLOW|C360_|MLFLOW_)' | grep -v -i "password\|secret\|conn=" | sort ;;
-  *) echo "usage: $0 up|down|status|airflow ARGS...|env"; exit 2 ;;
+  *) echo "usage: $0 up|down|status|backfill FROM TO [DAG_ID]|airflow ARGS...|env"; exit 2 ;;
 esac
