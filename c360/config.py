@@ -70,6 +70,7 @@ DEFAULT_LANDING_POKE_SECONDS = 60
 DEFAULT_LOOKBACK_DAYS = 3
 DEFAULT_SESSION_TIMEOUT_MINUTES = 30
 DEFAULT_MAX_CUSTOMERS_PER_DEVICE = 3
+DEFAULT_IDENTITY_MAX_CUSTOMERS_PER_IDENTIFIER = 3
 # drift monitoring (c360/monitoring.py): key features (recency, frequency, monetary value, engagement, tenure,
 # returns and one categorical) and the scores whose PSI against the training snapshot is computed each night
 DEFAULT_PSI_FEATURES = ("days_since_last_order", "orders_count", "net_revenue_eur", "avg_order_value_eur",
@@ -82,6 +83,16 @@ DEFAULT_PSI_HOLD = 0.25
 DEFAULT_TRAIN_ARGS = "--train-snapshots 3"
 DEFAULT_BOOTSTRAP_TRAIN_ARGS = "--rec-grid none --train-snapshots 3"
 FIRST_CHAMPION_POLICIES = ("gated", "accept")
+# next-best action (dbt_project/models/marts/actions/, docs/next_best_action.md): the rule thresholds, the assumed
+# response uplift per action (expected value = uplift x value at stake) and the contact-frequency cap
+DEFAULT_NBA_CONTACT_CAP_DAYS = 14
+DEFAULT_NBA_RETAIN_MIN_CHURN = 0.5
+DEFAULT_NBA_RETAIN_MIN_VALUE_EUR = 50.0
+DEFAULT_NBA_WIN_BACK_AFTER_DAYS = 120
+DEFAULT_NBA_CROSS_SELL_MAX_CHURN = 0.5
+DEFAULT_NBA_NURTURE_MAX_ORDERS = 1
+DEFAULT_NBA_MIN_EXPECTED_VALUE_EUR = 0.0
+DEFAULT_NBA_UPLIFTS = {"retain": 0.1, "win_back": 0.05, "upsell": 0.08, "cross_sell": 0.05, "nurture": 0.02}
 
 
 @dataclass(frozen=True)
@@ -147,6 +158,8 @@ class Settings:
     lookback_days: int = DEFAULT_LOOKBACK_DAYS
     session_timeout_minutes: int = DEFAULT_SESSION_TIMEOUT_MINUTES
     max_customers_per_device: int = DEFAULT_MAX_CUSTOMERS_PER_DEVICE
+    # identity graph (docs/identity.md): an email/cookie/device shared by more customers is not used to merge them
+    identity_max_customers_per_identifier: int = DEFAULT_IDENTITY_MAX_CUSTOMERS_PER_IDENTIFIER
     # drift monitoring: PSI >= psi_hold holds the exports, >= psi_warn warns; columns compared; the training
     # snapshot date to compare with (None: from the churn @champion's tags)
     psi_warn: float = DEFAULT_PSI_WARN
@@ -161,6 +174,36 @@ class Settings:
     bootstrap_train_args: str = DEFAULT_BOOTSTRAP_TRAIN_ARGS
     first_champion: str = "gated"
     train_schedule: str = DEFAULT_TRAIN_SCHEDULE
+    # destination sync (c360/activation, docs/destinations.md): the destinations file (absent = nothing is synced),
+    # members per request, one request's timeout, the longest a batch may keep retrying (429/5xx/connection
+    # errors) before the sync stops naming it, and the exponential backoff's first and largest wait
+    destinations_file: Path = PROJECT_ROOT / "destinations.yml"
+    sync_batch_size: int = 500
+    sync_timeout_seconds: float = 30.0
+    sync_max_retry_seconds: float = 300.0
+    sync_backoff_base_seconds: float = 0.5
+    sync_backoff_max_seconds: float = 30.0
+    # the segments page (`c360 ui`, docs/ui.md): its port on 127.0.0.1 and how many nights its trend plots show
+    ui_port: int = 8050
+    ui_trend_nights: int = 14
+    # next-best action rules, read by dbt (marts.customer_next_best_action) through the same variables: no action
+    # for a customer more often than every nba_contact_cap_days; retain needs churn >= retain_min_churn and a
+    # predicted value >= retain_min_value_eur; win-back after win_back_after_days without an order; upsell /
+    # cross-sell need churn <= cross_sell_max_churn and a recommended product; nurture is for customers with at
+    # most nurture_max_orders orders; the best action by expected value is chosen when it reaches
+    # min_expected_value_eur. Uplifts: assumed extra response each action causes (0..1)
+    nba_contact_cap_days: int = DEFAULT_NBA_CONTACT_CAP_DAYS
+    nba_retain_min_churn: float = DEFAULT_NBA_RETAIN_MIN_CHURN
+    nba_retain_min_value_eur: float = DEFAULT_NBA_RETAIN_MIN_VALUE_EUR
+    nba_win_back_after_days: int = DEFAULT_NBA_WIN_BACK_AFTER_DAYS
+    nba_cross_sell_max_churn: float = DEFAULT_NBA_CROSS_SELL_MAX_CHURN
+    nba_nurture_max_orders: int = DEFAULT_NBA_NURTURE_MAX_ORDERS
+    nba_min_expected_value_eur: float = DEFAULT_NBA_MIN_EXPECTED_VALUE_EUR
+    nba_uplift_retain: float = DEFAULT_NBA_UPLIFTS["retain"]
+    nba_uplift_win_back: float = DEFAULT_NBA_UPLIFTS["win_back"]
+    nba_uplift_upsell: float = DEFAULT_NBA_UPLIFTS["upsell"]
+    nba_uplift_cross_sell: float = DEFAULT_NBA_UPLIFTS["cross_sell"]
+    nba_uplift_nurture: float = DEFAULT_NBA_UPLIFTS["nurture"]
     extra: dict = field(default_factory=dict)
 
     def as_env(self) -> dict[str, str]:
@@ -173,6 +216,14 @@ class Settings:
     def deployments_audit_path(self) -> Path:
         """The alias-move audit of ml.registry (DeploymentAudit): next to the MLflow store."""
         return self.data_dir / "mlflow" / "deployments.sqlite"
+
+    def secret(self, name: str) -> Secret:
+        """A destination's credential, read from the environment variable `name` now (docs/destinations.md).
+
+        Not a field: a token must never reach `c360 config`, as_env() or a log line. Only variables named
+        C360_DEST_* may be read, so a destinations file (untrusted input) cannot send, say, AWS_SECRET_ACCESS_KEY
+        to a URL of its choosing."""
+        return read_secret(name)
 
     def train_job_args(self) -> list[str]:
         return shlex.split(self.train_args)
@@ -237,6 +288,7 @@ ENV_VARS: dict[str, str] = {
     "lookback_days": "C360_LOOKBACK_DAYS",
     "session_timeout_minutes": "C360_SESSION_TIMEOUT_MINUTES",
     "max_customers_per_device": "C360_MAX_CUSTOMERS_PER_DEVICE",
+    "identity_max_customers_per_identifier": "C360_IDENTITY_MAX_CUSTOMERS_PER_IDENTIFIER",
     "psi_warn": "C360_PSI_WARN",
     "psi_hold": "C360_PSI_HOLD",
     "psi_features": "C360_PSI_FEATURES",
@@ -246,7 +298,63 @@ ENV_VARS: dict[str, str] = {
     "bootstrap_train_args": "C360_BOOTSTRAP_TRAIN_ARGS",
     "first_champion": "C360_FIRST_CHAMPION",
     "train_schedule": "C360_TRAIN_SCHEDULE",
+    "destinations_file": "C360_DESTINATIONS_FILE",
+    "sync_batch_size": "C360_SYNC_BATCH_SIZE",
+    "sync_timeout_seconds": "C360_SYNC_TIMEOUT_SECONDS",
+    "sync_max_retry_seconds": "C360_SYNC_MAX_RETRY_SECONDS",
+    "sync_backoff_base_seconds": "C360_SYNC_BACKOFF_BASE_SECONDS",
+    "sync_backoff_max_seconds": "C360_SYNC_BACKOFF_MAX_SECONDS",
+    "ui_port": "C360_UI_PORT",
+    "ui_trend_nights": "C360_UI_TREND_NIGHTS",
+    "nba_contact_cap_days": "C360_NBA_CONTACT_CAP_DAYS",
+    "nba_retain_min_churn": "C360_NBA_RETAIN_MIN_CHURN",
+    "nba_retain_min_value_eur": "C360_NBA_RETAIN_MIN_VALUE_EUR",
+    "nba_win_back_after_days": "C360_NBA_WIN_BACK_AFTER_DAYS",
+    "nba_cross_sell_max_churn": "C360_NBA_CROSS_SELL_MAX_CHURN",
+    "nba_nurture_max_orders": "C360_NBA_NURTURE_MAX_ORDERS",
+    "nba_min_expected_value_eur": "C360_NBA_MIN_EXPECTED_VALUE_EUR",
+    "nba_uplift_retain": "C360_NBA_UPLIFT_RETAIN",
+    "nba_uplift_win_back": "C360_NBA_UPLIFT_WIN_BACK",
+    "nba_uplift_upsell": "C360_NBA_UPLIFT_UPSELL",
+    "nba_uplift_cross_sell": "C360_NBA_UPLIFT_CROSS_SELL",
+    "nba_uplift_nurture": "C360_NBA_UPLIFT_NURTURE",
 }
+
+# Environment variables a destination's credential may come from (Settings.secret).
+SECRET_ENV_RE = r"^C360_DEST_[A-Z0-9_]{1,64}$"
+
+
+class Secret:
+    """A credential that does not print itself: repr/str show '***'; `reveal()` is the one way to the value."""
+
+    __slots__ = ("_value", "name")
+
+    def __init__(self, name: str, value: str):
+        self.name, self._value = name, value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"Secret({self.name}=***)"
+
+    __str__ = __repr__
+
+
+def read_secret(name: str) -> Secret:
+    import re
+
+    if not re.fullmatch(SECRET_ENV_RE, name or ""):
+        raise SettingsError(f"{name!r} cannot hold a credential: only variables named C360_DEST_<NAME> "
+                            "(upper case, digits, _) are read for destinations (docs/destinations.md)")
+    value = os.environ.get(name, "")
+    if not value.strip():
+        raise SettingsError(f"Environment variable {name} is not set: it must hold the destination's token "
+                            "(docs/destinations.md)")
+    if any(c in value for c in "\r\n\0"):
+        # a header value with a line break would let the token inject headers
+        raise SettingsError(f"Environment variable {name} holds a line break or NUL; a token is one line")
+    return Secret(name, value.strip())
 
 
 def get_settings() -> Settings:
@@ -299,11 +407,22 @@ def get_settings() -> Settings:
         session_timeout_minutes=_env_int_at_least("C360_SESSION_TIMEOUT_MINUTES", DEFAULT_SESSION_TIMEOUT_MINUTES, 1),
         max_customers_per_device=_env_int_at_least("C360_MAX_CUSTOMERS_PER_DEVICE",
                                                    DEFAULT_MAX_CUSTOMERS_PER_DEVICE, 1),
+        identity_max_customers_per_identifier=_env_int_at_least(
+            "C360_IDENTITY_MAX_CUSTOMERS_PER_IDENTIFIER", DEFAULT_IDENTITY_MAX_CUSTOMERS_PER_IDENTIFIER, 1),
         **_psi_settings(),
         train_args=_shell_words("C360_TRAIN_ARGS", DEFAULT_TRAIN_ARGS),
         bootstrap_train_args=_shell_words("C360_BOOTSTRAP_TRAIN_ARGS", DEFAULT_BOOTSTRAP_TRAIN_ARGS),
         first_champion=_first_champion(_env("C360_FIRST_CHAMPION", "gated")),
+        ui_port=_env_int_at_least("C360_UI_PORT", 8050, 0),
+        ui_trend_nights=_env_int_at_least("C360_UI_TREND_NIGHTS", 14, 2),
         **_parse_time_values(),
+        destinations_file=Path(_env("C360_DESTINATIONS_FILE", str(PROJECT_ROOT / "destinations.yml"))).resolve(),
+        sync_batch_size=_env_int_between("C360_SYNC_BATCH_SIZE", 500, 1, 10_000),
+        sync_timeout_seconds=_env_float_at_least("C360_SYNC_TIMEOUT_SECONDS", 30.0, 0.1),
+        sync_max_retry_seconds=_env_float_at_least("C360_SYNC_MAX_RETRY_SECONDS", 300.0, 0.0),
+        sync_backoff_base_seconds=_env_float_at_least("C360_SYNC_BACKOFF_BASE_SECONDS", 0.5, 0.0),
+        sync_backoff_max_seconds=_env_float_at_least("C360_SYNC_BACKOFF_MAX_SECONDS", 30.0, 0.0),
+        **_nba_settings(),
     )
 
 
@@ -340,6 +459,20 @@ def _env_int_at_least(name: str, default: int, low: int) -> int:
     return value
 
 
+def _env_int_between(name: str, default: int, low: int, high: int) -> int:
+    value = _env_int_at_least(name, default, low)
+    if value > high:
+        raise SettingsError(f"Environment variable {name}={value} must be at most {high}")
+    return value
+
+
+def _env_float_at_least(name: str, default: float, low: float) -> float:
+    value = _env_float(name, default)
+    if not value >= low:  # also refuses nan
+        raise SettingsError(f"Environment variable {name}={value} must be at least {low}")
+    return value
+
+
 def _psi_settings() -> dict:
     warn = _env_float("C360_PSI_WARN", DEFAULT_PSI_WARN) if _env("C360_PSI_WARN", "").strip() else DEFAULT_PSI_WARN
     hold = _env_float("C360_PSI_HOLD", DEFAULT_PSI_HOLD) if _env("C360_PSI_HOLD", "").strip() else DEFAULT_PSI_HOLD
@@ -352,6 +485,32 @@ def _psi_settings() -> dict:
         "psi_features": _env_list("C360_PSI_FEATURES", DEFAULT_PSI_FEATURES),
         "psi_scores": _env_list("C360_PSI_SCORES", DEFAULT_PSI_SCORES),
         "psi_reference_date": _env_date("C360_PSI_REFERENCE_DATE", reference) if reference else None,
+    }
+
+
+def _env_float_between(name: str, default: float, low: float, high: float | None = None) -> float:
+    value = _env_float(name, default)
+    if value < low or (high is not None and value > high):
+        bounds = f"between {low:g} and {high:g}" if high is not None else f"at least {low:g}"
+        raise SettingsError(f"Environment variable {name}={value:g} must be {bounds} (docs/next_best_action.md)")
+    return value
+
+
+def _nba_settings() -> dict:
+    """The next-best-action rules, checked here so a typo fails at start-up, not in the middle of dbt."""
+    return {
+        "nba_contact_cap_days": _env_int_at_least("C360_NBA_CONTACT_CAP_DAYS", DEFAULT_NBA_CONTACT_CAP_DAYS, 0),
+        "nba_retain_min_churn": _env_float_between("C360_NBA_RETAIN_MIN_CHURN", DEFAULT_NBA_RETAIN_MIN_CHURN, 0, 1),
+        "nba_retain_min_value_eur": _env_float_between("C360_NBA_RETAIN_MIN_VALUE_EUR",
+                                                       DEFAULT_NBA_RETAIN_MIN_VALUE_EUR, 0),
+        "nba_win_back_after_days": _env_int_at_least("C360_NBA_WIN_BACK_AFTER_DAYS", DEFAULT_NBA_WIN_BACK_AFTER_DAYS, 1),
+        "nba_cross_sell_max_churn": _env_float_between("C360_NBA_CROSS_SELL_MAX_CHURN",
+                                                       DEFAULT_NBA_CROSS_SELL_MAX_CHURN, 0, 1),
+        "nba_nurture_max_orders": _env_int_at_least("C360_NBA_NURTURE_MAX_ORDERS", DEFAULT_NBA_NURTURE_MAX_ORDERS, 0),
+        "nba_min_expected_value_eur": _env_float_between("C360_NBA_MIN_EXPECTED_VALUE_EUR",
+                                                         DEFAULT_NBA_MIN_EXPECTED_VALUE_EUR, 0),
+        **{f"nba_uplift_{action}": _env_float_between(f"C360_NBA_UPLIFT_{action.upper()}", default, 0, 1)
+           for action, default in DEFAULT_NBA_UPLIFTS.items()},
     }
 
 

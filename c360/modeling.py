@@ -267,7 +267,7 @@ def score(day: date, settings: Settings | None = None, *, recommendations: bool 
 
     recommendations None (the nightly): recommend when the shop has product interactions; a transactions-only shop
     gets churn and CLV scores and a note instead (the score rows then carry no recommender version, which tells
-    c360.scores_load that no recommendations partition is expected)."""
+    check_scored() that no recommendations partition is expected)."""
     settings = settings or get_settings()
     note = None
     if recommendations is None:
@@ -280,3 +280,29 @@ def score(day: date, settings: Settings | None = None, *, recommendations: bool 
     result = json.loads(out) if out else {}
     result = result if isinstance(result, dict) else {"job": result}
     return {**result, "recommendations": recommendations, **({"note": note} if note else {})}
+
+
+def scored_partition(settings: Settings, table: str, day: date) -> Path:
+    """Where the scoring job publishes `table` (scores, recommendations) for `day`; dbt reads it (raw.<table>)."""
+    return Path(settings.scores_dir) / table / f"dt={day.isoformat()}"
+
+
+def check_scored(day: date, settings: Settings | None = None) -> dict[str, int]:
+    """Rows per table the scoring job published for `day`, before dbt builds on them. Raises FileNotFoundError,
+    saying what to run, when the scores are missing, or when they name a recommender version but its
+    recommendations are missing (a transactions-only night scores without a recommender and has none)."""
+    import pyarrow.parquet as pq
+
+    settings = settings or get_settings()
+    counts, recommender_named = {}, False
+    for table in ("scores", "recommendations"):
+        folder = scored_partition(settings, table, day)
+        files = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+        if table == "scores" and files:
+            versions = pq.read_table(files, columns=["recommender_model_version"]).column(0)
+            recommender_named = versions.null_count < len(versions)
+        if not files and (table == "scores" or recommender_named):
+            raise FileNotFoundError(f"No {table} Parquet under {folder}: the scoring job has not written {day}. "
+                                    f"Run it first (c360 score --date {day}).")
+        counts[table] = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    return counts

@@ -198,16 +198,16 @@ def check_reconciliation(ds: str) -> dict:
 
 @fail_fast_on_deterministic_errors
 def dbt_build_scores(context) -> dict:
-    """Load the night's scores and build everything downstream of them (score marts, customer_360, segments)."""
-    from c360 import transform
-    from c360.scores_load import load_scores
+    """Build everything downstream of the night's scores (score marts, customer_360, segments): dbt reads the
+    scoring job's Parquet directly (raw.scores / raw.recommendations are views over it)."""
+    from c360 import modeling, transform
 
     day = run_date_from_context(context)
     with _stage(day, "dbt scores + segments"):
         from c360.transform import load_segment_definitions
 
-        load_segment_definitions()  # a bad segments.yml fails here, before raw.scores changes
-        loaded = load_scores(day, get_settings())
+        load_segment_definitions()  # a bad segments.yml fails here, before any dbt command
+        loaded = modeling.check_scored(day, get_settings())
         result = transform.build_scores(day, get_settings())
     publish_run_date(context, day)
     return {"run_date": day.isoformat(), "loaded": loaded, "seconds": round(result.elapsed_seconds, 1)}
@@ -300,6 +300,33 @@ def export(context) -> dict:
         raise AirflowSkipException(str(exc)) from exc
     publish_run_date(context, day)
     return {"export_id": manifest["export_id"], "segments": len(manifest["segments"])}
+
+
+@fail_fast_on_deterministic_errors  # an invalid destinations file (ValueError) fails at once; SyncError retries
+def sync_destinations(context) -> dict:
+    """Send the night's segment changes to the destinations of C360_DESTINATIONS_FILE (docs/destinations.md).
+
+    Skipped when no destination is configured. A destination that does not acknowledge fails the task after its
+    retry budget; Airflow's retry (or `c360 sync --date D`) sends only what was not acknowledged."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from c360.activation.destinations import SyncError, load_destinations
+    from c360.segments import load_segments
+
+    settings = get_settings()
+    segments = load_segments()
+    destinations = load_destinations(settings, segments)  # an invalid file fails here (ValueError: not retried)
+    if not destinations:
+        raise AirflowSkipException(f"no destination configured ({settings.destinations_file} does not exist)")
+    from c360.activation.sync import sync_date
+
+    day = run_date_from_context(context)
+    with _stage(day, "sync") as st:
+        result = sync_date(day, settings, destinations, segments)
+        st.rows = sum(s.sent for s in result.segments)
+    if result.failed:
+        raise SyncError("; ".join(s.error for s in result.failed))
+    return result.as_dict()
 
 
 @fail_fast_on_deterministic_errors

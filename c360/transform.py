@@ -206,21 +206,25 @@ def load_segment_definitions(segments_file: str | Path | None = None) -> dict:
 def build(
     run_date: date | None = None, settings: Settings | None = None, *, segments_file: str | Path | None = None
 ) -> DbtResult:
-    """The nightly: `dbt build` (seeds, models, data tests) for the logical date.
+    """The nightly's first dbt step: `dbt build` (seeds, models, data tests) for the logical date, everything but
+    what reads the night's scores. Those models (SCORES_SELECTOR: score marts, customer_360, segments, export rows)
+    are built once, by build_scores, after the scoring job has published the date; building them here too would
+    publish them first with yesterday's scores.
 
-    Segment memberships are evaluated with the definitions of segments.yml (or `segments_file`) over whatever
-    scores the date has at that point; `build_scores` re-evaluates them once the night's scores are loaded.
-    Raises SegmentConfigError, before dbt runs, when segments.yml is invalid.
+    segments.yml (or `segments_file`) is checked first even though no segment is built here, so a bad file stops
+    the night before any dbt command: raises SegmentConfigError.
     Unit tests are left to CI (tests/test_dbt_*.py): they check SQL logic, not the night's data.
     """
     segments = load_segment_definitions(segments_file)  # validated before any dbt call
-    return run_dbt(["build", "--exclude-resource-type", "unit_test"], run_date, settings, segments=segments)
+    return run_dbt(["build", "--exclude", SCORES_SELECTOR, "--exclude-resource-type", "unit_test"], run_date,
+                   settings, segments=segments)
 
 
 def build_scores(
     run_date: date | None = None, settings: Settings | None = None, *, segments_file: str | Path | None = None
 ) -> DbtResult:
-    """After the night's scores are loaded (c360.scores_load.load_scores): build everything downstream of them -
+    """After the scoring job has published the night's scores (Parquet, read by dbt through raw.scores /
+    raw.recommendations): build everything downstream of them -
     marts.customer_scores, marts.customer_recommendations, marts.customer_360, marts.segment_members,
     segment_evaluations and segment_changes - with their data tests. Raises SegmentConfigError, before dbt runs,
     when segments.yml is invalid.

@@ -21,8 +21,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-export", action="store_true", help="skip the Parquet export of the snapshot")
     what = p.add_mutually_exclusive_group()
     what.add_argument("--scores", action="store_true",
-                      help="load the date's scores (C360_SCORES_DIR) and build the score marts, customer_360 and "
-                           "the segments")
+                      help="build the score marts, customer_360 and the segments on the date's scores "
+                           "(read from C360_SCORES_DIR)")
     what.add_argument("--training-snapshots", action="store_true",
                       help="backfill and export the monthly feature snapshots (and labels) training needs")
 
@@ -32,13 +32,13 @@ def run(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     if args.scores:
-        from c360.scores_load import load_scores
+        from c360.modeling import check_scored
 
         if args.date is None:
             raise SystemExit("--scores needs --date")
-        loaded = load_scores(args.date, settings)
+        scored = check_scored(args.date, settings)
         result = transform.build_scores(args.date, settings)
-        print(f"scores for {args.date}: loaded {loaded}; dbt {result.summary()} in {result.elapsed_seconds:.1f} s")
+        print(f"scores for {args.date}: {scored}; dbt {result.summary()} in {result.elapsed_seconds:.1f} s")
         return 0
     if args.training_snapshots:
         from c360 import modeling

@@ -12,7 +12,8 @@ Runs when the transform DAG has published the night's feature snapshot (Asset
   champions: churn probability and decile, P(alive), predicted value and decile, top-N recommendations;
   Parquet under `C360_SCORES_DIR/{scores,recommendations}/dt=D`, atomically. Refuses when a champion or a
   signature column is missing.
-* `dbt_build_scores`: loads them into the warehouse and builds `customer_scores`, `customer_recommendations`,
+* `dbt_build_scores`: checks they were published, then builds (dbt reads the Parquet in place) `customer_scores`,
+  `customer_recommendations`,
   `customer_360` (with scores), `segment_members` and `segment_changes` (segments.yml).
 * `monitor`: population stability (PSI) of key features and scores against the training snapshot,
   recorded in `monitoring.psi`.
@@ -20,6 +21,10 @@ Runs when the transform DAG has published the night's feature snapshot (Asset
   `EXPORT_URI/dt=D/`, manifest last. **Skipped** (with the reason in the log and the report) when the drift
   check says hold (`C360_PSI_HOLD`); `c360 segments export --date D --force` releases it.
 * `report`: the night's HTML + JSON report under `C360_REPORTS_DIR`.
+* `sync`: sends the night's entered/exited members of the configured segments to the destinations of
+  `C360_DESTINATIONS_FILE` (hashed emails, consenting members only, resumable: `activation.sync_log`).
+  **Skipped** when no destination is configured or the export was held; runs after the report, so a destination
+  outage never holds the report back. Docs: `docs/destinations.md`.
 
 Docs: `docs/models.md` (scoring), `docs/exports.md`, `docs/report.md`, runbooks in `docs/runbooks.md`.
 """
@@ -96,7 +101,17 @@ def c360_score():
 
         return tasks.report(context)
 
-    ensure_champions() >> score() >> dbt_build_scores() >> monitor() >> export() >> report()
+    # after the report (a destination outage must not hold it back) and only when the export ran: a held night is
+    # not synced either. In the warehouse pool: it writes activation.sync_log.
+    @task(pool=WAREHOUSE_POOL, execution_timeout=timedelta(hours=2))
+    def sync(**context) -> dict:
+        from c360 import tasks
+
+        return tasks.sync_destinations(context)
+
+    exported, synced = export(), sync()
+    ensure_champions() >> score() >> dbt_build_scores() >> monitor() >> exported >> report() >> synced
+    exported >> synced
 
 
 c360_score()

@@ -5,8 +5,10 @@ Runs when the ingestion DAG has updated the raw Assets (or for a logical date in
 The data date comes from the triggering Asset events (`run_date` in their extra), or the logical date.
 
 * `dbt_build`: `dbt build` of `dbt_project/` for the date: staging, intermediate (sessions, identity,
-  order lines), marts (`customer_360`, `fct_orders`, `fct_sessions`, `dim_products`), the feature-store snapshot
+  order lines), marts (`fct_orders`, `fct_sessions`, `dim_products`, …), the feature-store snapshot
   `as_of_date = D` and the labels whose horizon has closed, plus every data test. A failing test fails the task.
+  What reads the night's scores (`customer_360`, the score marts, the segments) is left to `c360_score`, so each
+  model is built once a night, after the scores it needs.
 * `export_features`: copies the snapshot and new label partitions to Parquet (partitioned by `as_of_date`) for
   Spark, atomically; updates the Asset `feature_store.customer_features`.
 

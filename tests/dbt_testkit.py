@@ -226,3 +226,34 @@ def seed_base(con: duckdb.DuckDBPyConnection, *, up_to: str | None = None, track
         for dt, rows in TRACKING.items():
             if date.fromisoformat(dt) <= limit:
                 insert(con, "tracking_events", rows, dt)
+
+
+def publish_scores(day: date, scores: list[dict], recommendations: list[dict] | None = None) -> None:
+    """Write a date's scores (and recommendations) as the scoring job publishes them: one Parquet file per table
+    under C360_SCORES_DIR/<table>/dt=D/, replacing the date (dbt reads them through the raw.scores views). Columns
+    not given are null; `recommendations` None writes no recommendations partition (a night without a recommender)."""
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from spark_jobs.score import RECOMMENDATION_COLUMNS, SCORES_COLUMNS
+
+    for table, rows, columns in (("scores", scores, SCORES_COLUMNS),
+                                 ("recommendations", recommendations, RECOMMENDATION_COLUMNS)):
+        folder = Path(get_settings().scores_dir) / table / f"dt={day.isoformat()}"
+        shutil.rmtree(folder, ignore_errors=True)
+        if rows is None:
+            continue
+        folder.mkdir(parents=True)
+        data = {c: [r.get(c) for r in rows] for c in columns}
+        pq.write_table(pa.table({c: v for c, v in data.items() if any(x is not None for x in v)} or data),
+                       folder / "part-0.parquet")
+
+
+def withdraw_scores(day: date) -> None:
+    """The date's scores are gone (a re-scoring rolled back, an operator removed them)."""
+    import shutil
+
+    for table in ("scores", "recommendations"):
+        shutil.rmtree(Path(get_settings().scores_dir) / table / f"dt={day.isoformat()}", ignore_errors=True)

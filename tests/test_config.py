@@ -112,6 +112,10 @@ def test_an_empty_train_args_variable_still_means_no_extra_arguments(clean_env):
     ({"C360_LOOKBACK_DAYS": "-1"}, "C360_LOOKBACK_DAYS=-1 must be at least 0"),
     ({"C360_SESSION_TIMEOUT_MINUTES": "0"}, "C360_SESSION_TIMEOUT_MINUTES=0 must be at least 1"),
     ({"C360_MAX_CUSTOMERS_PER_DEVICE": "three"}, "C360_MAX_CUSTOMERS_PER_DEVICE='three' must be a whole number"),
+    ({"C360_NBA_RETAIN_MIN_CHURN": "1.5"}, "C360_NBA_RETAIN_MIN_CHURN=1.5 must be between 0 and 1"),
+    ({"C360_NBA_UPLIFT_CROSS_SELL": "-0.1"}, "C360_NBA_UPLIFT_CROSS_SELL=-0.1 must be between 0 and 1"),
+    ({"C360_NBA_RETAIN_MIN_VALUE_EUR": "fifty"}, "C360_NBA_RETAIN_MIN_VALUE_EUR='fifty' must be a number"),
+    ({"C360_NBA_CONTACT_CAP_DAYS": "-7"}, "C360_NBA_CONTACT_CAP_DAYS=-7 must be at least 0"),
 ])
 def test_a_bad_variable_fails_naming_it(clean_env, env, match):
     for var, value in env.items():

@@ -35,7 +35,7 @@ EXPECTED_RETRIES = {
     "c360_transform": {"dbt_build": 1, "export_features": 1},
     "c360_train": {"prepare_snapshots": 0, "train": 0},
     "c360_score": {"ensure_champions": 0, "score": 1, "dbt_build_scores": 1, "monitor": 1, "export": 1,
-                   "report": 1},
+                   "report": 1, "sync": 1},
 }
 
 
@@ -85,6 +85,11 @@ def test_the_chain_is_wired_by_assets_and_training_is_weekly(dagbag):
     score = dagbag.dags["c360_score"]
     assert [t.task_id for t in score.tasks if not t.upstream_task_ids] == ["ensure_champions"]
     assert score.get_task("report").trigger_rule == "none_failed"  # reports a night whose export was held
+    # destination sync: only after a successful export (a held night is not synced), after the report (an outage
+    # never holds the report back), in the warehouse pool (it writes activation.sync_log)
+    sync = score.get_task("sync")
+    assert sync.upstream_task_ids == {"export", "report"} and sync.trigger_rule == "all_success"
+    assert sync.pool == "warehouse" and not sync.downstream_task_ids
     train = dagbag.dags["c360_train"]
     assert "0 3 * * 0" in str(train.timetable.summary) or "0 3 * * 0" in repr(train.timetable)
     assert MODELS_ASSET.uri in produced("c360_train")

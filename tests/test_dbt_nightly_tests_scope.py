@@ -35,9 +35,9 @@ def _failed(result) -> set[str]:
     return {n.unique_id.split(".")[2] for n in result.failures}
 
 
-def _score(as_of_date: str, churn_probability: float) -> str:
-    return (f"insert into raw.scores (customer_id, as_of_date, churn_probability, _loaded_at) values "
-            f"('C1', date '{as_of_date}', {churn_probability}, now())")
+def _score(as_of_date: str, churn_probability: float) -> None:
+    day = date.fromisoformat(as_of_date)
+    kit.publish_scores(day, [{"customer_id": "C1", "as_of_date": day, "churn_probability": churn_probability}])
 
 
 def test_an_event_id_landing_tonight_that_exists_in_history_fails_the_night(warehouse):
@@ -57,21 +57,19 @@ def test_an_event_id_landing_tonight_that_exists_in_history_fails_the_night(ware
 
 
 def test_score_tests_check_tonights_partition_only(warehouse):
-    with kit.connect() as con:
-        con.execute(_score("2025-01-19", 1.5))  # an earlier night's partition: tested on that night
+    _score("2025-01-19", 1.5)  # an earlier night's partition: tested on that night
     try:
         assert transform.run_dbt(["test", "-s", SCORE_TESTS], RUN_DATE, warehouse, raise_on_failure=False).success
-        with kit.connect() as con:
-            con.execute(_score("2025-01-20", 1.5))
+        _score("2025-01-20", 1.5)
         result = transform.run_dbt(["test", "-s", SCORE_TESTS], RUN_DATE, warehouse, raise_on_failure=False)
         assert not result.success
         assert any(name.startswith("between_stg_scores__customer_scores_churn_probability") for name in _failed(result))
         # a row without a date cannot belong to any night's partition: that test reads the whole table
-        with kit.connect() as con:
-            con.execute("delete from raw.scores")
-            con.execute("insert into raw.scores (customer_id, as_of_date, _loaded_at) values ('C2', null, now())")
+        for day in ("2025-01-19", "2025-01-20"):
+            kit.withdraw_scores(date.fromisoformat(day))
+        kit.publish_scores(date(2025, 1, 21), [{"customer_id": "C2", "as_of_date": None}])
         result = transform.run_dbt(["test", "-s", SCORE_TESTS], RUN_DATE, warehouse, raise_on_failure=False)
         assert "source_not_null_scores_scores_as_of_date" in _failed(result)
     finally:
-        with kit.connect() as con:
-            con.execute("delete from raw.scores")
+        for day in ("2025-01-19", "2025-01-20", "2025-01-21"):
+            kit.withdraw_scores(date.fromisoformat(day))

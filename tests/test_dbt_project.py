@@ -34,7 +34,9 @@ def transactions_only(tmp_path_factory):
                 {"order_id": "C", "customer_id": "Y", "ordered_at": "2025-01-20T23:30:00Z", "amount": 5},
             ], "2025-01-20")
         result = transform.build(RUN_DATE, get_settings())
-        yield {"result": result, "settings": get_settings(), "root": root}
+        # nothing scored yet (the first night before training): the score part builds on empty scores
+        result_scores = transform.build_scores(RUN_DATE, get_settings())
+        yield {"result": result, "result_scores": result_scores, "settings": get_settings(), "root": root}
 
 
 def fetch(sql: str) -> list[tuple]:
@@ -43,7 +45,7 @@ def fetch(sql: str) -> list[tuple]:
 
 
 def test_transactions_only_input_builds(transactions_only):
-    assert transactions_only["result"].success
+    assert transactions_only["result"].success and transactions_only["result_scores"].success
     rows = fetch(
         "select customer_id, orders_count, has_profile, has_tracking, sessions_30d, product_views_90d, "
         "days_since_last_visit, first_touch_channel, favourite_category from feature_store.customer_features "
@@ -55,6 +57,14 @@ def test_transactions_only_input_builds(transactions_only):
     ]
     assert fetch("select count(*) from marts.fct_sessions") == [(0,)]
     assert fetch("select count(*) from marts.customer_360") == [(2,)]
+    # likes vs buys: nothing viewed, and without product ids nothing to compare
+    assert fetch(
+        "select customer_id, top_viewed_category_90d, top_bought_category, viewed_products_30d, "
+        "viewed_not_bought_products_30d, cart_abandon_products_30d, view_to_buy_rate_90d from marts.customer_360 "
+        "order by customer_id"
+    ) == [("X", None, None, 0, 0, 0, None), ("Y", None, None, 0, 0, 0, None)]
+    # no scores yet: the next-best-action mart exists, empty
+    assert fetch("select count(*) from marts.customer_next_best_action") == [(0,)]
 
 
 def test_missing_raw_tables_are_created_with_the_contract_columns(transactions_only):

@@ -1,10 +1,10 @@
 """Scores into the marts and segments per date (dbt): the nightly order of things on the tiny base scenario.
 
-Night 01-19: the dbt build (no scores yet), then the scores are loaded and the score part is rebuilt; the same for
-night 01-20. Checks the score marts, customer_360's latest scores, segment members (feature and score predicates,
+Night 01-19: the dbt build without the score part, then the scores are published (Parquet, as the scoring job
+writes them) and the score part is built; the same for night 01-20. Checks the score marts, customer_360's latest scores, segment members (feature and score predicates,
 consent as of the date, model versions) and the entered/exited deltas; then that a rerun replaces a date (also
 when its scores were withdrawn) and that a hand run without segment definitions leaves the segments alone.
-A second warehouse builds the repository's segments.yml with raw.scores empty.
+A second warehouse builds the repository's segments.yml with nothing scored yet.
 """
 
 from __future__ import annotations
@@ -46,35 +46,20 @@ TABLES = {
 }
 
 
-def ensure_score_tables(con) -> None:
-    """raw.scores / raw.recommendations as the lead's loader creates them (or as dbt's fallback would)."""
-    try:
-        from c360.scores_load import ensure_tables
-    except ImportError:  # loader not there: the dbt on-run-start creates them on the first run
-        return
-    ensure_tables(con)
-
-
-def load_scores(con, day: date, deciles: dict[str, int]) -> None:
-    """Replace a date's scores and recommendations, as c360.scores_load.load_scores does."""
-    now = datetime.now(UTC)
-    con.execute("delete from raw.scores where as_of_date = ?", [day])
-    con.execute("delete from raw.recommendations where as_of_date = ?", [day])
-    for customer, decile in deciles.items():
-        con.execute(
-            "insert into raw.scores (customer_id, as_of_date, run_id, churn_probability, churn_decile, p_alive, "
-            "expected_purchases, predicted_value_eur, value_decile, churn_model_version, clv_model_version, "
-            "recommender_model_version, feature_snapshot_date, scored_at, _loaded_at) "
-            "values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [customer, day, f"run-{day}", decile / 10 - 0.05, decile, 1 - decile / 10 + 0.05, 1.5, 100.0 + decile,
-             11 - decile, "7", "3", "5", day, now, now],
-        )
-        for rank, product in enumerate(["P1", "P2", "P3"], start=1):
-            con.execute(
-                "insert into raw.recommendations (customer_id, as_of_date, rank, product_id, score, source, run_id, "
-                "recommender_model_version, _loaded_at) values (?, ?, ?, ?, ?, 'als', ?, '5', ?)",
-                [customer, day, rank, product, 1.0 / rank, f"run-{day}", now],
-            )
+def load_scores(day: date, deciles: dict[str, int]) -> None:
+    """Publish a date's scores and recommendations as the scoring job does (Parquet, replacing the date)."""
+    kit.publish_scores(
+        day,
+        [{"customer_id": customer, "as_of_date": day, "run_id": f"run-{day}", "churn_probability": decile / 10 - 0.05,
+          "churn_decile": decile, "p_alive": 1 - decile / 10 + 0.05, "expected_purchases": 1.5,
+          "predicted_value_eur": 100.0 + decile, "value_decile": 11 - decile, "churn_model_version": "7",
+          "clv_model_version": "3", "recommender_model_version": "5", "feature_snapshot_date": day,
+          "scored_at": datetime.combine(day, datetime.min.time(), UTC)}
+         for customer, decile in deciles.items()],
+        [{"customer_id": customer, "as_of_date": day, "rank": rank, "product_id": product, "score": 1.0 / rank,
+          "source": "als", "run_id": f"run-{day}", "recommender_model_version": "5"}
+         for customer in deciles for rank, product in enumerate(["P1", "P2", "P3"], start=1)],
+    )
 
 
 def query(sql: str, params=None) -> list[tuple]:
@@ -103,24 +88,25 @@ def snapshot() -> dict[str, list[tuple]]:
 
 @pytest.fixture(scope="module")
 def nights(tmp_path_factory):
-    """Two nights, each: dbt build, then scores loaded and the score part rebuilt. State captured after each step."""
+    """Two nights, each: the nightly's dbt build (without the score part), then the scores are published and the
+    score part is built. State captured after each step."""
     root = tmp_path_factory.mktemp("dbt_segments")
     with pytest.MonkeyPatch.context() as mp:
         kit.configure_env(mp, root)
         settings = get_settings()
         with kit.connect() as con:
             kit.seed_base(con)
-            ensure_score_tables(con)
         state = {"settings": settings}
-        transform.run_dbt(kit.BUILD_MODELS, D1, settings, segments=SEGMENTS)
-        state["d1_before_scores"] = {s: members(D1, s) for s in ("buyers", "high_churn", "maybe_alive")}
-        state["d1_evaluated_before_scores"] = evaluated(D1)
         for day in (D1, D2):
-            if day == D2:
-                transform.run_dbt(kit.BUILD_MODELS, day, settings, segments=SEGMENTS)
+            state[f"build_{day}"] = transform.run_dbt([*kit.BUILD_MODELS, "--exclude", transform.SCORES_SELECTOR],
+                                                      day, settings, segments=SEGMENTS)
+            if day == D1:
+                with kit.connect() as con:
+                    state["d1_relations_before_scores"] = {r[0] for r in con.execute(
+                        "select table_schema || '.' || table_name from information_schema.tables").fetchall()}
+            else:
                 state["d2_evaluated_before_scores"] = evaluated(D2)
-            with kit.connect() as con:
-                load_scores(con, day, CHURN_DECILES[day])
+            load_scores(day, CHURN_DECILES[day])
             state[f"build_scores_{day}"] = transform.run_dbt(
                 ["build", "-s", transform.SCORES_SELECTOR], day, settings, segments=SEGMENTS
             )
@@ -141,9 +127,18 @@ def test_score_part_builds_with_its_data_tests(nights):
         assert any(u.startswith("unit_test.c360.segment_export_rows") for u in ran)
 
 
-def test_without_scores_only_feature_segments_have_members(nights):
-    assert nights["d1_before_scores"] == {"buyers": {"C1", "C2", "C4"}, "high_churn": set(), "maybe_alive": set()}
-    assert nights["d1_evaluated_before_scores"] == {"buyers": True, "high_churn": False, "maybe_alive": False}
+def test_the_first_build_of_the_night_leaves_the_score_part_to_after_scoring(nights):
+    """Each model is built once a night: the first build makes the feature store and the other marts, and nothing
+    that reads scores (which would be published with yesterday's scores, then rebuilt)."""
+    first = {n.unique_id for n in nights[f"build_{D1}"].nodes}
+    assert "model.c360.customer_features" in first and "model.c360.fct_orders" in first
+    for model in ("customer_scores", "customer_recommendations", "customer_360", "segment_members",
+                  "segment_evaluations", "segment_changes", "segment_export_rows"):
+        assert f"model.c360.{model}" not in first
+    assert "marts.customer_360" not in nights["d1_relations_before_scores"]
+    assert "marts.segment_members" not in nights["d1_relations_before_scores"]
+    # 01-20's first build leaves 01-19's segments as they were: evaluated, with their scores
+    assert nights["d2_evaluated_before_scores"] == {}
 
 
 def test_customer_scores_and_recommendations_per_date(nights):
@@ -162,6 +157,37 @@ def test_customer_360_carries_the_latest_scores(nights):
         "from marts.customer_360"))
     assert rows["C2"] == (9, 2, "7", "3", D2)
     assert set(rows) == {"C1", "C2", "C3", "C4"}
+
+
+def test_next_best_action_per_scored_customer_and_night(nights):
+    """The score part decides one action per scored customer and night (default rules: cap 14 days, retain from churn
+    0.5 and 50 EUR): C1 at risk is retained on 01-19 and withdraws consent by 01-20; C3, without orders, is nurtured
+    on 01-19 and capped on 01-20; C2 and C4 never consented. The export rows keep only who still consents now."""
+    for day in (D1, D2):
+        assert "model.c360.customer_next_best_action" in {n.unique_id for n in nights[f"build_scores_{day}"].nodes}
+    rows = {(r[0], r[1]): r[2:] for r in query(
+        "select as_of_date, customer_id, action, suppressed_by, best_candidate_action, previous_action_date, reason "
+        "from marts.customer_next_best_action")}
+    assert len(rows) == 8
+    assert rows[(D1, "C1")][:3] == ("retain", None, "retain")
+    assert rows[(D1, "C1")][4].startswith("retain: churn risk 85% (retain from 50%)")
+    assert rows[(D1, "C3")][:2] == ("nurture", None)
+    assert {c: rows[(D1, c)][:2] for c in ("C2", "C4")} == {"C2": ("none", "no_consent"), "C4": ("none", "no_consent")}
+    assert rows[(D2, "C1")][:2] == ("none", "no_consent")
+    assert rows[(D2, "C3")][:4] == ("none", "contact_cap", "nurture", D1)
+    assert rows[(D2, "C3")][4] == ("contacted on 2025-01-19 (nurture): at most one action every 14 days, "
+                                   "next from 2025-02-02")
+    assert query("select as_of_date, customer_id, action, email from pii.next_best_action_export_rows "
+                 "where consent_ok order by 1, 2") == [(D1, "C3", "nurture", "c3@example.com")]
+
+
+def test_customer_360_shows_likes_versus_buys(nights):
+    rows = {r[0]: r[1:] for r in query(
+        "select customer_id, top_viewed_category_90d, top_bought_category, viewed_products_30d, "
+        "viewed_not_bought_products_30d, cart_abandon_products_30d, last_cart_abandon_product_30d "
+        "from marts.customer_360")}
+    assert rows["C1"] == ("bags", "bags", 2, 1, 1, "P3")
+    assert rows["C3"] == (None, None, 0, 0, 0, None)
 
 
 def test_segment_members_per_date(nights):
@@ -188,8 +214,6 @@ def test_segment_changes_entered_and_exited(nights):
     assert changes(D2, "high_churn") == {("C2", "entered"), ("C4", "entered"), ("C1", "exited")}
     assert changes(D1, "buyers") == {("C1", "entered"), ("C2", "entered"), ("C4", "entered")}
     assert changes(D2, "buyers") == set()
-    # 01-20 before its scores: high_churn was not evaluated (and then was, once they were loaded)
-    assert nights["d2_evaluated_before_scores"]["high_churn"] is False
     assert evaluated(D2) == {"buyers": True, "high_churn": True, "maybe_alive": True}
     previous = query("select distinct previous_as_of_date from marts.segment_changes where as_of_date = ?", [D2])
     assert previous == [(D1,)]
@@ -227,9 +251,8 @@ def test_rerun_replaces_the_date_and_a_run_without_definitions_keeps_it(nights):
     transform.run_dbt(["run", "-s", "path:models/marts/segments"], D2, settings)
     assert snapshot() == before
 
-    # the date's scores are withdrawn (re-scoring failed and was rolled back): the rerun follows raw.scores
-    with kit.connect() as con:
-        con.execute("delete from raw.scores where as_of_date = ?", [D2])
+    # the date's scores are withdrawn (re-scoring failed and was rolled back): the rerun follows the scores on disk
+    kit.withdraw_scores(D2)
     transform.run_dbt(["build", "-s", transform.SCORES_SELECTOR], D2, settings, segments=SEGMENTS)
     assert query("select count(*) from marts.customer_scores where as_of_date = ?", [D2]) == [(0,)]
     assert members(D2, "high_churn") == set()
@@ -240,19 +263,19 @@ def test_rerun_replaces_the_date_and_a_run_without_definitions_keeps_it(nights):
     assert set(scored.values()) == {D1}  # falls back to each customer's latest scores
 
     # the scores come back: the deltas are computed again versus 01-19
-    with kit.connect() as con:
-        load_scores(con, D2, CHURN_DECILES[D2])
+    load_scores(D2, CHURN_DECILES[D2])
     transform.run_dbt(["build", "-s", transform.SCORES_SELECTOR], D2, settings, segments=SEGMENTS)
     assert changes(D2, "high_churn") == {("C2", "entered"), ("C4", "entered"), ("C1", "exited")}
 
 
 def test_a_date_scored_or_rescored_later_is_built_by_the_next_run(nights):
-    """The score marts rebuild the run date and every date loaded since they last saw it (scored_dates_to_build)."""
+    """The score marts rebuild the run date and every date published since they last saw it (scored_dates_to_build:
+    the Parquet files' modification times, one-second resolution)."""
     settings = nights["settings"]
     d0 = date(2025, 1, 18)
-    with kit.connect() as con:  # a backfill scores 01-18 after the fact; 01-19 is re-scored
-        load_scores(con, d0, {"C1": 5, "C2": 5})
-        load_scores(con, D1, {c: 1 for c in CHURN_DECILES[D1]})
+    # a backfill scores 01-18 after the fact; 01-19 is re-scored
+    load_scores(d0, {"C1": 5, "C2": 5})
+    load_scores(D1, {c: 1 for c in CHURN_DECILES[D1]})
     before_d2 = query("select * from marts.customer_scores where as_of_date = ? order by customer_id", [D2])
     transform.run_dbt(["build", "-s", transform.SCORES_SELECTOR], D2, settings, segments=SEGMENTS)
     assert query("select customer_id, churn_decile from marts.customer_scores where as_of_date = ? order by 1",
@@ -283,23 +306,27 @@ def test_dbt_refuses_hostile_rules_given_by_hand(nights, where, refusal):
     assert query("select * from marts.segment_members order by all") == before
 
 
-def test_score_tables_fallback_matches_the_loader(nights):
-    scores_load = pytest.importorskip("c360.scores_load")
-    for table, cols in scores_load.TABLES.items():
-        found = query("select column_name, data_type from information_schema.columns "
+def test_the_score_views_read_the_writers_columns(nights):
+    """One scores contract: raw.scores / raw.recommendations (dbt's views over the Parquet) have exactly the columns
+    the scoring job writes, in its order, plus _loaded_at."""
+    from spark_jobs.score import RECOMMENDATION_COLUMNS, SCORES_COLUMNS
+
+    for table, columns in (("scores", SCORES_COLUMNS), ("recommendations", RECOMMENDATION_COLUMNS)):
+        found = query("select column_name, table_type from information_schema.columns join information_schema.tables "
+                      "using (table_schema, table_name) "
                       f"where table_schema = 'raw' and table_name = '{table}' order by ordinal_position")
-        expected = [*cols.items(), ("_loaded_at", "TIMESTAMPTZ")]
-        assert [(n, t.replace("TIMESTAMP WITH TIME ZONE", "TIMESTAMPTZ")) for n, t in found] == expected
+        assert [n for n, _ in found] == [*columns, "_loaded_at"]
+        assert {t for _, t in found} == {"VIEW"}
 
 
 def test_repository_segments_build_with_empty_scores(tmp_path, monkeypatch):
-    """segments.yml as shipped, raw.scores empty (nothing scored yet; here created by dbt's fallback): the full
-    nightly build succeeds, score segments are not evaluated and have no members, the others do."""
+    """segments.yml as shipped, nothing scored yet (raw.scores is an empty view): the nightly build and the score
+    part succeed, score segments are not evaluated and have no members, the others do."""
     kit.configure_env(monkeypatch, tmp_path)
     with kit.connect() as con:
         kit.seed_base(con)
-    result = transform.build(D2, get_settings())
-    assert result.success
+    assert transform.build(D2, get_settings()).success
+    assert transform.build_scores(D2, get_settings()).success
     definitions = {s["name"]: s["where"] for s in segments_dbt_var()["segments"]}
     rows = dict((r[0], r[1:]) for r in query(
         "select segment, needs_scores, is_evaluated, members from marts.segment_evaluations where as_of_date = ?",
@@ -316,9 +343,7 @@ def test_repository_segments_build_with_empty_scores(tmp_path, monkeypatch):
     assert query("select count(*), count(churn_probability) from marts.customer_360") == [(4, 0)]
 
     # the night's scores arrive: build_scores evaluates the score segments too
-    with kit.connect() as con:
-        ensure_score_tables(con)
-        load_scores(con, D2, CHURN_DECILES[D2])
+    load_scores(D2, CHURN_DECILES[D2])
     assert transform.build_scores(D2, get_settings()).success
     evaluated_now = dict(query("select segment, is_evaluated from marts.segment_evaluations where as_of_date = ?",
                                [D2]))
@@ -347,6 +372,7 @@ def test_per_category_segments_match_the_warehouse_categories(tmp_path, monkeypa
         "    required_consent: none\n"
         "    destination: analytics\n")
     assert transform.build(D2, get_settings(), segments_file=definitions).success
+    assert transform.build_scores(D2, get_settings(), segments_file=definitions).success
     assert members(D2, "likes_bags") == {"C1"}
     assert members(D2, "likes_shoes") == {"C2"}
     assert members(D2, "likes_toys") == set()

@@ -345,6 +345,94 @@ def _record_psi(path, day, psi):
     con.close()
 
 
+NBA_ROWS_MODEL = Path(__file__).resolve().parents[1] / "dbt_project/models/pii/next_best_action_export_rows.sql"
+
+
+def build_next_best_actions(path, rows, recommender="5") -> None:
+    """marts.customer_next_best_action with the given (date, customer, action, product, value, consent) rows, and the
+    dbt model pii.next_best_action_export_rows over it, rendered from its own SQL like export_rows_view_sql."""
+    con = duckdb.connect(str(path))
+    con.execute("""CREATE OR REPLACE TABLE marts.customer_next_best_action (as_of_date DATE, customer_id VARCHAR,
+        action VARCHAR, product_id VARCHAR, expected_value_eur DOUBLE, reason VARCHAR, marketing_consent BOOLEAN,
+        run_id VARCHAR, churn_model_version VARCHAR, clv_model_version VARCHAR, recommender_model_version VARCHAR,
+        feature_snapshot_date DATE)""")
+    for day, customer, action, product, value, consent in rows:
+        con.execute("INSERT INTO marts.customer_next_best_action VALUES (?, ?, ?, ?, ?, ?, ?, 'run-1', '3', '2', ?, ?)",
+                    [day, customer, action, product, value, f"{action}: because {customer}", consent, recommender, day])
+    template = jinja2.Environment(undefined=jinja2.StrictUndefined).from_string(NBA_ROWS_MODEL.read_text())
+    refs = {"customer_next_best_action": "marts.customer_next_best_action", **REFS}
+    con.execute("CREATE OR REPLACE VIEW pii.next_best_action_export_rows AS "
+                + template.render(ref=refs.__getitem__, config=lambda **_: ""))
+    con.close()
+
+
+def test_next_best_action_is_exported_like_a_segment(warehouse):
+    """The built-in export lists tonight's actions of consenting customers (consent as of the date, decided by the
+    mart, and still now, from the contacts) in the manifest beside the segments: CSV and Parquet, no delta files."""
+    build_next_best_actions(warehouse.warehouse_path, [
+        (D2, "c1", "retain", None, 12.5, True),
+        (D2, "c2", "cross_sell", "p9", 2.25, True),   # withdrew consent since (contacts below)
+        (D2, "c3", "none", None, None, False),        # no action: not a row of the export
+        (D2, "c4", "cross_sell", "p7", 3.0, True),
+        (D1, "c5", "win_back", None, 4.0, True),      # another night
+    ])
+    con = duckdb.connect(str(warehouse.warehouse_path))
+    con.execute("UPDATE pii.pii_customer_contacts SET marketing_consent = false WHERE customer_id = 'c2'")
+    con.close()
+    manifest = export_segments(D2, warehouse, segments=SEGMENTS)
+    entry = manifest["segments"]["next_best_action"]
+    assert set(entry["files"]) == {"csv", "parquet"}
+    assert (entry["rows"], entry["members"], entry["excluded_without_consent"]) == (2, 3, 1)
+    assert entry["required_consent"] == "marketing" and entry["model_versions"]["recommender"] == "5"
+    assert (entry["run_id"], entry["feature_snapshot_date"]) == ("run-1", "2025-06-02")
+    storage = open_storage(warehouse.export_uri)
+    rows = read_csv(storage, file_key(manifest, "next_best_action", "csv"))
+    assert list(rows[0]) == ["customer_id", "email", "action", "product_id", "expected_value_eur", "reason",
+                             "as_of_date", "run_id", "churn_model_version", "clv_model_version",
+                             "recommender_model_version", "feature_snapshot_date"]
+    assert [(r["customer_id"], r["email"], r["action"], r["product_id"], r["expected_value_eur"], r["reason"])
+            for r in rows] == [("c1", "c1@example.com", "retain", "", "12.5", "retain: because c1"),
+                               ("c4", "c4@example.com", "cross_sell", "p7", "3", "cross_sell: because c4")]
+    table = pq.read_table(io.BytesIO(storage.read_bytes(file_key(manifest, "next_best_action", "parquet"))))
+    assert table.column("expected_value_eur").to_pylist() == [12.5, 3.0]
+    assert verify_export(D2, warehouse) == manifest
+    # like a segment: re-exported alone, or left alone (keeping its entry) when others are re-exported
+    only = export_segments(D2, warehouse, segments=SEGMENTS, only=["next_best_action"])
+    assert only["segments"]["next_best_action"]["export_id"] == only["export_id"]
+    assert only["segments"]["loyal"] == manifest["segments"]["loyal"]
+    other = export_segments(D2, warehouse, segments=SEGMENTS, only=["loyal"])
+    assert other["segments"]["next_best_action"] == only["segments"]["next_best_action"]
+    verify_export(D2, warehouse)
+
+
+def test_next_best_action_without_recommender_or_any_action(warehouse):
+    """A transactions-only night (no recommender) leaves recommender_model_version out, as the segments do; a night
+    whose actions are all none still exports an empty file naming its run and models."""
+    build_next_best_actions(warehouse.warehouse_path, [(D2, "c1", "none", None, None, True)], recommender=None)
+    manifest = export_segments(D2, warehouse, segments=SEGMENTS)
+    entry = manifest["segments"]["next_best_action"]
+    assert "recommender_model_version" not in entry["columns"] and entry["rows"] == 0
+    assert entry["model_versions"] == {"churn": "3", "clv": "2", "recommender": None}
+    assert entry["run_id"] == "run-1" and entry["feature_snapshot_date"] == "2025-06-02"
+    storage = open_storage(warehouse.export_uri)
+    header = storage.read_bytes(file_key(manifest, "next_best_action", "csv")).decode().splitlines()
+    assert header == [",".join(entry["columns"])]
+    verify_export(D2, warehouse)
+
+
+def test_next_best_action_export_needs_its_model_and_its_name(warehouse):
+    """A warehouse built before the model exports the segments only; asking for the export by name says what to
+    build; a segment cannot take the built-in export's name."""
+    manifest = export_segments(D2, warehouse, segments=SEGMENTS)
+    assert set(manifest["segments"]) == {"loyal", "service"}
+    with pytest.raises(ExportError, match=r"next_best_action_export_rows.*dbt build --select"):
+        export_segments(D2, warehouse, segments=SEGMENTS, only=["next_best_action"])
+    clash = parse_segments({"segments": [{"name": "next_best_action", "description": "d", "where": "orders_count > 0",
+                                          "required_consent": "marketing", "destination": "crm"}]})
+    with pytest.raises(ExportError, match="rename the segment"):
+        export_segments(D2, warehouse, segments=clash)
+
+
 def test_hold_back_when_drift_is_high(warehouse):
     good = export_segments(D2, warehouse, segments=SEGMENTS)
     assert good["drift_check"]["status"] == "not_checked"

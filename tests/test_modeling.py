@@ -168,14 +168,13 @@ def test_nightly_scoring_asks_for_recommendations_only_with_interactions(c360_en
 @pytest.mark.integration
 @pytest.mark.timeout(1500)
 def test_a_transactions_only_shop_trains_scores_and_loads_two_nights_without_a_recommender(c360_env, monkeypatch):
-    """The real jobs (child Spark processes, MLflow registry, raw.scores) on a feature store without interactions:
+    """The real jobs (child Spark processes, MLflow registry, the scores Parquet) on a feature store without interactions:
     the first night trains churn and CLV - no FIRST_CHAMPION=accept needed, a baseline may serve - and notes the
     recommender; scoring scores every customer without recommendations; the second night trains nothing."""
     import shutil
 
     import duckdb
 
-    from c360.scores_load import load_scores
     from tests.test_spark_train import write_tiny_feature_store
 
     fs = c360_env.feature_store_dir
@@ -199,13 +198,14 @@ def test_a_transactions_only_shop_trains_scores_and_loads_two_nights_without_a_r
     assert modeling.missing_champions(c360_env) == []
     scored = modeling.score(night1, c360_env)
     assert scored["recommendations"] is False and "no product interactions" in scored["note"]
-    assert load_scores(night1, c360_env) == {"scores": 500, "recommendations": 0}
+    assert modeling.check_scored(night1, c360_env) == {"scores": 500, "recommendations": 0}
 
     assert modeling.ensure_champions(night2, c360_env)["trained"] == []
     modeling.score(night2, c360_env)
-    assert load_scores(night2, c360_env)["scores"] == 500
-    with duckdb.connect(str(c360_env.warehouse_path), read_only=True) as con:
+    assert modeling.check_scored(night2, c360_env)["scores"] == 500
+    with duckdb.connect() as con:  # what dbt's raw.scores view reads
         rows = con.execute("""select as_of_date, count(*), count(churn_probability), count(predicted_value_eur),
                                      count(recommender_model_version), min(churn_horizon_days), min(value_horizon_days)
-                              from raw.scores group by 1 order by 1""").fetchall()
+                              from read_parquet(?) group by 1 order by 1""",
+                           [str(c360_env.scores_dir / "scores" / "dt=*" / "*.parquet")]).fetchall()
     assert rows == [(night1, 500, 500, 500, 0, 90, 180), (night2, 500, 500, 500, 0, 90, 180)]

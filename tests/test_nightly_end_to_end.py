@@ -187,6 +187,8 @@ def test_deltas_are_the_difference_between_the_two_nights(chain):
     files = export_files(settings, DAY2)
     checked = 0
     for seg in manifest["segments"]:
+        if "entered" not in manifest["segments"][seg]["files"]:
+            continue  # the built-in next_best_action export has no delta files (docs/exports.md)
         before, after = members.get((DAY1, seg), set()), members.get((DAY2, seg), set())
         changes = warehouse_rows(settings, "select change, customer_id from marts.segment_changes "
                                            "where as_of_date = $1 and segment = $2", [DAY2, seg])

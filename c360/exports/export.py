@@ -27,9 +27,11 @@ from c360.config import Settings, get_settings
 from c360.exports.files import rows_and_header, to_csv_bytes, to_parquet_bytes
 from c360.exports.query import (
     DELTA_COLUMNS,
+    NBA_EXPORT,
     ExportInputError,
     SegmentData,
     consent_rule_text,
+    load_next_best_action_data,
     load_segment_data,
 )
 from c360.segments import Segment, get_segment, latest_segment_date, load_segments
@@ -86,10 +88,14 @@ def read_manifest(storage: Storage, day: date) -> dict | None:
 def _plan_files(data: SegmentData) -> list[PlannedFile]:
     name = data.segment.name
     delta_cols = list(DELTA_COLUMNS)
-    return [
+    full = [
         PlannedFile(name, "csv", f"{name}.csv", to_csv_bytes(data.columns, data.rows), len(data.rows), data.columns),
         PlannedFile(name, "parquet", f"{name}.parquet", to_parquet_bytes(data.columns, data.rows), len(data.rows),
                     data.columns),
+    ]
+    if not data.delta_files:
+        return full
+    return full + [
         PlannedFile(name, "entered", f"{name}.entered.csv", to_csv_bytes(delta_cols, data.entered),
                     len(data.entered), delta_cols),
         PlannedFile(name, "exited", f"{name}.exited.csv", to_csv_bytes(delta_cols, data.exited),
@@ -145,6 +151,8 @@ def export_segments(as_of_date: date | None = None, settings: Settings | None = 
     """Export the segments of `as_of_date` (default: the latest in marts.segment_members); returns the manifest.
 
     `only`: names of the segments to (re)export; the others keep their entries from the previous manifest.
+    The built-in `next_best_action` export (marts.customer_next_best_action's actions for consenting customers) is
+    written with the segments when the warehouse has its model, and can be named in `only` like a segment.
     `force`: export even when drift monitoring (should_hold_exports) or the volume check (volume_hold) says hold;
     otherwise raises ExportHeld.
     Raises ExportError (nothing published, previous manifest intact) on any failure.
@@ -155,7 +163,11 @@ def export_segments(as_of_date: date | None = None, settings: Settings | None = 
 
     settings = settings or get_settings()
     defined = segments if segments is not None else load_segments(segments_file)
-    chosen = [get_segment(defined, n) for n in only] if only else list(defined)
+    if any(seg.name == NBA_EXPORT for seg in defined):
+        raise ExportError(f"segments.yml defines a segment named {NBA_EXPORT!r}, the name of the built-in "
+                          "next-best-action export (docs/exports.md): rename the segment.")
+    with_actions = not only or NBA_EXPORT in only
+    chosen = [get_segment(defined, n) for n in only if n != NBA_EXPORT] if only else list(defined)
     storage = storage or open_storage(settings.export_uri, settings.s3_endpoint_url)
     if not settings.warehouse_path.exists():
         raise ExportError(f"No warehouse at {settings.warehouse_path}: run the nightly job first.")
@@ -178,10 +190,19 @@ def export_segments(as_of_date: date | None = None, settings: Settings | None = 
             log.warning("Volume says hold, exporting anyway (force): %s", volume.message)
         try:
             loaded = [load_segment_data(con, seg, day) for seg in chosen]
+            actions = load_next_best_action_data(con, day) if with_actions else None
         except ExportInputError as exc:
             raise ExportError(str(exc)) from exc
     finally:
         con.close()
+    if actions is not None:
+        loaded.append(actions)
+    elif with_actions and not only:
+        log.warning("No pii.next_best_action_export_rows in the warehouse (built before the next-best-action mart): "
+                    "%s not exported; the next nightly dbt build creates it", NBA_EXPORT)
+    elif with_actions:
+        raise ExportError(f"{NBA_EXPORT} was asked for but the warehouse has no pii.next_best_action_export_rows: "
+                          "build the dbt models first (dbt build --select +next_best_action_export_rows).")
 
     previous = read_manifest(storage, day)
     export_id = new_export_id()

@@ -36,6 +36,11 @@ COLUMN_TYPES: dict[str, pa.DataType] = {
     "clv_model_version": pa.string(),
     "recommender_model_version": pa.string(),
     "feature_snapshot_date": pa.date32(),
+    # the next-best-action export
+    "action": pa.string(),
+    "product_id": pa.string(),
+    "expected_value_eur": pa.float64(),
+    "reason": pa.string(),
 }
 
 

@@ -31,6 +31,25 @@ DELTA_COLUMNS = ("customer_id", "email", "segment", "change", "as_of_date", "run
 _DELTA_SELECT = "customer_id, email, segment, change, as_of_date, date_run_id"
 REC_COLUMNS = ("rec_1", "rec_2", "rec_3", "recommender_model_version")
 
+# The built-in next-best-action export (docs/exports.md#next-best-action): one action per consenting customer,
+# decided by the dbt mart marts.customer_next_best_action and read, like the segments, from a pii view.
+NBA_EXPORT = "next_best_action"
+NBA_ROWS = "pii.next_best_action_export_rows"
+# the mart behind NBA_ROWS: every scored customer of the night (actions and none), for the night's metadata
+NBA_MART = "marts.customer_next_best_action"
+NBA_COLUMNS = ("customer_id", "email", "action", "product_id", "expected_value_eur", "reason", "as_of_date",
+               "run_id", "churn_model_version", "clv_model_version", "recommender_model_version",
+               "feature_snapshot_date")
+NBA_SEGMENT = Segment(
+    name=NBA_EXPORT,
+    description="Built-in: tonight's next-best action per consenting customer (marts.customer_next_best_action, "
+                "docs/next_best_action.md)",
+    where="action <> 'none' (rules: C360_NBA_* settings)",
+    required_consent="marketing",
+    destination="crm",
+    columns=(),
+)
+
 
 class ExportInputError(RuntimeError):
     """A relation the export needs is missing; the message says which and what builds it."""
@@ -50,6 +69,7 @@ class SegmentData:
     model_versions: dict[str, Any]
     feature_snapshot_dates: list[str]
     warnings: list[str] = field(default_factory=list)
+    delta_files: bool = True  # entered / exited files (segments); the next-best-action export has none
 
     @property
     def excluded_without_consent(self) -> int:
@@ -135,4 +155,35 @@ def load_segment_data(con, segment: Segment, day: date) -> SegmentData:
         model_versions={m: _one_or_many(_distinct(con, col, day, scope)) for m, col in MODEL_VERSION_COLUMNS.items()},
         feature_snapshot_dates=_distinct(con, "feature_snapshot_date", day, scope),
         warnings=warnings,
+    )
+
+
+def load_next_best_action_data(con, day: date) -> SegmentData | None:
+    """The date's next-best actions for consenting customers, shaped like a segment's data (no delta files);
+    None when the warehouse predates the model (nothing to export, the segments still are). Like the segments,
+    a night without a recommender leaves recommender_model_version out."""
+    if not relation_exists(con, NBA_ROWS):
+        return None
+
+    def query(sql: str) -> list[tuple]:
+        try:
+            return con.execute(sql, [day]).fetchall()
+        except duckdb.Error as exc:
+            raise ExportInputError(f"{NBA_ROWS} cannot be read ({str(exc).splitlines()[0]}): build the dbt models "
+                                   "first (dbt build --select +next_best_action_export_rows, or the nightly).") from exc
+
+    def distinct(column: str) -> list[str]:
+        # from the mart, so a night whose actions are all none still names its run and models
+        return [str(v) for (v,) in query(f"SELECT DISTINCT {column} FROM {NBA_MART} WHERE as_of_date = $1 "
+                                         f"AND {column} IS NOT NULL ORDER BY 1")]
+
+    versions = {m: _one_or_many(distinct(col)) for m, col in MODEL_VERSION_COLUMNS.items()}
+    columns = [c for c in NBA_COLUMNS if versions["recommender"] is not None or c != "recommender_model_version"]
+    rows = query(f"SELECT {', '.join(columns)} FROM {NBA_ROWS} WHERE as_of_date = $1 AND consent_ok "
+                 "ORDER BY customer_id")
+    members = query(f"SELECT count(*) FROM {NBA_ROWS} WHERE as_of_date = $1")[0][0]
+    return SegmentData(
+        segment=NBA_SEGMENT, columns=columns, rows=rows, members=members, entered=[], exited=[],
+        run_ids=distinct("run_id"), model_versions=versions,
+        feature_snapshot_dates=distinct("feature_snapshot_date"), delta_files=False,
     )

@@ -117,12 +117,9 @@ def _ddl_columns(entity: Entity) -> str:
 
 
 def ensure_raw_schema(con) -> None:
-    """Create the raw schema and its tables (all four entities, even when they never land, and the score tables),
-    and the privacy tables the erased_customer rule reads."""
-    from c360.scores_load import ensure_tables
-
+    """Create the raw schema and its tables (all four entities, even when they never land), and the privacy tables
+    the erased_customer rule reads. (raw.scores / raw.recommendations are dbt's views over the scoring Parquet.)"""
     con.execute("CREATE SCHEMA IF NOT EXISTS raw")
-    ensure_tables(con)
     ensure_privacy_tables(con)
     for entity in ENTITIES.values():
         con.execute(f"CREATE TABLE IF NOT EXISTS raw.{entity.table} ({_ddl_columns(entity)})")

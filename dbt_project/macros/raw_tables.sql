@@ -1,8 +1,9 @@
 {#
   on-run-start: make sure the raw tables dbt reads exist, so a warehouse that has only transactions
   (or nothing yet, or no scores yet) still builds. The ingestion normally creates them; this only creates missing
-  ones, empty, with the columns of c360/ingest/contract.py (tests/test_dbt_project.py checks the two agree) and,
-  for the score tables, of c360/scores_load.py.
+  ones, empty, with the columns of c360/ingest/contract.py (tests/test_dbt_project.py checks the two agree).
+  The score tables are not tables: publish_score_views (macros/score_views.sql) puts views over the scoring job's
+  Parquet in their place.
 #}
 {% macro raw_table_columns() %}
   {%- set metadata = [('_source_file', 'VARCHAR'), ('_source_line', 'BIGINT'), ('_dt', 'DATE'),
@@ -34,31 +35,10 @@
 {% endmacro %}
 
 
-{#
-  The scoring job's tables, loaded by c360/scores_load.py (ensure_tables) before the score marts are built.
-  They may be empty (nothing scored yet); tests/test_dbt_segments.py checks the columns agree with that module.
-#}
-{% macro score_table_columns() %}
-  {{- return({
-    'scores': [('customer_id', 'VARCHAR'), ('as_of_date', 'DATE'), ('run_id', 'VARCHAR'),
-               ('churn_probability', 'DOUBLE'), ('churn_decile', 'INTEGER'), ('p_alive', 'DOUBLE'),
-               ('expected_purchases', 'DOUBLE'), ('predicted_value_eur', 'DOUBLE'), ('value_decile', 'INTEGER'),
-               ('churn_model_version', 'VARCHAR'), ('clv_model_version', 'VARCHAR'),
-               ('recommender_model_version', 'VARCHAR'), ('feature_snapshot_date', 'DATE'),
-               ('scored_at', 'TIMESTAMPTZ'), ('churn_horizon_days', 'INTEGER'), ('value_horizon_days', 'INTEGER'),
-               ('_loaded_at', 'TIMESTAMPTZ')],
-    'recommendations': [('customer_id', 'VARCHAR'), ('as_of_date', 'DATE'), ('rank', 'INTEGER'),
-                        ('product_id', 'VARCHAR'), ('score', 'DOUBLE'), ('source', 'VARCHAR'), ('run_id', 'VARCHAR'),
-                        ('recommender_model_version', 'VARCHAR'), ('_loaded_at', 'TIMESTAMPTZ')],
-  }) -}}
-{% endmacro %}
-
-
 {% macro create_raw_tables_if_missing() %}
   {%- if execute -%}
     {%- set statements = ["create schema if not exists raw"] -%}
     {%- set tables = raw_table_columns() -%}
-    {%- do tables.update(score_table_columns()) -%}
     {%- for name, cols in tables.items() -%}
       {%- set col_sql = [] -%}
       {%- for col, typ in cols -%}{%- do col_sql.append('"' ~ col ~ '" ' ~ typ) -%}{%- endfor -%}

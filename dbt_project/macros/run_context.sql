@@ -72,3 +72,14 @@
   {#- 00:00 UTC of a date, as TIMESTAMPTZ. -#}
   timezone('UTC', cast({{ date_expr }} as timestamp))
 {%- endmacro %}
+
+
+{% macro float_var(name) -%}
+  {#- A numeric var (set through env_var(), so a string): fail clearly when it is not a number. -#}
+  {%- set raw = var(name) | string | trim -%}
+  {%- set digits = raw | replace('-', '', 1) | replace('.', '', 1) -%}
+  {%- if not digits.isdigit() -%}
+    {{ exceptions.raise_compiler_error("dbt var '" ~ name ~ "' must be a number, got '" ~ raw ~ "'") }}
+  {%- endif -%}
+  {{- return(raw | float) -}}
+{%- endmacro %}

@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 
 from c360.config import get_settings
-from c360.scores_load import load_scores
+from c360.modeling import check_scored
 from spark_jobs.score import score
 from tests.test_spark_score import D, _rows, env  # noqa: F401  (env is the fixture this module uses)
 
@@ -119,10 +119,10 @@ def test_sigkill_mid_scoring_keeps_previous_partitions_and_rerun_is_identical(fi
     assert all(temps(env_dir, t) - old_temps[t] for t in TABLES), "no temporary partitions: the kill came too late"
     assert not list((env_dir / "scores").glob(f"*/.dt={D}.old-*")), "the kill came during the swap"
 
-    # Readers go by dt=D only: the loader brings exactly the previous rows into the warehouse, no leftover rows.
+    # Readers go by dt=D only (dbt's raw.scores views read `dt=*/`): exactly the previous rows, no leftover rows.
     day = date.fromisoformat(D)
     expected = {t: len(before_rows[t]) for t in TABLES}
-    assert load_scores(day, get_settings()) == expected
+    assert check_scored(day, get_settings()) == expected
 
     # A rerun succeeds and gives identical rows (run_id and scored_at are deterministic for D and the champions);
     # in process, on the shared session: the child above already showed the command line's own behaviour.
@@ -131,4 +131,4 @@ def test_sigkill_mid_scoring_keeps_previous_partitions_and_rerun_is_identical(fi
         pd.testing.assert_frame_equal(_rows(partition(env_dir, t)), before_rows[t])
         # the killed run's temporary folder is left in place (hidden) but no reader lists it
         assert [p.name for p in (env_dir / "scores" / t).iterdir() if not p.name.startswith(".")] == [f"dt={D}"]
-    assert load_scores(day, get_settings()) == expected
+    assert check_scored(day, get_settings()) == expected

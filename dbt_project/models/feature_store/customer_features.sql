@@ -28,11 +28,13 @@ joined as (
         profile.acquisition_channel,
         coalesce(profile.marketing_consent, false)                        as marketing_consent,
         orders.*  exclude (customer_id, as_of_date),
-        tracking.* exclude (customer_id, as_of_date)
+        tracking.* exclude (customer_id, as_of_date),
+        likes.*    exclude (customer_id, as_of_date)
     from population
     left join {{ ref('fs_customer_profile_asof') }}  as profile  on profile.customer_id = population.customer_id
     left join {{ ref('fs_customer_orders_asof') }}   as orders   on orders.customer_id = population.customer_id
     left join {{ ref('fs_customer_tracking_asof') }} as tracking on tracking.customer_id = population.customer_id
+    left join {{ ref('fs_customer_likes_asof') }}    as likes    on likes.customer_id = population.customer_id
 
 ),
 
@@ -120,5 +122,17 @@ select
     ({{ device }}_sessions_90d / nullif(sessions_90d, 0))::double         as share_sessions_{{ device }}_90d,
     {%- endfor %}
     first_touch_channel::varchar                                          as first_touch_channel,
-    last_touch_channel::varchar                                           as last_touch_channel
+    last_touch_channel::varchar                                           as last_touch_channel,
+    -- likes vs buys (viewed or carted versus bought; zero / null without tracking or product data)
+    top_viewed_category_90d::varchar                                      as top_viewed_category_90d,
+    top_viewed_category_share_90d::double                                 as top_viewed_category_share_90d,
+    top_bought_category::varchar                                          as top_bought_category,
+    top_viewed_category_bought::boolean                                   as top_viewed_category_bought,
+    coalesce(viewed_categories_90d, 0)::integer                           as viewed_categories_90d,
+    coalesce(bought_categories, 0)::integer                               as bought_categories,
+    coalesce(viewed_products_30d, 0)::integer                             as viewed_products_30d,
+    coalesce(viewed_not_bought_products_30d, 0)::integer                  as viewed_not_bought_products_30d,
+    coalesce(cart_abandon_products_30d, 0)::integer                       as cart_abandon_products_30d,
+    last_cart_abandon_product_30d::varchar                                as last_cart_abandon_product_30d,
+    view_to_buy_rate_90d::double                                          as view_to_buy_rate_90d
 from scored

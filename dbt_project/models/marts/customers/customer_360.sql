@@ -1,8 +1,8 @@
 -- One row per customer: the analyst's view of a customer, as of the latest feature snapshot (the last run_date).
 -- Profile and consent, orders and value after returns (EUR), RFM scores and segment, favourite category,
--- web behaviour (sessions, views, carts, devices, channels), and the customer's latest model scores (scored on or
--- before the snapshot date; null when never scored). No personal data: join pii.pii_customer_contacts on
--- customer_id where contact details are needed and allowed.
+-- web behaviour (sessions, views, carts, devices, channels), likes vs buys (viewed or carted versus bought), and
+-- the customer's latest model scores (scored on or before the snapshot date; null when never scored). No personal
+-- data: join pii.pii_customer_contacts on customer_id where contact details are needed and allowed.
 
 with latest_snapshot as (
 
@@ -75,6 +75,17 @@ select
     f.share_sessions_tablet_90d::double                     as share_sessions_tablet_90d,
     f.first_touch_channel::varchar                          as first_touch_channel,
     f.last_touch_channel::varchar                           as last_touch_channel,
+    f.top_viewed_category_90d::varchar                      as top_viewed_category_90d,
+    f.top_viewed_category_share_90d::double                 as top_viewed_category_share_90d,
+    f.top_bought_category::varchar                          as top_bought_category,
+    f.top_viewed_category_bought::boolean                   as top_viewed_category_bought,
+    f.viewed_categories_90d::integer                        as viewed_categories_90d,
+    f.bought_categories::integer                            as bought_categories,
+    f.viewed_products_30d::integer                          as viewed_products_30d,
+    f.viewed_not_bought_products_30d::integer               as viewed_not_bought_products_30d,
+    f.cart_abandon_products_30d::integer                    as cart_abandon_products_30d,
+    f.last_cart_abandon_product_30d::varchar                as last_cart_abandon_product_30d,
+    f.view_to_buy_rate_90d::double                          as view_to_buy_rate_90d,
     scores.s.churn_probability::double                      as churn_probability,
     scores.s.churn_decile::integer                          as churn_decile,
     scores.s.p_alive::double                                as p_alive,

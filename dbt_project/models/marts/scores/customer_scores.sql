@@ -10,7 +10,7 @@
 -- models that produced them. The history of every scored date is kept.
 --
 -- Incremental per date: a run replaces its run_date (so a rerun after re-scoring, or after the date's scores were
--- withdrawn, gives exactly what raw.scores holds now) and every date whose rows were (re)loaded since the last run
+-- withdrawn, gives exactly what raw.scores holds now) and every date whose rows were (re)published since the last run
 -- (a backfill scored later). Dates are compared by their latest load time.
 
 with scores as (

@@ -1,0 +1,134 @@
+-- Working table for the run's snapshot: likes versus buys. One row per customer with a product interaction known at
+-- the end of run_date (feature_store.interactions: a product view, an add-to-cart or a completed purchase line),
+-- comparing what they looked at with what they bought, per product and per category.
+--
+-- Point in time: interactions known by run_date and dated before run_date + 1 (the reading rule of interactions),
+-- and each product's category in the product version known at run_date (a later re-categorisation does not move
+-- a past snapshot). A shop without tracking has purchases only: the viewed/carted columns are zero or null then,
+-- and without product data every category is null.
+
+with interactions as (
+
+    select
+        customer_id,
+        product_id,
+        event_type,
+        event_time,
+        {{ utc_date('event_time') }}                                        as event_date
+    from {{ ref('interactions') }}
+    where known_date <= {{ run_date() }}
+      and event_time < {{ day_start_utc(run_date() ~ ' + 1') }}
+
+),
+
+products as (
+
+    select product_id, category
+    from {{ ref('stg_shop__products') }}
+    where valid_from_date <= {{ run_date() }}
+      and (valid_to_date is null or valid_to_date > {{ run_date() }})
+
+),
+
+typed as (
+
+    select
+        interactions.customer_id,
+        interactions.product_id,
+        products.category,
+        interactions.event_time,
+        interactions.event_date,
+        -- "looked at": viewed or put in the cart; a cart add is the stronger like, both count as one look
+        interactions.event_type in ('product_view', 'add_to_cart')          as is_look,
+        interactions.event_type = 'add_to_cart'                             as is_cart,
+        interactions.event_type = 'purchase'                                as is_buy
+    from interactions
+    left join products on products.product_id = interactions.product_id
+
+),
+
+per_product as (
+
+    select
+        customer_id,
+        product_id,
+        bool_or(is_look and event_date > {{ run_date() }} - 30)             as looked_30d,
+        bool_or(is_cart and event_date > {{ run_date() }} - 30)             as carted_30d,
+        bool_or(is_buy and event_date > {{ run_date() }} - 30)              as bought_30d,
+        bool_or(is_look and event_date > {{ run_date() }} - 90)             as looked_90d,
+        bool_or(is_buy and event_date > {{ run_date() }} - 90)              as bought_90d,
+        max(event_time) filter (where is_cart and event_date > {{ run_date() }} - 30)
+                                                                            as last_carted_at_30d
+    from typed
+    group by customer_id, product_id
+
+),
+
+product_summary as (
+
+    select
+        customer_id,
+        count(*) filter (where looked_30d)                                  as viewed_products_30d,
+        count(*) filter (where looked_30d and not bought_30d)               as viewed_not_bought_products_30d,
+        count(*) filter (where carted_30d and not bought_30d)               as cart_abandon_products_30d,
+        -- the most recently carted product left in the cart (ties by product_id, so reruns agree)
+        first(product_id order by last_carted_at_30d desc, product_id) filter (where carted_30d and not bought_30d)
+                                                                            as last_cart_abandon_product_30d,
+        count(*) filter (where looked_90d)                                  as viewed_products_90d,
+        count(*) filter (where looked_90d and bought_90d)                   as viewed_and_bought_products_90d
+    from per_product
+    group by customer_id
+
+),
+
+per_category as (
+
+    select
+        customer_id,
+        category,
+        count(*) filter (where is_look and event_date > {{ run_date() }} - 90)  as looks_90d,
+        count(*) filter (where is_buy)                                          as buys
+    from typed
+    where category is not null
+    group by customer_id, category
+
+),
+
+category_summary as (
+
+    select
+        customer_id,
+        -- most looks in 90 days / most purchase lines ever; ties go to the alphabetically first category
+        first(category order by looks_90d desc, category) filter (where looks_90d > 0) as top_viewed_category_90d,
+        max(looks_90d) / nullif(sum(looks_90d), 0)                          as top_viewed_category_share_90d,
+        first(category order by buys desc, category) filter (where buys > 0) as top_bought_category,
+        count(*) filter (where looks_90d > 0)                               as viewed_categories_90d,
+        count(*) filter (where buys > 0)                                    as bought_categories
+    from per_category
+    group by customer_id
+
+)
+
+select
+    product_summary.customer_id,
+    {{ run_date() }}                                                        as as_of_date,
+    category_summary.top_viewed_category_90d,
+    category_summary.top_viewed_category_share_90d,
+    category_summary.top_bought_category,
+    -- a like that is not (yet) a buy: the category they look at most has never been bought (null without looks)
+    case when category_summary.top_viewed_category_90d is not null
+        then coalesce(top_viewed.buys, 0) > 0 end                          as top_viewed_category_bought,
+    coalesce(category_summary.viewed_categories_90d, 0)                    as viewed_categories_90d,
+    coalesce(category_summary.bought_categories, 0)                        as bought_categories,
+    coalesce(product_summary.viewed_products_30d, 0)                       as viewed_products_30d,
+    coalesce(product_summary.viewed_not_bought_products_30d, 0)            as viewed_not_bought_products_30d,
+    coalesce(product_summary.cart_abandon_products_30d, 0)                 as cart_abandon_products_30d,
+    product_summary.last_cart_abandon_product_30d,
+    product_summary.viewed_and_bought_products_90d / nullif(product_summary.viewed_products_90d, 0)
+                                                                            as view_to_buy_rate_90d
+from product_summary
+-- every customer with an interaction has a product row; category rows need a known category
+left join category_summary on category_summary.customer_id = product_summary.customer_id
+left join per_category as top_viewed
+    on  top_viewed.customer_id = category_summary.customer_id
+    and top_viewed.category = category_summary.top_viewed_category_90d
