@@ -65,3 +65,15 @@ def s3_bucket(moto_s3_server, monkeypatch):
     name = f"c360-{uuid.uuid4().hex[:10]}"
     boto3.client("s3", endpoint_url=moto_s3_server).create_bucket(Bucket=name)
     return name
+
+
+def pytest_collection_modifyitems(config, items):
+    """`production` tests bring up the PostgreSQL/Airflow/MLflow stack of infra/stack.sh (minutes each module):
+    they run only when the -m expression names them (`make test-production`), so `make test` and a
+    `-m "not cluster"` run leave them out."""
+    if "production" in (config.option.markexpr or ""):
+        return
+    kept = [item for item in items if item.get_closest_marker("production") is None]
+    if len(kept) != len(items):
+        config.hook.pytest_deselected(items=[item for item in items if item.get_closest_marker("production")])
+        items[:] = kept
