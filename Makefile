@@ -17,7 +17,7 @@ help:
 	@echo "make test                       set up and run the test suite"
 	@echo "make test-production            the production-stack tests (PostgreSQL, Airflow scheduler, MLflow server) and"
 	@echo "                                three real nights under the scheduler vs make nightly (20-36 min)"
-	@echo "make test-production-stack      only the stack's own tests (~6 min; CI runs them after make test)"
+	@echo "make test-production-stack      only the stack's own tests (~7 min; CI runs them after make test)"
 	@echo "make test-cluster               only the Spark standalone cluster test (starts and stops a local cluster)"
 	@echo "make backfill FROM=… TO=…       run the nightly job for each date in order"
 	@echo "make backfill-airflow FROM=… TO=…  the same through the running stack's scheduler (make up)"

@@ -310,3 +310,59 @@ def test_down_cleans_up_after_a_failed_up():
     status = subprocess.run([STACK, "status"], env=env, capture_output=True, text=True, timeout=120)
     assert status.returncode != 0 and "postgresql: stopped" in status.stdout, status.stdout
     shutil.rmtree(base, ignore_errors=True)
+
+
+def test_mlflow_server_with_an_s3_artifact_root():
+    """The production layout of docs/production.md: the tracking server on PostgreSQL, artifacts in S3 (here the
+    moto server), written by the clients straight to the bucket and resolved back through the registry."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    base = Path(tempfile.mkdtemp(prefix="c360-stack-"))  # not under pytest's 0700 temp root (see the fixture)
+    data = base / "data"
+    ports = {"pg": free_port(), "airflow": free_port(), "mlflow": free_port()}
+    s3_port = free_port()
+    (base / "no_dags").mkdir()
+    env = stack_env(data, **ports)
+    env.update({
+        "C360_STACK_DAGS_FOLDER": str(base / "no_dags"),
+        "C360_MLFLOW_ARTIFACT_ROOT": "s3://c360-mlflow/artifacts",
+        "C360_S3_ENDPOINT_URL": f"http://127.0.0.1:{s3_port}",
+        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+    })
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=s3_port, verbose=False)
+    server.start()
+    try:
+        s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{s3_port}", aws_access_key_id="testing",
+                          aws_secret_access_key="testing", region_name="us-east-1")
+        s3.create_bucket(Bucket="c360-mlflow")
+        up = subprocess.run([STACK, "up"], env=env, capture_output=True, text=True, timeout=600)
+        try:
+            assert up.returncode == 0, f"make up failed:\n{up.stdout[-2000:]}\n{up.stderr[-4000:]}"
+            assert "artifacts: s3://c360-mlflow/artifacts" in up.stdout, up.stdout
+            # the clients get the endpoint the way the stack's tasks do (infra/stack.sh exports it to them)
+            client_env = {**env, "PYTHONPATH": str(ROOT), "MLFLOW_S3_ENDPOINT_URL": env["C360_S3_ENDPOINT_URL"]}
+            proc = subprocess.run([sys.executable, "-c", MLFLOW_SCRIPT, f"http://127.0.0.1:{ports['mlflow']}",
+                                   env["C360_MLFLOW_ARTIFACT_ROOT"]], env=client_env, capture_output=True, text=True,
+                                  timeout=180)
+            assert proc.returncode == 0, proc.stderr[-3000:]
+            run_id = proc.stdout.split()[-2]
+            keys = [o["Key"] for o in s3.list_objects_v2(Bucket="c360-mlflow").get("Contents", [])]
+            assert [k for k in keys if k.endswith("notes/probe.txt")] == [
+                f"artifacts/stack_probe/{run_id}/artifacts/notes/probe.txt"], keys
+            # the registry's champion resolves to the S3 copy, and the server lists the run's artifacts from S3
+            fetched = subprocess.run(
+                [sys.executable, "-c", "import sys, mlflow; mlflow.set_tracking_uri(sys.argv[1]); "
+                 "p = mlflow.artifacts.download_artifacts('models:/stack_probe_model@champion'); "
+                 "print(open(p + '/probe.txt').read())", f"http://127.0.0.1:{ports['mlflow']}"],
+                env=client_env, capture_output=True, text=True, timeout=120)
+            assert fetched.returncode == 0 and fetched.stdout.strip().endswith("probe"), fetched.stderr[-2000:]
+            url = f"http://127.0.0.1:{ports['mlflow']}/api/2.0/mlflow/artifacts/list?run_id={run_id}&path=notes"
+            with urllib.request.urlopen(url, timeout=30) as r:
+                assert [f["path"] for f in json.load(r)["files"]] == ["notes/probe.txt"]
+        finally:
+            down = subprocess.run([STACK, "down"], env=env, capture_output=True, text=True, timeout=300)
+            assert down.returncode == 0, down.stderr
+    finally:
+        server.stop()
+        shutil.rmtree(base, ignore_errors=True)
