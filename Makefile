@@ -60,7 +60,7 @@ test-cluster: venv
 	@trap 'infra/spark_standalone.sh stop' EXIT; trap 'exit 130' INT TERM; \
 	  infra/spark_standalone.sh start && $(BIN)/python -m pytest -m cluster $(PYTEST_ARGS)
 
-# The production-shaped stack on fresh data dirs (tests/test_production_stack.py, ~6 min): services healthy on
+# The production-shaped stack on fresh data dirs (tests/test_production_stack.py, ~7 min): services healthy on
 # 127.0.0.1 only, MLflow on PostgreSQL, a retry after S3 was unreachable, a backfill through Airflow; plus three real
 # nights under the scheduler compared with `c360 nightly` (tests/test_production_nights.py, 20-36 min). Each module
 # brings its stack down again, also on failure. Not part of `make test` (tests/conftest.py deselects them unless -m
