@@ -31,7 +31,7 @@ from c360.segments import load_segments, segments_dbt_var
 from c360.storage import open_storage
 from tests import dbt_testkit as kit
 from tests.conftest import free_port
-from tests.test_dbt_segments import CHURN_DECILES, D1, D2, ensure_score_tables, load_scores
+from tests.test_dbt_segments import CHURN_DECILES, D1, D2, load_scores
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -80,12 +80,10 @@ def shop(tmp_path_factory):
         settings = get_settings()
         with kit.connect() as con:
             kit.seed_base(con)
-            ensure_score_tables(con)
         definitions = segments_dbt_var(seg_file)
         for day in (D1, D2):
             transform.run_dbt(kit.BUILD_MODELS, day, settings, segments=definitions)
-            with kit.connect() as con:
-                load_scores(con, day, CHURN_DECILES[day])
+            load_scores(day, CHURN_DECILES[day])
             transform.run_dbt(["build", "-s", transform.SCORES_SELECTOR], day, settings, segments=definitions)
             export_segments(day, settings, segments=load_segments(seg_file))
         yield settings, seg_file, dict(os.environ)
