@@ -79,7 +79,7 @@ bench: venv
 
 # destination sync: 100k segment changes to a local receiver (docs/destinations.md); target <= 60 s
 bench-sync: venv
-	$(BIN)/python -m c360.bench.sync --deltas $(or $(DELTAS),100000)
+	$(BIN)/python -m c360dev.bench.sync --deltas $(or $(DELTAS),100000)
 
 lint: venv
 	$(BIN)/ruff check .

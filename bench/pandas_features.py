@@ -743,7 +743,7 @@ def _raw_rows(warehouse_path: str | Path) -> dict[str, int]:
         con.close()
 
 
-# The models of one snapshot (what c360.transform.backfill_snapshots runs per date): the as-of pieces and
+# The models of one snapshot (what c360.pipeline.transform.backfill_snapshots runs per date): the as-of pieces and
 # customer_features, reading the incremental intermediate tables; labels and the training-set view excluded.
 # the models that compute customer_features (the recommender's interactions table, which the pandas reference does
 # not compute, and the labels are left out)
@@ -757,7 +757,7 @@ def time_dbt_features(warehouse_path: str | Path, as_of_date: date, repeat: int 
     import dataclasses
 
     from c360.config import get_settings
-    from c360.transform import run_dbt
+    from c360.pipeline.transform import run_dbt
 
     settings = settings or get_settings()
     settings = dataclasses.replace(settings, warehouse_path=Path(warehouse_path).resolve())
@@ -784,7 +784,7 @@ def feature_build_comparison(warehouse: str | Path, as_of_date: date, repeat: in
     `env`: environment variables to run under (e.g. the benchmark work dir's DBT_TARGET_PATH / DBT_LOG_PATH), so
     dbt's target and logs stay out of the repository; settings are then read inside it.
     """
-    from c360.transform import _environment
+    from c360.pipeline.transform import _environment
 
     with _environment(env or {}):
         if env and settings is None:

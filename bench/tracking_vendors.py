@@ -2,7 +2,7 @@
 
     python -m bench.tracking_vendors [--events 200000] [--ingest]
 
-Generates ~20k distinct events per vendor (c360/generate/vendors.py), repeats them to --events lines, and times
+Generates ~20k distinct events per vendor (c360dev/generate/vendors.py), repeats them to --events lines, and times
 reading one landed file of them into the canonical text table (decode + parse + map + Arrow columns:
 read_vendor_file), best of 3. With --ingest, also times the whole tracking ingestion of one file of distinct
 events (validation and loading in DuckDB included) in a temporary warehouse.
@@ -16,9 +16,9 @@ import tempfile
 import time
 from datetime import date
 
-from c360.generate.vendors import VENDORS, encode, journeys, landing_key
 from c360.ingest.contract import TRACKING
 from c360.ingest.vendors import read_vendor_file
+from c360dev.generate.vendors import VENDORS, encode, journeys, landing_key
 
 D = date(2026, 3, 10)
 

@@ -43,7 +43,7 @@ def build(warehouse: Path, customers: int, nights: int, last: date) -> list[str]
     import duckdb
     import jinja2
 
-    from c360.segments import load_segments
+    from c360.marketing.segments import load_segments
 
     names = [s.name for s in load_segments()]
     warehouse.parent.mkdir(parents=True, exist_ok=True)
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     for var in ("WAREHOUSE_PATH", "EXPORT_URI", "C360_REPORTS_DIR"):
         os.environ.pop(var, None)
     from c360.config import get_settings
-    from c360.exports import export_segments
+    from c360.marketing.exports import export_segments
 
     settings = get_settings()
     last = date(2026, 11, 20)

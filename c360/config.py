@@ -71,7 +71,7 @@ DEFAULT_LOOKBACK_DAYS = 3
 DEFAULT_SESSION_TIMEOUT_MINUTES = 30
 DEFAULT_MAX_CUSTOMERS_PER_DEVICE = 3
 DEFAULT_IDENTITY_MAX_CUSTOMERS_PER_IDENTIFIER = 3
-# drift monitoring (c360/monitoring.py): key features (recency, frequency, monetary value, engagement, tenure,
+# drift monitoring (c360/pipeline/monitoring.py): key features (recency, frequency, monetary value, engagement, tenure,
 # returns and one categorical) and the scores whose PSI against the training snapshot is computed each night
 DEFAULT_PSI_FEATURES = ("days_since_last_order", "orders_count", "net_revenue_eur", "avg_order_value_eur",
                         "orders_90d", "net_revenue_eur_90d", "sessions_30d", "tenure_days", "return_rate", "country")
@@ -154,7 +154,7 @@ class Settings:
     # Empty: every source always. Read by dbt's staging (docs/tracking_vendors.md#migrating-between-vendors).
     tracking_sources: str = ""
     # dbt vars read by dbt_project.yml's env_var()s with the same defaults; lookback_days is also how far back
-    # c360.transform re-exports label partitions (late orders may have changed them)
+    # c360.pipeline.transform re-exports label partitions (late orders may have changed them)
     lookback_days: int = DEFAULT_LOOKBACK_DAYS
     session_timeout_minutes: int = DEFAULT_SESSION_TIMEOUT_MINUTES
     max_customers_per_device: int = DEFAULT_MAX_CUSTOMERS_PER_DEVICE
@@ -174,7 +174,7 @@ class Settings:
     bootstrap_train_args: str = DEFAULT_BOOTSTRAP_TRAIN_ARGS
     first_champion: str = "gated"
     train_schedule: str = DEFAULT_TRAIN_SCHEDULE
-    # destination sync (c360/activation, docs/destinations.md): the destinations file (absent = nothing is synced),
+    # destination sync (c360/marketing/activation, docs/destinations.md): the destinations file (absent = nothing is synced),
     # members per request, one request's timeout, the longest a batch may keep retrying (429/5xx/connection
     # errors) before the sync stops naming it, and the exponential backoff's first and largest wait
     destinations_file: Path = PROJECT_ROOT / "destinations.yml"

@@ -20,8 +20,8 @@ from datetime import timedelta
 from airflow.sdk import dag, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
-from c360.assets import DAG_START_DATE, RAW_ASSETS, WAREHOUSE_POOL
 from c360.config import dag_parse_settings
+from c360.pipeline.assets import DAG_START_DATE, RAW_ASSETS, WAREHOUSE_POOL
 
 # The sensor's poke interval and timeout are operator arguments, fixed when Airflow parses this file: only these
 # two settings are read here (not every setting, so a bad unrelated variable fails its task, not this import).
@@ -54,19 +54,19 @@ def c360_ingest():
         retries=0,
     )
     def wait_for_transactions(ds=None, ti=None):
-        from c360 import tasks
+        from c360.pipeline import tasks
 
         return tasks.transactions_landed(ds, started_at=ti.start_date if ti else None)
 
     @task(pool=WAREHOUSE_POOL)
     def ingest_entity(entity: str, **context) -> dict:
-        from c360 import tasks
+        from c360.pipeline import tasks
 
         return tasks.ingest_entity(entity, context)
 
     @task(retries=0)
     def check_reconciliation(ds=None) -> dict:
-        from c360 import tasks
+        from c360.pipeline import tasks
 
         return tasks.check_reconciliation(ds)
 

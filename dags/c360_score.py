@@ -35,7 +35,7 @@ from datetime import timedelta
 
 from airflow.sdk import dag, task
 
-from c360.assets import (
+from c360.pipeline.assets import (
     DAG_START_DATE,
     EXPORTS_ASSET,
     FEATURE_STORE_ASSET,
@@ -66,38 +66,38 @@ default_args = {
 def c360_score():
     @task(outlets=[MODELS_ASSET], execution_timeout=timedelta(hours=3), retries=0)
     def ensure_champions(**context) -> dict:
-        from c360 import tasks
+        from c360.pipeline import tasks
 
         return tasks.ensure_champions(context)
 
     @task(outlets=[SCORES_ASSET], execution_timeout=timedelta(hours=2))
     def score(**context) -> dict:
-        from c360 import tasks
+        from c360.pipeline import tasks
 
         return tasks.score(context)
 
     @task(pool=WAREHOUSE_POOL, outlets=[SEGMENTS_ASSET], execution_timeout=timedelta(hours=1))
     def dbt_build_scores(**context) -> dict:
-        from c360 import tasks
+        from c360.pipeline import tasks
 
         return tasks.dbt_build_scores(context)
 
     @task(pool=WAREHOUSE_POOL)
     def monitor(**context) -> dict:
-        from c360 import tasks
+        from c360.pipeline import tasks
 
         return tasks.monitor(context)
 
     @task(outlets=[EXPORTS_ASSET])
     def export(**context) -> dict:
-        from c360 import tasks
+        from c360.pipeline import tasks
 
         return tasks.export(context)
 
     # the report also describes a night whose exports were held back (export skipped)
     @task(trigger_rule="none_failed")
     def report(**context) -> dict:
-        from c360 import tasks
+        from c360.pipeline import tasks
 
         return tasks.report(context)
 
@@ -105,7 +105,7 @@ def c360_score():
     # not synced either. In the warehouse pool: it writes activation.sync_log.
     @task(pool=WAREHOUSE_POOL, execution_timeout=timedelta(hours=2))
     def sync(**context) -> dict:
-        from c360 import tasks
+        from c360.pipeline import tasks
 
         return tasks.sync_destinations(context)
 

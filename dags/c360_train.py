@@ -24,8 +24,8 @@ from datetime import timedelta
 from airflow.sdk import dag, task
 from airflow.timetables.trigger import CronTriggerTimetable
 
-from c360.assets import DAG_START_DATE, FEATURE_STORE_ASSET, MODELS_ASSET, WAREHOUSE_POOL
 from c360.config import dag_parse_settings
+from c360.pipeline.assets import DAG_START_DATE, FEATURE_STORE_ASSET, MODELS_ASSET, WAREHOUSE_POOL
 
 default_args = {
     "owner": "data-science",
@@ -48,14 +48,14 @@ def c360_train():
     # the snapshot backfill writes to the warehouse: the pool keeps it away from the nightly writers
     @task(pool=WAREHOUSE_POOL, inlets=[FEATURE_STORE_ASSET], execution_timeout=timedelta(hours=1))
     def prepare_snapshots(**context) -> list:
-        from c360 import tasks
+        from c360.pipeline import tasks
 
         return tasks.prepare_training_snapshots(context)
 
     # Spark reads only the Parquet copies: no warehouse slot held for the (long) training
     @task(outlets=[MODELS_ASSET], execution_timeout=timedelta(hours=4))
     def train(**context) -> list:
-        from c360 import tasks
+        from c360.pipeline import tasks
 
         return tasks.train_models(context)
 

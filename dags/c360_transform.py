@@ -21,7 +21,7 @@ from datetime import timedelta
 
 from airflow.sdk import dag, task
 
-from c360.assets import (
+from c360.pipeline.assets import (
     DAG_START_DATE,
     FEATURE_STORE_ASSET,
     MARTS_ASSET,
@@ -50,13 +50,13 @@ default_args = {
 def c360_transform():
     @task(pool=WAREHOUSE_POOL, outlets=[MARTS_ASSET], execution_timeout=timedelta(hours=2))
     def dbt_build(**context) -> dict:
-        from c360 import tasks
+        from c360.pipeline import tasks
 
         return tasks.dbt_build(context)
 
     @task(outlets=[FEATURE_STORE_ASSET])
     def export_features(**context) -> dict:
-        from c360 import tasks
+        from c360.pipeline import tasks
 
         return tasks.export_features(context)
 

@@ -53,7 +53,7 @@ as_pg() { runuser -u postgres -- "$@"; }  # the server refuses to run as root
 psql_() { PGPASSWORD="$PG_PASSWORD" "$PG_BIN/psql" -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" "$@"; }
 
 pipeline_env() {  # the project's Airflow settings (dags folder, 127.0.0.1, logs) on top of the ones above
-  eval "$("$BIN/python" -c 'from c360.airflow_env import airflow_env; import shlex
+  eval "$("$BIN/python" -c 'from c360.pipeline.airflow_env import airflow_env; import shlex
 env = airflow_env()
 print("\n".join(f"export {k}={shlex.quote(v)}" for k, v in env.items() if k.startswith(("AIRFLOW", "C360_"))))')"
   # another DAGs folder (tests/production_dags: the probe DAGs of tests/test_production_stack.py)

@@ -122,6 +122,6 @@ def read_events(spark: SparkSession, path: Path, through_date: str) -> DataFrame
 
 
 def customer_key(customer_id: str) -> str:
-    """sha256 hex of the trimmed id: the key erasure matches (c360.privacy.customer_key computes the same, as
-    DuckDB's sha256() does). Spelled out here so the training job does not import c360.privacy (a layer above)."""
+    """sha256 hex of the trimmed id: the key erasure matches (c360.privacy.erasure.customer_key computes the same, as
+    DuckDB's sha256() does). Spelled out here so the training job does not import c360.privacy.erasure (a layer above)."""
     return hashlib.sha256(customer_id.strip().encode("utf-8")).hexdigest()

@@ -6,7 +6,7 @@
     python -m spark_jobs.models promote --model churn --version 7 --note "approved by ..."
 
 No Spark needed. `c360 models` adds `ensure` (train the models without a champion, as the first night): that is
-the pipeline's decision, so it lives in c360.modeling, which calls this module and never the other way round. Every alias move is recorded in the deployments audit table (docs/models.md).
+the pipeline's decision, so it lives in c360.pipeline.modeling, which calls this module and never the other way round. Every alias move is recorded in the deployments audit table (docs/models.md).
 """
 
 from __future__ import annotations

@@ -77,7 +77,7 @@ def _flat(prefix: str, values: dict[str, float]) -> dict[str, float]:
 
 def _log_predictions(pdf: pd.DataFrame, path: str = "holdout_predictions.parquet") -> None:
     """The holdout rows with the label and every candidate's and baseline's score, for offline analysis
-    (e.g. c360.bench.quality compares them with the generator's oracles on exactly these rows).
+    (e.g. c360dev.bench.quality compares them with the generator's oracles on exactly these rows).
 
     Rows are keyed by `customer_key` (sha256 of the id, as privacy.erasure_log keeps it), never the id: the metrics
     need only labels and scores, the offline comparison needs a row key. The hash is pseudonymous, not anonymous

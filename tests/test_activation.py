@@ -8,10 +8,10 @@ from datetime import date
 
 import pytest
 
-from c360.activation.destinations import parse_destinations
-from c360.activation.receiver import Receiver
-from c360.activation.sync import sync_date
-from c360.exports import export_segments
+from c360.marketing.activation.destinations import parse_destinations
+from c360.marketing.activation.receiver import Receiver
+from c360.marketing.activation.sync import sync_date
+from c360.marketing.exports import export_segments
 from c360.storage import open_storage
 from tests.test_exports import D2, SEGMENTS, build_warehouse, file_key, read_csv
 
@@ -45,7 +45,7 @@ def test_sends_the_exported_changes_that_carry_an_email_and_nothing_else(exporte
 
 
 def test_a_date_that_was_not_exported_is_not_synced(exported):
-    from c360.activation.sync import NotExported
+    from c360.marketing.activation.sync import NotExported
 
     settings, _ = exported
     [cfg] = parse_destinations({"destinations": [
@@ -55,7 +55,7 @@ def test_a_date_that_was_not_exported_is_not_synced(exported):
 
 
 def test_a_segment_no_destination_syncs_is_refused_by_name(exported):
-    from c360.activation.destinations import SyncError
+    from c360.marketing.activation.destinations import SyncError
 
     settings, _ = exported
     [cfg] = parse_destinations({"destinations": [
@@ -69,7 +69,7 @@ def test_the_example_destinations_file_is_valid():
 
     import yaml
 
-    from c360.segments import load_segments
+    from c360.marketing.segments import load_segments
 
     path = Path(__file__).resolve().parents[1] / "infra" / "destinations.example.yml"
     segments = load_segments()

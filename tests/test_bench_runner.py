@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from c360.bench.runner import run_stage
+from c360dev.bench.runner import run_stage
 
 CHILD = "import time; b = bytearray(300 * 2**20); time.sleep(1.0)"
 

@@ -18,7 +18,7 @@ import yaml
 from c360.config import ENV_VARS, Settings, SettingsError, dag_parse_settings, get_settings
 
 ROOT = Path(__file__).resolve().parent.parent
-# dbt vars set per run by c360.transform, not settings
+# dbt vars set per run by c360.pipeline.transform, not settings
 PER_RUN_DBT_VARIABLES = {"C360_RUN_DATE", "C360_SEGMENTS_JSON"}
 
 
@@ -185,7 +185,7 @@ def test_c360_config_prints_every_setting_with_its_variable(clean_env, capsys):
 
 # (file, first argument) of the environment reads allowed outside c360/config.py, each with its reason
 ALLOWED_ENV_READS = {
-    ("c360/transform.py", "k"),  # saves and restores the variables around an in-process dbt call
+    ("c360/pipeline/transform.py", "k"),  # saves and restores the variables around an in-process dbt call
     ("ml/value.py", "'PYSPARK_PYTHON'"),  # Spark's own worker interpreter, not a pipeline setting
 }
 

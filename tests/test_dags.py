@@ -74,7 +74,7 @@ def test_dag_files_do_not_import_heavy_libraries_at_parse_time(dag_file):
 
 
 def test_the_chain_is_wired_by_assets_and_training_is_weekly(dagbag):
-    from c360.assets import FEATURE_STORE_ASSET, MODELS_ASSET, RAW_ASSETS, SCORES_ASSET
+    from c360.pipeline.assets import FEATURE_STORE_ASSET, MODELS_ASSET, RAW_ASSETS, SCORES_ASSET
 
     def produced(dag_id):
         return {a.uri for t in dagbag.dags[dag_id].tasks for a in t.outlets}

@@ -13,8 +13,8 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from c360 import transform
 from c360.config import get_settings
+from c360.pipeline import transform
 from tests import dbt_testkit as kit
 
 pytestmark = pytest.mark.integration

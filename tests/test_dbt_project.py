@@ -9,9 +9,9 @@ from datetime import date
 import duckdb
 import pytest
 
-from c360 import transform
 from c360.config import get_settings
 from c360.ingest.contract import ENTITIES, METADATA_COLUMNS
+from c360.pipeline import transform
 from tests import dbt_testkit as kit
 
 pytestmark = pytest.mark.integration

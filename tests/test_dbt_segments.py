@@ -14,9 +14,9 @@ from datetime import UTC, date, datetime
 import duckdb
 import pytest
 
-from c360 import transform
 from c360.config import get_settings
-from c360.segments import segments_dbt_var
+from c360.marketing.segments import segments_dbt_var
+from c360.pipeline import transform
 from tests import dbt_testkit as kit
 
 pytestmark = pytest.mark.integration

@@ -8,11 +8,11 @@ from datetime import date, timedelta
 import duckdb
 import pytest
 
-from c360 import transform
 from c360.config import get_settings
-from c360.generate.vendors import encode, journeys, landing_key
 from c360.ingest.load import ingest
+from c360.pipeline import transform
 from c360.storage import LocalStorage
+from c360dev.generate.vendors import encode, journeys, landing_key
 from tests import dbt_testkit as kit
 
 pytestmark = pytest.mark.integration

@@ -14,8 +14,8 @@ import jinja2
 import pyarrow.parquet as pq
 import pytest
 
-from c360.exports import ExportError, ExportHeld, export_segments, read_manifest, verify_export
-from c360.segments import parse_segments
+from c360.marketing.exports import ExportError, ExportHeld, export_segments, read_manifest, verify_export
+from c360.marketing.segments import parse_segments
 from c360.storage import LocalStorage, open_storage, sha256_bytes
 
 D1, D2 = date(2025, 6, 1), date(2025, 6, 2)
@@ -488,8 +488,8 @@ def test_segments_exports_and_monitoring_import_no_cycle():
     """segments <- exports (query, export, cli) and monitoring: none of them can reach itself again through any
     chain of imports, including imports inside functions (issue #14)."""
     graph = _c360_imports()
-    for start in ("c360.segments", "c360.exports", "c360.exports.export", "c360.exports.query", "c360.exports.cli",
-                  "c360.monitoring"):
+    for start in ("c360.marketing.segments", "c360.marketing.exports", "c360.marketing.exports.export", "c360.marketing.exports.query", "c360.cli.segments",
+                  "c360.pipeline.monitoring"):
         seen, todo = set(), [(start, (start,))]
         while todo:
             module, path = todo.pop()

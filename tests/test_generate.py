@@ -1,4 +1,4 @@
-"""Tests of the shop-data generator (c360.generate): determinism, the landing contract, distributions, dirt."""
+"""Tests of the shop-data generator (c360dev.generate): determinism, the landing contract, distributions, dirt."""
 
 from __future__ import annotations
 
@@ -14,12 +14,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from c360.config import get_settings
-from c360.generate import DIRT_KINDS, DirtConfig, generate, oracle
-from c360.generate import reference as ref
-from c360.generate.model import PROFILES
-from c360.generate.oracle import p_no_purchase
 from c360.ingest import contract
 from c360.storage import open_storage
+from c360dev.generate import DIRT_KINDS, DirtConfig, generate, oracle
+from c360dev.generate import reference as ref
+from c360dev.generate.model import PROFILES
+from c360dev.generate.oracle import p_no_purchase
 from ml.metrics import roc_auc
 
 TX_REQUIRED = {"order_id", "customer_id", "ordered_at", "amount"}
@@ -511,7 +511,7 @@ def test_product_choice_oracle_explains_the_generated_purchases(run, clean):
     """The generative product oracle predicts which products customers buy: its expected count per product
     follows the observed one, and the bought products are likelier under it than under category affinity x
     popularity within the category (which ignores the customer's price level)."""
-    from c360.generate.model import ModelParams, catalog_size, make_catalog
+    from c360dev.generate.model import ModelParams, catalog_size, make_catalog
 
     truth = run["truth_customers"].set_index("customer_id")
     summary = json.loads((run["truth"] / "summary.json").read_text())

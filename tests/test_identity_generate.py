@@ -9,9 +9,9 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from c360.bench.identity import score
-from c360.generate import DirtConfig, generate
-from c360.generate.identity import TRUTH_FILE, add_identity_cases
+from c360dev.bench.identity import score
+from c360dev.generate import DirtConfig, generate
+from c360dev.generate.identity import TRUTH_FILE, add_identity_cases
 
 
 def _files(root):

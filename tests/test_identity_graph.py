@@ -11,8 +11,8 @@ from datetime import date
 import duckdb
 import pytest
 
-from c360 import transform
 from c360.config import get_settings
+from c360.pipeline import transform
 from tests import dbt_testkit as kit
 
 pytestmark = pytest.mark.integration
@@ -164,8 +164,8 @@ def test_a_vendor_identify_email_links_a_vendor_user_to_the_account(shop):
 
 
 def test_erasing_a_customer_id_leaves_no_identity_table_naming_it(shop):
-    from c360 import privacy
     from c360.ingest.load import ensure_raw_schema
+    from c360.privacy import erasure as privacy
 
     members, _, _, _ = build(D2)
     assert members["C1"] == members["G1"]

@@ -198,7 +198,7 @@ def test_unreadable_file_fails_naming_it(c360_env):
 
 
 def test_second_process_holding_the_warehouse_gets_a_clear_error(c360_env, tmp_path):
-    from c360.warehouse import WarehouseLocked
+    from c360.pipeline.warehouse import WarehouseLocked
 
     land(c360_env, f"transactions/dt={D}/t.csv", csv("o1,1,c1,2026-03-10T10:00:00Z,1,,,EUR,,,"))
     ingest(D, c360_env)

@@ -8,9 +8,9 @@ import duckdb
 import pandas as pd
 import pytest
 
-from c360.generate import DirtConfig, generate
 from c360.ingest.load import ingest
 from c360.ingest.reconcile import reconcile
+from c360dev.generate import DirtConfig, generate
 
 START = date(2025, 10, 1)
 DAYS = 21

@@ -11,10 +11,10 @@ from datetime import UTC, date
 import duckdb
 import pytest
 
-from c360.generate.vendors import VENDORS, encode, journeys, landing_key
 from c360.ingest.load import ingest
 from c360.ingest.reconcile import reconcile
 from c360.storage import LocalStorage
+from c360dev.generate.vendors import VENDORS, encode, journeys, landing_key
 
 D = date(2026, 3, 10)
 CHECKED = ("event_type", "occurred_at", "anonymous_id", "customer_id", "product_id", "quantity", "order_id",
@@ -193,7 +193,7 @@ def test_an_erased_customers_vendor_events_stay_out_on_every_reload(c360_env, ve
     """Erasure leaves the landing zone as the vendor sent it (docs/runbooks.md, erase a customer), so each reload
     of tracking/<vendor>/dt=D must quarantine the customer's events, and their cookie's anonymous ones, as
     erased_customer without their text; the other visitors' events load as before."""
-    from c360 import privacy
+    from c360.privacy import erasure as privacy
 
     lines, truth = encode(vendor, journeys(D, visitors=6))
     land(c360_env, vendor, lines)

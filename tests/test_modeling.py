@@ -1,4 +1,4 @@
-"""c360.modeling: which snapshots training asks for, and how a failed Spark job is reported."""
+"""c360.pipeline.modeling: which snapshots training asks for, and how a failed Spark job is reported."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from datetime import date
 
 import pytest
 
-from c360 import modeling
 from c360.config import get_settings
+from c360.pipeline import modeling
 
 REAL_TRAINABLE_MODELS = modeling.trainable_models
 

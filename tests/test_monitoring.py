@@ -14,9 +14,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from c360 import monitoring
 from c360.config import get_settings
-from c360.monitoring import (
+from c360.pipeline import monitoring
+from c360.pipeline.monitoring import (
     EPSILON,
     psi_categorical,
     psi_numeric,

@@ -18,7 +18,7 @@ import duckdb
 import pytest
 
 from c360.config import get_settings
-from c360.exports.export import date_prefix, read_manifest, verify_export
+from c360.marketing.exports.export import date_prefix, read_manifest, verify_export
 from c360.storage import open_storage
 
 # one module-scoped chain of three nightly runs and a first training: minutes, not seconds

@@ -20,7 +20,7 @@ import duckdb
 import pytest
 
 from c360.config import get_settings
-from c360.exports.export import read_manifest, verify_export
+from c360.marketing.exports.export import read_manifest, verify_export
 from c360.storage import open_storage
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(2400)]

@@ -16,11 +16,11 @@ from datetime import date, timedelta
 import pytest
 
 from bench import pandas_features as pf
-from c360 import transform
 from c360.config import get_settings
-from c360.generate.core import generate
-from c360.generate.dirt import DirtConfig
 from c360.ingest.load import ingest
+from c360.pipeline import transform
+from c360dev.generate.core import generate
+from c360dev.generate.dirt import DirtConfig
 from tests import dbt_testkit as kit
 
 pytestmark = pytest.mark.integration

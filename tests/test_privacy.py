@@ -15,13 +15,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from c360 import privacy
-from c360.exports.export import verify_export
-from c360.exports.files import to_csv_bytes, to_parquet_bytes
-from c360.generate import generate
 from c360.ingest.load import ingest
 from c360.ingest.reconcile import reconcile
+from c360.marketing.exports.export import verify_export
+from c360.marketing.exports.files import to_csv_bytes, to_parquet_bytes
+from c360.privacy import erasure as privacy
 from c360.storage import LocalStorage, sha256_bytes
+from c360dev.generate import generate
 
 START, LAST = date(2025, 10, 1), date(2025, 10, 20)
 OTHER = "SHARED-DEVICE-NEIGHBOUR"
@@ -67,7 +67,7 @@ def _write_parquet(path: Path, table: pa.Table) -> None:
 
 
 def _export(storage: LocalStorage, day: date, run: str, rows: list[tuple], publish: bool = True) -> None:
-    """A segment export laid out as c360.exports writes it: run folder + manifest with rows and checksums."""
+    """A segment export laid out as c360.marketing.exports writes it: run folder + manifest with rows and checksums."""
     cols = ["customer_id", "email", "segment", "churn_probability", "as_of_date"]
     delta_cols = ["customer_id", "email", "segment", "change", "as_of_date", "run_id"]
     entered = [(r[0], r[1], "vip", "entered", day, "run-1") for r in rows]

@@ -25,7 +25,7 @@ DATES = ["2026-03-01", "2026-03-02", "2026-03-03", "2026-03-04"]
 
 
 def test_queued_dates_get_one_downstream_run_each_in_order(c360_env, tmp_path):
-    from c360.airflow_env import airflow_bin, airflow_env
+    from c360.pipeline.airflow_env import airflow_bin, airflow_env
 
     port = free_port()
     probe_log = tmp_path / "probe.log"

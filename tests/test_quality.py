@@ -1,4 +1,4 @@
-"""The model-quality report (c360.bench.quality) and the model pieces it motivated: pure parts, no Spark."""
+"""The model-quality report (c360dev.bench.quality) and the model pieces it motivated: pure parts, no Spark."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from c360.bench import quality
-from c360.generate import oracle
+from c360dev.bench import quality
+from c360dev.generate import oracle
 from ml import value
 from ml.features import DERIVED_FEATURES, derived_features, derived_sql
 

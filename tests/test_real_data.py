@@ -9,7 +9,7 @@ import zipfile
 import pandas as pd
 import pytest
 
-from c360.bench import real_data
+from c360dev.bench import real_data
 
 SUMMARY = b"frequency,recency,periods,weights\n0,0,6,3\n1,4,6,2\n3,5,6,4\n6,6,6,1\n"
 

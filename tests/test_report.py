@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from c360.report import build_report, read_stages, record_stage, timed_stage
+from c360.pipeline.report import build_report, read_stages, record_stage, timed_stage
 
 D = date(2025, 6, 2)
 REF = date(2025, 5, 1)
@@ -212,7 +212,7 @@ def test_report_flags_dbt_results_of_another_date(full_inputs):
 
 
 def test_a_failed_rerun_reports_its_own_stages_the_failing_test_and_its_rows(report_env):
-    from c360.report.stages import mark_night_started
+    from c360.pipeline.report.stages import mark_night_started
 
     mark_night_started(report_env, D, ["c360_ingest", "c360_transform", "c360_score"])
     record_stage(report_env, D, "train (no champion yet)", 120.0, "success")
@@ -239,7 +239,7 @@ def test_a_failed_rerun_reports_its_own_stages_the_failing_test_and_its_rows(rep
 
 
 def test_champions_accepted_without_their_gates_are_warnings():
-    from c360.report.collect import collect_warnings
+    from c360.pipeline.report.collect import collect_warnings
 
     models = {"available": True, "models": [
         {"name": "c360_churn", "available": True, "version": "1", "validation_status": "failed",

@@ -11,8 +11,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from c360 import segments as seg_mod
-from c360.segments import (
+from c360.marketing import segments as seg_mod
+from c360.marketing.segments import (
     SegmentConfigError,
     check_predicates,
     load_segments,
@@ -176,8 +176,8 @@ def test_shipped_predicates_use_documented_feature_columns():
 
 
 def _cli(argv, capsys) -> tuple[int, str]:
-    """`c360 segments ...`: its command module adds `export` to c360.segments' actions (c360/cli.py)."""
-    from c360.exports import cli as segments_cli
+    """`c360 segments ...`: its command module adds `export` to c360.marketing.segments' actions (c360/cli/__init__.py)."""
+    from c360.marketing.exports import cli as segments_cli
 
     parser = argparse.ArgumentParser()
     segments_cli.add_arguments(parser)
@@ -288,7 +288,7 @@ def test_input_columns_are_the_feature_contract_and_scores_minus_protected():
     """One list: the enforced dbt contract of customer_features (docs/feature_store.md is tested against it)."""
     import yaml
 
-    from c360.segment_rules import PROTECTED_COLUMNS, SCORE_COLUMNS, contract_file, input_columns
+    from c360.marketing.segment_rules import PROTECTED_COLUMNS, SCORE_COLUMNS, contract_file, input_columns
 
     spec = yaml.safe_load(contract_file().read_text())
     contract = {c["name"] for m in spec["models"] if m["name"] == "customer_features" for c in m["columns"]}
@@ -299,7 +299,7 @@ def test_input_columns_are_the_feature_contract_and_scores_minus_protected():
 
 def _random_inputs(con, rows: int = 3000) -> None:
     """A table with every input column filled with varied values (a fifth null) to evaluate rules on."""
-    from c360.segment_rules import input_columns
+    from c360.marketing.segment_rules import input_columns
 
     categories = ["fashion", "home and kitchen", "electronics", "beauty", "sports and outdoors", "unknown"]
     exprs = []

@@ -295,7 +295,7 @@ def test_train_all_models_end_to_end(spark, env, capsys):
     assert "train_data_hash" in run.data.tags
     assert run.data.params["bgnbd_features"] == "True" and "days_since_last_activity" in run.data.params[
         "derived_features"]
-    # the holdout rows with every score, for offline comparisons (c360.bench.quality)
+    # the holdout rows with every score, for offline comparisons (c360dev.bench.quality)
     predictions = pd.read_parquet(mlflow.artifacts.download_artifacts(run_id=churn["run_id"],
                                                                       artifact_path="holdout_predictions.parquet"))
     assert {"customer_key", "label", "gbt", "logreg", "baseline_recency"} <= set(predictions.columns)
@@ -382,8 +382,8 @@ def test_train_all_models_end_to_end(spark, env, capsys):
 
     # Erasure (issue #13): no input example names a customer; the recommender's user index does, and the erasure
     # rewrites it in place: the model still loads, no longer knows the customer, and scores the others as before.
-    from c360 import privacy
     from c360.config import get_settings
+    from c360.privacy import erasure as privacy
 
     rec_uri = f"models:/recommender/{results['recommender']['version']}"
     users = list(mlflow.spark.load_model(rec_uri).stages[0].labels)

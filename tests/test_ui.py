@@ -17,11 +17,11 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
-from c360.exports import export_segments
-from c360.report.stages import record_stage
-from c360.segments import load_segments
-from c360.ui.app import create_app
-from c360.ui.rules import Draft, edited_text, file_version
+from c360.marketing.exports import export_segments
+from c360.marketing.segments import load_segments
+from c360.marketing.ui.app import create_app
+from c360.marketing.ui.rules import Draft, edited_text, file_version
+from c360.pipeline.report.stages import record_stage
 from tests.test_exports import D1, D2, SEGMENTS, _record_psi, build_warehouse
 
 REPO = Path(__file__).resolve().parents[1]
@@ -124,7 +124,7 @@ def test_a_new_segment_lands_at_the_end_of_the_list_before_the_template():
 
 
 def load_segments_text(text: str):
-    from c360.segments import parse_segments
+    from c360.marketing.segments import parse_segments
 
     return parse_segments(yaml.safe_load(text))
 
@@ -133,7 +133,7 @@ def load_segments_text(text: str):
 
 
 def test_copies_of_stopped_servers_are_removed(tmp_path):
-    from c360.ui.snapshot import SnapshotManager
+    from c360.marketing.ui.snapshot import SnapshotManager
 
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     orphan = tmp_path / "copies" / gone.stdout.strip()

@@ -24,10 +24,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from c360 import transform
 from c360.config import get_settings
-from c360.exports import export_segments, read_manifest
-from c360.segments import load_segments, segments_dbt_var
+from c360.marketing.exports import export_segments, read_manifest
+from c360.marketing.segments import load_segments, segments_dbt_var
+from c360.pipeline import transform
 from c360.storage import open_storage
 from tests import dbt_testkit as kit
 from tests.conftest import free_port

@@ -31,9 +31,9 @@ from c360.ingest.landed_file import read_landed_file
 from c360.ingest.landing import LandingPartitionMissing, partition_folder, plan_files
 from c360.ingest.readers import UnreadableFile
 from c360.ingest.volume import run_volume_checks
-from c360.privacy import ensure_privacy_tables, erased_on_sql, record_names_erased_sql
+from c360.pipeline.warehouse import connect, rollback
+from c360.privacy.erasure import ensure_privacy_tables, erased_on_sql, record_names_erased_sql
 from c360.storage import Storage, StoredFile, open_storage
-from c360.warehouse import connect, rollback
 
 log = logging.getLogger(__name__)
 

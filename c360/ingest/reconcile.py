@@ -6,7 +6,7 @@ from datetime import date
 
 from c360.config import Settings
 from c360.ingest.contract import ENTITIES
-from c360.warehouse import connect
+from c360.pipeline.warehouse import connect
 
 
 class ReconciliationError(RuntimeError):

@@ -25,7 +25,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from c360.config import Settings, get_settings
-from c360.monitoring import HoldDecision
+from c360.pipeline.monitoring import HoldDecision
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +224,7 @@ def volume_hold(settings: Settings | None, day: date, *, con=None) -> HoldDecisi
     if con is None:
         if not settings.warehouse_path.exists():
             return decide([], day, settings)
-        from c360.warehouse import connect
+        from c360.pipeline.warehouse import connect
 
         con = connect(settings, read_only=True)
         try:
@@ -245,7 +245,7 @@ def skip_task_if_held(day: date, stage: str, settings: Settings | None = None) -
         return decision
     from airflow.sdk.exceptions import AirflowSkipException
 
-    from c360.report.stages import record_stage
+    from c360.pipeline.report.stages import record_stage
 
     record_stage(settings, day, stage, 0.0, "skipped", note=decision.message)
     log.error("%s", decision.message)

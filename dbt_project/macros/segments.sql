@@ -1,10 +1,10 @@
 {#
-  Marketing segment definitions for the segment marts. They come from segments.yml through c360/segments.py
+  Marketing segment definitions for the segment marts. They come from segments.yml through c360/marketing/segments.py
   (`segments_dbt_var()`): {"segments": [{"name", "where", "required_consent", "consent_column"}, ...]}.
 
   Where dbt finds them, first match wins:
     1. the dbt var `segments` (--vars '{segments: [...]}' or the whole {"segments": [...]} mapping): for a hand run;
-    2. the environment variable C360_SEGMENTS_JSON holding that JSON: what c360.transform sets. Preferred because a
+    2. the environment variable C360_SEGMENTS_JSON holding that JSON: what c360.pipeline.transform sets. Preferred because a
        changed --vars makes dbt re-parse the whole project, while an env var read here only re-parses the models
        that call this macro, and only when the JSON actually changed (segments.yml edited).
   Neither given: returns none, and the segment models leave their tables as they are (a hand `dbt build` without
@@ -45,7 +45,7 @@
     {%- if where == '' or ';' in where or '--' in where or '/*' in where -%}
       {{ exceptions.raise_compiler_error("segment '" ~ name ~ "': 'where' must be one SQL expression without ';' or comments") }}
     {%- endif -%}
-    {#- Second line of defence (the first: c360/segment_rules.py checks every rule against an allow-list and renders
+    {#- Second line of defence (the first: c360/marketing/segment_rules.py checks every rule against an allow-list and renders
         what arrives here). A hand run can pass any text, so refuse, outside quoted literals, the words a predicate
         needs to leave its parentheses (a query, a set operation, `* replace`) and parentheses that do not balance. -#}
     {%- set bare = modules.re.sub("'([^']|'')*'", "''", where) -%}
@@ -69,7 +69,7 @@
 
 
 {% macro segment_score_columns() %}
-  {#- The score columns a predicate may use besides the feature snapshot's (c360/segment_rules.py SCORE_COLUMNS). -#}
+  {#- The score columns a predicate may use besides the feature snapshot's (c360/marketing/segment_rules.py SCORE_COLUMNS). -#}
   {{- return(['churn_probability', 'churn_decile', 'p_alive', 'expected_purchases', 'predicted_value_eur', 'value_decile']) -}}
 {% endmacro %}
 

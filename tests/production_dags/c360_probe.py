@@ -1,8 +1,8 @@
 """Probe DAGs for tests/test_production_assets.py: the pipeline's Asset wiring without the pipeline's work.
 
-`probe_ingest` publishes its run date like c360_ingest's tasks (c360.tasks.publish_run_date); `probe_transform`
-is scheduled exactly like c360_transform / c360_score (c360.assets.per_date_schedule, max_active_runs=1) and
-appends the date it resolves (c360.tasks.run_date_from_context) to $C360_PROBE_LOG, slowly, so that later dates
+`probe_ingest` publishes its run date like c360_ingest's tasks (c360.pipeline.tasks.publish_run_date); `probe_transform`
+is scheduled exactly like c360_transform / c360_score (c360.pipeline.assets.per_date_schedule, max_active_runs=1) and
+appends the date it resolves (c360.pipeline.tasks.run_date_from_context) to $C360_PROBE_LOG, slowly, so that later dates
 queue up while it runs.
 """
 
@@ -13,7 +13,7 @@ import time
 
 from airflow.sdk import Asset, dag, task
 
-from c360.assets import DAG_START_DATE, per_date_schedule
+from c360.pipeline.assets import DAG_START_DATE, per_date_schedule
 
 RAW = Asset(name="probe.raw", uri="c360://probe/raw")
 
@@ -23,7 +23,7 @@ RAW = Asset(name="probe.raw", uri="c360://probe/raw")
 def probe_ingest():
     @task(outlets=[RAW])
     def land(**context):
-        from c360 import tasks
+        from c360.pipeline import tasks
 
         tasks.publish_run_date(context, tasks.run_date_from_context(context))
 
@@ -35,7 +35,7 @@ def probe_ingest():
 def probe_transform():
     @task
     def build(**context):
-        from c360 import tasks
+        from c360.pipeline import tasks
 
         day = tasks.run_date_from_context(context)
         time.sleep(4)

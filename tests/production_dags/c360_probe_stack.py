@@ -2,7 +2,7 @@
 
 `probe_nightly` is scheduled like c360_ingest (daily data intervals, max_active_runs=1) and publishes its run date
 like c360_ingest's tasks, so a backfill of it starts `probe_transform` (c360_probe.py) once per date.
-`probe_retry` runs the pipeline's own landing check (c360.tasks.transactions_landed, the body of c360_ingest's
+`probe_retry` runs the pipeline's own landing check (c360.pipeline.tasks.transactions_landed, the body of c360_ingest's
 sensor) against the S3 landing zone; the test keeps S3 unreachable for the first try only.
 Both append what they did to $C360_PROBE_LOG.
 """
@@ -15,7 +15,7 @@ from datetime import timedelta
 from airflow.sdk import Asset, dag, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
-from c360.assets import DAG_START_DATE
+from c360.pipeline.assets import DAG_START_DATE
 
 RAW = Asset(name="probe.raw", uri="c360://probe/raw")  # the Asset probe_transform (c360_probe.py) schedules on
 
@@ -30,7 +30,7 @@ def _log(line: str) -> None:
 def probe_nightly():
     @task(outlets=[RAW])
     def land(**context):
-        from c360 import tasks
+        from c360.pipeline import tasks
 
         day = tasks.run_date_from_context(context)
         _log(f"nightly {day.isoformat()} {context['dag_run'].run_id}")
@@ -44,7 +44,7 @@ def probe_retry():
     # the retry delay leaves the test time to see the first failure and bring S3 back
     @task(retries=1, retry_delay=timedelta(seconds=15))
     def wait_for_transactions(ds=None, ti=None):
-        from c360 import tasks
+        from c360.pipeline import tasks
 
         _log(f"retry try={ti.try_number} start")
         try:

@@ -12,9 +12,9 @@ from datetime import date
 import duckdb
 import pytest
 
-from c360 import transform
 from c360.config import get_settings
-from c360.transform import DbtRunError
+from c360.pipeline import transform
+from c360.pipeline.transform import DbtRunError
 from tests import dbt_testkit as kit
 
 pytestmark = pytest.mark.reliability

@@ -42,7 +42,7 @@ def rows(settings, sql: str) -> list[tuple]:
 
 
 def test_a_run_that_executed_no_task_is_a_problem_naming_dag_date_and_what_to_do(tmp_path):
-    from c360.dagrun import DagRunOutcome, TaskRun
+    from c360.pipeline.dagrun import DagRunOutcome, TaskRun
 
     empty = DagRunOutcome("c360_ingest", date(1998, 6, 30), tmp_path / "x.log", run_state="success", returncode=0)
     problem = empty.problem()
@@ -60,9 +60,9 @@ def test_deterministic_errors_fail_at_once_and_transient_ones_keep_their_retries
     from airflow.sdk.exceptions import AirflowFailException
 
     from c360.ingest.reconcile import ReconciliationError
-    from c360.tasks import fail_fast_on_deterministic_errors, is_deterministic
-    from c360.transform import DbtRunError, NodeResult, SnapshotMissing
-    from c360.warehouse import WarehouseLocked
+    from c360.pipeline.tasks import fail_fast_on_deterministic_errors, is_deterministic
+    from c360.pipeline.transform import DbtRunError, NodeResult, SnapshotMissing
+    from c360.pipeline.warehouse import WarehouseLocked
 
     test_failure = DbtRunError(["build"], [NodeResult("test.c360.not_null_x", "fail", 0.1, "Got 1 result")])
     assert is_deterministic(test_failure)
@@ -87,8 +87,8 @@ def test_deterministic_errors_fail_at_once_and_transient_ones_keep_their_retries
 def test_stage_records_name_the_airflow_task_that_wrote_them(c360_env):
     from types import SimpleNamespace
 
-    from c360.report.stages import read_stages
-    from c360.tasks import _stage, fail_fast_on_deterministic_errors
+    from c360.pipeline.report.stages import read_stages
+    from c360.pipeline.tasks import _stage, fail_fast_on_deterministic_errors
 
     @fail_fast_on_deterministic_errors
     def task(context):
@@ -214,7 +214,7 @@ def test_sigterm_stops_the_whole_tree_and_an_immediate_rerun_succeeds(c360_env):
 
 
 def test_the_lock_error_names_the_full_holder_path_and_pid_and_what_to_do(c360_env):
-    from c360.warehouse import WarehouseLocked, connect
+    from c360.pipeline.warehouse import WarehouseLocked, connect
 
     c360_env.warehouse_path.parent.mkdir(parents=True, exist_ok=True)
     duckdb.connect(str(c360_env.warehouse_path)).close()
@@ -235,8 +235,8 @@ def test_the_lock_error_names_the_full_holder_path_and_pid_and_what_to_do(c360_e
 
 
 def test_the_console_summary_says_when_exports_were_held_and_why(c360_env, capsys):
-    from c360.dagrun import DagRunOutcome, TaskRun
-    from c360.summary import print_nightly_summary
+    from c360.pipeline.dagrun import DagRunOutcome, TaskRun
+    from c360.pipeline.summary import print_nightly_summary
 
     day = date(2026, 2, 2)
     outcome = DagRunOutcome("c360_score", day, c360_env.logs_dir / "x.log", run_state="success", returncode=0,
@@ -251,8 +251,8 @@ def test_the_console_summary_says_when_exports_were_held_and_why(c360_env, capsy
 def test_progress_lines_carry_each_tasks_rows_and_skip_note_from_the_stage_log(c360_env):
     from datetime import UTC, datetime, timedelta
 
-    from c360.dagrun import DagRunOutcome, TaskRun, _merge, _StageTail
-    from c360.report.stages import record_stage, stage_log_path
+    from c360.pipeline.dagrun import DagRunOutcome, TaskRun, _merge, _StageTail
+    from c360.pipeline.report.stages import record_stage, stage_log_path
 
     day = date(2026, 2, 2)
     tail = _StageTail(stage_log_path(c360_env, day))

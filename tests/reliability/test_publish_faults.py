@@ -19,7 +19,7 @@ import duckdb
 import pytest
 import yaml
 
-from c360.exports import export_segments, read_manifest, verify_export
+from c360.marketing.exports import export_segments, read_manifest, verify_export
 from c360.storage import LocalStorage
 from tests.reliability._crash_export import CRASH_POINTS
 from tests.test_exports import D2, SEGMENTS, build_warehouse, file_key, read_csv

@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 
 from c360.config import get_settings
-from c360.modeling import check_scored
+from c360.pipeline.modeling import check_scored
 from spark_jobs.score import score
 from tests.test_spark_score import D, _rows, env  # noqa: F401  (env is the fixture this module uses)
 

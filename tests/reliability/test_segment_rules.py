@@ -13,9 +13,9 @@ import duckdb
 import pytest
 import yaml
 
-from c360 import segments as seg_mod
-from c360 import transform
-from c360.segments import SegmentConfigError, load_segments, parse_segments
+from c360.marketing import segments as seg_mod
+from c360.marketing.segments import SegmentConfigError, load_segments, parse_segments
+from c360.pipeline import transform
 
 pytestmark = pytest.mark.reliability
 
@@ -144,7 +144,7 @@ def warehouse_state(settings) -> tuple[str, list[tuple]]:
 def test_a_bad_segments_file_stops_the_night_before_dbt_and_changes_nothing(night, step):
     from airflow.sdk.exceptions import AirflowFailException
 
-    from c360 import tasks
+    from c360.pipeline import tasks
 
     before = warehouse_state(night["settings"])
     assert len(before[1]) == 3

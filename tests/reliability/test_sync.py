@@ -23,17 +23,17 @@ import duckdb
 import pytest
 import yaml
 
-from c360.activation.destinations import (
+from c360.config import get_settings
+from c360.marketing.activation.destinations import (
     DestinationConfigError,
     SyncError,
     load_destinations,
     match_key,
     parse_destinations,
 )
-from c360.activation.receiver import Receiver
-from c360.activation.sync import SYNC_LOG, NotExported, sync_date
-from c360.config import get_settings
-from c360.segments import load_segments
+from c360.marketing.activation.receiver import Receiver
+from c360.marketing.activation.sync import SYNC_LOG, NotExported, sync_date
+from c360.marketing.segments import load_segments
 
 pytestmark = pytest.mark.reliability
 
@@ -370,7 +370,7 @@ def test_nightly_task_is_skipped_without_a_destinations_file(env):
 
     from airflow.sdk.exceptions import AirflowSkipException
 
-    from c360 import tasks
+    from c360.pipeline import tasks
 
     assert not get_settings().destinations_file.exists()
     with Receiver() as rec, pytest.raises(AirflowSkipException, match="no destination configured"):
@@ -381,7 +381,7 @@ def test_nightly_task_is_skipped_without_a_destinations_file(env):
 def test_nightly_task_syncs_the_run_date_and_fails_naming_the_batch(env):
     from datetime import datetime
 
-    from c360 import tasks
+    from c360.pipeline import tasks
 
     with Receiver(faults=["400"]) as rec:
         write_destinations(env, rec.url)
@@ -394,7 +394,7 @@ def test_nightly_task_syncs_the_run_date_and_fails_naming_the_batch(env):
 
 def test_customer_erasure_reaches_the_sync_log(env):
     """erase-customer deletes from every base table with a customer_id: the log must be one (it names customers)."""
-    from c360.privacy import discover_tables
+    from c360.privacy.erasure import discover_tables
 
     with Receiver() as rec:
         run_sync(env, rec.url)
@@ -423,7 +423,7 @@ def test_backoff_is_bounded_jittered_and_retry_after_dates_are_read():
     from datetime import UTC, datetime, timedelta
     from email.utils import format_datetime
 
-    from c360.activation.destinations import RetryPolicy, retry_after_seconds
+    from c360.marketing.activation.destinations import RetryPolicy, retry_after_seconds
 
     policy = RetryPolicy(base_seconds=0.5, max_seconds=4, budget_seconds=60)
     rng = random.Random(7)

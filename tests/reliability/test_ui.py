@@ -15,10 +15,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from c360.exports import export_segments, read_manifest
-from c360.segments import load_segments
+from c360.marketing.exports import export_segments, read_manifest
+from c360.marketing.segments import load_segments
+from c360.marketing.ui.rules import Draft, RuleRefused, file_version, save_draft
 from c360.storage import open_storage
-from c360.ui.rules import Draft, RuleRefused, file_version, save_draft
 from tests.test_exports import D1, D2, SEGMENTS
 from tests.test_ui import client, form_token, make_ui
 
@@ -117,8 +117,8 @@ def test_save_refuses_stale_versions_generated_segments_and_bad_rules(tmp_path):
 
 
 def test_copies_wait_for_the_writes_to_stop_and_never_keep_a_torn_copy(tmp_path, monkeypatch):
-    from c360.ui import snapshot as snapshot_mod
-    from c360.ui.snapshot import SnapshotManager
+    from c360.marketing.ui import snapshot as snapshot_mod
+    from c360.marketing.ui.snapshot import SnapshotManager
 
     source = tmp_path / "w.duckdb"
     with duckdb.connect(str(source)) as con:

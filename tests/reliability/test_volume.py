@@ -131,12 +131,12 @@ def land_day(settings, day: date, rows: int) -> None:
 def test_a_10x_night_holds_exports_and_scoring_until_overridden(settings, monkeypatch):
     from airflow.sdk.exceptions import AirflowSkipException
 
-    from c360.exports import ExportHeld, export_segments, read_manifest
     from c360.ingest.load import ingest
     from c360.ingest.reconcile import reconcile
     from c360.ingest.volume import skip_task_if_held
-    from c360.report.collect import collect
-    from c360.report.stages import read_stages
+    from c360.marketing.exports import ExportHeld, export_segments, read_manifest
+    from c360.pipeline.report.collect import collect
+    from c360.pipeline.report.stages import read_stages
     from c360.storage import open_storage
     from tests.test_exports import D1, SEGMENTS, build_warehouse
 
@@ -190,8 +190,8 @@ def test_a_10x_night_holds_exports_and_scoring_until_overridden(settings, monkey
 def test_accept_volume_releases_only_the_nights_of_that_run(settings, monkeypatch):
     import os
 
-    from c360 import airflow_env, dagrun, nightly, summary
     from c360.cli import build_parser
+    from c360.pipeline import airflow_env, dagrun, nightly, summary
 
     land_day(settings, D, 1)  # a landing zone that is not empty: no demo is generated
     seen = []

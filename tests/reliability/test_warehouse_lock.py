@@ -21,11 +21,11 @@ from datetime import timedelta
 import duckdb
 import pytest
 
-from c360.exports import export_segments, read_manifest, verify_export
 from c360.ingest.load import ingest
 from c360.ingest.reconcile import reconcile
+from c360.marketing.exports import export_segments, read_manifest, verify_export
+from c360.pipeline.warehouse import WarehouseLocked
 from c360.storage import LocalStorage
-from c360.warehouse import WarehouseLocked
 from tests.test_ingest import CASES, D, csv, land
 
 pytestmark = pytest.mark.reliability
