@@ -1,11 +1,15 @@
 """The package's layering, read from the source with ast (nothing is imported, so a module that would fail to import
 or that hides an import inside a function is still seen):
 
-* no import cycle among the project's own modules (c360, ml, spark_jobs, dags), counting imports inside functions,
-  methods and `if TYPE_CHECKING:` blocks - a cycle hidden in a function still ties the modules together;
+* no import cycle among the project's own modules (c360, c360dev, ml, spark_jobs, dags), counting imports inside
+  functions, methods and `if TYPE_CHECKING:` blocks - a cycle hidden in a function still ties the modules together;
 * `ml/` (model code) imports nothing from `c360` (the runtime pipeline), so models can be trained and served
   without the pipeline's configuration;
-* the layers point one way: dags -> c360 -> spark_jobs -> config (c360.config), ml on its own.
+* the layers point one way: c360.cli -> c360dev -> c360 runtime (pipeline, ingest, marketing, privacy) ->
+  spark_jobs -> config (c360.config, c360.storage), ml on its own; dags -> c360 runtime. No runtime module (c360,
+  spark_jobs, ml, dags) imports the dev-only c360dev: only the command line does;
+* the c360 package root holds only the bottom layer (config.py, storage.py); everything else lives in a subpackage
+  named for what it is (docs/architecture.md has the map).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import ast
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-PACKAGES = ("c360", "ml", "spark_jobs", "dags")
+PACKAGES = ("c360", "c360dev", "ml", "spark_jobs", "dags")
 
 
 def module_name(path: Path) -> str:
@@ -158,27 +162,43 @@ def test_no_import_cycles_among_the_projects_modules():
 
 
 # The layers, lowest first. A module may import its own layer and the layers below it, never one above.
-# `config` is the one place settings come from (c360.config and the landing contract it reads), so the Spark jobs
-# read the same environment as the pipeline that submits them without importing the pipeline itself.
-CONFIG_MODULES = ("c360", "c360.config", "c360.ingest", "c360.ingest.contract")
-LAYERS = ("ml", "config", "spark_jobs", "c360", "dags")
+# `config` is the bottom layer: the one place settings come from (c360.config and the landing contract it reads) and
+# the storage they point at (c360.storage), so the Spark jobs read the same environment as the pipeline that submits
+# them without importing the pipeline itself. `c360` is the runtime (c360.pipeline, c360.ingest, c360.marketing,
+# c360.privacy); `c360dev` the dev-only generator and benchmarks; `cli` the command line (c360.cli), the only runtime
+# package allowed to reach c360dev; `dags` only declare, on top of the runtime.
+CONFIG_MODULES = ("c360", "c360.config", "c360.storage", "c360.ingest", "c360.ingest.contract")
+LAYERS = ("ml", "config", "spark_jobs", "c360", "c360dev", "cli", "dags")
+RUNTIME = {"ml", "config", "spark_jobs", "c360"}
 MAY_IMPORT = {"ml": {"ml"}, "config": {"config"}, "spark_jobs": {"spark_jobs", "ml", "config"},
-              "c360": {"c360", "spark_jobs", "ml", "config"}, "dags": set(LAYERS)}
+              "c360": {"c360", "spark_jobs", "ml", "config"},
+              "c360dev": {"c360dev", "c360", "spark_jobs", "ml", "config"},
+              "cli": {"cli", "c360dev", "c360", "spark_jobs", "ml", "config"},
+              "dags": {"dags", "c360", "spark_jobs", "ml", "config"}}
+# the c360 package root: the bottom layer only; the rest are subpackages named for what they hold
+ROOT_FILES = {"__init__.py", "config.py", "storage.py"}
+SUBPACKAGES = {"cli", "ingest", "marketing", "pipeline", "privacy"}
 
 
 def layer_of(module: str) -> str:
-    return "config" if module in CONFIG_MODULES else module.split(".")[0]
+    if module in CONFIG_MODULES:
+        return "config"
+    if module == "c360.cli" or module.startswith("c360.cli."):
+        return "cli"
+    return module.split(".")[0]
 
 
 def test_layers_point_one_way():
-    # modules may be acyclic while their packages are not (c360.bench -> spark_jobs.score -> c360.bench would be
-    # hidden by a module-level check that goes through different modules): dags -> c360 -> spark_jobs -> ml, and
-    # everything may read c360.config, so spark_jobs can be shipped to a cluster without the pipeline's modules
+    # modules may be acyclic while their packages are not (c360dev.bench -> spark_jobs.score -> c360dev.bench would
+    # be hidden by a module-level check that goes through different modules): cli -> c360dev -> c360 -> spark_jobs,
+    # dags -> c360, and everything may read c360.config, so spark_jobs can be shipped to a cluster without the
+    # pipeline's modules
     graph, modules = import_graph()
     offenders = sorted(
         f"{m} ({layer_of(m)}; line {line} of {modules[m].relative_to(REPO)}) imports {t} ({layer_of(t)})"
         for m, edges in graph.items() for t, line in edges.items() if layer_of(t) not in MAY_IMPORT[layer_of(m)])
-    assert not offenders, ("imports against the layering " + " <- ".join(LAYERS[1:]) + " (ml stands alone); "
+    assert not offenders, ("imports against the layering (ml stands alone; each layer may import "
+                           + "; ".join(f"{k}: {', '.join(sorted(v))}" for k, v in MAY_IMPORT.items()) + "); "
                            "pass the value in as an argument or move the code down a layer:\n" + "\n".join(offenders))
 
 
@@ -196,3 +216,41 @@ def test_ml_imports_nothing_from_c360():
                  for target, line in edges.items() if target == "c360" or target.startswith("c360.")}
     assert not offenders, ("ml/ is model code and must not import the c360 pipeline (pass settings in as "
                            "arguments instead):\n" + "\n".join(sorted(offenders)))
+
+
+def runtime_imports_of_c360dev(graph: dict[str, dict[str, int]], modules: dict[str, Path]) -> list[str]:
+    return sorted(f"{m} (line {line} of {modules[m].relative_to(REPO)}) imports {t}"
+                  for m, edges in graph.items() if layer_of(m) in RUNTIME | {"dags"}
+                  for t, line in edges.items() if t == "c360dev" or t.startswith("c360dev."))
+
+
+def test_no_runtime_module_imports_the_dev_tools():
+    graph, modules = import_graph()
+    assert any(m.startswith("c360dev.") for m in modules), "c360dev was not scanned: check PACKAGES"
+    assert any(t.startswith("c360dev") for m, e in graph.items() if layer_of(m) == "cli" for t in e), \
+        "the command line no longer reaches c360dev: is the check still looking at the right imports?"
+    offenders = runtime_imports_of_c360dev(graph, modules)
+    assert not offenders, ("c360dev (generator, benchmarks) is for development only; the runtime (c360, spark_jobs, "
+                           "ml, dags) must not import it. Move the call to the command line (c360/cli/<command>.py) "
+                           "or the code out of c360dev:\n" + "\n".join(offenders))
+
+
+def test_the_check_catches_a_runtime_import_of_the_dev_tools(tmp_path):
+    # the check itself, on a copy of one edge: a pipeline module importing the generator inside a function
+    modules = {"c360.pipeline.x": tmp_path / "x.py", "c360dev.generate": tmp_path / "g.py", "c360.cli.y": tmp_path / "y.py"}
+    modules["c360.pipeline.x"].write_text("def f():\n    from c360dev.generate import generate\n")
+    modules["c360.cli.y"].write_text("from c360dev.generate import generate\n")
+    graph = {m: imports_of(m, p, modules) if p.exists() else {} for m, p in modules.items()}
+    assert [o.split(" (")[0] for o in runtime_imports_of_c360dev(graph, {m: REPO / p.name for m, p in modules.items()})] \
+        == ["c360.pipeline.x"]
+
+
+def test_the_c360_package_root_holds_only_the_bottom_layer():
+    root = REPO / "c360"
+    files = {p.name for p in root.glob("*.py")}
+    folders = {p.name for p in root.iterdir() if p.is_dir() and p.name != "__pycache__"}
+    assert files == ROOT_FILES, (f"c360/ holds {sorted(files - ROOT_FILES)}: only {sorted(ROOT_FILES)} stay at the "
+                                 "root; put a module in the subpackage it belongs to (docs/architecture.md, "
+                                 "'Where does X live') and update that table")
+    assert folders == SUBPACKAGES, f"c360's subpackages changed: {sorted(folders ^ SUBPACKAGES)}; update the map"
+    assert all((root / f / "__init__.py").exists() for f in folders), "every c360 subfolder is a package"

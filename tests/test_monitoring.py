@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from c360.cli import monitor as monitor_cli
 from c360.config import get_settings
 from c360.pipeline import monitoring
 from c360.pipeline.monitoring import (
@@ -162,8 +163,8 @@ def test_missing_reference_is_explained(snapshots, monkeypatch):
 
 def test_cli_json(snapshots, capsys):
     parser = argparse.ArgumentParser()
-    monitoring.add_arguments(parser)
-    assert monitoring.run(parser.parse_args(["--date", str(D), "--reference-date", str(REF),
+    monitor_cli.add_arguments(parser)
+    assert monitor_cli.run(parser.parse_args(["--date", str(D), "--reference-date", str(REF),
                                              "--features", "orders_count", "--json"])) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["exports"]["hold"] is True and {r["name"] for r in out["rows"]} == {

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from c360.cli import erase_customer as erase_cli
 from c360.ingest.load import ingest
 from c360.ingest.reconcile import reconcile
 from c360.marketing.exports.export import verify_export
@@ -343,18 +344,18 @@ def test_relanded_rows_of_an_erased_customer_are_quarantined_without_their_text(
 def test_cli_asks_for_confirmation_and_a_rerun_finishes_cleanly(shop, capsys):
     settings = shop.settings
     parser = argparse.ArgumentParser()
-    privacy.add_arguments(parser)
+    erase_cli.add_arguments(parser)
     before = _fingerprint(settings.data_dir)
 
-    assert privacy.run(parser.parse_args([shop.customer])) == 2  # no terminal, no --yes: refuses
+    assert erase_cli.run(parser.parse_args([shop.customer])) == 2  # no terminal, no --yes: refuses
     assert _fingerprint(settings.data_dir) == before
-    assert privacy.run(parser.parse_args([shop.customer, "--yes"])) == 0
+    assert erase_cli.run(parser.parse_args([shop.customer, "--yes"])) == 0
     assert shop.customer not in capsys.readouterr().out  # the summary names the hash, not the id
 
-    assert privacy.run(parser.parse_args([shop.customer, "--yes", "--json"])) == 0
+    assert erase_cli.run(parser.parse_args([shop.customer, "--yes", "--json"])) == 0
     again = json.loads(capsys.readouterr().out)
     assert again["tables"] == {} and again["files"] == [] and len(again["previously_erased"]) == 1
-    assert privacy.run(parser.parse_args(["  ", "--yes"])) == 1
+    assert erase_cli.run(parser.parse_args(["  ", "--yes"])) == 1
 
 
 def test_after_erasure_no_file_under_the_data_folder_names_the_customer(shop):
@@ -390,17 +391,17 @@ def test_after_erasure_no_file_under_the_data_folder_names_the_customer(shop):
 def test_dry_run_says_would_and_never_claims_a_change(shop, capsys):
     settings = shop.settings
     parser = argparse.ArgumentParser()
-    privacy.add_arguments(parser)
+    erase_cli.add_arguments(parser)
     before = _fingerprint(settings.data_dir)
 
-    assert privacy.run(parser.parse_args([shop.customer, "--dry-run"])) == 0
+    assert erase_cli.run(parser.parse_args([shop.customer, "--dry-run"])) == 0
 
     out = capsys.readouterr().out
     assert _fingerprint(settings.data_dir) == before
     assert "would rewrite this file" in out and "would delete this folder" in out
     assert "mlflow: " in out and "_tmp-crashed" in out and ".tmp-k2j4h1" in out
     assert " rewritten)" not in out and " deleted)" not in out
-    assert privacy.run(parser.parse_args([shop.customer, "--yes"])) == 0
+    assert erase_cli.run(parser.parse_args([shop.customer, "--yes"])) == 0
     out = capsys.readouterr().out
     assert "(file rewritten)" in out and "(folder deleted)" in out and "(would " not in out
 
@@ -410,9 +411,9 @@ def test_a_file_the_erasure_cannot_rewrite_is_reported_and_fails_the_command(sho
     notes = Path(settings.mlflow_artifact_root) / "1/run-new/artifacts/notes.txt"
     notes.write_text(f"worst churn miss: customer {shop.customer} (ask CRM)\n")
     parser = argparse.ArgumentParser()
-    privacy.add_arguments(parser)
+    erase_cli.add_arguments(parser)
 
-    assert privacy.run(parser.parse_args([shop.customer, "--yes"])) == 1
+    assert erase_cli.run(parser.parse_args([shop.customer, "--yes"])) == 1
 
     out = capsys.readouterr().out
     assert "notes.txt" in out and "NOT removed: still names the customer" in out

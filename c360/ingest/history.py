@@ -7,7 +7,6 @@ as text, unvalidated: ingestion validates and quarantines exactly as for nightly
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import io
 import logging
@@ -19,11 +18,10 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from c360.config import get_settings
 from c360.ingest.contract import ENTITIES, JSON_FORMATS
 from c360.ingest.landed_file import read_landed_file
 from c360.ingest.readers import file_format
-from c360.storage import Storage, open_storage
+from c360.storage import Storage
 
 log = logging.getLogger(__name__)
 
@@ -89,19 +87,3 @@ def spread_history(path: Path, entity_name: str, storage: Storage, name: str | N
     log.info("%s: %s rows spread over %d partitions (%s .. %s) in %s",
              path, f"{sum(counts.values()):,}", len(counts), min(counts), max(counts), storage.uri_of(entity.name))
     return counts
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("file", type=Path, help="CSV, Parquet or JSON-lines file with history")
-    p.add_argument("--entity", required=True, choices=sorted(ENTITIES), help="what the file holds")
-    p.add_argument("--name", help="file name stem to use in the partitions (default: the file's)")
-
-
-def run(args: argparse.Namespace) -> int:
-    settings = get_settings()
-    storage = open_storage(settings.landing_uri, settings.s3_endpoint_url)
-    counts = spread_history(args.file, args.entity, storage, args.name)
-    last = max(counts)
-    print(f"Spread {sum(counts.values()):,} rows into {len(counts)} daily partitions under {storage.uri_of(args.entity)}.")
-    print(f"Next: make nightly DATE={last.isoformat()}  (loads all of it once; later nights load only their own day)")
-    return 0

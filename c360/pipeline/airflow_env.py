@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import shutil
@@ -91,16 +90,3 @@ def ensure_airflow(settings: Settings | None = None) -> None:
         quiet=True,
     )
     stamp.touch()
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--port", default="8080")
-
-
-def run(args: argparse.Namespace) -> int:
-    settings = get_settings()
-    ensure_airflow(settings)
-    os.environ["AIRFLOW__API__PORT"] = args.port
-    print(f"Airflow UI on http://127.0.0.1:{args.port} (user/password: see {settings.airflow_home}/"
-          "simple_auth_manager_passwords.json.generated). Ctrl-C to stop.")
-    return run_airflow(["standalone"], settings, check=False).returncode

@@ -179,27 +179,6 @@ def train(day: date, settings: Settings | None = None, *, models: Iterable[str] 
     return (json.loads(out) if out else []) + notes
 
 
-def add_arguments(parser) -> None:
-    """`c360 models`: the registry operations of spark_jobs.models, plus `ensure --date D`."""
-    from spark_jobs import models
-
-    models.add_arguments(parser, actions=(*models.ACTIONS, "ensure"))
-    parser.add_argument("--date", help="ensure: the data date to train as of (YYYY-MM-DD)")
-
-
-def run(args) -> int:
-    """`c360 models ensure` trains what has no champion (ensure_champions); the other actions are spark_jobs.models'."""
-    from spark_jobs import models
-
-    if args.action != "ensure":
-        return models.run(args)
-    if not args.date:
-        print("--date is required for ensure", file=sys.stderr)
-        return 2
-    print(json.dumps(ensure_champions(date.fromisoformat(args.date), get_settings())))
-    return 0
-
-
 def ensure_champions(day: date, settings: Settings | None = None) -> dict:
     """The first night on a fresh machine: train the models that have no @champion yet (after backfilling the
     snapshots they need), so scoring can run. Does nothing when every model has a champion."""

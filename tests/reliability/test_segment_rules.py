@@ -91,8 +91,10 @@ def test_cli_refuses_the_hostile_file(argv, tmp_path, capsys, caplog):
     bad = tmp_path / "segments.yml"
     bad.write_text(yaml.safe_dump({"segments": [segment(CONSENT_OVERRIDE)]}))
     parser = argparse.ArgumentParser()
-    seg_mod.add_arguments(parser)
-    assert seg_mod.run(parser.parse_args(["--file", str(bad), *argv])) == 1
+    from c360.cli import segments as segments_cli
+
+    segments_cli.add_arguments(parser)
+    assert segments_cli.run(parser.parse_args(["--file", str(bad), *argv])) == 1
     assert "'union' is refused" in caplog.text and "union all" not in capsys.readouterr().out
 
 

@@ -190,8 +190,8 @@ def test_a_10x_night_holds_exports_and_scoring_until_overridden(settings, monkey
 def test_accept_volume_releases_only_the_nights_of_that_run(settings, monkeypatch):
     import os
 
-    from c360.cli import build_parser
-    from c360.pipeline import airflow_env, dagrun, nightly, summary
+    from c360.cli import build_parser, nightly
+    from c360.pipeline import airflow_env, dagrun, summary
 
     land_day(settings, D, 1)  # a landing zone that is not empty: no demo is generated
     seen = []
