@@ -196,6 +196,11 @@ def recommend_customers(spark, snapshot, model, events_path: Path, products_path
 
 def _write_temp(df, table_root: Path, partition: str) -> Path:
     table_root.mkdir(parents=True, exist_ok=True)
+    # what a killed run of this partition left behind (hidden, never read): one scoring job per date runs at a
+    # time (the DAG's max_active_runs and the rerun is this job), so they are nobody's work in progress
+    for leftover in [*table_root.glob(f".{partition}.tmp-*"), *table_root.glob(f".{partition}.old-*")]:
+        log.info("removing %s, left by an interrupted run", leftover)
+        shutil.rmtree(leftover, ignore_errors=True)
     tmp = table_root / f".{partition}.tmp-{uuid.uuid4().hex[:8]}"
     df.write.mode("overwrite").parquet(str(tmp))
     return tmp
