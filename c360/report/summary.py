@@ -118,7 +118,10 @@ def _drift_offenders(decision: dict) -> str:
 
 
 def _volume_offenders(decision: dict) -> str:
-    return "; ".join(f"{o['entity']} landed {o['landed']:,} rows, expected {o['low']:,.0f} to {o['high']:,.0f}"
+    def n(x: Any) -> str:
+        return "?" if x is None else f"{x:,.0f}" if float(x).is_integer() else f"{x:,.1f}"
+
+    return "; ".join(f"{o['entity']} landed {n(o['landed'])} rows, expected {n(o['low'])} to {n(o['high'])}"
                      for o in decision.get("offenders") or [])
 
 
