@@ -298,7 +298,9 @@ def test_summary_without_any_input_says_why_each_part_is_missing(report_env):
     assert "no warehouse" in summary["segments"]["reason"]
     assert "no warehouse" in summary["next_best_action"]["reason"]
     assert summary["holds"]["held"] == [] and summary["holds"]["exports"]["status"] == "not exported"
-    assert "did not run" in summary["holds"]["sentences"][0]  # nothing held, and it says the checks never ran
+    # nothing held, and it says the checks never ran, and why
+    assert summary["holds"]["sentences"][0].startswith("Nothing held or forced: the volume check did not run (no "
+                                                       "warehouse at")
     text = _summary_html(paths.html.read_text())
     assert text.count("not available:") >= 4
     assert "No stage was recorded for the night of 2025-06-02" in text

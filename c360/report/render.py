@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import re
 from typing import Any
 
 CSS = """
@@ -240,10 +241,19 @@ def _render_monitoring(s: dict) -> str:
             + _table(["kind", "name", "PSI", "status", "bins", "reference rows", "current rows"], rows, {2, 4, 5, 6}))
 
 
+def _words(sentence: str) -> str:
+    """A summary sentence as HTML: escaped, with its `commands` as code."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", _e(sentence))
+
+
 def _sentences(label: str, part: dict, css: str = "") -> str:
+    """One labelled paragraph; several sentences (holds, models) become a short list, one per line."""
     cls = css if part.get("available") else "na"
-    text = " ".join(_e(x) for x in part.get("sentences") or [f"not available: {part.get('reason')}"])
-    return (f'<p class="{cls}">' if cls else "<p>") + f"<b>{_e(label)}:</b> {text}</p>"
+    sentences = part.get("sentences") or [f"not available: {part.get('reason')}"]
+    opening = (f'<p class="{cls}">' if cls else "<p>") + f"<b>{_e(label)}:</b> "
+    if len(sentences) == 1:
+        return opening + _words(sentences[0]) + "</p>"
+    return opening + "</p><ul>" + "".join(f"<li>{_words(x)}</li>" for x in sentences) + "</ul>"
 
 
 def render_summary(summary: dict) -> str:
@@ -253,7 +263,7 @@ def render_summary(summary: dict) -> str:
     run = summary.get("run") or {}
     for f in [x for x in run.get("stages") or [] if x.get("status") == "failed"]:  # the failures come first
         parts.append(f'<p class="bad">Stage {_e(f["stage"])} failed: <code>{_e(f["error"])}</code>. '
-                     f'What to do: {_e(f["do"])} (<code>{_e(f["runbook"])}</code>).</p>')
+                     f'What to do: {_words(f["do"])} (<code>{_e(f["runbook"])}</code>).</p>')
     parts.append(_sentences("What ran", {**run, "sentences": [run["overview"]]} if run.get("available") else run))
     holds = summary.get("holds") or {}
     parts.append(_sentences("Held and why", holds, "hold" if holds.get("held") else ""))

@@ -168,13 +168,13 @@ def holds_part(sections: dict, day: date) -> dict[str, Any]:
         held = any(i["status"] == "held" for i in items)
         exports = {"status": "held" if held else "not exported", "reason": exp.get("reason"),
                    "sentence": "No export was written: " + ("held, see above." if held else f"{_strip(exp.get('reason'))}.")}
-    if not items and not (mon.get("available") or vol.get("available")):
-        checks = "; ".join(f"{name}: {s.get('reason')}" for name, s in (("drift", mon), ("volume", vol)))
-        sentences = [f"Nothing held, but the checks did not run ({checks}).", exports["sentence"]]
-    else:
-        sentences = [i["sentence"] for i in items] or ["Nothing held or forced: the drift and volume checks passed "
-                                                        "or did not apply."]
-        sentences.append(exports["sentence"])
+    sentences = [i["sentence"] for i in items]
+    if not items:
+        missing = [f"the {name} check did not run ({_strip(part.get('reason'))})"
+                   for name, part in (("volume", vol), ("drift", mon)) if not part.get("available")]
+        sentences.append("Nothing held or forced" + (": " + "; ".join(missing) if missing else
+                                                     ": the volume and drift checks passed") + ".")
+    sentences.append(exports["sentence"])
     return {"available": True, "held": [i for i in items if i["status"] == "held"],
             "forced": [i for i in items if i["status"] == "forced"],
             "released": [i for i in items if i["status"] == "released"], "exports": exports, "sentences": sentences}
