@@ -427,6 +427,14 @@ def test_summary_puts_a_failed_stage_first_with_its_error_and_runbook(report_env
     assert "3 stage(s) recorded for the night of 2025-06-02, 9.0 s in total" in text and "ingest ok" in text
 
 
+def test_report_command_prints_the_headline(report_env, capsys):
+    from c360.cli import main
+
+    record_stage(report_env, D, "dbt", 5.0, "failed", error="DbtRunError: dbt build failed")
+    assert main(["report", "--date", "2025-06-02"]) == 0
+    assert "The night of 2025-06-02 FAILED: dbt." in capsys.readouterr().out
+
+
 def test_every_runbook_the_summary_points_to_exists():
     from c360.report.summary import ADVICE, DEFAULT_ADVICE, advice_for
 
