@@ -360,6 +360,14 @@ def test_summary_says_when_exports_were_forced(full_inputs):
     assert "Exports were forced despite a drift hold: score churn_probability (PSI 0.31)" in _summary_html(
         paths.html.read_text())
 
+    # exported while the check still passed (monitoring recorded later): not "held", and the reader is told
+    manifest["drift_check"] = {"status": "not_checked", "forced": False}
+    open_storage(full_inputs.export_uri).write_bytes("dt=2025-06-02/manifest.json", json.dumps(manifest).encode())
+    holds = json.loads(build_report(D, full_inputs).json.read_text())["summary"]["holds"]
+    assert holds["held"] == holds["forced"] == [] and holds["exports"]["status"] == "exported"
+    assert [i["kind"] for i in holds["after_export"]] == ["drift"]
+    assert "the export was written when it said not_checked" in holds["sentences"][0]
+
 
 def test_summary_segment_changes_against_the_previous_night_present(report_env):
     """The previous night is the latest date before D in marts.segment_members: 05-30 here (06-01 never ran),
@@ -396,7 +404,7 @@ def test_summary_segment_changes_against_the_previous_night_present(report_env):
                                 "entered": 4, "exited": 0}
     assert rows["lapsed"]["members"] == 0 and rows["lapsed"]["previous_members"] == 3 and rows["lapsed"]["delta"] == -3
     text = _summary_html(paths.html.read_text())
-    assert "against the previous night 2025-05-30: lapsed -3, vip +2, win_back +4" in text
+    assert "against the previous night 2025-05-30: win_back +4, lapsed -3, vip +2." in text  # biggest first
     assert re.search(r"vip\s+7\s+5\s+\+2\s+4\s+2", text)  # the table row: tonight, last night, change, in, out
 
     # The first night has nothing to compare with: sizes without deltas, and why.

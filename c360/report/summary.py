@@ -51,6 +51,7 @@ def _n(value: Any) -> str:
 
 
 STATUS_WORDS = {"success": "ok"}
+MAX_NAMED = 5  # segment changes named in the sentence (biggest first); the table has them all
 
 
 def _hm(iso: str) -> str:
@@ -101,7 +102,8 @@ def run_part(stages: dict, day: date) -> dict[str, Any]:
     status = "failed" if failed else "success"
     sentences = [f"Stage {f['stage']} FAILED: {f['error']}. What to do: {f['do']} ({f['runbook']})."
                  for f in listed if f["status"] == "failed"]
-    parts = [f"{i['stage']} {STATUS_WORDS.get(i['status'], i['status'])}" + (f" after {i['attempts']} attempts" if i["attempts"] > 1 else "")
+    parts = [f"{i['stage']} {STATUS_WORDS.get(i['status'], i['status'])}"
+             + (f" after {i['attempts']} attempts" if i["attempts"] > 1 else "")
              for i in listed if i["status"] != "failed"]
     overview = (f"{len(listed)} stage(s) recorded for the night of {day}, {stages['total_seconds']:,} s in total"
                 + (f" (from {_hm(min(starts))} to {_hm(max(ends))} UTC)" if starts and ends else "")
@@ -125,59 +127,74 @@ def _volume_offenders(decision: dict) -> str:
                      for o in decision.get("offenders") or [])
 
 
+def _hold_item(kind: str, status: str, reason: str, sentence: str, runbook: str | None = None) -> dict[str, Any]:
+    return {"kind": kind, "status": status, "reason": reason, "sentence": sentence,
+            **({"runbook": runbook} if runbook else {})}
+
+
 def holds_part(sections: dict, day: date) -> dict[str, Any]:
-    """What was held, forced or released, and why; and whether the exports were written."""
+    """What was held, forced or released, and why; and whether the exports were written.
+
+    A check that says hold while an export exists was either forced (the manifest says so) or passed when the
+    export ran (a check recorded later, or thresholds changed since): `after_export`, so nobody reads "held" when
+    files were published."""
     mon, vol, exp = sections.get("monitoring", {}), sections.get("volume", {}), sections.get("exports", {})
     manifest = exp if exp.get("available") else {}
-    drift_forced = bool((manifest.get("drift_check") or {}).get("forced"))
-    volume_forced = bool((manifest.get("volume_check") or {}).get("forced"))
     items: list[dict[str, Any]] = []
-    if vol.get("available") and vol["decision"]["status"] in ("hold", "overridden"):
-        what = _volume_offenders(vol["decision"])
-        if vol["decision"]["status"] == "overridden":
-            items.append({"kind": "volume", "status": "released", "reason": what,
-                          "sentence": f"Volume out of range but released for this night "
-                                      f"(C360_VOLUME_OVERRIDE_DATE={day}): {what}."})
-        elif volume_forced:
-            items.append({"kind": "volume", "status": "forced", "reason": what,
-                          "sentence": f"Exports were forced despite a volume hold: {what}."})
+
+    def hold(kind: str, what: str, checked: dict, held_sentence: str, runbook: str) -> None:
+        if checked.get("forced"):
+            items.append(_hold_item(kind, "forced", what, f"Exports were forced despite a {kind} hold: {what}."))
+        elif manifest:
+            items.append(_hold_item(kind, "after_export", what, (
+                f"The {kind} check says hold ({what}), but the export was written when it said "
+                f"{checked.get('status') or 'nothing'}: check the {kind.capitalize()} section before it is used."),
+                runbook))
         else:
-            items.append({"kind": "volume", "status": "held", "reason": what, "runbook": f"{RUNBOOKS}#a-night-held-for-volume",
-                          "sentence": f"Scoring and exports are held for volume: {what}. Check the extract with its "
-                                      f"owner; if the volume is real, release the night with `c360 nightly --date {day} "
-                                      f"--accept-volume` ({RUNBOOKS}#a-night-held-for-volume)."})
+            items.append(_hold_item(kind, "held", what, held_sentence, runbook))
+
+    if vol.get("available") and vol["decision"]["status"] == "overridden":
+        what = _volume_offenders(vol["decision"])
+        items.append(_hold_item("volume", "released", what, (
+            f"Volume out of range but released for this night (C360_VOLUME_OVERRIDE_DATE={day}): {what}.")))
+    elif vol.get("available") and vol["decision"]["status"] == "hold":
+        what = _volume_offenders(vol["decision"])
+        book = f"{RUNBOOKS}#a-night-held-for-volume"
+        hold("volume", what, manifest.get("volume_check") or {}, (
+            f"Scoring and exports are held for volume: {what}. Check the extract with its owner; if the volume is "
+            f"real, release the night with `c360 nightly --date {day} --accept-volume` ({book})."), book)
     if mon.get("available") and mon["exports"]["hold"]:
         what = _drift_offenders(mon["exports"])
-        if drift_forced:
-            items.append({"kind": "drift", "status": "forced", "reason": what,
-                          "sentence": f"Exports were forced despite a drift hold: {what}."})
-        else:
-            items.append({"kind": "drift", "status": "held", "reason": what, "runbook": f"{RUNBOOKS}#a-night-failed",
-                          "sentence": f"Exports are held for drift against {mon['reference_date']}: {what}, at or "
-                                      f"above the hold threshold {mon['hold_threshold']}. Check the Drift section; if "
-                                      f"the segments are still right, export with `c360 segments export --date {day} "
-                                      f"--force`, otherwise retrain ({RUNBOOKS}#a-night-failed)."})
-    if exp.get("available"):
-        segments = exp.get("segments") or []
-        exports = {"status": "forced" if drift_forced or volume_forced else "exported", "export_id": exp["export_id"],
-                   "segments": len(segments), "rows": sum(int(s.get("rows") or 0) for s in segments),
-                   "sentence": f"Exports written for {len(segments)} segment(s) ("
-                               + ", ".join(f"{s['segment']} {int(s.get('rows') or 0):,}" for s in segments)
-                               + f" row(s); export {exp['export_id']})."}
+        book = f"{RUNBOOKS}#a-night-failed"
+        hold("drift", what, manifest.get("drift_check") or {}, (
+            f"Exports are held for drift against {mon['reference_date']}: {what}, at or above the hold threshold "
+            f"{mon['hold_threshold']}. Check the Drift section; if the segments are still right, export with "
+            f"`c360 segments export --date {day} --force`, otherwise retrain ({book})."), book)
+    forced = [i for i in items if i["status"] == "forced"]
+    held = [i for i in items if i["status"] == "held"]
+    if manifest:
+        segments = manifest.get("segments") or []
+        rows = sum(int(s.get("rows") or 0) for s in segments)
+        listed = ", ".join(f"{s['segment']} {int(s.get('rows') or 0):,}" for s in segments)
+        exports = {"status": "forced" if forced else "exported", "export_id": manifest["export_id"],
+                   "segments": len(segments), "rows": rows,
+                   "sentence": f"Exports written for {len(segments)} segment(s) ({listed} row(s); "
+                               f"export {manifest['export_id']})."}
     else:
-        held = any(i["status"] == "held" for i in items)
         exports = {"status": "held" if held else "not exported", "reason": exp.get("reason"),
-                   "sentence": "No export was written: " + ("held, see above." if held else f"{_strip(exp.get('reason'))}.")}
+                   "sentence": "No export was written: "
+                               + ("held, see above." if held else f"{_strip(exp.get('reason'))}.")}
     sentences = [i["sentence"] for i in items]
     if not items:
         missing = [f"the {name} check did not run ({_strip(part.get('reason'))})"
                    for name, part in (("volume", vol), ("drift", mon)) if not part.get("available")]
-        sentences.append("Nothing held or forced" + (": " + "; ".join(missing) if missing else
-                                                     ": the volume and drift checks passed") + ".")
+        sentences.append("Nothing held or forced: "
+                         + ("; ".join(missing) if missing else "the volume and drift checks passed") + ".")
     sentences.append(exports["sentence"])
-    return {"available": True, "held": [i for i in items if i["status"] == "held"],
-            "forced": [i for i in items if i["status"] == "forced"],
-            "released": [i for i in items if i["status"] == "released"], "exports": exports, "sentences": sentences}
+    return {"available": True, "held": held, "forced": forced,
+            "released": [i for i in items if i["status"] == "released"],
+            "after_export": [i for i in items if i["status"] == "after_export"],
+            "exports": exports, "sentences": sentences}
 
 
 def segments_part(segments: dict, previous: dict, day: date) -> dict[str, Any]:
@@ -195,10 +212,11 @@ def segments_part(segments: dict, previous: dict, day: date) -> dict[str, Any]:
                      "delta": None if last is None else members - last,
                      "entered": r["entered"] if r else None, "exited": r["exited"] if r else None})
     if previous.get("available"):
-        moved = [x for x in rows if x["delta"]]
+        moved = sorted((x for x in rows if x["delta"]), key=lambda x: (-abs(x["delta"]), x["segment"]))
+        named = ", ".join(f"{x['segment']} {x['delta']:+,}" for x in moved[:MAX_NAMED])
+        more = f" and {len(moved) - MAX_NAMED} more (table)" if len(moved) > MAX_NAMED else ""
         sentence = (f"{len(rows)} segment(s) on {day} against the previous night {previous['previous_date']}: "
-                    + (", ".join(f"{x['segment']} {x['delta']:+,}" for x in moved) if moved else "no size changed")
-                    + ".")
+                    + (named + more if moved else "no size changed") + ".")
     else:
         sentence = (f"{len(rows)} segment(s) on {day}; no change to show: "
                     f"{previous.get('reason') or 'no earlier night'}.")
@@ -212,12 +230,11 @@ def next_best_action_part(nba: dict, day: date) -> dict[str, Any]:
         return unavailable(nba.get("reason") or "no next-best actions")
     acts = [a for a in nba["actions"] if a["action"] != "none"]
     none = next((a for a in nba["actions"] if a["action"] == "none"), None)
+    why = ", ".join(f"{k} {v:,}" for k, v in nba["suppressed_by"].items())
     sentence = (f"Next-best actions for {day}: "
                 + (", ".join(f"{a['customers']:,} {a['action']}" for a in acts) if acts else "no action")
                 + (f" ({nba['expected_value_eur']:,.0f} EUR expected)" if nba.get("expected_value_eur") else "")
-                + (f"; {none['customers']:,} customer(s) get none ("
-                   + ", ".join(f"{k} {v:,}" for k, v in nba["suppressed_by"].items()) + ")"
-                   if none and nba["suppressed_by"] else f"; {none['customers']:,} customer(s) get none" if none else "")
+                + (f"; {none['customers']:,} customer(s) get none" + (f" ({why})" if why else "") if none else "")
                 + ".")
     return {**nba, "sentences": [sentence]}
 
@@ -276,7 +293,7 @@ def build_summary(day: date, sections: dict, extras: dict, warnings: list[str]) 
         status = "failed"
     elif holds.get("held"):
         status = "held"
-    elif warnings or holds.get("forced"):
+    elif warnings or holds.get("forced") or holds.get("after_export"):
         status = "attention"
     elif not run.get("available"):
         status = "unknown"
