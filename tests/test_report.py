@@ -357,6 +357,7 @@ def test_summary_says_when_exports_were_forced(full_inputs):
     holds = json.loads(paths.json.read_text())["summary"]["holds"]
     assert [(f["kind"], f["status"]) for f in holds["forced"]] == [("drift", "forced")] and holds["held"] == []
     assert holds["exports"] == {**holds["exports"], "status": "forced", "export_id": "e9", "rows": 2}
+    assert holds["exports"]["sentence"].startswith("Exports written: 1 segment file(s), 2 row(s) in total (export e9")
     assert "Exports were forced despite a drift hold: score churn_probability (PSI 0.31)" in _summary_html(
         paths.html.read_text())
 
@@ -481,8 +482,8 @@ def test_summary_counts_next_best_actions_of_the_night(report_env):
 
 
 def test_summary_model_status_gates_and_tonights_promotion(report_env, monkeypatch):
-    """churn promoted during the night (deployments audit, written by ml.registry), clv promoted a week before;
-    clv's champion was accepted without its gates; no recommender."""
+    """churn promoted during the night (deployments audit, written by ml.registry), clv promoted a week before,
+    the recommender's first champion tonight; clv's champion was accepted without its gates."""
     import sqlite3
 
     from ml.registry import DeploymentAudit
@@ -495,22 +496,25 @@ def test_summary_model_status_gates_and_tonights_promotion(report_env, monkeypat
     record_stage(s, D, "ingest", 1.0, "success")
     audit.append(model_name="churn", alias="champion", action="promote", from_version="2", to_version="3")
     audit.append(model_name="churn", alias="challenger", action="register", from_version=None, to_version="4")
+    audit.append(model_name="recommender", alias="champion", action="promote", from_version=None, to_version="1")
     record_stage(s, D, "train", 1.0, "success")
     _fake_registry(monkeypatch, s, {
         "churn": {"version": 3, "tags": {"validation_status": "passed"}},
-        "clv": {"version": 1, "tags": {"validation_status": "failed", "accepted_without_gates": "true"}}})
+        "clv": {"version": 1, "tags": {"validation_status": "failed", "accepted_without_gates": "true"}},
+        "recommender": {"version": 1, "tags": {}}})
     paths = build_report(D, s)
     models = json.loads(paths.json.read_text())["summary"]["models"]
     by_name = {m["name"]: m for m in models["models"]}
     assert by_name["churn"]["version"] == "3" and by_name["churn"]["passed_gates"] is True
     assert by_name["churn"]["promoted_tonight"] is True and by_name["churn"]["promotions"][0]["from_version"] == "2"
     assert by_name["clv"]["passed_gates"] is False and by_name["clv"]["promoted_tonight"] is False
-    assert by_name["recommender"]["available"] is False
-    assert models["promoted_tonight"] == ["churn"]
+    assert by_name["recommender"]["passed_gates"] is None  # no validation recorded: unknown, not a pass
+    assert models["promoted_tonight"] == ["churn", "recommender"]
     text = _summary_html(paths.html.read_text())
     assert "churn v3 is champion, passed its gates; NEW champion tonight (promoted from v2" in text
     assert "clv v1 is champion, did NOT pass its gates; no new champion tonight." in text
-    assert "recommender: not available: no recommender@champion" in text
+    assert "recommender v1 is champion, no gate result recorded; NEW champion tonight (promoted as the first " \
+           "champion at" in text
 
     # Without a deployments audit the promotion is unknown, and the summary says why (once, not per model).
     s.deployments_audit_path.unlink()

@@ -271,7 +271,7 @@ def render_summary(summary: dict) -> str:
     parts.append(_sentences("Segments", segs))
     if segs.get("available"):
         def signed(v):
-            return "" if v is None else f"{v:+,}"
+            return "" if v is None else f"{v:+,}" if v else "0"
         parts.append(_table(["segment", "members tonight", "last night", "change", "entered", "exited"],
                             [[r["segment"], r["members"], r["previous_members"], signed(r["delta"]),
                               r["entered"], r["exited"]] for r in segs["segments"]], {1, 2, 3, 4, 5}))

@@ -175,11 +175,10 @@ def holds_part(sections: dict, day: date) -> dict[str, Any]:
     if manifest:
         segments = manifest.get("segments") or []
         rows = sum(int(s.get("rows") or 0) for s in segments)
-        listed = ", ".join(f"{s['segment']} {int(s.get('rows') or 0):,}" for s in segments)
         exports = {"status": "forced" if forced else "exported", "export_id": manifest["export_id"],
                    "segments": len(segments), "rows": rows,
-                   "sentence": f"Exports written for {len(segments)} segment(s) ({listed} row(s); "
-                               f"export {manifest['export_id']})."}
+                   "sentence": f"Exports written: {len(segments)} segment file(s), {rows:,} row(s) in total "
+                               f"(export {manifest['export_id']}; rows per segment in Exports below)."}
     else:
         exports = {"status": "held" if held else "not exported", "reason": exp.get("reason"),
                    "sentence": "No export was written: "
@@ -263,8 +262,9 @@ def models_part(models: dict, promotions: dict) -> dict[str, Any]:
                  None: "no gate result recorded"}[passed]
         if promoted:
             last = moved[-1]
-            news = (f"; NEW champion tonight ({'promoted' if last['action'] == 'promote' else 'rolled back'} "
-                    f"from v{last['from_version'] or 'none'} at {_hm(last['event_time'])} UTC)")
+            how = "rolled back" if last["action"] == "rollback" else "promoted"
+            came = f"from v{last['from_version']}" if last["from_version"] else "as the first champion"
+            news = f"; NEW champion tonight ({how} {came} at {_hm(last['event_time'])} UTC)"
         else:
             news = "; no new champion tonight" if promoted is False else ""
         sentences.append(f"{m['name']} v{m['version']} is champion, {gates}{news}.")
