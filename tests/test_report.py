@@ -455,6 +455,12 @@ def test_every_runbook_the_summary_points_to_exists():
     assert advice_for("c360_score (DAG run)", "WarehouseLocked: held by pid 12", D)[1].endswith("#a-night-failed")
     assert advice_for("score", "ScoringError: no churn@champion", D)[1].endswith("#retrain-the-models")
     assert "DATE=2025-06-02" in advice_for("export", "something new", D)[0]
+    # an error that merely mentions dbt in its own advice is not a dbt failure (seen on a real failed night)
+    missing = "SnapshotMissing: feature_store.customer_features has no rows: run the dbt build for 2025-06-02 first"
+    assert "read the error" in advice_for("feature export", missing, D)[0]
+    assert "dbt model or data test failed" in advice_for("dbt", "DbtRunError: dbt build failed: 1 error", D)[0]
+    assert advice_for("sync", "RuntimeError: odd", D)[1].endswith("#a-destination-sync-failed")
+    assert "c360 sync --date 2025-06-02" in advice_for("sync", "RuntimeError: odd", D)[0]
 
 
 def test_summary_counts_next_best_actions_of_the_night(report_env):

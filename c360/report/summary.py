@@ -24,7 +24,7 @@ ADVICE: tuple[tuple[str, str, str], ...] = (
      "the upstream export and rerun when it has", "a-night-failed"),
     (r"ReconciliationError", "a file's landed rows are not loaded + quarantined: `c360 ingest --date <its dt>` "
      "reloads it", "a-night-failed"),
-    (r"DbtRunError|dbt", "a dbt model or data test failed (the dbt section below names it): fix the model or the "
+    (r"DbtRunError|dbt (build|run|test) failed", "a dbt model or data test failed (the dbt section below names it): fix the model or the "
      "raw data the test caught, then rerun", "a-night-failed"),
     (r"ScoringError|@champion", "there is no champion model to score with: retrain the models", "retrain-the-models"),
     (r"No space left", "the disk is full: free space where the error says, then rerun", "a-night-failed"),
@@ -32,7 +32,7 @@ ADVICE: tuple[tuple[str, str, str], ...] = (
      "once, then rerun", "a-night-failed"),
     (r"S3 endpoint|NoSuchBucket|AccessDenied|No credentials", "the object store did not answer or refused: check "
      "it runs and the endpoint and credentials, then rerun", "a-night-failed"),
-    (r"did not acknowledge destination|sync", "a destination did not take the segments: once it is back, "
+    (r"did not acknowledge destination|destination '", "a destination did not take the segments: once it is back, "
      "`c360 sync --date D` sends what is missing", "a-destination-sync-failed"),
     (r"ExportHeld", "exports are held (drift or volume, below): follow the hold's advice", "a-night-failed"),
     (r"stopped by", "the night was stopped by a signal: rerun the date", "a-night-failed"),
@@ -72,8 +72,11 @@ def _first_line(text: Any) -> str:
 
 def advice_for(stage: str, error: str, day: date) -> tuple[str, str]:
     """(what to do, runbook link) for a failed stage's error."""
-    text = f"{stage} {error}"
-    do, anchor = next(((d, a) for pattern, d, a in ADVICE if re.search(pattern, text)), DEFAULT_ADVICE)
+    # the error decides, not the stage's name (a "dbt" stage can fail on a lock or a full disk); a sync stage
+    # whose error names no known cause still gets the sync runbook
+    fallback = next((a[1:] for a in ADVICE if a[2] == "a-destination-sync-failed"), DEFAULT_ADVICE) \
+        if stage == "sync" else DEFAULT_ADVICE
+    do, anchor = next(((d, a) for pattern, d, a in ADVICE if re.search(pattern, error)), fallback)
     return do.replace("--date D`", f"--date {day}`").replace("DATE=D`", f"DATE={day}`"), f"{RUNBOOKS}#{anchor}"
 
 
