@@ -489,7 +489,7 @@ def collect(settings: Settings, day: date) -> dict[str, Any]:
     sections["scores"] = _safe("scores", lambda: scores_section(settings, day, ref))
     sections["exports"] = _safe("exports", lambda: exports_section(settings, day))
     st = sections["stages"]
-    night = [r for r in st.get("stages") or []] if st.get("available") else []
+    night = list(st.get("stages") or []) if st.get("available") else []
     since = min((str(r["started_at"]) for r in night if r.get("started_at")), default=None)
     until = max((str(r["recorded_at"]) for r in night if r.get("recorded_at")), default=None)
     extras["promotions"] = _safe("promotions", lambda: promotions(settings, since, until or since))
