@@ -26,6 +26,7 @@ class ReportPaths:
     html: Path
     json: Path
     warnings: tuple[str, ...]
+    headline: str = ""  # the summary's first sentence (docs/report.md#summary-the-first-section)
 
 
 def report_paths(settings: Settings, day: date) -> tuple[Path, Path]:
@@ -47,4 +48,4 @@ def build_report(day: date, settings: Settings | None = None) -> ReportPaths:
     store.write_bytes(html_path.name, render_html(facts).encode("utf-8"))
     for w in facts["warnings"]:
         log.warning("report %s: %s", day, w)
-    return ReportPaths(html_path, json_path, tuple(facts["warnings"]))
+    return ReportPaths(html_path, json_path, tuple(facts["warnings"]), facts["summary"]["headline"])
