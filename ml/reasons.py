@@ -90,30 +90,41 @@ class ChurnExplainer:
     def reasons(self, x: np.ndarray, k: int = TOP_REASONS) -> list[list[str | None]]:
         """Per row, the k features that raise the risk most, in words ("days_since_last_order high",
         "country = DE"), None-padded when fewer than k features raise it."""
+        return self.reason_array(x, k).tolist()
+
+    def reason_array(self, x: np.ndarray, k: int = TOP_REASONS) -> np.ndarray:
+        """`reasons` as an (n, k) object array (what the scoring UDF writes): worded per feature, not per row."""
         x = np.asarray(x, dtype=float)
         contrib, toward_high = self.contributions(x)
         # largest first; equal contributions in feature-name order, so reruns give the same words
         by_name = np.argsort(np.array(self.features), kind="stable")
         order = by_name[np.argsort(-contrib[:, by_name], axis=1, kind="stable")][:, :k]
-        out = []
-        for row, picks in enumerate(order):
-            words: list[str | None] = [self._describe(x[row], toward_high[row, f], f)
-                                       for f in picks if contrib[row, f] > _EPS]
-            out.append(words + [None] * (k - len(words)))
-        return out
+        rows = np.arange(len(x))
+        out = np.full((len(x), order.shape[1]), None, dtype=object)
+        for j in range(order.shape[1]):
+            picked = order[:, j]
+            raises = contrib[rows, picked] > _EPS
+            for f in np.unique(picked[raises]):
+                at = rows[raises & (picked == f)]
+                out[at, j] = self._words(int(f), x[at], toward_high[at, f])
+        # positions fill from the first: a feature that does not raise the risk is never followed by one that does
+        return np.pad(out, ((0, 0), (0, k - out.shape[1])), constant_values=None) if out.shape[1] < k else out
 
-    def _describe(self, row: np.ndarray, toward_high: float, f: int) -> str:
+    def _words(self, f: int, x: np.ndarray, toward_high: np.ndarray) -> np.ndarray:
+        """Feature f in words for the rows `x`: "<name> high|low", or "<name> = <the row's category>"."""
         name = self.features[f]
         slots = np.flatnonzero(self.slot_feature == f)
         if len(slots) == 1 and int(slots[0]) in self.category_labels:      # an indexed category (trees)
-            labels = self.category_labels[int(slots[0])]
-            value = row[slots[0]]
-            ok = np.isfinite(value) and 0 <= int(value) < len(labels)
-            return f"{name} = {labels[int(value)] if ok else 'other'}"
+            labels = np.array([*self.category_labels[int(slots[0])], "other"], dtype=object)
+            idx = np.nan_to_num(x[:, slots[0]], nan=-1).astype(int)
+            idx = np.where((idx >= 0) & (idx < len(labels) - 1), idx, len(labels) - 1)
+            return np.array([f"{name} = {v}" for v in labels], dtype=object)[idx]
         if len(slots) > 1 or "=" in self.slot_names[slots[0]]:             # one-hot slots (linear)
-            hot = [self.slot_names[s].split("=", 1)[1] for s in slots if row[s] == 1.0 and "=" in self.slot_names[s]]
-            return f"{name} = {hot[0] if hot else 'other'}"
-        return f"{name} {'high' if toward_high >= 0 else 'low'}"
+            values = np.array([*(self.slot_names[s].split("=", 1)[-1] for s in slots), "other"], dtype=object)
+            hot = x[:, slots] == 1.0
+            idx = np.where(hot.any(axis=1), hot.argmax(axis=1), len(slots))
+            return np.array([f"{name} = {v}" for v in values], dtype=object)[idx]
+        return np.where(toward_high >= 0, f"{name} high", f"{name} low").astype(object)
 
 
 def _tree_contributions(x: np.ndarray, trees: list[Tree], tree_weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -277,7 +288,7 @@ def with_churn_reasons(transformed, explainer: ChurnExplainer | None, k: int = T
         import pandas as pd
 
         rows = np.vstack(vectors.to_numpy()) if len(vectors) else np.zeros((0, len(explainer.slot_names)))
-        return pd.DataFrame(explainer.reasons(rows, k) if len(rows) else [], columns=names, dtype=object)
+        return pd.DataFrame(explainer.reason_array(rows, k), columns=names, dtype=object)
 
     out = transformed.withColumn("_churn_reasons", reasons(vector_to_array(F.col(explainer.vector_col))))
     return out.withColumns({n: F.col(f"_churn_reasons.{n}") for n in names}).drop("_churn_reasons")

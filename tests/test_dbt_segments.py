@@ -386,3 +386,19 @@ def test_per_category_segments_match_the_warehouse_categories(tmp_path, monkeypa
     assert members(D2, "likes_bags") == {"C1"}
     assert members(D2, "likes_shoes") == {"C2"}
     assert members(D2, "likes_toys") == set()
+
+
+def test_a_warehouse_built_before_the_churn_reasons_gains_them(nights):
+    """customer_scores appends new contract columns instead of failing the nightly: a warehouse whose table predates
+    the churn reasons gets the columns on the next score build, filled for the dates it rebuilds, null on the others.
+    (Last in the module: it rebuilds 01-20 of the shared warehouse.)"""
+    reasons = ["churn_reason_1", "churn_reason_2", "churn_reason_3"]
+    with kit.connect() as con:
+        for column in reasons:
+            con.execute(f"alter table marts.customer_scores drop column {column}")
+    result = transform.run_dbt(["build", "-s", transform.SCORES_SELECTOR], D2, nights["settings"], segments=SEGMENTS)
+    assert result.success and not result.failures
+    rows = query("select as_of_date, churn_reason_1, churn_reason_2 from marts.customer_scores "
+                 "where customer_id = 'C2' order by 1")
+    assert (D2, "days_since_last_order high", "sessions_30d low") in rows
+    assert {r[1:] for r in rows if r[0] != D2} == {(None, None)} and (D1, None, None) in rows
