@@ -123,6 +123,13 @@ def test_first_night_trains_champions_then_scores_every_customer(chain):
         """, [day])[0]
         assert snapshot > buyers > 0, day
         assert scored == snapshot and with_recs == snapshot and churn_scored == buyers, day
+        # the churn champion's own reasons: every customer of the riskiest tenth has at least one (their log-odds are
+        # above the average customer's, so some feature raises them); customers without a churn score have none
+        top_without, unscored_with = warehouse_rows(settings, """
+            select count(*) filter (where churn_decile = 10 and churn_reason_1 is null),
+                   count(*) filter (where churn_probability is null and churn_reason_1 is not null)
+            from marts.customer_scores where as_of_date = $1""", [day])[0]
+        assert (top_without, unscored_with) == (0, 0), day
     # the drift check ran against the champion's training snapshot
     assert warehouse_rows(settings, "select count(*) from monitoring.psi where as_of_date = $1", [DAY2])[0][0] > 0
 
