@@ -21,6 +21,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from ml.reasons import REASON_COLUMNS
 from spark_jobs.common import build_spark, log, setup_logging, step
 
 MODELS = ("churn", "clv", "recommender")
@@ -29,7 +30,7 @@ TOP_N = 10
 SCORES_COLUMNS = ["customer_id", "as_of_date", "run_id", "churn_probability", "churn_decile", "p_alive",
                   "expected_purchases", "predicted_value_eur", "value_decile", "churn_model_version",
                   "clv_model_version", "recommender_model_version", "feature_snapshot_date", "scored_at",
-                  "churn_horizon_days", "value_horizon_days"]
+                  "churn_horizon_days", "value_horizon_days", *REASON_COLUMNS]
 RECOMMENDATION_COLUMNS = ["customer_id", "as_of_date", "rank", "product_id", "score", "source", "run_id",
                           "recommender_model_version"]
 
@@ -127,29 +128,42 @@ def _deciles(df, score_col: str, out_col: str):
 
 
 def score_customers(snapshot, churn_model, churn: Champion, clv_model, clv: Champion):
-    """(customer_id, churn_probability, p_alive, expected_purchases, predicted_value_eur, deciles) per customer.
+    """(customer_id, churn_probability, p_alive, expected_purchases, predicted_value_eur, deciles, churn reasons)
+    per customer.
 
     Every customer of the snapshot gets a row; those outside ml.features.POPULATION_FILTER (never ordered)
-    have null scores and deciles. One pass: the buyers' rows go through the churn pipeline and then, with
-    churn_probability added, through the CLV pipeline (no join of two scored copies); the other customers are
-    appended with nulls. The result is one partition: the deciles need a global order and the table is one file.
+    have null scores, deciles and reasons. One pass: the buyers' rows go through the churn pipeline (and its reason
+    codes, ml.reasons, from the same transformed rows) and then, with churn_probability added, through the CLV
+    pipeline (no join of two scored copies); the other customers are appended with nulls. The result is one
+    partition: the deciles need a global order and the table is one file.
     """
     from pyspark.sql import functions as F
 
     from ml.features import POPULATION_FILTER, prepare_features, split_columns
+    from ml.reasons import churn_explainer, with_churn_reasons
 
     inputs = list(dict.fromkeys([*churn.columns, *clv.columns]))
     buyers = prepare_features(snapshot.where(POPULATION_FILTER), *split_columns(inputs)).select("customer_id", *inputs)
+    churned = churn_model.transform(buyers)
+    explainer = churn_explainer(churn_model, churned)
+    if explainer is None:
+        log.warning("%s v%s is neither a logistic regression nor a GBT pipeline: no churn reasons (null columns)",
+                    churn.name, churn.version)
+    else:
+        log.info("churn reasons from %s v%s: %s contributions over %d features", churn.name, churn.version,
+                 explainer.kind, len(explainer.features))
     # each pipeline adds its own working columns (f_*, features, ...): keep only what the next one reads
-    with_churn = churn_model.transform(buyers).select(
-        "customer_id", *clv.columns, F.col("prediction").cast("double").alias("churn_probability"))
+    with_churn = with_churn_reasons(churned, explainer).select(
+        "customer_id", *clv.columns, F.col("prediction").cast("double").alias("churn_probability"), *REASON_COLUMNS)
     clv_out = clv_model.transform(with_churn)
     extra = [F.col(c).cast("double").alias(c) if c in clv_out.columns else F.lit(None).cast("double").alias(c)
              for c in ("p_alive", "expected_purchases")]
     scored = clv_out.select("customer_id", "churn_probability", *extra,
-                            F.greatest(F.col("prediction").cast("double"), F.lit(0.0)).alias("predicted_value_eur"))
+                            F.greatest(F.col("prediction").cast("double"), F.lit(0.0)).alias("predicted_value_eur"),
+                            *REASON_COLUMNS)
     others = snapshot.where(f"NOT ({POPULATION_FILTER})").select(
-        "customer_id", *[F.lit(None).cast("double").alias(c) for c in scored.columns[1:]])
+        "customer_id", *[F.lit(None).cast("string" if c in REASON_COLUMNS else "double").alias(c)
+                         for c in scored.columns[1:]])
     out = scored.unionByName(others).repartition(1)
     out = _deciles(out, "churn_probability", "churn_decile")
     return _deciles(out, "predicted_value_eur", "value_decile")
@@ -196,6 +210,11 @@ def recommend_customers(spark, snapshot, model, events_path: Path, products_path
 
 def _write_temp(df, table_root: Path, partition: str) -> Path:
     table_root.mkdir(parents=True, exist_ok=True)
+    # what a killed run of this partition left behind (hidden, never read): one scoring job per date runs at a
+    # time (the DAG's max_active_runs and the rerun is this job), so they are nobody's work in progress
+    for leftover in [*table_root.glob(f".{partition}.tmp-*"), *table_root.glob(f".{partition}.old-*")]:
+        log.info("removing %s, left by an interrupted run", leftover)
+        shutil.rmtree(leftover, ignore_errors=True)
     tmp = table_root / f".{partition}.tmp-{uuid.uuid4().hex[:8]}"
     df.write.mode("overwrite").parquet(str(tmp))
     return tmp

@@ -46,6 +46,10 @@ TABLES = {
 }
 
 
+# churn reasons on 01-20 only: 01-19's partition has no reason columns at all (scored before they existed)
+REASONS = {D2: {"C2": {"churn_reason_1": "days_since_last_order high", "churn_reason_2": "sessions_30d low"}}}
+
+
 def load_scores(day: date, deciles: dict[str, int]) -> None:
     """Publish a date's scores and recommendations as the scoring job does (Parquet, replacing the date)."""
     kit.publish_scores(
@@ -54,7 +58,7 @@ def load_scores(day: date, deciles: dict[str, int]) -> None:
           "churn_decile": decile, "p_alive": 1 - decile / 10 + 0.05, "expected_purchases": 1.5,
           "predicted_value_eur": 100.0 + decile, "value_decile": 11 - decile, "churn_model_version": "7",
           "clv_model_version": "3", "recommender_model_version": "5", "feature_snapshot_date": day,
-          "scored_at": datetime.combine(day, datetime.min.time(), UTC)}
+          "scored_at": datetime.combine(day, datetime.min.time(), UTC), **REASONS.get(day, {}).get(customer, {})}
          for customer, decile in deciles.items()],
         [{"customer_id": customer, "as_of_date": day, "rank": rank, "product_id": product, "score": 1.0 / rank,
           "source": "als", "run_id": f"run-{day}", "recommender_model_version": "5"}
@@ -125,6 +129,7 @@ def test_score_part_builds_with_its_data_tests(nights):
         assert "model.c360.customer_features" not in ran
         assert any(u.startswith("unit_test.c360.segment_changes") for u in ran)
         assert any(u.startswith("unit_test.c360.segment_export_rows") for u in ran)
+        assert any(u.endswith(".next_best_action_retain_reason_names_the_churn_drivers") for u in ran)
 
 
 def test_the_first_build_of_the_night_leaves_the_score_part_to_after_scoring(nights):
@@ -145,6 +150,11 @@ def test_customer_scores_and_recommendations_per_date(nights):
     rows = query("select as_of_date, count(*), min(run_id), max(churn_model_version) from marts.customer_scores "
                  "group by 1 order by 1")
     assert rows == [(D1, 4, "run-2025-01-19", "7"), (D2, 4, "run-2025-01-20", "7")]
+    # reasons where the night's partition has them; an older partition without the columns reads as null
+    reasons = query("select as_of_date, customer_id, churn_reason_1, churn_reason_2, churn_reason_3 "
+                    "from marts.customer_scores where churn_reason_1 is not null or customer_id = 'C2' order by 1")
+    assert reasons == [(D1, "C2", None, None, None),
+                       (D2, "C2", "days_since_last_order high", "sessions_30d low", None)]
     recs = query("select as_of_date, customer_id, rank, product_id, recommender_model_version "
                  "from marts.customer_recommendations where customer_id = 'C1' order by 1, 3")
     assert recs[:3] == [(D1, "C1", 1, "P1", "5"), (D1, "C1", 2, "P2", "5"), (D1, "C1", 3, "P3", "5")]
@@ -376,3 +386,19 @@ def test_per_category_segments_match_the_warehouse_categories(tmp_path, monkeypa
     assert members(D2, "likes_bags") == {"C1"}
     assert members(D2, "likes_shoes") == {"C2"}
     assert members(D2, "likes_toys") == set()
+
+
+def test_a_warehouse_built_before_the_churn_reasons_gains_them(nights):
+    """customer_scores appends new contract columns instead of failing the nightly: a warehouse whose table predates
+    the churn reasons gets the columns on the next score build, filled for the dates it rebuilds, null on the others.
+    (Last in the module: it rebuilds 01-20 of the shared warehouse.)"""
+    reasons = ["churn_reason_1", "churn_reason_2", "churn_reason_3"]
+    with kit.connect() as con:
+        for column in reasons:
+            con.execute(f"alter table marts.customer_scores drop column {column}")
+    result = transform.run_dbt(["build", "-s", transform.SCORES_SELECTOR], D2, nights["settings"], segments=SEGMENTS)
+    assert result.success and not result.failures
+    rows = query("select as_of_date, churn_reason_1, churn_reason_2 from marts.customer_scores "
+                 "where customer_id = 'C2' order by 1")
+    assert (D2, "days_since_last_order high", "sessions_30d low") in rows
+    assert {r[1:] for r in rows if r[0] != D2} == {(None, None)} and (D1, None, None) in rows

@@ -123,6 +123,13 @@ def test_first_night_trains_champions_then_scores_every_customer(chain):
         """, [day])[0]
         assert snapshot > buyers > 0, day
         assert scored == snapshot and with_recs == snapshot and churn_scored == buyers, day
+        # the churn champion's own reasons: every customer of the riskiest tenth has at least one (their log-odds are
+        # above the average customer's, so some feature raises them); customers without a churn score have none
+        top_without, unscored_with = warehouse_rows(settings, """
+            select count(*) filter (where churn_decile = 10 and churn_reason_1 is null),
+                   count(*) filter (where churn_probability is null and churn_reason_1 is not null)
+            from marts.customer_scores where as_of_date = $1""", [day])[0]
+        assert (top_without, unscored_with) == (0, 0), day
     # the drift check ran against the champion's training snapshot
     assert warehouse_rows(settings, "select count(*) from monitoring.psi where as_of_date = $1", [DAY2])[0][0] > 0
 
@@ -208,6 +215,35 @@ def test_run_report_is_written_and_its_path_printed(chain):
     text = html.read_text()
     for stage in ("ingest transactions", "dbt", "score", "dbt scores + segments", "export"):
         assert stage in text, stage
+
+
+def test_run_report_summary_on_real_nights(chain):
+    """The summary (docs/report.md) on real nights: segment changes against the night before, the night's
+    next-best actions, champions promoted by the first night only."""
+    import json
+
+    settings = chain["settings"]
+    first, second = ({**json.loads((settings.reports_dir / f"{d.isoformat()}.json").read_text())["summary"]}
+                     for d in (DAY1, DAY2))
+    assert second["run"]["available"] and second["run"]["failed"] == [] and second["status"] in ("ok", "attention")
+    members = dict(warehouse_rows(settings, "select segment || '@' || as_of_date, count(*) from marts.segment_members "
+                                            "group by 1"))
+    changes = dict(warehouse_rows(settings, "select segment || '@' || change, count(*) from marts.segment_changes "
+                                            "where as_of_date = $1 group by 1", [DAY2]))
+    segs = second["segments"]
+    assert segs["previous_date"] == DAY1.isoformat() and segs["segments"]
+    for r in segs["segments"]:
+        assert r["members"] == members.get(f"{r['segment']}@{DAY2}", 0), r
+        assert r["previous_members"] == members.get(f"{r['segment']}@{DAY1}", 0), r
+        assert (r["entered"], r["exited"]) == (changes.get(f"{r['segment']}@entered", 0),
+                                               changes.get(f"{r['segment']}@exited", 0)), r
+    assert first["segments"]["previous_date"] is None  # the first night: nothing to compare with, and says so
+    actions = warehouse_rows(settings, "select count(*) from marts.customer_next_best_action where as_of_date = $1",
+                             [DAY2])[0][0]
+    assert second["next_best_action"]["available"] and second["next_best_action"]["customers"] == actions > 0
+    assert {m["name"] for m in second["models"]["models"] if m["available"]} >= {"churn", "clv"}
+    assert second["models"]["promoted_tonight"] == []  # the report of the rerun: nothing promoted then
+    assert {"churn", "clv"} <= set(first["models"]["promoted_tonight"])  # the first night trained them
 
 
 def test_rerunning_a_date_changes_no_mart_and_no_export(chain):

@@ -130,7 +130,8 @@ def test_score_writes_both_partitions_and_reruns_identically(spark, env):
         "churn_decile": "INTEGER", "p_alive": "DOUBLE", "expected_purchases": "DOUBLE",
         "predicted_value_eur": "DOUBLE", "value_decile": "INTEGER", "churn_model_version": "VARCHAR",
         "clv_model_version": "VARCHAR", "recommender_model_version": "VARCHAR", "feature_snapshot_date": "DATE",
-        "scored_at": "TIMESTAMP", "churn_horizon_days": "INTEGER", "value_horizon_days": "INTEGER"}
+        "scored_at": "TIMESTAMP", "churn_horizon_days": "INTEGER", "value_horizon_days": "INTEGER",
+        "churn_reason_1": "VARCHAR", "churn_reason_2": "VARCHAR", "churn_reason_3": "VARCHAR"}
     first_scores, first_recs = _rows(scores_dir), _rows(recs_dir)
     assert len(first_scores) == 60 and first_scores["customer_id"].is_unique
     buyers = first_scores[first_scores["churn_probability"].notna()]
@@ -143,6 +144,8 @@ def test_score_writes_both_partitions_and_reruns_identically(spark, env):
     assert set(first_scores["churn_model_version"]) == {"1"} and set(first_scores["recommender_model_version"]) == {"1"}
     # every row says which horizons its probabilities and values are about (the champions' training horizons)
     assert set(first_scores["churn_horizon_days"]) == {90} and set(first_scores["value_horizon_days"]) == {180}
+    # a hand-written churn pipeline (no logistic regression or GBT inside): no reasons can be read from it
+    assert first_scores[["churn_reason_1", "churn_reason_2", "churn_reason_3"]].isna().all().all()
 
     assert list(first_recs.columns) == ["customer_id", "as_of_date", "rank", "product_id", "score", "source",
                                         "run_id", "recommender_model_version"]
@@ -156,6 +159,62 @@ def test_score_writes_both_partitions_and_reruns_identically(spark, env):
     pd.testing.assert_frame_equal(_rows(scores_dir), first_scores)
     pd.testing.assert_frame_equal(_rows(recs_dir), first_recs)
     assert [p.name for p in (env / "scores" / "scores").iterdir()] == [f"dt={D}"]
+
+
+@pytest.mark.integration
+def test_scores_carry_the_churn_models_own_reasons(spark, env):
+    """With a logistic-regression churn champion (what training registers), every scored customer gets the reason
+    columns of the contract, and those silent for longest are at risk because of their silence."""
+    from ml.churn import build_pipeline
+    from ml.features import prepare_features
+    from spark_jobs.score import SCORES_COLUMNS
+
+    day = "2025-05-15"
+    root = env / "feature_store" / "customer_features"
+    (root / f"as_of_date={day}").mkdir()
+    features = pd.read_parquet(root / f"as_of_date={D}" / "part-0.parquet")
+    features.to_parquet(root / f"as_of_date={day}" / "part-0.parquet", index=False)
+    numeric, categorical = ["days_since_last_order", "orders_count"], ["favourite_category"]
+    train = prepare_features(spark.createDataFrame(features[features["orders_count"] > 0]), numeric, categorical)
+    rng = np.random.default_rng(5)  # churn driven by the silence (noisy, so both classes overlap)
+    flips = [float(x) for x in rng.random(50) < 0.1]
+    labels = spark.createDataFrame(
+        [(c, float((d > 150) != bool(f)), 1.0) for c, d, f in zip(
+            features.loc[features["orders_count"] > 0, "customer_id"],
+            features.loc[features["orders_count"] > 0, "days_since_last_order"], flips, strict=True)],
+        "customer_id string, label double, class_weight double")
+    churn = build_pipeline("logreg", numeric, categorical, derived=False).fit(train.join(labels, "customer_id"))
+    inputs = train.select(*numeric, *categorical)
+    _register(spark, "lr_churn", churn, inputs, tags={"horizon_days": "90"})
+    _register(spark, "lr_clv", _champion_pipeline("clv", spark), inputs.select("days_since_last_order", "orders_count"),
+              tags={"horizon_days": "180"})
+
+    assert score(day, model_prefix="lr_", recommendations=False, spark=spark) == 0
+    rows = _rows(env / "scores" / "scores" / f"dt={day}")
+    assert list(rows.columns) == SCORES_COLUMNS
+    reasons = ["churn_reason_1", "churn_reason_2", "churn_reason_3"]
+    buyers, others = rows[rows["churn_probability"].notna()], rows[rows["churn_probability"].isna()]
+    assert others[reasons].isna().all().all() and len(others) == 10
+    silent = buyers.merge(features, on="customer_id").nlargest(5, "days_since_last_order")
+    assert (silent["churn_reason_1"] == "days_since_last_order high").all(), silent[reasons]
+    allowed = {"days_since_last_order high", "days_since_last_order low", "orders_count high", "orders_count low",
+               "favourite_category = A", "favourite_category = B"}
+    assert set(buyers[reasons].stack()) <= allowed
+    # no reason repeats within a row, and a row's reasons fill from the first
+    for _, r in buyers[reasons].iterrows():
+        got = [x for x in r if x is not None and x == x]
+        assert len(set(got)) == len(got) and list(r[:len(got)]) == got
+
+
+def _champion_pipeline(kind: str, spark):
+    from pyspark.ml import Pipeline
+    from pyspark.ml.feature import SQLTransformer
+
+    assert kind == "clv"
+    df = spark.createDataFrame([(1.0, 2.0)], ["days_since_last_order", "orders_count"])
+    return Pipeline(stages=[SQLTransformer(
+        statement="SELECT *, 30 * orders_count AS prediction, 1 / (1 + days_since_last_order / 100) AS p_alive, "
+                  "orders_count / 2 AS expected_purchases FROM __THIS__")]).fit(df)
 
 
 @pytest.mark.integration

@@ -77,6 +77,34 @@ def test_without_a_stage_record_the_hold_comes_from_the_checks(ui):
     assert "the export of 2025-06-02 is held back. Why: " in page and "churn_probability" in page
 
 
+def test_member_preview_shows_the_churn_models_reasons(ui):
+    """Each previewed member carries the night's top churn reasons from marts.customer_scores, in rank order; a
+    member without reasons (or a warehouse without the columns) shows none, and the email masking is unchanged."""
+    settings, seg_file = ui
+    with client(settings, seg_file) as c:
+        before = c.get("/").text
+    assert "churn risk:" not in before  # no marts.customer_scores yet: the preview still renders
+    with duckdb.connect(str(settings.warehouse_path)) as con:
+        con.execute("""CREATE TABLE marts.customer_scores (as_of_date DATE, customer_id VARCHAR,
+                           churn_reason_1 VARCHAR, churn_reason_2 VARCHAR, churn_reason_3 VARCHAR)""")
+        con.executemany("INSERT INTO marts.customer_scores VALUES (?, ?, ?, ?, ?)", [
+            (D2, "c1", "days_since_last_order high", "country = DE", None),
+            (D1, "c2", "sessions_30d low", None, None),        # another night: not tonight's reason
+            (D2, "c2", "silence_ratio high", "orders_count low", "return_rate high"),
+        ])
+    with client(settings, seg_file) as c:
+        page = c.get("/").text
+    items = re.findall(r"<li>(.*?)</li>", page, flags=re.S)
+    c1 = [i for i in items if i.strip().startswith("c1 ")]
+    c2 = [i for i in items if i.strip().startswith("c2 ")]
+    c4 = [i for i in items if i.strip().startswith("c4 ")]
+    assert c1 and all("churn risk: days_since_last_order high, country = DE" in i for i in c1)
+    assert c2 and all("churn risk: silence_ratio high, orders_count low, return_rate high" in i for i in c2)
+    assert all("sessions_30d" not in i for i in c2)
+    assert c4 and all("churn risk:" not in i for i in c4)
+    assert all("c2@example.com" not in i for i in c2)  # c2 has no consent: still masked
+
+
 def form_token(c) -> str:
     return re.search(r'name="token" value="([^"]+)"', c.get("/rules").text).group(1)
 

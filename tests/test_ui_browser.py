@@ -177,6 +177,11 @@ def test_page_shows_every_segment_with_tonights_size_from_the_warehouse(server, 
             assert bool(li.find_elements(By.CLASS_NAME, "masked")) != consent[(name, customer)], li.text
             seen.append(consent[(name, customer)])
     assert set(seen) == {True, False}
+    # the churn model's reasons under the members that have them (C2 on D2: tests.test_dbt_segments.REASONS)
+    previewed = [li.text for row in rows.values() for li in row.find_elements(By.CSS_SELECTOR, "ul.preview li")]
+    c2 = [t for t in previewed if t.startswith("C2 ")]
+    assert c2 and all("churn risk: days_since_last_order high, sessions_30d low" in t for t in c2), previewed
+    assert not [t for t in previewed if "churn risk:" in t and not t.startswith("C2 ")], previewed
     assert browser.find_element(By.ID, "models").text.count(":") == 3
     assert "export-sentence" not in browser.page_source  # exported normally: no hold sentence
     # kept under pytest's basetemp: docs/ui-segments.png is this screenshot of the demo (docs/ui.md)

@@ -18,6 +18,7 @@ def run(args: argparse.Namespace) -> int:
     paths = build_report(args.date, get_settings())
     print(f"Run report for {args.date}: {paths.html}")
     print(f"  facts as JSON: {paths.json}")
+    print(f"  {paths.headline}")
     for w in paths.warnings:
         print(f"  warning: {w}")
     return 0

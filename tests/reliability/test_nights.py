@@ -148,8 +148,15 @@ def test_a_deterministic_task_failure_ends_the_night_within_seconds_naming_task_
     # the failed night still has its report, naming the failed step
     report = c360_env.reports_dir / "2026-02-02.json"
     assert report.exists()
-    assert any("export_features" in w or "feature export" in w for w in __import__("json").loads(
-        report.read_text())["warnings"])
+    facts = __import__("json").loads(report.read_text())
+    assert any("export_features" in w or "feature export" in w for w in facts["warnings"])
+    # its summary (docs/report.md) opens with the failure: the failed steps first, each with an error and a runbook
+    summary = facts["summary"]
+    assert summary["status"] == "failed" and summary["headline"].startswith("The night of 2026-02-02 FAILED")
+    first = summary["run"]["stages"][0]
+    assert first["status"] == "failed" and first["error"] and first["runbook"].startswith("docs/runbooks.md#")
+    assert any("feature export" in f["stage"] or "export_features" in f["error"]
+               for f in summary["run"]["stages"] if f["status"] == "failed")
 
 
 def _tree(pid: int) -> list[psutil.Process]:

@@ -129,6 +129,6 @@ def test_sigkill_mid_scoring_keeps_previous_partitions_and_rerun_is_identical(fi
     assert score(D, spark=spark) == 0
     for t in TABLES:
         pd.testing.assert_frame_equal(_rows(partition(env_dir, t)), before_rows[t])
-        # the killed run's temporary folder is left in place (hidden) but no reader lists it
-        assert [p.name for p in (env_dir / "scores" / t).iterdir() if not p.name.startswith(".")] == [f"dt={D}"]
+        # the rerun removed what the killed run left behind: only the published partition remains
+        assert [p.name for p in (env_dir / "scores" / t).iterdir()] == [f"dt={D}"]
     assert check_scored(day, get_settings()) == expected

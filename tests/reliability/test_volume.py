@@ -176,14 +176,22 @@ def test_a_10x_night_holds_exports_and_scoring_until_overridden(settings, monkey
     facts = collect(settings, D1)
     assert facts["sections"]["volume"]["decision"]["hold"] is True
     assert any("held: landed volume" in w for w in facts["warnings"])
+    # the report's summary says it in one sentence, with the figures (docs/report.md)
+    held = facts["summary"]["holds"]["held"]
+    assert [(h["kind"], h["reason"]) for h in held] == [("volume", "transactions landed 190 rows, expected 3.8 to 95")]
+    assert facts["summary"]["status"] == "held" and facts["summary"]["holds"]["exports"]["status"] == "held"
 
     forced = export_segments(D1, settings, segments=SEGMENTS, force=True)
     assert forced["volume_check"]["forced"] is True
+    holds = collect(settings, D1)["summary"]["holds"]
+    assert [h["kind"] for h in holds["forced"]] == ["volume"] and holds["held"] == []
 
     monkeypatch.setenv("C360_VOLUME_OVERRIDE_DATE", D1.isoformat())
     released = export_segments(D1, get_settings(), segments=SEGMENTS)
     assert released["volume_check"]["status"] == "overridden" and released["volume_check"]["forced"] is False
     assert skip_task_if_held(D1, "score", get_settings()).status == "overridden"
+    holds = collect(get_settings(), D1)["summary"]["holds"]
+    assert [h["kind"] for h in holds["released"]] == ["volume"] and holds["held"] == holds["forced"] == []
     assert sum(s["rows"] for s in released["segments"].values()) > 0
 
 

@@ -1,4 +1,4 @@
-"""What the segments page shows, read from a warehouse copy (c360/ui/snapshot.py), the export manifest and the
+"""What the segments page shows, read from a warehouse copy (c360/marketing/ui/snapshot.py), the export manifest and the
 nightly's stage log. Only reads: every number comes from a dbt model (segment_evaluations, segment_members,
 segment_changes, pii.segment_export_rows) or from a file the nightly published; nothing is re-derived here.
 """
@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 MODEL_COLUMNS = {"churn": "churn_model_version", "clv": "clv_model_version",
                  "recommender": "recommender_model_version"}
 FILE_KINDS = ("csv", "parquet", "entered", "exited")
+# marts.customer_scores' churn reasons (the scores contract: dbt_project/macros/score_views.sql)
+REASON_COLUMNS = ["churn_reason_1", "churn_reason_2", "churn_reason_3"]
 PREVIEW_ROWS = 5
 
 
@@ -76,22 +78,38 @@ def recent_dates(con, day: date, nights: int) -> list[date]:
 
 def member_preview(con, day: date, rows_per_segment: int = PREVIEW_ROWS) -> dict[str, list[dict[str, Any]]]:
     """A few members per segment with their email only where dbt's consent decision (`consent_ok` of
-    pii.segment_export_rows, the rows the exports write) allows it; the model already blanks the others."""
+    pii.segment_export_rows, the rows the exports write) allows it; the model already blanks the others. Each
+    member carries the churn model's top reasons of the night (marts.customer_scores.churn_reason_1..3), when the
+    warehouse has them."""
     if not relation_exists(con, "pii.segment_export_rows"):
         return {}
-    rows = con.execute("""
-        SELECT segment, customer_id, email, consent_ok, churn_decile, value_decile FROM (
-            SELECT segment, customer_id, email, consent_ok, churn_decile, value_decile,
-                   row_number() OVER (PARTITION BY segment ORDER BY customer_id) AS n
-            FROM pii.segment_export_rows WHERE as_of_date = ? AND is_member)
+    with_reasons = has_columns(con, "marts.customer_scores", REASON_COLUMNS)
+    picked = ", ".join(f"{'s.' + c if with_reasons else 'NULL'} AS {c}" for c in REASON_COLUMNS)
+    scores = ("LEFT JOIN marts.customer_scores AS s ON s.as_of_date = r.as_of_date AND s.customer_id = r.customer_id"
+              if with_reasons else "")
+    rows = con.execute(f"""
+        SELECT segment, customer_id, email, consent_ok, churn_decile, value_decile, {", ".join(REASON_COLUMNS)} FROM (
+            SELECT r.segment, r.customer_id, r.email, r.consent_ok, r.churn_decile, r.value_decile, {picked},
+                   row_number() OVER (PARTITION BY r.segment ORDER BY r.customer_id) AS n
+            FROM pii.segment_export_rows AS r {scores}
+            WHERE r.as_of_date = ? AND r.is_member)
         WHERE n <= ? ORDER BY segment, customer_id""", [day, rows_per_segment]).fetchall()
     out: dict[str, list[dict[str, Any]]] = {}
-    for segment, customer, email, ok, churn_decile, value_decile in rows:
+    for segment, customer, email, ok, churn_decile, value_decile, *why in rows:
         out.setdefault(segment, []).append({
             "customer_id": customer, "consent": bool(ok),
             "email": email if ok and email else None,  # None: shown masked, never read for these customers
-            "churn_decile": churn_decile, "value_decile": value_decile})
+            "churn_decile": churn_decile, "value_decile": value_decile,
+            "churn_reasons": [w for w in why if w]})
     return out
+
+
+def has_columns(con, qualified_name: str, columns: list[str]) -> bool:
+    """Whether schema.table exists with all `columns` (a warehouse built before they existed has not)."""
+    schema, _, table = qualified_name.partition(".")
+    found = {r[0] for r in con.execute("SELECT column_name FROM information_schema.columns "
+                                       "WHERE table_schema = $1 AND table_name = $2", [schema, table]).fetchall()}
+    return set(columns) <= found
 
 
 def model_versions(con, day: date) -> dict[str, list[str]]:
@@ -121,7 +139,7 @@ def read_manifest_quietly(settings: Settings, day: date) -> tuple[dict | None, s
 
 def export_stage(settings: Settings, day: date) -> dict | None:
     """The latest record of the night's export (or score) stage that did not succeed, from the stage log the
-    nightly appends to (c360/report/stages.py): a hold is recorded there as `skipped` with the reason in `note`."""
+    nightly appends to (c360/pipeline/report/stages.py): a hold is recorded there as `skipped` with the reason in `note`."""
     from c360.pipeline.report.stages import read_night
 
     records, _ = read_night(settings, day)
@@ -170,7 +188,7 @@ class WarehouseFacts:
     deltas: dict[str, dict[str, int]]
     preview: dict[str, list[dict[str, Any]]]
     versions: dict[str, list[str]]
-    drift: dict[str, Any]  # the same decisions the export makes (c360/exports/export.py), on the copy
+    drift: dict[str, Any]  # the same decisions the export makes (c360/marketing/exports/export.py), on the copy
     volume: dict[str, Any]
 
 

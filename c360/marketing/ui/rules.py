@@ -1,10 +1,10 @@
 """The rule editor behind the segments page: preview a new or changed segment's size, then save it to segments.yml.
 
-A rule is checked by the rule language (c360/segment_rules.py: sqlglot parse + allow-list) before anything runs; the
+A rule is checked by the rule language (c360/marketing/segment_rules.py: sqlglot parse + allow-list) before anything runs; the
 preview evaluates the *rendered* rule on the warehouse copy over the same input dbt's segment_members uses (the
 date's feature snapshot left-joined to the date's scores; a rule naming a score only admits scored customers).
 Saving edits segments.yml as text - its comments and YAML anchors are the marketing team's documentation - then
-re-reads the result with c360.segments.load_segments' validation and writes it atomically (temp file + rename), only
+re-reads the result with c360.marketing.segments.load_segments' validation and writes it atomically (temp file + rename), only
 when the file has not changed since the editor was opened.
 """
 

@@ -1,6 +1,6 @@
 """The nightly run report: `reports/D.html` (for people) and `reports/D.json` (the same facts, for tools).
 
-`record_stage` / `timed_stage` append to the stage log the report reads (format in c360/report/stages.py and
+`record_stage` / `timed_stage` append to the stage log the report reads (format in c360/pipeline/report/stages.py and
 docs/report.md); `build_report` collects every section, tolerating missing inputs, and writes both files.
 """
 
@@ -26,6 +26,7 @@ class ReportPaths:
     html: Path
     json: Path
     warnings: tuple[str, ...]
+    headline: str = ""  # the summary's first sentence (docs/report.md#summary-the-first-section)
 
 
 def report_paths(settings: Settings, day: date) -> tuple[Path, Path]:
@@ -47,4 +48,4 @@ def build_report(day: date, settings: Settings | None = None) -> ReportPaths:
     store.write_bytes(html_path.name, render_html(facts).encode("utf-8"))
     for w in facts["warnings"]:
         log.warning("report %s: %s", day, w)
-    return ReportPaths(html_path, json_path, tuple(facts["warnings"]))
+    return ReportPaths(html_path, json_path, tuple(facts["warnings"]), facts["summary"]["headline"])

@@ -17,6 +17,7 @@ from typing import Any
 
 from c360.config import Settings
 from c360.pipeline.report.stages import read_night, stage_log_path
+from c360.pipeline.report.summary import build_summary
 
 log = logging.getLogger(__name__)
 
@@ -177,6 +178,55 @@ def model_versions_in_marts(con, day: date) -> dict[str, list[str]]:
     return out
 
 
+def previous_segment_sizes(con, day: date) -> dict[str, Any]:
+    """Members per segment on the previous night: the latest as_of_date before `day` in marts.segment_members
+    (not necessarily day - 1: a night may have been skipped). Only the summary needs it."""
+    from c360.marketing.segments import relation_exists
+
+    if not relation_exists(con, "marts.segment_members"):
+        return unavailable("marts.segment_members does not exist yet (dbt segment marts)")
+    rows = con.execute(
+        """SELECT as_of_date, segment, count(*) FROM marts.segment_members
+           WHERE as_of_date = (SELECT max(as_of_date) FROM marts.segment_members WHERE as_of_date < ?)
+           GROUP BY 1, 2 ORDER BY 2""", [day]).fetchall()
+    if not rows:
+        return unavailable(f"no night before {day} in marts.segment_members (the first night)")
+    return {"available": True, "previous_date": rows[0][0].isoformat(), "sizes": {seg: n for _, seg, n in rows}}
+
+
+NBA_ORDER = ("retain", "win_back", "upsell", "cross_sell", "nurture", "none")
+
+
+def next_best_action_counts(con, day: date) -> dict[str, Any]:
+    """Customers and expected value per next-best action of the date (docs/next_best_action.md), and what
+    suppressed the `none`s. Only the summary needs it."""
+    from c360.marketing.exports.query import NBA_MART
+    from c360.marketing.segments import relation_exists
+
+    if not relation_exists(con, NBA_MART):
+        return unavailable(f"{NBA_MART} does not exist (built by dbt with the scores; docs/next_best_action.md)")
+    rows = con.execute(
+        f"""SELECT action, coalesce(suppressed_by, ''), count(*), sum(expected_value_eur)
+            FROM {NBA_MART} WHERE as_of_date = ? GROUP BY 1, 2""", [day]).fetchall()
+    if not rows:
+        return unavailable(f"{NBA_MART} has no rows for {day} (no scores for the night, or it was held)")
+    per_action: dict[str, dict[str, Any]] = {}
+    suppressed: Counter[str] = Counter()
+    for action, by, n, value in rows:
+        entry = per_action.setdefault(action, {"action": action, "customers": 0, "expected_value_eur": 0.0})
+        entry["customers"] += n
+        entry["expected_value_eur"] += float(value or 0)
+        if action == "none" and by:
+            suppressed[by] += n
+    rank = {a: i for i, a in enumerate(NBA_ORDER)}
+    actions = sorted(per_action.values(), key=lambda a: (rank.get(a["action"], len(rank)), a["action"]))
+    for a in actions:
+        a["expected_value_eur"] = round(a["expected_value_eur"], 2)
+    return {"available": True, "customers": sum(a["customers"] for a in actions), "actions": actions,
+            "expected_value_eur": round(sum(a["expected_value_eur"] for a in actions), 2),
+            "suppressed_by": dict(suppressed.most_common())}
+
+
 # ------------------------------------------------------------------------------------------- files, MLflow
 
 
@@ -250,6 +300,34 @@ def models_section(settings: Settings, versions_in_marts: dict[str, list[str]]) 
                        "tags": {k: tags[k] for k in sorted(tags) if not k.startswith("validation_checks")}})
     return {"available": any(m["available"] for m in models), "models": models, **base,
             **({} if any(m["available"] for m in models) else {"reason": "no @champion model registered yet"})}
+
+
+def promotions(settings: Settings, since: str | None, until: str | None) -> dict[str, Any]:
+    """@champion moves (promote, rollback) recorded in ml.registry's deployments audit between `since` (the
+    night's first stage start) and `until` (its last stage record), so a later rebuild of the report does not
+    count the next week's training. Read-only: the audit's writer creates the file, never the report."""
+    import sqlite3
+
+    if not since or not until:
+        return unavailable("no stage log for the night, so no time window to look for promotions in")
+    path = Path(settings.deployments_audit_path)
+    if not path.exists():
+        return unavailable(f"no deployments audit at {path} (no model promoted yet)")
+    con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
+    try:
+        con.row_factory = sqlite3.Row
+        rows = con.execute(
+            """SELECT event_time, model_name, action, from_version, to_version FROM deployments
+               WHERE alias = 'champion' AND action IN ('promote', 'rollback') AND event_time >= ? AND event_time <= ?
+               ORDER BY event_id""", [_utc_iso(since), _utc_iso(until)]).fetchall()
+    finally:
+        con.close()
+    return {"available": True, "since": since, "events": [dict(r) for r in rows]}
+
+
+def _utc_iso(value: str) -> str:
+    """The audit stores UTC ISO strings (`...+00:00`): compare like with like."""
+    return datetime.fromisoformat(str(value)).astimezone(UTC).isoformat(timespec="seconds")
 
 
 def _histogram(values, edges=None) -> dict[str, Any]:
@@ -378,17 +456,21 @@ def collect(settings: Settings, day: date) -> dict[str, Any]:
 
     sections: dict[str, dict[str, Any]] = {"stages": _safe("stages", lambda: stages_section(settings, day))}
     wh_sections = ("layers", "quarantine", "volume", "segments", "monitoring")
+    # inputs only the summary needs (not shown as sections of their own): read in the same warehouse session
+    extras: dict[str, dict[str, Any]] = {}
+    wh_extras = ("segments_previous", "next_best_action")
     versions: dict[str, list[str]] = {}
     if not settings.warehouse_path.exists():
-        for name in wh_sections:
-            sections[name] = unavailable(f"no warehouse at {settings.warehouse_path} yet")
+        for name in wh_sections + wh_extras:
+            (sections if name in wh_sections else extras)[name] = unavailable(
+                f"no warehouse at {settings.warehouse_path} yet")
     else:
         try:
             con = connect(settings, read_only=True)
         except WarehouseLocked as exc:
             con = None
-            for name in wh_sections:
-                sections[name] = unavailable(str(exc).split(". ")[0])
+            for name in wh_sections + wh_extras:
+                (sections if name in wh_sections else extras)[name] = unavailable(str(exc).split(". ")[0])
         if con is not None:
             try:
                 sections["layers"] = _safe("layers", lambda: layers_section(con, day))
@@ -397,6 +479,8 @@ def collect(settings: Settings, day: date) -> dict[str, Any]:
                 sections["segments"] = _safe("segments", lambda: segments_section(con, day, settings))
                 sections["monitoring"] = _safe("monitoring", lambda: monitoring_section(con, day))
                 versions = _safe("versions", lambda: {"v": model_versions_in_marts(con, day)}).get("v", {})
+                extras["segments_previous"] = _safe("segments_previous", lambda: previous_segment_sizes(con, day))
+                extras["next_best_action"] = _safe("next_best_action", lambda: next_best_action_counts(con, day))
             finally:
                 con.close()
     ref = sections["monitoring"].get("reference_date") if sections["monitoring"].get("available") else None
@@ -404,6 +488,13 @@ def collect(settings: Settings, day: date) -> dict[str, Any]:
     sections["models"] = _safe("models", lambda: models_section(settings, versions))
     sections["scores"] = _safe("scores", lambda: scores_section(settings, day, ref))
     sections["exports"] = _safe("exports", lambda: exports_section(settings, day))
+    st = sections["stages"]
+    night = list(st.get("stages") or []) if st.get("available") else []
+    since = min((str(r["started_at"]) for r in night if r.get("started_at")), default=None)
+    until = max((str(r["recorded_at"]) for r in night if r.get("recorded_at")), default=None)
+    extras["promotions"] = _safe("promotions", lambda: promotions(settings, since, until or since))
     order = ("stages", "layers", "quarantine", "volume", "dbt", "models", "scores", "segments", "exports", "monitoring")
+    warnings = collect_warnings(sections)
     return {"date": day.isoformat(), "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "warnings": collect_warnings(sections), "sections": {k: sections[k] for k in order}}
+            "summary": build_summary(day, sections, extras, warnings),
+            "warnings": warnings, "sections": {k: sections[k] for k in order}}

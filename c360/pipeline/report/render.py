@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import re
 from typing import Any
 
 CSS = """
@@ -240,6 +241,47 @@ def _render_monitoring(s: dict) -> str:
             + _table(["kind", "name", "PSI", "status", "bins", "reference rows", "current rows"], rows, {2, 4, 5, 6}))
 
 
+def _words(sentence: str) -> str:
+    """A summary sentence as HTML: escaped, with its `commands` as code."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", _e(sentence))
+
+
+def _sentences(label: str, part: dict, css: str = "") -> str:
+    """One labelled paragraph; several sentences (holds, models) become a short list, one per line."""
+    cls = css if part.get("available") else "na"
+    sentences = part.get("sentences") or [f"not available: {part.get('reason')}"]
+    opening = (f'<p class="{cls}">' if cls else "<p>") + f"<b>{_e(label)}:</b> "
+    if len(sentences) == 1:
+        return opening + _words(sentences[0]) + "</p>"
+    return opening + "</p><ul>" + "".join(f"<li>{_words(x)}</li>" for x in sentences) + "</ul>"
+
+
+def render_summary(summary: dict) -> str:
+    """The first section: the headline, then short sentences and one small table (segments)."""
+    css = {"failed": "bad", "held": "hold", "attention": "", "unknown": "na", "ok": "ok"}.get(summary.get("status"), "")
+    parts = [(f'<p class="{css}">' if css else "<p>") + f'<b>{_e(summary.get("headline"))}</b></p>']
+    run = summary.get("run") or {}
+    for f in [x for x in run.get("stages") or [] if x.get("status") == "failed"]:  # the failures come first
+        parts.append(f'<p class="bad">Stage {_e(f["stage"])} failed: <code>{_e(f["error"])}</code>. '
+                     f'What to do: {_words(f["do"])} (<code>{_e(f["runbook"])}</code>).</p>')
+    parts.append(_sentences("What ran", {**run, "sentences": [run["overview"]]} if run.get("available") else run))
+    holds = summary.get("holds") or {}
+    parts.append(_sentences("Held and why", holds, "hold" if holds.get("held") else ""))
+    segs = summary.get("segments") or {}
+    parts.append(_sentences("Segments", segs))
+    if segs.get("available"):
+        def signed(v):
+            return "" if v is None else f"{v:+,}" if v else "0"
+        parts.append(_table(["segment", "members tonight", "last night", "change", "entered", "exited"],
+                            [[r["segment"], r["members"], r["previous_members"], signed(r["delta"]),
+                              r["entered"], r["exited"]] for r in segs["segments"]], {1, 2, 3, 4, 5}))
+    parts.append(_sentences("Next-best actions", summary.get("next_best_action") or {}))
+    models = summary.get("models") or {}
+    parts.append(_sentences("Models", models, "bad" if any(m.get("passed_gates") is False
+                                                             for m in models.get("models") or []) else ""))
+    return "".join(parts)
+
+
 SECTIONS = [
     ("stages", "Stage timings", _render_stages),
     ("layers", "Rows per layer", _render_layers),
@@ -258,6 +300,10 @@ def render_html(facts: dict) -> str:
     warnings = facts["warnings"]
     warn_html = ('<div class="warn"><b>Warnings</b><ul>' + "".join(f"<li>{_e(w)}</li>" for w in warnings)
                  + "</ul></div>") if warnings else '<p class="ok">No warnings.</p>'
+    try:
+        summary = render_summary(facts["summary"])
+    except Exception as exc:  # like a section: the rest of the page stays
+        summary = f'<p class="na">not available: could not render ({_e(exc.__class__.__name__)}: {_e(exc)})</p>'
     body = []
     for key, title, fn in SECTIONS:
         section = facts["sections"][key]
@@ -268,4 +314,6 @@ def render_html(facts: dict) -> str:
         body.append(f'<h2 id="{key}">{_e(title)}</h2>{content}')
     return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>c360 run report {_e(facts["date"])}'
             f"</title><style>{CSS}</style></head><body><h1>c360 nightly run report: {_e(facts['date'])}</h1>"
-            f"<p>Generated {_e(facts['generated_at'])}.</p>{warn_html}{''.join(body)}</body></html>\n")
+            f"<p>Generated {_e(facts['generated_at'])}.</p>"
+            f'<h2 id="summary">Summary</h2>{summary}<h2 id="details">Details for engineers</h2>'
+            f"{warn_html}{''.join(body)}</body></html>\n")

@@ -51,6 +51,9 @@ customers as (
         scored.churn_model_version,
         scored.clv_model_version,
         scored.recommender_model_version,
+        scored.churn_reason_1,
+        scored.churn_reason_2,
+        scored.churn_reason_3,
         coalesce(scored.feature_snapshot_date, scored.as_of_date)            as feature_snapshot_date,
         coalesce(features.marketing_consent, false)                          as marketing_consent,
         coalesce(features.orders_count, 0)                                    as orders_count,
@@ -108,7 +111,12 @@ candidates as (
         {{ uplift['retain'] }} * churn_probability * predicted_value_eur      as expected_value_eur,
         printf('churn risk %.0f%% (retain from %.0f%%) and a predicted value of %.2f EUR (from %.2f)',
                100 * churn_probability, {{ 100 * retain_min_churn }}, predicted_value_eur,
-               {{ retain_min_value }})                                        as reason
+               {{ retain_min_value }})
+            -- what the churn model says drives this customer's risk (customer_scores.churn_reason_1..3), when known
+            || case when churn_reason_1 is not null
+                    then '; driven by ' || concat_ws(', ', churn_reason_1, churn_reason_2, churn_reason_3)
+                    else '' end
+                                                                              as reason
     from customers
     where orders_count > 0
       and days_since_last_order < {{ win_back_days }}

@@ -3,11 +3,13 @@
         materialized='incremental',
         incremental_strategy='replace_dates',
         date_column='as_of_date',
-        on_schema_change='fail'
+        on_schema_change='append_new_columns'
     )
 }}
--- One row per as_of_date and customer: the model scores of that date (churn, BG/NBD, value) with the versions of the
--- models that produced them. The history of every scored date is kept.
+-- One row per as_of_date and customer: the model scores of that date (churn, BG/NBD, value, the churn reasons) with
+-- the versions of the models that produced them. The history of every scored date is kept.
+-- append_new_columns: a warehouse built before a column existed (the churn reasons) gains it, null on the dates
+-- already built, instead of failing the nightly; rebuilding those dates (or --full-refresh) fills it from raw.scores.
 --
 -- Incremental per date: a run replaces its run_date (so a rerun after re-scoring, or after the date's scores were
 -- withdrawn, gives exactly what raw.scores holds now) and every date whose rows were (re)published since the last run
@@ -28,6 +30,9 @@ select
     scores.expected_purchases::double                                   as expected_purchases,
     scores.predicted_value_eur::double                                  as predicted_value_eur,
     scores.value_decile::integer                                        as value_decile,
+    scores.churn_reason_1::varchar                                      as churn_reason_1,
+    scores.churn_reason_2::varchar                                      as churn_reason_2,
+    scores.churn_reason_3::varchar                                      as churn_reason_3,
     scores.churn_model_version::varchar                                 as churn_model_version,
     scores.clv_model_version::varchar                                   as clv_model_version,
     scores.recommender_model_version::varchar                           as recommender_model_version,

@@ -19,6 +19,9 @@ select
     scored_at::timestamptz                                              as scored_at,
     churn_horizon_days::integer                                         as churn_horizon_days,
     value_horizon_days::integer                                         as value_horizon_days,
+    churn_reason_1::varchar                                             as churn_reason_1,
+    churn_reason_2::varchar                                             as churn_reason_2,
+    churn_reason_3::varchar                                             as churn_reason_3,
     _loaded_at::timestamptz                                             as loaded_at
 from {{ source('scores', 'scores') }}
 where customer_id is not null and as_of_date is not null
