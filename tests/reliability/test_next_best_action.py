@@ -35,7 +35,9 @@ def make_inputs(con) -> None:
                 as s(as_of_date, customer_id, churn_probability, predicted_value_eur),
             lateral (select 'run-' || as_of_date::varchar as run_id, '3' as churn_model_version,
                             '2' as clv_model_version, cast(null as varchar) as recommender_model_version,
-                            as_of_date as feature_snapshot_date);
+                            as_of_date as feature_snapshot_date,
+                            cast(null as varchar) as churn_reason_1, cast(null as varchar) as churn_reason_2,
+                            cast(null as varchar) as churn_reason_3);
         create or replace table feature_store.customer_features as
             select * from (values
                 (date '2025-03-01', 'C1', true), (date '2025-03-01', 'C2', true),
