@@ -5,8 +5,10 @@ Nothing else in the project reads os.environ for pipeline settings; it calls `ge
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -574,3 +576,19 @@ def _s3_retry_mode(value: str) -> str:
         raise SettingsError(f"Environment variable C360_S3_RETRY_MODE={value!r} must be standard, adaptive or legacy "
                          "(botocore's retry modes)")
     return mode
+
+
+@contextlib.contextmanager
+def process_environment(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables for an in-process call that reads them itself (dbt's `env_var`), and restore
+    the previous values afterwards. The one place outside get_settings() that touches os.environ."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old

@@ -185,7 +185,6 @@ def test_c360_config_prints_every_setting_with_its_variable(clean_env, capsys):
 
 # (file, first argument) of the environment reads allowed outside c360/config.py, each with its reason
 ALLOWED_ENV_READS = {
-    ("c360/pipeline/transform.py", "k"),  # saves and restores the variables around an in-process dbt call
     ("ml/value.py", "'PYSPARK_PYTHON'"),  # Spark's own worker interpreter, not a pipeline setting
 }
 

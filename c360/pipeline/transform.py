@@ -9,16 +9,15 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 
-from c360.config import Settings, get_settings
+from c360.config import Settings, get_settings, process_environment
 
 log = logging.getLogger(__name__)
 
@@ -92,21 +91,6 @@ class ExportResult:
     written: dict[str, dict[date, tuple[Path, int]]] = field(default_factory=dict)
 
 
-@contextlib.contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
-    """Set environment variables for an in-process dbt call and restore them afterwards."""
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, old in saved.items():
-            if old is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = old
-
-
 def _release_duckdb() -> None:
     """dbt-duckdb can keep the warehouse open in this process after a run (a cached environment); close it so
     that the export, the next task or a test can open the file (DuckDB allows one configuration per file)."""
@@ -162,7 +146,7 @@ def run_dbt(
 
     log.info("dbt %s", " ".join(args))
     started = time.monotonic()
-    with _environment(env):
+    with process_environment(env):
         try:
             outcome = dbtRunner().invoke(args)
         finally:
