@@ -784,9 +784,9 @@ def feature_build_comparison(warehouse: str | Path, as_of_date: date, repeat: in
     `env`: environment variables to run under (e.g. the benchmark work dir's DBT_TARGET_PATH / DBT_LOG_PATH), so
     dbt's target and logs stay out of the repository; settings are then read inside it.
     """
-    from c360.pipeline.transform import _environment
+    from c360.config import process_environment
 
-    with _environment(env or {}):
+    with process_environment(env or {}):
         if env and settings is None:
             from c360.config import get_settings
 
