@@ -11,7 +11,6 @@ Validation, duplicates and quarantine are ingestion's, exactly as for the projec
 
 from __future__ import annotations
 
-import json
 from pathlib import PurePosixPath
 
 import pyarrow as pa
@@ -19,7 +18,7 @@ import pyarrow as pa
 from c360.ingest.contract import Entity
 from c360.ingest.readers import UnreadableFile, _decompress, _text_table, _utf8
 from c360.ingest.vendors import ga4, segment, snowplow
-from c360.ingest.vendors.common import VendorRecordError
+from c360.ingest.vendors.common import VendorRecordError, loads
 
 # landing folder (tracking/<vendor>/) -> the module that maps its records
 ADAPTERS = {"snowplow": snowplow, "segment": segment, "rudderstack": segment, "ga4": ga4}
@@ -36,9 +35,10 @@ def map_lines(vendor: str, lines: list[str], tsv: bool, columns: list[str]):
     """Map text lines of one file. Returns (rows as lists in `columns` order + [_bot], numbers, malformed flags,
     record texts). Blank lines are not records; line numbers count every line of the file, from 1."""
     adapter = ADAPTERS[vendor]
-    parse = adapter.parse_tsv if tsv else json.loads
+    parse = adapter.parse_tsv if tsv else loads
     map_record = adapter.map_record
-    empty = [None] * (len(columns) + 1)
+    keys = [*columns, "_bot"]
+    empty = [None] * len(keys)
     rows, numbers, malformed, records = [], [], [], []
     for number, text in enumerate(lines, start=1):
         if not text.strip():
@@ -49,8 +49,8 @@ def map_lines(vendor: str, lines: list[str], tsv: bool, columns: list[str]):
             if not isinstance(obj, dict):
                 raise VendorRecordError("not a JSON object")
             out = map_record(obj, vendor)
-            row = [out.get(c) for c in columns]
-            row.append(out.get("_bot"))
+            get = out.get
+            row = [get(c) for c in keys]
             bad = False
         except (ValueError, VendorRecordError, TypeError, AttributeError, KeyError):
             row, bad = empty, True
@@ -73,7 +73,9 @@ def read_vendor_file(vendor: str, data: bytes, key: str, entity: Entity) -> pa.T
     text = _utf8(raw, key)
     columns = entity.column_names
     rows, numbers, malformed, records = map_lines(vendor, text.split("\n"), tsv, columns)
-    cols = {c: [r[i] for r in rows] for i, c in enumerate(columns)}
-    bots = [r[-1] for r in rows]
+    # transposed in C (zip), one tuple per column; no rows: empty columns
+    transposed = list(zip(*rows, strict=True)) or [()] * (len(columns) + 1)
+    cols = dict(zip(columns, transposed, strict=False))
+    bots = transposed[-1]
     # the vendor's fields are not the contract's columns: no schema_mismatch; unknown fields go to vendor_extra
     return _text_table(entity, cols, numbers, malformed, records, None, bots)
