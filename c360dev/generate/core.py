@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,8 @@ from c360dev.generate.model import (
 from c360dev.generate.reference import CATEGORIES, COUNTRIES, CURRENCY_CODES, DEVICE_COMBOS, FX_PER_EUR
 from c360dev.generate.rows import customer_rows, file_order, product_rows, transaction_rows
 from c360dev.generate.tracking import make_events, make_sessions
+from c360dev.generate.vendors import CANONICAL, TrackingFormat, canonical_to_vendor
+from c360dev.generate.vendors import landing_key as vendor_landing_key
 from c360dev.generate.writers import (
     anon_salt,
     build_lookups,
@@ -75,6 +78,8 @@ class GenerateSummary:
     files: int = 0
     bytes_written: int = 0
     seconds: float = 0.0
+    tracking_format: str = CANONICAL  # as TrackingFormat writes it; "" without tracking
+    tracking_sources: str = ""  # the C360_TRACKING_SOURCES a migration needs
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -89,6 +94,11 @@ class GenerateSummary:
             "  model: " + ", ".join(f"{k} {v:,}" for k, v in self.volumes.items()),
             "  dirt: " + (", ".join(f"{k} {v:,}" for k, v in self.dirt.items() if v) or "none"),
         ]
+        if self.tracking_format not in ("", CANONICAL):
+            lines.append(f"  tracking format: {self.tracking_format} (docs/tracking_vendors.md)")
+        if self.tracking_sources:
+            lines.append(f"  a migration: run the pipeline with C360_TRACKING_SOURCES=\"{self.tracking_sources}\" "
+                         "or the overlap days count every visit twice")
         return "\n".join(lines)
 
 
@@ -124,6 +134,14 @@ def landing_key(entity: str, dt: str) -> str:
     return f"{entity}/dt={dt}/{name}"
 
 
+def tracking_key(tf: TrackingFormat, dt: str, fmt: str | None = None) -> str:
+    """Where a day's tracking lands in format `fmt` (default: the first format writing that day)."""
+    fmt = fmt or tf.writers(date.fromisoformat(dt))[0]
+    if fmt == CANONICAL:
+        return landing_key("tracking", dt)
+    return vendor_landing_key(fmt, date.fromisoformat(dt), f"events-{dt}") + ".gz"
+
+
 def _slices(arrival: np.ndarray, days: int) -> tuple[np.ndarray, np.ndarray]:
     """Row order grouped by arrival day (stable: keeps the table order within a day) and each day's start."""
     order = np.argsort(arrival.astype(np.int16), kind="stable")
@@ -145,11 +163,14 @@ def generate(
     log_every: int | None = None,
     params: ModelParams | None = None,
     workers: int = 2,
+    tracking_format: str | TrackingFormat = CANONICAL,
 ) -> GenerateSummary:
     """Generate `days` daily partitions from `start` for `customers` customers into `out` (a Storage or URI).
 
     truth_dir None: settings.data_dir/ground_truth. `only_transactions` writes just the four-column transactions
     contract (one row per order that was not cancelled) and no other entity. Same arguments, same bytes.
+    `tracking_format`: 'canonical' (the own format, tracking/dt=D/), a vendor's (tracking/<vendor>/dt=D/, the
+    same events converted by c360dev.generate.vendors) or a migration 'OLD>NEW@YYYY-MM-DD' (TrackingFormat).
     """
     if customers < 1 or not 1 <= days <= 30_000:
         raise ValueError(f"customers ({customers}) must be at least 1 and days ({days}) between 1 and 30000")
@@ -170,6 +191,7 @@ def generate(
     if unknown:
         log.warning("currencies %s are not in C360_CURRENCIES: their rows will be quarantined", unknown)
     with_tracking = tracking and not only_transactions
+    tf = tracking_format if isinstance(tracking_format, TrackingFormat) else TrackingFormat.parse(tracking_format)
 
     def stage(message: str) -> None:
         report({"stage": "model", "message": message, "seconds": time.monotonic() - t0})
@@ -236,6 +258,8 @@ def generate(
         customers=customers,
         seed=seed,
         volumes=volumes,
+        tracking_format=str(tf) if with_tracking else "",
+        tracking_sources=tf.tracking_sources() if with_tracking else "",
     )
     rows_written = dict.fromkeys(ENTITIES, 0) if not only_transactions else {"transactions": 0}
     if not with_tracking:
@@ -286,9 +310,9 @@ def generate(
                 ("transactions", landing_key("transactions", dt), header + bytes(tx_text[i]), tx_counts[i])
             )
             if trk_text is not None:
-                files.append(
-                    ("tracking", landing_key("tracking", dt), gzip_bytes(trk_text[i]), trk_counts_[i])
-                )
+                for fmt in tf.writers(date.fromisoformat(dt)):
+                    text = trk_text[i] if fmt == CANONICAL else canonical_to_vendor(fmt, bytes(trk_text[i]))
+                    files.append(("tracking", tracking_key(tf, dt, fmt), gzip_bytes(text), trk_counts_[i]))
         return files
 
     # Batches of days with about BATCH_ROWS rows (at least one day each).
@@ -346,6 +370,7 @@ def generate(
         cust.n,
         start_day,
         seed,
+        tf,
     )
     summary.dirt = {f"{k.entity}.{k.kind}": 0 for k in KIND_BY_CODE.values() if k.entity in rows_written}
     for entity, kind in zip(manifest["entity"].to_pylist(), manifest["kind"].to_pylist(), strict=True):
@@ -380,7 +405,8 @@ def generate(
 
 
 def _manifest(
-    tx, tx_order, tx_starts, trk, trk_order, trk_starts, events, n_customers, start_day, seed
+    tx, tx_order, tx_starts, trk, trk_order, trk_starts, events, n_customers, start_day, seed,
+    tf: TrackingFormat | None = None,
 ) -> pa.Table:
     """One row per dirt row, with where it landed (file, 1-based row among the file's records) and its key."""
     parts = []
@@ -465,7 +491,9 @@ def _manifest(
             "kind": [k.kind for k in kinds],
             "expected_reason": [k.reason for k in kinds],
             "dt": dts,
-            "source_file": [landing_key(e, dt) for e, dt in zip(part["entity"], dts, strict=True)],
+            # in a migration a tracking dirt row lands in both tags' files: the first (old) one is named
+            "source_file": [tracking_key(tf, dt) if e == "tracking" and tf is not None else landing_key(e, dt)
+                            for e, dt in zip(part["entity"], dts, strict=True)],
             "row_number": part["row_number"],
             "line_number": part["line_number"],
             "order_id": part["order_id"],

@@ -52,6 +52,10 @@ class Event:
     resent: bool = False  # a second landing of the same event (same vendor id): a duplicate
     unknown_name: int = 0  # which of the vendor's unknown events
     extra: dict = field(default_factory=dict)
+    # set when the event comes from a canonical row (the generator's vendor formats); None: the fixtures' defaults
+    os: str | None = None
+    browser: str | None = None
+    bundle: int | None = None  # GA4 event_bundle_sequence_id: stable per event, so a re-sent row is a duplicate
 
 
 def journeys(day: date, visitors: int = 30, seed: int = 18, prefix: str = "v") -> list[Event]:
@@ -174,8 +178,8 @@ def snowplow_record(ev: Event) -> tuple[dict, str, str]:
         geo_country="DE", page_url=ev.url or "", page_title="Shop", page_urlscheme="https",
         page_urlhost="shop.example", page_urlport="443", page_urlpath="/",
         useragent="Googlebot/2.1 (+http://www.google.com/bot.html)" if ev.bot else "Mozilla/5.0 (X11; Linux x86_64)",
-        br_family="Chrome" if not ev.bot else "Robot/Spider", br_name="Chrome 120", br_lang="de-DE",
-        os_family="Linux", os_name="Linux", os_timezone="Europe/Berlin",
+        br_family=ev.browser or ("Chrome" if not ev.bot else "Robot/Spider"), br_name="Chrome 120", br_lang="de-DE",
+        os_family=ev.os or "Linux", os_name=ev.os or "Linux", os_timezone="Europe/Berlin",
         dvce_type={"desktop": "Computer", "mobile": "Mobile", "tablet": "Tablet"}[ev.device],
         dvce_ismobile="1" if ev.device != "desktop" else "0", doc_charset="UTF-8",
         event_format="jsonschema", event_version="1-0-0", event_fingerprint=hashlib.md5(ev.key.encode()).hexdigest(),
@@ -183,7 +187,7 @@ def snowplow_record(ev: Event) -> tuple[dict, str, str]:
     if ev.referrer:
         rec.update(page_referrer=ev.referrer, refr_medium="search", refr_source="Google", refr_urlhost="www.google.com")
     if ev.utm:
-        rec.update(mkt_source=ev.utm[0], mkt_medium=ev.utm[1], mkt_campaign=ev.utm[2])
+        rec.update(mkt_source=ev.utm[0] or "", mkt_medium=ev.utm[1] or "", mkt_campaign=ev.utm[2] or "")
     iab = {"spiderOrRobot": ev.bot, "category": "SPIDER_OR_ROBOT" if ev.bot else "BROWSER",
            "reason": "FAILED_UA_INCLUDE" if ev.bot else "PASSED_ALL", "primaryImpact": "UNKNOWN" if ev.bot else "NONE"}
     rec["derived_contexts"] = json.dumps(_contexts([("iglu:com.iab.snowplow/spiders_and_robots/jsonschema/1-0-0", iab)]))
@@ -267,9 +271,11 @@ def segment_record(ev: Event, vendor: str) -> tuple[dict, str, str]:
         msg["timestamp"] = _iso(ev.at)  # with a skewed clock: no timestamp, the adapter corrects originalTimestamp
     if ev.device != "desktop":
         msg["context"]["device"] = {"type": "ios" if ev.device == "mobile" else "tablet", "model": "x"}
-        msg["context"]["os"] = {"name": "iOS", "version": "17.2"}
+        msg["context"]["os"] = {"name": ev.os or "iOS", "version": "17.2"}
+    elif ev.os:
+        msg["context"]["os"] = {"name": ev.os}
     if ev.utm:
-        msg["context"]["campaign"] = {"source": ev.utm[0], "medium": ev.utm[1], "name": ev.utm[2]}
+        msg["context"]["campaign"] = {k: v for k, v in zip(("source", "medium", "name"), ev.utm, strict=True) if v}
     if ev.customer:
         msg["userId"] = ev.customer
     product = {"product_id": ev.product, "sku": f"SKU-{ev.product}", "name": "Runner", "price": 49.9,
@@ -280,7 +286,8 @@ def segment_record(ev: Event, vendor: str) -> tuple[dict, str, str]:
                                                          "referrer": ev.referrer or ""})
         return msg, "page_view", "page"
     if kind == "login":
-        msg.update(type="identify", traits={"email": f"{ev.customer.lower()}@example.com", "plan": "member"})
+        msg.update(type="identify",
+                   traits={"email": f"{ev.customer.lower()}@example.com", "plan": "member"} if ev.customer else {})
         return msg, "login", "identify"
     if kind == "unknown":
         name = UNKNOWN_EVENTS["segment"][ev.unknown_name]
@@ -331,7 +338,7 @@ def ga4_record(ev: Event, bundle: int) -> tuple[dict, str, str]:
     if ev.referrer:
         params.append(_param("page_referrer", ev.referrer))
     if ev.utm:
-        params += [_param("source", ev.utm[0]), _param("medium", ev.utm[1]), _param("campaign", ev.utm[2])]
+        params += [_param(k, v) for k, v in zip(("source", "medium", "campaign"), ev.utm, strict=True) if v]
     if ev.kind == "search":
         params.append(_param("search_term", ev.query))
     if ev.kind == "purchase":
@@ -350,9 +357,10 @@ def ga4_record(ev: Event, bundle: int) -> tuple[dict, str, str]:
         "privacy_info": {"analytics_storage": "Yes", "ads_storage": "No", "uses_transient_token": "No"},
         "user_properties": [],
         "user_first_touch_timestamp": str(us - 3_600_000_000),
-        "device": {"category": ev.device, "mobile_brand_name": None, "operating_system": "Windows",
+        "device": {"category": ev.device, "mobile_brand_name": None, "operating_system": ev.os or "Windows",
                    "operating_system_version": "Windows 11", "language": "de-de", "is_limited_ad_tracking": "No",
-                   "web_info": {"browser": "Chrome", "browser_version": "120.0", "hostname": "shop.example"}},
+                   "web_info": {"browser": ev.browser or "Chrome", "browser_version": "120.0",
+                                "hostname": "shop.example"}},
         "geo": {"continent": "Europe", "country": "Germany", "region": "Berlin", "city": "Berlin"},
         "app_info": None,
         "traffic_source": {"name": "(direct)", "medium": "(none)", "source": "(direct)"},
@@ -376,6 +384,36 @@ def ga4_record(ev: Event, bundle: int) -> tuple[dict, str, str]:
 # ---------------------------------------------------------------------------------------------- encode
 
 
+def vendor_line(vendor: str, ev: Event, bundle: int = 1000) -> tuple[str, str, str, str, str]:
+    """One event as a landed line of `vendor`: (line, the vendor's event id, its anonymous id, canonical
+    event_type, the vendor's raw event name)."""
+    if vendor in ("snowplow", "snowplow_json"):
+        rec, event_type, raw = snowplow_record(ev)
+        vid, anon = rec["event_id"], rec["domain_userid"]
+        if vendor == "snowplow":
+            line = "\t".join(rec[f] for f in _sp_fields())
+        else:
+            obj = {k: v for k, v in rec.items() if v != ""}
+            for k in ("contexts", "derived_contexts", "unstruct_event"):
+                if k in obj:
+                    obj[k] = json.loads(obj[k])
+            line = json.dumps(obj, separators=(",", ":"))
+    elif vendor in ("segment", "rudderstack"):
+        rec, event_type, raw = segment_record(ev, vendor)
+        vid, anon = rec["messageId"], rec["anonymousId"]
+        line = json.dumps(rec, separators=(",", ":"))
+    elif vendor == "ga4":
+        rec, event_type, raw = ga4_record(ev, bundle)
+        from c360.ingest.vendors.ga4 import event_id
+
+        vid = event_id(rec["user_pseudo_id"], rec["event_timestamp"], rec["event_name"], str(bundle))
+        anon = rec["user_pseudo_id"]
+        line = json.dumps(rec, separators=(",", ":"))
+    else:
+        raise ValueError(f"unknown vendor {vendor!r}; one of {', '.join(VENDORS)}")
+    return line, vid, anon, event_type, raw
+
+
 def encode(vendor: str, events: list[Event]) -> tuple[list[str], list[Expected]]:
     """Landed lines (one per event, in order) and what each must become. vendor: one of VENDORS
     ('snowplow' = enriched TSV, 'snowplow_json' = the same events as JSON objects)."""
@@ -384,32 +422,9 @@ def encode(vendor: str, events: list[Event]) -> tuple[list[str], list[Expected]]
     seen: set[str] = set()
     bundles: dict[str, int] = {}
     for i, ev in enumerate(events, start=1):
-        if vendor in ("snowplow", "snowplow_json"):
-            rec, event_type, raw = snowplow_record(ev)
-            vid, anon = rec["event_id"], rec["domain_userid"]
-            if vendor == "snowplow":
-                line = "\t".join(rec[f] for f in _sp_fields())
-            else:
-                obj = {k: v for k, v in rec.items() if v != ""}
-                for k in ("contexts", "derived_contexts", "unstruct_event"):
-                    if k in obj:
-                        obj[k] = json.loads(obj[k])
-                line = json.dumps(obj, separators=(",", ":"))
-        elif vendor in ("segment", "rudderstack"):
-            rec, event_type, raw = segment_record(ev, vendor)
-            vid, anon = rec["messageId"], rec["anonymousId"]
-            line = json.dumps(rec, separators=(",", ":"))
-        elif vendor == "ga4":
-            # events of one visitor's upload share a bundle; a re-exported row keeps its bundle
-            bundle = bundles.setdefault(ev.key, 1000 + i)
-            rec, event_type, raw = ga4_record(ev, bundle)
-            from c360.ingest.vendors.ga4 import event_id
-
-            vid = event_id(rec["user_pseudo_id"], rec["event_timestamp"], rec["event_name"], str(bundle))
-            anon = rec["user_pseudo_id"]
-            line = json.dumps(rec, separators=(",", ":"))
-        else:
-            raise ValueError(f"unknown vendor {vendor!r}; one of {', '.join(VENDORS)}")
+        # GA4: events of one visitor's upload share a bundle; a re-exported row keeps its bundle
+        bundle = ev.bundle if ev.bundle is not None else bundles.setdefault(ev.key, 1000 + i)
+        line, vid, anon, event_type, raw = vendor_line(vendor, ev, bundle)
         bot = ev.bot and vendor.startswith("snowplow")
         outcome = "bot_traffic" if bot else "duplicate_row" if vid in seen else "loaded"
         if outcome == "loaded":
@@ -417,6 +432,117 @@ def encode(vendor: str, events: list[Event]) -> tuple[list[str], list[Expected]]
         truth.append(Expected(i, outcome, _canonical(ev, vid, event_type, raw, anon=anon)))
         lines.append(line)
     return lines, truth
+
+
+# ------------------------------------------------------------------- the generator's tracking in a vendor format
+
+CANONICAL = "canonical"  # the project's own JSON lines (tracking/dt=D/)
+TRACKING_FORMATS = (CANONICAL, *VENDORS)
+
+
+def source_of(fmt: str) -> str:
+    """The C360_TRACKING_SOURCES source of a format: its landing folder, 'c360' for the own format."""
+    return "c360" if fmt == CANONICAL else "snowplow" if fmt.startswith("snowplow") else fmt
+
+
+@dataclass(frozen=True)
+class TrackingFormat:
+    """How the generator lands tracking: one format, or a migration from `fmt` to `new` at `cutover` (a UTC
+    date). In a migration both tags fire for `overlap_days` dt partitions either side of the cut-over: the new
+    one from cutover - overlap, the old one until cutover + overlap (excluded). The overlap must cover how late
+    events land (the generator's late events: up to 3 days), or events of the old tag landing after it was
+    switched off are lost to the cut-over, as they would be in a real migration."""
+
+    fmt: str = CANONICAL
+    new: str | None = None
+    cutover: date | None = None
+    overlap_days: int = 3
+
+    @classmethod
+    def parse(cls, value: str, overlap_days: int = 3) -> TrackingFormat:
+        """'canonical', a vendor (snowplow, snowplow_json, segment, rudderstack, ga4), or OLD>NEW@YYYY-MM-DD."""
+        value = (value or CANONICAL).strip().lower()
+        hint = (f"tracking format {value!r}: expected one of {', '.join(TRACKING_FORMATS)}, or a migration "
+                "OLD>NEW@YYYY-MM-DD such as segment>snowplow@2026-03-15 (docs/tracking_vendors.md)")
+        if ">" not in value:
+            if value not in TRACKING_FORMATS:
+                raise ValueError(hint)
+            return cls(value)
+        old, _, rest = value.partition(">")
+        new, _, day = rest.partition("@")
+        old, new = old.strip(), new.strip()
+        try:
+            cutover = date.fromisoformat(day.strip())
+        except ValueError:
+            raise ValueError(hint) from None
+        if old not in TRACKING_FORMATS or new not in TRACKING_FORMATS:
+            raise ValueError(hint)
+        if source_of(old) == source_of(new):
+            raise ValueError(f"tracking format {value!r}: {old} and {new} land in the same folder "
+                             f"({source_of(old)}); a migration needs two sources")
+        if overlap_days < 0:
+            raise ValueError(f"migration overlap {overlap_days}: must be 0 or more days")
+        return cls(old, new, cutover, overlap_days)
+
+    @property
+    def migration(self) -> bool:
+        return self.new is not None
+
+    def writers(self, day: date) -> list[str]:
+        """The formats landing the dt partition `day`."""
+        if not self.migration:
+            return [self.fmt]
+        overlap = timedelta(days=self.overlap_days)
+        out = []
+        if day < self.cutover + overlap:
+            out.append(self.fmt)
+        if day >= self.cutover - overlap:
+            out.append(self.new)
+        return out
+
+    def tracking_sources(self) -> str:
+        """The C360_TRACKING_SOURCES value that makes dbt count each visit once ('' when not a migration)."""
+        if not self.migration:
+            return ""
+        c = self.cutover.isoformat()
+        return f"{source_of(self.fmt)}:..{c},{source_of(self.new)}:{c}.."
+
+    def __str__(self) -> str:
+        return f"{self.fmt}>{self.new}@{self.cutover}" if self.migration else self.fmt
+
+
+def from_canonical(row: dict) -> Event:
+    """An Event from one canonical tracking row (a parsed own-format line): the same event, ids and times."""
+    at = datetime.fromisoformat(row["occurred_at"]).astimezone(UTC)
+    utm = (row.get("utm_source"), row.get("utm_medium"), row.get("utm_campaign"))
+    quantity = row.get("quantity")
+    eid = row["event_id"]
+    return Event(
+        key=eid, kind=row["event_type"], at=at, cookie=row["anonymous_id"], customer=row.get("customer_id"),
+        product=row.get("product_id"), quantity=int(quantity) if quantity is not None else None,
+        order=row.get("order_id"), query=row.get("search_query"), url=row.get("page_url"),
+        referrer=row.get("referrer"), utm=utm if any(utm) else None, device=row.get("device_type") or "desktop",
+        os=row.get("os"), browser=row.get("browser"),
+        bundle=int(hashlib.md5(eid.encode()).hexdigest()[:7], 16),
+    )
+
+
+def canonical_to_vendor(vendor: str, text: bytes) -> bytes:
+    """A day's canonical tracking lines as `vendor` lines, one for one and in order (line numbers keep their
+    meaning). A line that is not a canonical JSON object (the generator's truncated lines) is landed as it is:
+    the adapter quarantines it as malformed_record, as the own format does."""
+    out = []
+    for line in text.decode().split("\n"):
+        if not line:
+            continue
+        try:
+            row = json.loads(line)
+            ev = from_canonical(row)
+        except (ValueError, KeyError, TypeError):
+            out.append(line)
+            continue
+        out.append(vendor_line(vendor, ev, ev.bundle)[0])
+    return ("\n".join(out) + "\n").encode() if out else b""
 
 
 def landing_key(vendor: str, day: date, name: str = "part-0") -> str:

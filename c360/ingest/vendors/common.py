@@ -6,7 +6,6 @@ import json
 
 import msgspec
 
-
 _json_encode = msgspec.json.Encoder().encode
 _json_decode = msgspec.json.Decoder().decode
 

@@ -57,7 +57,7 @@ def parse_tsv(line: str) -> dict:
     values = line.split("\t")
     if len(values) != N_FIELDS:
         raise VendorRecordError(f"{len(values)} tab-separated fields, the enriched format has {N_FIELDS}")
-    return {f: v for f, v in zip(FIELDS, values) if v}
+    return {f: v for f, v in zip(FIELDS, values, strict=False) if v}  # lengths checked above
 
 
 def _json(value):
