@@ -272,7 +272,8 @@ def segment_record(ev: Event, vendor: str) -> tuple[dict, str, str]:
     if ev.device != "desktop":
         msg["context"]["device"] = {"type": "ios" if ev.device == "mobile" else "tablet", "model": "x"}
         msg["context"]["os"] = {"name": ev.os or "iOS", "version": "17.2"}
-    elif ev.os:
+    elif ev.os:  # a generated shop's event: its device and OS as the canonical row has them
+        msg["context"]["device"] = {"type": "desktop"}
         msg["context"]["os"] = {"name": ev.os}
     if ev.utm:
         msg["context"]["campaign"] = {k: v for k, v in zip(("source", "medium", "name"), ev.utm, strict=True) if v}
@@ -460,10 +461,11 @@ class TrackingFormat:
 
     @classmethod
     def parse(cls, value: str, overlap_days: int = 3) -> TrackingFormat:
-        """'canonical', a vendor (snowplow, snowplow_json, segment, rudderstack, ga4), or OLD>NEW@YYYY-MM-DD."""
+        """'canonical', a vendor (snowplow, snowplow_json, segment, rudderstack, ga4), or OLD>NEW@YYYY-MM-DD with
+        an optional +N: the overlap in days (default `overlap_days`)."""
         value = (value or CANONICAL).strip().lower()
         hint = (f"tracking format {value!r}: expected one of {', '.join(TRACKING_FORMATS)}, or a migration "
-                "OLD>NEW@YYYY-MM-DD such as segment>snowplow@2026-03-15 (docs/tracking_vendors.md)")
+                "OLD>NEW@YYYY-MM-DD[+OVERLAP_DAYS] such as segment>snowplow@2026-03-15 (docs/tracking_vendors.md)")
         if ">" not in value:
             if value not in TRACKING_FORMATS:
                 raise ValueError(hint)
@@ -471,6 +473,11 @@ class TrackingFormat:
         old, _, rest = value.partition(">")
         new, _, day = rest.partition("@")
         old, new = old.strip(), new.strip()
+        day, plus, days = day.partition("+")
+        if plus:
+            if not days.strip().isdigit():
+                raise ValueError(hint)
+            overlap_days = int(days)
         try:
             cutover = date.fromisoformat(day.strip())
         except ValueError:
@@ -508,7 +515,9 @@ class TrackingFormat:
         return f"{source_of(self.fmt)}:..{c},{source_of(self.new)}:{c}.."
 
     def __str__(self) -> str:
-        return f"{self.fmt}>{self.new}@{self.cutover}" if self.migration else self.fmt
+        if not self.migration:
+            return self.fmt
+        return f"{self.fmt}>{self.new}@{self.cutover}" + (f"+{self.overlap_days}" if self.overlap_days != 3 else "")
 
 
 def from_canonical(row: dict) -> Event:
