@@ -14,6 +14,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 help:
 	@echo "make nightly [DATE=YYYY-MM-DD]  set up, generate demo data if the landing zone is empty, run the nightly job"
+	@echo "             [TRACKING_FORMAT=…] the demo's tracking as a vendor's (segment, snowplow, ga4…; docs/tracking_vendors.md)"
 	@echo "make test                       set up and run the test suite"
 	@echo "make test-production            the production-stack tests (PostgreSQL, Airflow scheduler, MLflow server) and"
 	@echo "                                three real nights under the scheduler vs make nightly (20-36 min)"
@@ -21,7 +22,7 @@ help:
 	@echo "make test-cluster               only the Spark standalone cluster test (starts and stops a local cluster)"
 	@echo "make backfill FROM=… TO=…       run the nightly job for each date in order"
 	@echo "make backfill-airflow FROM=… TO=…  the same through the running stack's scheduler (make up)"
-	@echo "make bench [SIZE=S|M|L]         benchmark the nightly run (results in bench/results/)"
+	@echo "make bench [SIZE=S|M|L] [TRACKING_FORMAT=…]  benchmark the nightly run (results in bench/results/)"
 	@echo "make bench-sync [DELTAS=100000] benchmark the destination sync against a local receiver"
 	@echo "make airflow                    start the Airflow UI on http://127.0.0.1:8080"
 	@echo "make ui [UI_PORT=8050]          start the segments page on http://127.0.0.1:8050 (docs/ui.md)"
@@ -45,7 +46,7 @@ $(STAMP): requirements.txt pyproject.toml
 venv: $(STAMP)
 
 nightly: venv
-	$(BIN)/c360 nightly $(if $(DATE),--date $(DATE))
+	$(BIN)/c360 nightly $(if $(DATE),--date $(DATE)) $(if $(TRACKING_FORMAT),--tracking-format $(TRACKING_FORMAT))
 
 backfill: venv
 	@test -n "$(FROM)" -a -n "$(TO)" || { echo "usage: make backfill FROM=YYYY-MM-DD TO=YYYY-MM-DD"; exit 2; }
@@ -75,7 +76,7 @@ train: venv
 	$(BIN)/c360 train $(if $(DATE),--as-of-date $(DATE)) $(TRAIN_ARGS)
 
 bench: venv
-	$(BIN)/c360 bench --size $(SIZE)
+	$(BIN)/c360 bench --size $(SIZE) $(if $(TRACKING_FORMAT),--tracking-format $(TRACKING_FORMAT))
 
 # destination sync: 100k segment changes to a local receiver (docs/destinations.md); target <= 60 s
 bench-sync: venv

@@ -155,6 +155,10 @@ class Settings:
     # snowplow:2026-03-15.." (vendor:from..until, UTC dates, until excluded, either end open; own format = c360).
     # Empty: every source always. Read by dbt's staging (docs/tracking_vendors.md#migrating-between-vendors).
     tracking_sources: str = ""
+    # how the dev generator (c360 generate, the demo of c360 nightly, c360 bench) lands the shop's tracking:
+    # canonical (own format), a vendor's (snowplow, snowplow_json, segment, rudderstack, ga4) or a migration
+    # OLD>NEW@YYYY-MM-DD[+overlap days] (docs/tracking_vendors.md#the-generator-in-a-vendors-format)
+    generate_tracking_format: str = "canonical"
     # dbt vars read by dbt_project.yml's env_var()s with the same defaults; lookback_days is also how far back
     # c360.pipeline.transform re-exports label partitions (late orders may have changed them)
     lookback_days: int = DEFAULT_LOOKBACK_DAYS
@@ -287,6 +291,7 @@ ENV_VARS: dict[str, str] = {
     "nightly_dag_timeout_seconds": "C360_NIGHTLY_DAG_TIMEOUT_SECONDS",
     "nightly_stop_grace_seconds": "C360_NIGHTLY_STOP_GRACE_SECONDS",
     "tracking_sources": "C360_TRACKING_SOURCES",
+    "generate_tracking_format": "C360_GENERATE_TRACKING_FORMAT",
     "lookback_days": "C360_LOOKBACK_DAYS",
     "session_timeout_minutes": "C360_SESSION_TIMEOUT_MINUTES",
     "max_customers_per_device": "C360_MAX_CUSTOMERS_PER_DEVICE",
@@ -405,6 +410,7 @@ def get_settings() -> Settings:
         nightly_dag_timeout_seconds=_env_int("C360_NIGHTLY_DAG_TIMEOUT_SECONDS", 6 * 3600),
         nightly_stop_grace_seconds=_env_int("C360_NIGHTLY_STOP_GRACE_SECONDS", 20),
         tracking_sources=_tracking_sources(_env("C360_TRACKING_SOURCES", "")),
+        generate_tracking_format=_generate_tracking_format(_env("C360_GENERATE_TRACKING_FORMAT", "canonical")),
         lookback_days=_env_int_at_least("C360_LOOKBACK_DAYS", DEFAULT_LOOKBACK_DAYS, 0),
         session_timeout_minutes=_env_int_at_least("C360_SESSION_TIMEOUT_MINUTES", DEFAULT_SESSION_TIMEOUT_MINUTES, 1),
         max_customers_per_device=_env_int_at_least("C360_MAX_CUSTOMERS_PER_DEVICE",
@@ -568,6 +574,23 @@ def _tracking_sources(value: str) -> str:
                 "'segment:..2026-03-15,snowplow:2026-03-15..'. See docs/tracking_vendors.md."
             ) from None
     return value.strip()
+
+
+def _generate_tracking_format(value: str) -> str:
+    """C360_GENERATE_TRACKING_FORMAT's shape checked at start-up (the generator, dev-only, checks the rest)."""
+    import re
+
+    from c360.ingest.contract import TRACKING_VENDORS  # no c360 imports there: no cycle
+
+    value = value.strip().lower() or "canonical"
+    names = ("canonical", *TRACKING_VENDORS, "snowplow_json")
+    m = re.fullmatch(r"([a-z_0-9]+)(?:>([a-z_0-9]+)@(\d{4}-\d{2}-\d{2})(?:\+\d+)?)?", value)
+    if not m or any(n is not None and n not in names for n in m.group(1, 2)):
+        raise SettingsError(
+            f"Environment variable C360_GENERATE_TRACKING_FORMAT={value!r} must be one of {', '.join(names)} or a "
+            "migration OLD>NEW@YYYY-MM-DD[+OVERLAP_DAYS], e.g. 'segment>snowplow@2026-03-15'. "
+            "See docs/tracking_vendors.md.")
+    return value
 
 
 def _s3_retry_mode(value: str) -> str:

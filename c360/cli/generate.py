@@ -58,6 +58,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--guest-orders", type=float, default=0.0, metavar="RATE",
         help="share of customers who also check out as a guest (customers row with email, no signup) (default 0)",
     )
+    parser.add_argument(
+        "--tracking-format", default=None, metavar="FORMAT",
+        help="how tracking lands: canonical (own format, tracking/dt=D/), snowplow (enriched TSV), snowplow_json, "
+        "segment, rudderstack, ga4 (tracking/<vendor>/dt=D/), or a migration OLD>NEW@YYYY-MM-DD[+OVERLAP_DAYS] "
+        "(both tags on the overlap days; default 3). Default C360_GENERATE_TRACKING_FORMAT (canonical). "
+        "docs/tracking_vendors.md",
+    )
     parser.add_argument("--log-every", type=int, default=None, help="log progress every N days")
 
 
@@ -80,6 +87,13 @@ def run(args: argparse.Namespace) -> int:
         log.error("--customers and --days must be at least 1")
         return 2
     dirt = DirtConfig.none() if args.no_dirt else DirtConfig(scale=args.dirt_scale)
+    from c360dev.generate.vendors import TrackingFormat
+
+    try:
+        tracking_format = TrackingFormat.parse(args.tracking_format or settings.generate_tracking_format)
+    except ValueError as exc:
+        log.error("--tracking-format: %s", exc)
+        return 2
     summary = generate(
         out=args.out or settings.landing_uri,
         customers=args.customers,
@@ -92,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
         only_transactions=args.only_transactions,
         log_every=args.log_every,
         params=profile_params(args.profile),
+        tracking_format=tracking_format,
     )
     print(summary.describe())
     if args.duplicate_accounts or args.guest_orders:

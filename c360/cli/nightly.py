@@ -29,6 +29,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--customers", type=int, default=DEMO["customers"], help="demo size if data must be generated")
     p.add_argument("--days", type=int, default=DEMO["days"], help="demo history if data must be generated")
     p.add_argument("--seed", type=int, default=DEMO["seed"])
+    p.add_argument("--tracking-format", default=None, metavar="FORMAT",
+                   help="if demo data must be generated, land its tracking as canonical (default: "
+                   "C360_GENERATE_TRACKING_FORMAT), a vendor's or a migration OLD>NEW@YYYY-MM-DD "
+                   "(docs/tracking_vendors.md)")
     p.add_argument("--dags", nargs="+", default=NIGHTLY_DAGS, help="DAGs to run, in order")
     p.add_argument("--accept-volume", action="store_true",
                    help="do not hold this run's night(s) for volume (C360_VOLUME_OVERRIDE_DATE for each date run)")
@@ -45,11 +49,23 @@ def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     if latest_partition(storage) is None:
         from c360dev.generate import generate
+        from c360dev.generate.vendors import TrackingFormat
+
+        try:
+            tracking_format = TrackingFormat.parse(args.tracking_format or settings.generate_tracking_format)
+        except ValueError as exc:
+            raise SystemExit(f"--tracking-format: {exc}") from None
+        needed = tracking_format.tracking_sources()
+        if needed and settings.tracking_sources != needed:
+            # the cut-over is dbt's (Settings), read by every later night: it must be set, not guessed here
+            raise SystemExit(f"A demo landed as the migration {tracking_format} needs its cut-over in dbt: run with "
+                             f'C360_TRACKING_SOURCES="{needed}" (now {settings.tracking_sources!r}); otherwise the '
+                             "overlap days count every visit twice. docs/tracking_vendors.md")
 
         log.info("Landing zone %s is empty: generating a demo shop (%s customers x %s days, seed %s)",
                  storage.uri, f"{args.customers:,}", args.days, args.seed)
         generate(out=storage, customers=args.customers, days=args.days, seed=args.seed,
-                 truth_dir=settings.data_dir / "ground_truth")
+                 truth_dir=settings.data_dir / "ground_truth", tracking_format=tracking_format)
     if bool(args.date_from) != bool(args.date_to):
         raise SystemExit("A backfill needs both --from and --to (make backfill FROM=YYYY-MM-DD TO=YYYY-MM-DD)")
     if args.date_from:

@@ -45,8 +45,14 @@ START = date(2025, 10, 1)
 SEED = 42
 
 
-def _env_for(root: Path, size: str) -> dict[str, str]:
+def _env_for(root: Path, size: str, tracking_format: str = "canonical") -> dict[str, str]:
+    from c360dev.generate.vendors import TrackingFormat
+
     return {
+        # the shop's tracking in a vendor's format exercises the adapters (docs/tracking_vendors.md); a migration
+        # needs its cut-over in dbt, or the overlap days count every visit twice
+        "C360_GENERATE_TRACKING_FORMAT": tracking_format,
+        "C360_TRACKING_SOURCES": TrackingFormat.parse(tracking_format).tracking_sources(),
         # the benchmark measures cost, not model quality: a model missing its floors still scores
         "C360_FIRST_CHAMPION": "accept",
         **SIZES[size].get("env", {}),
@@ -97,9 +103,10 @@ def _customers_scored(root: Path, day: date) -> int | None:
     return pq.read_table(path).num_rows if path.exists() else None
 
 
-def _nightly(root: Path, size: str, day: date, repeat: int, log_path: Path, prefix: str = "") -> list[StageResult]:
+def _nightly(root: Path, size: str, day: date, repeat: int, log_path: Path, prefix: str = "",
+             tracking_format: str = "canonical") -> list[StageResult]:
     """The nightly ingest and dbt stages for `day` on an already-loaded history; each stage is its own process."""
-    env = _env_for(root, size)
+    env = _env_for(root, size, tracking_format)
     stages = [
         run_stage(f"{prefix}ingest", c360_command("ingest", "--date", day.isoformat()), env, repeat, log_path),
         run_stage(f"{prefix}dbt", c360_command("transform", "--date", day.isoformat()), env, repeat, log_path),
@@ -110,7 +117,7 @@ def _nightly(root: Path, size: str, day: date, repeat: int, log_path: Path, pref
     return stages
 
 
-def _models(root: Path, size: str, day: date, repeat: int, log_path: Path
+def _models(root: Path, size: str, day: date, repeat: int, log_path: Path, tracking_format: str = "canonical"
             ) -> tuple[list[StageResult], list[StageResult], list[StageResult]]:
     """(first training, weekly retraining, nightly model stages).
 
@@ -121,7 +128,7 @@ def _models(root: Path, size: str, day: date, repeat: int, log_path: Path
     the DAG's arguments (C360_TRAIN_ARGS; nothing left to backfill; the recommender reuses its champion's
     parameters). Then scoring, the segment build and the exports,
     as the nightly runs them."""
-    env = _env_for(root, size)
+    env = _env_for(root, size, tracking_format)
     d = day.isoformat()
     training = [
         run_stage("train_snapshots", c360_command("transform", "--date", d, "--training-snapshots"), env, 1, log_path),
@@ -149,8 +156,10 @@ def _models(root: Path, size: str, day: date, repeat: int, log_path: Path
 
 
 def run_benchmark(size_name: str, *, repeat: int = 3, work_dir: Path | None = None, keep: bool = False,
-                  skip_history_ratio: bool = False, skip_models: bool = False, skip_pandas: bool = False) -> int:
-    """Run the benchmark at one of SIZES; write bench/results/<size>-<stamp>.json/.md; 1 when a stage failed."""
+                  skip_history_ratio: bool = False, skip_models: bool = False, skip_pandas: bool = False,
+                  tracking_format: str = "canonical") -> int:
+    """Run the benchmark at one of SIZES; write bench/results/<size>-<stamp>.json/.md; 1 when a stage failed.
+    tracking_format: how the generated shop lands its tracking (c360dev.generate.vendors.TrackingFormat)."""
     size = SIZES[size_name]
     root = (work_dir or PROJECT_ROOT / "bench" / "work" / size_name).resolve()
     if root.exists():
@@ -159,7 +168,7 @@ def run_benchmark(size_name: str, *, repeat: int = 3, work_dir: Path | None = No
     out_dir = PROJECT_ROOT / "bench" / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
     log_path = root / "stages.log"
-    env = _env_for(root, size_name)
+    env = _env_for(root, size_name, tracking_format)
     last = START + timedelta(days=size["days"] - 1)
     log.info("Benchmark %s: %s customers x %s days (nightly date %s), work dir %s, stage output in %s",
              size_name, f"{size['customers']:,}", size["days"], last, root, log_path)
@@ -167,7 +176,7 @@ def run_benchmark(size_name: str, *, repeat: int = 3, work_dir: Path | None = No
 
     gen = run_stage("generate", c360_command(
         "generate", "--customers", str(size["customers"]), "--days", str(size["days"]), "--seed", str(SEED),
-        "--start", START.isoformat()), env, 1, log_path)
+        "--start", START.isoformat(), "--tracking-format", tracking_format), env, 1, log_path)
     stages.append(gen)
     summary_file = root / "data" / "ground_truth" / "summary.json"
     if summary_file.exists():
@@ -178,12 +187,12 @@ def run_benchmark(size_name: str, *, repeat: int = 3, work_dir: Path | None = No
                             env, 1, log_path))
     stages.append(run_stage("history_dbt", c360_command("transform", "--date", (last - timedelta(days=1)).isoformat()),
                             env, 1, log_path))
-    nightly = _nightly(root, size_name, last, repeat, log_path)
+    nightly = _nightly(root, size_name, last, repeat, log_path, tracking_format=tracking_format)
     stages += nightly
     training: list[StageResult] = []
     weekly: list[StageResult] = []
     if not skip_models:
-        training, weekly, model_stages = _models(root, size_name, last, repeat, log_path)
+        training, weekly, model_stages = _models(root, size_name, last, repeat, log_path, tracking_format)
         stages += training + weekly + model_stages
         nightly = nightly + model_stages
     floor = _scan_floor(Path(env["WAREHOUSE_PATH"]), repeat)
@@ -214,13 +223,14 @@ def run_benchmark(size_name: str, *, repeat: int = 3, work_dir: Path | None = No
         short_root.mkdir()
         (short_root / "data").mkdir()
         os.symlink(root / "data" / "landing", short_root / "data" / "landing")
-        short_env = _env_for(short_root, size_name)
+        short_env = _env_for(short_root, size_name, tracking_format)
         day30 = START + timedelta(days=30)
         stages.append(run_stage("short_history_ingest", c360_command("ingest", "--date", (day30 - timedelta(days=1)).isoformat()),
                                 short_env, 1, log_path))
         stages.append(run_stage("short_history_dbt", c360_command("transform", "--date", (day30 - timedelta(days=1)).isoformat()),
                                 short_env, 1, log_path))
-        short = _nightly(short_root, size_name, day30, repeat, log_path, prefix="after30d_")
+        short = _nightly(short_root, size_name, day30, repeat, log_path, prefix="after30d_",
+                         tracking_format=tracking_format)
         stages += short
         short_dbt = next(s for s in short if s.stage == "after30d_dbt")
         comparisons["history_ratio_dbt"] = {
@@ -233,6 +243,7 @@ def run_benchmark(size_name: str, *, repeat: int = 3, work_dir: Path | None = No
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     result = {
         "size": size_name, **size, "nightly_date": last.isoformat(), "repeat": repeat,
+        "tracking_format": tracking_format,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
                     "memory_gb": round(__import__("psutil").virtual_memory().total / 2**30, 1)},
         "stages": [s.as_dict() for s in stages],
