@@ -45,3 +45,16 @@ def test_loads_reads_what_json_loads_reads(line):
 def test_loads_refuses_what_json_loads_refuses(line):
     with pytest.raises(ValueError):
         loads(line)
+
+
+def test_snowplow_tsv_fast_path_maps_like_the_generic_one():
+    from datetime import date
+
+    from c360.ingest.vendors.snowplow import FIELDS, map_record, map_tsv_record, parse_tsv
+    from c360dev.generate.vendors import encode, journeys
+
+    lines, _ = encode("snowplow", journeys(date(2026, 3, 10), visitors=20))
+    for line in lines:
+        generic = map_record(dict(zip(FIELDS, line.split("\t"), strict=True)), "snowplow")
+        assert map_tsv_record(parse_tsv(line), "snowplow") == generic
+        assert generic["vendor_extra"] and '"contexts":[' in generic["vendor_extra"]

@@ -36,7 +36,8 @@ def map_lines(vendor: str, lines: list[str], tsv: bool, columns: list[str]):
     record texts). Blank lines are not records; line numbers count every line of the file, from 1."""
     adapter = ADAPTERS[vendor]
     parse = adapter.parse_tsv if tsv else loads
-    map_record = adapter.map_record
+    # a TSV line's fields are the reader's own, already non-empty text: the adapter may skip re-checking them
+    map_record = getattr(adapter, "map_tsv_record", adapter.map_record) if tsv else adapter.map_record
     keys = [*columns, "_bot"]
     empty = [None] * len(keys)
     rows, numbers, malformed, records = [], [], [], []

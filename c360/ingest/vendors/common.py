@@ -100,7 +100,26 @@ def extra_json(remainder: dict) -> str | None:
     json.dumps(ensure_ascii=False, separators=(",", ":")); json.dumps otherwise (odd floats, non-string keys,
     text msgspec refuses such as lone surrogates)."""
     odd: list = []
-    rest = _pruned_dict(remainder, odd)
+    return _encode(_pruned_dict(remainder, odd), odd)
+
+
+def extra_json_flat(flat: dict, nested: list[tuple[str, object]]) -> str | None:
+    """extra_json(flat, then the `nested` (key, value) pairs) when every value of `flat` is already a non-empty
+    string under a string key (a Snowplow TSV line's fields): only the nested values are pruned. Adds them to flat."""
+    odd: list = []
+    for k, v in nested:
+        if isinstance(v, dict):
+            v = _pruned_dict(v, odd)
+        elif isinstance(v, list):
+            v = _pruned_list(v, odd)
+        elif type(v) is float and not (_PLAIN_FLOAT_MIN <= abs(v) < _PLAIN_FLOAT_MAX) and v != 0:
+            odd.append(v)
+        if v is not None and v != "" and v != {} and v != []:
+            flat[k] = v
+    return _encode(flat, odd)
+
+
+def _encode(rest: dict, odd: list) -> str | None:
     if not rest:
         return None
     if odd:

@@ -9,7 +9,7 @@ legacy transaction event. The table of what goes where is docs/tracking_vendors.
 
 from __future__ import annotations
 
-from c360.ingest.vendors.common import VendorRecordError, extra_json, loads, text
+from c360.ingest.vendors.common import VendorRecordError, extra_json, extra_json_flat, loads, text
 
 FIELDS = (  # noqa: SIM905 - one string reads (and diffs) like the vendor's field list
     "app_id platform etl_tstamp collector_tstamp dvce_created_tstamp event event_id txn_id name_tracker v_tracker "
@@ -99,7 +99,16 @@ def bot_reason(rec: dict, derived: list[dict]) -> str | None:
 
 
 def map_record(rec: dict, vendor: str) -> dict:
-    rest = {k: v for k, v in rec.items() if v is not None and v != ""}
+    return _map({k: v for k, v in rec.items() if v is not None and v != ""}, rec, vendor, False)
+
+
+def map_tsv_record(rec: dict, vendor: str) -> dict:
+    """map_record of a parse_tsv result, which is the reader's own: its values are already non-empty text, so it is
+    used as the remainder as it is (no copy) and only the self-describing JSON is pruned for vendor_extra."""
+    return _map(rec, rec, vendor, True)
+
+
+def _map(rest: dict, rec: dict, vendor: str, flat_text: bool) -> dict:
     event = rest.pop("event", None)
     name = rest.pop("event_name", None) or event
     if not name:
@@ -149,7 +158,11 @@ def map_record(rec: dict, vendor: str) -> dict:
     if event_type == "purchase" and order_id is None:
         order_id = transaction.get("transaction_id")
 
-    ts_field = next((f for f in TIMESTAMPS if rest.get(f)), None)
+    ts_field = None
+    for f in TIMESTAMPS:
+        if rest.get(f):
+            ts_field = f
+            break
     user_id = text(rest.pop("user_id", None))
     cookie = rest.pop("domain_userid", None) or rest.pop("network_userid", None)
     dvce_type = rest.pop("dvce_type", None)
@@ -178,11 +191,11 @@ def map_record(rec: dict, vendor: str) -> dict:
         "_bot": bot_reason(rec, derived),
     }
     # unmapped: every other non-empty field, with the self-describing JSON as objects (not escaped text)
-    if unstruct:
-        rest["unstruct_event"] = unstruct
-    if contexts:
-        rest["contexts"] = contexts
-    if derived:
-        rest["derived_contexts"] = derived
-    out["vendor_extra"] = extra_json(rest)
+    nested = [(k, v) for k, v in (("unstruct_event", unstruct), ("contexts", contexts), ("derived_contexts", derived))
+              if v]
+    if flat_text:
+        out["vendor_extra"] = extra_json_flat(rest, nested)
+    else:
+        rest.update(nested)
+        out["vendor_extra"] = extra_json(rest)
     return out
