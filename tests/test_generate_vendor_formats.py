@@ -163,3 +163,39 @@ def test_dbt_gives_the_same_sessions_and_customer_features_from_a_vendor_and_a_m
     for f, g in zip(features, got_features, strict=True):
         assert {k: v for k, v in f.items() if k not in tracking} == {k: v for k, v in g.items() if k not in tracking}
         assert all((g[k] or 0) <= (f[k] or 0) for k in counts), f["customer_id"]
+
+
+@pytest.mark.parametrize("value, message", [
+    ("segmnt", "tracking format 'segmnt': expected one of canonical, snowplow"),
+    ("segment>snowplow@2026-13-01", "OLD>NEW@YYYY-MM-DD"),
+    ("snowplow>snowplow_json@2026-03-01", "land in the same folder (snowplow)"),
+    ("segment>ga4@2026-03-01+x", "OLD>NEW@YYYY-MM-DD"),
+])
+def test_a_malformed_tracking_format_is_refused_naming_it(value, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        TrackingFormat.parse(value)
+
+
+def test_the_setting_is_checked_at_start_up(monkeypatch):
+    monkeypatch.setenv("C360_GENERATE_TRACKING_FORMAT", "segment>snowplw@2026-03-15")
+    with pytest.raises(ValueError, match="C360_GENERATE_TRACKING_FORMAT='segment>snowplw@2026-03-15' must be"):
+        get_settings()
+    monkeypatch.setenv("C360_GENERATE_TRACKING_FORMAT", "Segment>Snowplow@2026-03-15+2")
+    assert get_settings().generate_tracking_format == "segment>snowplow@2026-03-15+2"
+    assert TrackingFormat.parse(get_settings().generate_tracking_format).overlap_days == 2
+
+
+def test_a_migration_demo_needs_its_cut_over_before_anything_is_generated(tmp_path, monkeypatch):
+    import argparse
+
+    from c360.cli import nightly
+
+    kit.configure_env(monkeypatch, tmp_path)
+    monkeypatch.setenv("LANDING_URI", str(tmp_path / "landing"))
+    monkeypatch.delenv("C360_TRACKING_SOURCES", raising=False)
+    parser = argparse.ArgumentParser()
+    nightly.add_arguments(parser)
+    args = parser.parse_args(["--tracking-format", "segment>snowplow@2025-10-20", "--days", "2", "--customers", "5"])
+    with pytest.raises(SystemExit, match='C360_TRACKING_SOURCES="segment:..2025-10-20,snowplow:2025-10-20.."'):
+        nightly.run(args)
+    assert not (tmp_path / "landing").exists() or not any((tmp_path / "landing").iterdir())
