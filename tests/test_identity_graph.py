@@ -163,7 +163,9 @@ def test_a_vendor_identify_email_links_a_vendor_user_to_the_account(shop):
     assert ("V7", ["email_sha256"]) in [(m[1], m[5]) for m in merges]
 
 
-def test_erasing_a_customer_id_leaves_no_identity_table_naming_it(shop):
+def test_erasing_one_customer_id_erases_its_person_and_no_stranger(shop):
+    """Erasure follows the graph: naming the guest checkout erases Ann's account too (merged by email), from every
+    identity table; naming one account of the guarded shop tablet erases that account alone."""
     from c360.ingest.load import ensure_raw_schema
     from c360.privacy import erasure as privacy
 
@@ -172,16 +174,30 @@ def test_erasing_a_customer_id_leaves_no_identity_table_naming_it(shop):
     settings = get_settings()
     with duckdb.connect(str(settings.warehouse_path)) as con:
         ensure_raw_schema(con)  # the ingestion's bookkeeping tables, which the erasure records into
-    privacy.erase_customer("C1", settings)  # the anchor of Ann's person
+    result = privacy.erase_customer("G1", settings)  # the guest, not the anchor of Ann's person
+    assert result.person_id == person_of("C1") and len(result.member_keys) == 2
+    tablet = privacy.erase_customer("S1", settings)  # S1..S4 share the guarded tablet T: not one person
+    assert tablet.person_id == person_of("S1") and len(tablet.member_keys) == 1
     con = duckdb.connect(str(settings.warehouse_path), read_only=True)
     try:
         tables = con.execute(
             "select table_schema, table_name, column_name from information_schema.columns "
-            "where table_schema in ('intermediate', 'marts') and (table_name like 'int_identity_%' "
-            "or table_name in ('dim_persons', 'person_members', 'person_merges'))").fetchall()
-        hits = {f"{s}.{t}.{c}" for s, t, c in tables
-                if con.execute(f'select count(*) from "{s}"."{t}" where contains("{c}"::varchar, ?)', ["C1"]).fetchone()[0]}
+            "where table_schema in ('raw', 'intermediate', 'marts') and (table_name like 'int_identity_%' "
+            "or table_name in ('dim_persons', 'person_members', 'person_merges', 'customers', 'transactions'))"
+        ).fetchall()
+
+        def hits(value):
+            return {f"{s}.{t}.{c}" for s, t, c in tables
+                    if con.execute(f'select count(*) from "{s}"."{t}" where contains("{c}"::varchar, ?)',
+                                   [value]).fetchone()[0]}
+
+        found = {who: hits(who) for who in ("C1", "G1", "S1", "S2")}
+        left = con.execute("select customer_id from marts.person_members order by 1").fetchall()
+        log = con.execute("select count(*), count(distinct erasure_id) from privacy.erasure_log").fetchone()
     finally:
         con.close()
     assert {t for _, t, _ in tables} >= {"int_identity_identifiers", "person_members", "dim_persons"}
-    assert hits == set()  # every column, lists included, cast to text
+    assert found["C1"] == found["G1"] == found["S1"] == set()  # every column, lists included, cast to text
+    assert "raw.customers.customer_id" in found["S2"]
+    assert left == [("S2",), ("S3",), ("S4",)]  # the tablet's other accounts are strangers: kept
+    assert log == (3, 2)  # one log row per erased customer id, one erasure_id per request
