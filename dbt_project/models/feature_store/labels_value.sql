@@ -39,7 +39,7 @@ future_lines as (
 
     select population.customer_id, population.as_of_date, lines.amount_eur
     from population
-    inner join {{ ref('int_order_lines') }} as lines
+    inner join {{ by_person(ref('int_order_lines')) }} as lines  -- every customer id of the person
         on  lines.customer_id = population.customer_id
         and lines.order_date between population.as_of_date + 1 and population.as_of_date + {{ horizon }}
         and lines.status = 'completed'
