@@ -2,8 +2,10 @@
 -- a profile version of one of its customer ids known at the end of run_date, in the version that was current then
 -- (so consent is the consent a campaign could have used). A person's profile: signup_date the earliest account's;
 -- country, channel and consent_updated_at its primary member's (else the earliest other member's that has one);
--- marketing_consent the most restrictive among members that state one (one member's refusal or withdrawal is the
--- person's). On a shop without duplicates each person is one customer: the customer's own profile.
+-- marketing_consent the most restrictive among its members: one member without consent (a withdrawal, or a guest
+-- checkout without opt-in: staging reads a missing consent as false, the landing contract's default) makes the
+-- person non-consenting, since marketing reaches the human, not the id. On a shop without duplicates each person is
+-- one customer: the customer's own profile.
 
 with versions as (
 
