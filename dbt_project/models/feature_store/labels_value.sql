@@ -7,8 +7,9 @@
     )
 }}
 -- Future-value label per snapshot row (a person, customer_id = its primary member) and as_of_date whose horizon
--- (var value_horizon_days, H) is fully observed by run_date. Every customer id of the person counts. future_net_revenue_eur = net revenue (EUR) of completed orders placed in the H
--- days after as_of_date, minus the returns of those orders received within the horizon.
+-- (var value_horizon_days, H) is fully observed by run_date. Every customer id of the person counts.
+-- future_net_revenue_eur = net revenue (EUR) of completed orders placed in the H days after as_of_date, minus the
+-- returns of those orders received within the horizon.
 
 {%- set horizon = int_var('value_horizon_days') %}
 
