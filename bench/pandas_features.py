@@ -245,14 +245,41 @@ def _product_categories(raw: RawTables, lines: pd.DataFrame, on: str) -> pd.Seri
     return category.fillna("unknown")
 
 
+def _to_person(ids: pd.Series, persons: pd.Series | None) -> pd.Series:
+    """Customer ids re-keyed to their person's primary member (persons: customer_id -> person_customer_id, the
+    warehouse's intermediate.int_person_keys); an id not in it, or no mapping at all, keeps its own."""
+    if persons is None or persons.empty:
+        return ids
+    return ids.map(persons).fillna(ids)
+
+
+def person_keys(warehouse_path: str | Path) -> pd.Series | None:
+    """The identity graph's person keys of the warehouse's last build (None without the graph). The reference
+    reads the graph rather than recomputing it: the graph has its own tests (tests/test_identity_graph.py); what the
+    reference checks is how the features sum a person's customer ids."""
+    import duckdb
+
+    con = duckdb.connect(str(warehouse_path), read_only=True)
+    try:
+        found = con.execute("select count(*) from information_schema.tables where table_schema = 'intermediate' "
+                            "and table_name = 'int_person_keys'").fetchall()[0][0]
+        if not found:
+            return None
+        keys = con.execute("select customer_id, person_customer_id from intermediate.int_person_keys").df()
+    finally:
+        con.close()
+    return keys.set_index("customer_id")["person_customer_id"]
+
+
 def order_features(raw: RawTables, as_of: pd.Timestamp, default_currency: str = DEFAULT_CURRENCY,
-                   tx: pd.DataFrame | None = None) -> pd.DataFrame:
-    """One row per customer with a transaction line known at the end of as_of: lifetime and window order features.
+                   tx: pd.DataFrame | None = None, persons: pd.Series | None = None) -> pd.DataFrame:
+    """One row per person (customer_id = its primary member; see _to_person) with a transaction line known at the
+    end of as_of: lifetime and window order features over all its customer ids.
     `tx`: the prepared line versions (_transaction_versions), when the caller has them already."""
     tx = _transaction_versions(raw, default_currency) if tx is None else tx
     known = tx[tx["known_date"] <= as_of]
     real = known[~known["is_test"]]
-    population = pd.DataFrame({"customer_id": real["customer_id"].unique()})
+    population = pd.DataFrame({"customer_id": _to_person(pd.Series(real["customer_id"].unique()), persons).unique()})
 
     # each line in its latest version known at as_of (a test version hides the line)
     lines = _latest_versions(known, ["line_key"])
@@ -281,6 +308,10 @@ def order_features(raw: RawTables, as_of: pd.Timestamp, default_currency: str = 
         returns.assign(returned_e4=-returns["amount_e4"]).groupby(day).agg(
             returned_e4=("returned_e4", "sum"), returns_count=("order_id", "nunique")),
     ], axis=1).fillna(0).reset_index()
+    if persons is not None:
+        # person-days: the customer-days of a person's customer ids on one date are one purchase day
+        days["customer_id"] = _to_person(days["customer_id"], persons)
+        days = days.groupby(day, as_index=False).sum()
     buying = days[days["orders_count"] > 0]
 
     customers = days.groupby("customer_id").agg(
@@ -300,6 +331,7 @@ def order_features(raw: RawTables, as_of: pd.Timestamp, default_currency: str = 
 
     # category affinity: sales (before returns) per category
     sales["category"] = _product_categories(raw, sales, on="day_known_date")
+    sales["customer_id"] = _to_person(sales["customer_id"], persons)
     by_category = sales.groupby(["customer_id", "category"], as_index=False)["amount_e4"].sum()
     by_category = by_category.sort_values(["customer_id", "amount_e4", "category"], ascending=[True, False, True])
     affinity = by_category.groupby("customer_id").agg(
@@ -314,18 +346,31 @@ def order_features(raw: RawTables, as_of: pd.Timestamp, default_currency: str = 
 # -------------------------------------------------------------------------------------------------- profile
 
 
-def profile_features(raw: RawTables, as_of: pd.Timestamp) -> pd.DataFrame:
-    """One row per customer with a profile version known at the end of as_of, in that version."""
+def profile_features(raw: RawTables, as_of: pd.Timestamp, persons: pd.Series | None = None) -> pd.DataFrame:
+    """One row per person with a profile version of one of its customer ids known at the end of as_of, in that
+    version: the earliest signup, the primary member's country and channel (else the first other member's by id),
+    consent only when every member has it (a missing consent is false, as in staging; docs/feature_store.md)."""
     customers = raw.customers.copy()
     customers["known_date"] = _known_date(_utc_day(customers["updated_at"]), customers["_dt"])
     current = _latest_versions(customers[customers["known_date"] <= as_of], ["customer_id"])
-    return pd.DataFrame({
-        "customer_id": current["customer_id"].to_numpy(),
+    members = pd.DataFrame({
+        "member": current["customer_id"].to_numpy(),
         "signup_date": _utc_day(current["signup_at"]).to_numpy(),
         "country": current["country"].astype("string").str.upper().to_numpy(),
         "acquisition_channel": current["acquisition_channel"].astype("string").str.lower().to_numpy(),
-        "marketing_consent": current["marketing_consent"].fillna(False).astype(bool).to_numpy(),
+        "consent": current["marketing_consent"].fillna(False).astype(bool).to_numpy(),
     })
+    members["customer_id"] = _to_person(members["member"], persons)
+    members["other"] = members["member"] != members["customer_id"]
+    members = members.sort_values(["other", "member"])  # first() per person: the primary's, else by id (non-null)
+    g = members.groupby("customer_id", sort=True)
+    out = pd.DataFrame({
+        "signup_date": g["signup_date"].min(),
+        "country": g["country"].first(),
+        "acquisition_channel": g["acquisition_channel"].first(),
+        "marketing_consent": g["consent"].all(),
+    })
+    return out.reset_index()
 
 
 # ------------------------------------------------------------------------------------------------- tracking
@@ -440,9 +485,9 @@ def stitch(sessions: pd.DataFrame, links: pd.DataFrame, max_customers: int = MAX
 
 def tracking_features(raw: RawTables, as_of: pd.Timestamp, *, timeout_minutes: int = SESSION_TIMEOUT_MINUTES,
                       max_customers: int = MAX_CUSTOMERS_PER_DEVICE, default_currency: str = DEFAULT_CURRENCY,
-                      tx: pd.DataFrame | None = None) -> pd.DataFrame:
-    """One row per customer with a session attributed at the end of as_of: sessions from the events known then,
-    stitched with the evidence known then."""
+                      tx: pd.DataFrame | None = None, persons: pd.Series | None = None) -> pd.DataFrame:
+    """One row per person with a session attributed to one of its customer ids at the end of as_of: sessions from
+    the events known then, stitched with the evidence known then."""
     ev = raw.tracking_events.copy()
     if ev.empty:
         return pd.DataFrame({"customer_id": pd.Series(dtype=object), "sessions_total": pd.Series(dtype="int64")})
@@ -460,7 +505,7 @@ def tracking_features(raw: RawTables, as_of: pd.Timestamp, *, timeout_minutes: i
     sessions = sessions_known(ev, timeout_minutes)
     tx = _transaction_versions(raw, default_currency) if tx is None else tx
     links = _identity_links(ev, tx, as_of)
-    sessions["customer_id"] = stitch(sessions, links, max_customers)
+    sessions["customer_id"] = _to_person(stitch(sessions, links, max_customers), persons)
     s = sessions[sessions["customer_id"].notna()].copy()
     s["abandoned"] = (s["cart_adds"] > 0) & (s["purchases"] == 0)
     s["with_cart"] = s["cart_adds"] > 0
@@ -516,15 +561,16 @@ def _rfm_segment(r: pd.Series, f: pd.Series) -> np.ndarray:
 
 def compute_features(raw: RawTables, as_of_date: date, *, timeout_minutes: int = SESSION_TIMEOUT_MINUTES,
                      max_customers: int = MAX_CUSTOMERS_PER_DEVICE,
-                     default_currency: str = DEFAULT_CURRENCY) -> pd.DataFrame:
-    """The customer_features snapshot of as_of_date from the raw tables: one row per customer with a profile or a
-    transaction known at the end of the date, the columns of docs/feature_store.md in contract order."""
+                     default_currency: str = DEFAULT_CURRENCY, persons: pd.Series | None = None) -> pd.DataFrame:
+    """The customer_features snapshot of as_of_date from the raw tables: one row per person (persons: the identity
+    graph's keys, person_keys(); None = every customer id its own person) with a profile or a transaction known at
+    the end of the date, the columns of docs/feature_store.md in contract order."""
     as_of = pd.Timestamp(as_of_date)
     tx = _transaction_versions(raw, default_currency)
-    orders = order_features(raw, as_of, default_currency, tx=tx)
-    profile = profile_features(raw, as_of)
+    orders = order_features(raw, as_of, default_currency, tx=tx, persons=persons)
+    profile = profile_features(raw, as_of, persons=persons)
     tracking = tracking_features(raw, as_of, timeout_minutes=timeout_minutes, max_customers=max_customers,
-                                 default_currency=default_currency, tx=tx)
+                                 default_currency=default_currency, tx=tx, persons=persons)
 
     population = pd.Index(profile["customer_id"]).union(pd.Index(orders["customer_id"]))
     f = pd.DataFrame({"customer_id": population})
@@ -610,7 +656,9 @@ def compute_features(raw: RawTables, as_of_date: date, *, timeout_minutes: int =
 
 
 def reference_features(warehouse_path: str | Path, as_of_date: date, **options) -> pd.DataFrame:
-    """Load the raw tables of a warehouse and compute the snapshot of as_of_date in pandas."""
+    """Load the raw tables of a warehouse and compute the snapshot of as_of_date in pandas (by person, with the
+    warehouse's person keys, unless `persons` is given)."""
+    options.setdefault("persons", person_keys(warehouse_path))
     return compute_features(load_raw(warehouse_path), as_of_date, **options)
 
 
@@ -700,7 +748,7 @@ def compare(warehouse_path: str | Path, as_of_date: date) -> dict:
     """
     started = time.perf_counter()
     raw = load_raw(warehouse_path)
-    reference = compute_features(raw, as_of_date)
+    reference = compute_features(raw, as_of_date, persons=person_keys(warehouse_path))  # the graph, not timed
     seconds = time.perf_counter() - started
     snapshot = dbt_snapshot(warehouse_path, as_of_date)
     if snapshot.empty:
@@ -715,11 +763,12 @@ def compare(warehouse_path: str | Path, as_of_date: date) -> dict:
 def time_reference(warehouse_path: str | Path, as_of_date: date, repeat: int = 3) -> dict:
     """Wall time of the pandas reference (read raw into pandas + compute), median of `repeat` runs."""
     totals, loads, computes, rows = [], [], [], 0
+    persons = person_keys(warehouse_path)  # read, not computed: the reference does not rebuild the identity graph
     for _ in range(max(1, repeat)):
         started = time.perf_counter()
         raw = load_raw(warehouse_path)
         loaded = time.perf_counter()
-        rows = len(compute_features(raw, as_of_date))
+        rows = len(compute_features(raw, as_of_date, persons=persons))
         done = time.perf_counter()
         totals.append(done - started)
         loads.append(loaded - started)

@@ -163,7 +163,9 @@ def test_a_vendor_identify_email_links_a_vendor_user_to_the_account(shop):
     assert ("V7", ["email_sha256"]) in [(m[1], m[5]) for m in merges]
 
 
-def test_erasing_a_customer_id_leaves_no_identity_table_naming_it(shop):
+def test_erasing_one_customer_id_erases_its_person_and_no_stranger(shop):
+    """Erasure follows the graph: naming the guest checkout erases Ann's account too (merged by email), from every
+    identity table; naming one account of the guarded shop tablet erases that account alone."""
     from c360.ingest.load import ensure_raw_schema
     from c360.privacy import erasure as privacy
 
@@ -172,16 +174,77 @@ def test_erasing_a_customer_id_leaves_no_identity_table_naming_it(shop):
     settings = get_settings()
     with duckdb.connect(str(settings.warehouse_path)) as con:
         ensure_raw_schema(con)  # the ingestion's bookkeeping tables, which the erasure records into
-    privacy.erase_customer("C1", settings)  # the anchor of Ann's person
+    result = privacy.erase_customer("G1", settings)  # the guest, not the anchor of Ann's person
+    assert result.person_id == person_of("C1") and len(result.member_keys) == 2
+    tablet = privacy.erase_customer("S1", settings)  # S1..S4 share the guarded tablet T: not one person
+    assert tablet.person_id == person_of("S1") and len(tablet.member_keys) == 1
     con = duckdb.connect(str(settings.warehouse_path), read_only=True)
     try:
         tables = con.execute(
             "select table_schema, table_name, column_name from information_schema.columns "
-            "where table_schema in ('intermediate', 'marts') and (table_name like 'int_identity_%' "
-            "or table_name in ('dim_persons', 'person_members', 'person_merges'))").fetchall()
-        hits = {f"{s}.{t}.{c}" for s, t, c in tables
-                if con.execute(f'select count(*) from "{s}"."{t}" where contains("{c}"::varchar, ?)', ["C1"]).fetchone()[0]}
+            "where table_schema in ('raw', 'intermediate', 'marts') and (table_name like 'int_identity_%' "
+            "or table_name in ('dim_persons', 'person_members', 'person_merges', 'customers', 'transactions'))"
+        ).fetchall()
+
+        def hits(value):
+            return {f"{s}.{t}.{c}" for s, t, c in tables
+                    if con.execute(f'select count(*) from "{s}"."{t}" where contains("{c}"::varchar, ?)',
+                                   [value]).fetchone()[0]}
+
+        found = {who: hits(who) for who in ("C1", "G1", "S1", "S2")}
+        left = con.execute("select customer_id from marts.person_members order by 1").fetchall()
+        log = con.execute("select count(*), count(distinct erasure_id) from privacy.erasure_log").fetchone()
     finally:
         con.close()
     assert {t for _, t, _ in tables} >= {"int_identity_identifiers", "person_members", "dim_persons"}
-    assert hits == set()  # every column, lists included, cast to text
+    assert found["C1"] == found["G1"] == found["S1"] == set()  # every column, lists included, cast to text
+    assert "raw.customers.customer_id" in found["S2"]
+    assert left == [("S2",), ("S3",), ("S4",)]  # the tablet's other accounts are strangers: kept
+    assert log == (3, 2)  # one log row per erased customer id, one erasure_id per request
+
+
+PERSON_SELECT = ["--select", "fx_rates +customer_360 +labels_churn"]
+
+
+def build_person_grain(run_date: str):
+    """Build the feature store, its churn labels and customer_360 for run_date; rows keyed by customer_id."""
+    settings = get_settings()
+    transform.run_dbt([*kit.BUILD_MODELS, *PERSON_SELECT], date.fromisoformat(run_date), settings)
+    con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+    try:
+        features = {r[0]: r[1:] for r in con.execute(
+            "select customer_id, person_id, customer_id_count, orders_count, gross_revenue_eur::double, purchase_days, "
+            "has_profile from feature_store.customer_features where as_of_date = ?", [run_date]).fetchall()}
+        c360 = {r[0]: r[1:] for r in con.execute(
+            "select customer_id, person_id, customer_id_count, orders_count, net_revenue_eur::double "
+            "from marts.customer_360").fetchall()}
+        labels = dict(con.execute("select customer_id, churned from feature_store.labels_churn "
+                                  "where as_of_date = ?", [D1]).fetchall())
+    finally:
+        con.close()
+    return features, c360, labels
+
+
+def test_customer_360_and_the_feature_store_are_keyed_by_person_and_split_when_the_link_goes(shop, monkeypatch):
+    monkeypatch.setenv("C360_CHURN_HORIZON_DAYS", "1")  # so the D1 snapshot gets its label on D2
+    build_person_grain(D1)
+    features, c360, labels = build_person_grain(D2)
+    # Ann: account C1 (order O1 on D1) and guest checkout G1 (order O2 on D2), merged by email: one person, keyed by
+    # the account (the CRM's id), with both orders; the guest has no row of its own
+    assert features["C1"] == (person_of("C1"), 2, 2, 20.0, 2, True)
+    assert c360["C1"] == (person_of("C1"), 2, 2, 20.0)
+    assert "G1" not in features and "G1" not in c360
+    # the tablet's four accounts are strangers (guarded identifier): four persons of one customer id each
+    assert {c360[f"S{i}"][:2] for i in range(1, 5)} == {(person_of(f"S{i}"), 1) for i in range(1, 5)}
+    assert len(c360) == len({row[0] for row in c360.values()})  # one row per person
+    # retroactive label: the D1 snapshot (C1 alone then) is not churned, because the guest id of the same person
+    # bought on D2 - the graph of today decides whose purchases count
+    assert labels["C1"] is False
+
+    con = duckdb.connect(str(get_settings().warehouse_path))
+    con.execute("delete from raw.customers where customer_id = 'G1'")  # the only evidence of the guest's email
+    con.close()
+    features, c360, _ = build_person_grain(D2)
+    assert features["C1"] == (person_of("C1"), 1, 1, 10.0, 1, True)
+    assert features["G1"] == (person_of("G1"), 1, 1, 10.0, 1, False)
+    assert c360["G1"] == (person_of("G1"), 1, 1, 10.0)

@@ -21,6 +21,7 @@ from c360.ingest.load import ingest
 from c360.pipeline import transform
 from c360dev.generate.core import generate
 from c360dev.generate.dirt import DirtConfig
+from c360dev.generate.identity import add_identity_cases
 from tests import dbt_testkit as kit
 
 pytestmark = pytest.mark.integration
@@ -41,6 +42,10 @@ def shop(tmp_path_factory):
         settings = get_settings()
         generate(settings.landing_uri, customers=500, days=DAYS, seed=11, start=START.isoformat(),
                  truth_dir=root / "truth", dirt=DirtConfig(scale=5))
+        # second accounts and guest checkouts of existing customers: persons of several customer ids, whose
+        # snapshot rows sum them all (the reference re-keys with the warehouse's person keys)
+        add_identity_cases(settings.landing_uri, root / "truth", seed=11, start=START.isoformat(), days=DAYS,
+                           duplicate_rate=0.05, guest_rate=0.05)
         ingest(HISTORY_END, settings)
         transform.run_dbt(kit.BUILD_MODELS, HISTORY_END, settings)
         ingest(LAST, settings)
@@ -66,6 +71,17 @@ def test_reference_equals_dbt_snapshot(shop, day):
     result = pf.compare(shop["warehouse"], day)
     assert result["rows_dbt"] > 100
     assert_all_columns_match(result)
+
+
+def test_the_reference_covers_persons_of_several_customer_ids(shop):
+    """The generated households (two accounts on one device) are persons of two customer ids: their snapshot row
+    sums both, and the comparison above checked those sums too."""
+    keys = pf.person_keys(shop["warehouse"])
+    merged = keys[keys != keys.index]
+    assert len(merged) >= 1
+    snapshot = pf.dbt_snapshot(shop["warehouse"], LAST)
+    assert set(merged.index).isdisjoint(snapshot["customer_id"])  # absorbed into their person's row
+    assert (snapshot["customer_id_count"] > 1).sum() >= 1
 
 
 BASE_DATES = [date(2025, 1, 5), date(2025, 1, 10), date(2025, 1, 14), date(2025, 1, 20)]

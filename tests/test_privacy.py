@@ -419,3 +419,51 @@ def test_a_file_the_erasure_cannot_rewrite_is_reported_and_fails_the_command(sho
     assert "notes.txt" in out and "NOT removed: still names the customer" in out
     assert shop.customer in notes.read_text()  # reported, not guessed at
     assert _files_naming(settings, shop.customer) == ["mlflow/artifacts/1/run-new/artifacts/notes.txt"]
+
+
+def test_erasure_follows_the_identity_graph_to_every_customer_id_of_the_person(shop):
+    """A guest checkout the identity graph merged into the customer's person (marts.person_members of the last dbt
+    build) is erased with them, everywhere the erasure reaches; a stranger in a person of their own stays."""
+    settings, customer = shop.settings, shop.customer
+    in_exports = sql(settings, """SELECT customer_id FROM raw.customers WHERE email IS NOT NULL ORDER BY 1
+                                  LIMIT 20""")  # the ids the fixture listed in the exports
+    with_orders = {r[0] for r in sql(settings, "SELECT DISTINCT customer_id FROM raw.transactions")}
+    guest = next(c for (c,) in in_exports if c != customer and c in with_orders)  # rows in every area
+    stranger = next(c for (c,) in in_exports if c not in (customer, guest))
+    person = "p_" + privacy.customer_key(customer)[:24]
+    con = duckdb.connect(str(settings.warehouse_path))
+    try:
+        con.execute("CREATE TABLE marts.person_members (person_id VARCHAR, customer_id VARCHAR, is_anchor BOOLEAN)")
+        con.executemany("INSERT INTO marts.person_members VALUES (?, ?, ?)", [
+            (person, customer, True), (person, guest, False),
+            ("p_" + privacy.customer_key(stranger)[:24], stranger, True)])
+    finally:
+        con.close()
+    keys = [privacy.customer_key(customer), privacy.customer_key(guest)]
+    assert _tables_naming(settings, guest) and _files_naming(settings, guest, keys[1])
+
+    preview = privacy.erase_customer(guest, settings, dry_run=True)  # named by the guest id: the same person
+    assert (preview.person_id, preview.member_keys) == (person, keys[::-1])
+    alone = privacy.erase_customer(guest, settings, dry_run=True, follow_person=False)
+    assert alone.member_keys == [keys[1]] and alone.tables["raw.transactions"] < preview.tables["raw.transactions"]
+
+    result = privacy.erase_customer(customer, settings)
+
+    assert result.member_keys == keys and result.unresolved == []
+    for who, key in zip((customer, guest), keys, strict=True):
+        assert _tables_naming(settings, who) == {}, who
+        assert _files_naming(settings, who, key) == [], who
+    assert _tables_naming(settings, stranger) != {}
+    assert sql(settings, "SELECT customer_id FROM marts.person_members") == [(stranger,)]
+    log_rows = sql(settings, "SELECT erasure_id, customer_key, requested_key, person_id, completed_at IS NOT NULL "
+                             "FROM privacy.erasure_log ORDER BY customer_key")
+    assert len({r[0] for r in log_rows}) == 1 and sorted(r[1] for r in log_rows) == sorted(keys)
+    assert {(r[2], r[3], r[4]) for r in log_rows} == {(keys[0], person, True)}
+    logged = json.dumps(sql(settings, "SELECT * FROM privacy.erasure_log"), default=str)
+    assert customer not in logged and guest not in logged
+    verify_export(LAST, settings)
+    # the guest's re-landed order is kept out like the customer's own
+    LocalStorage(settings.landing_uri).write_bytes(
+        "transactions/dt=2025-10-21/late.csv",
+        f"order_id,customer_id,ordered_at,amount\nz1,{guest},2025-10-21T09:00:00Z,12\n".encode())
+    assert dict(ingest(date(2025, 10, 21), settings).entities["transactions"].reasons) == {"erased_customer": 1}

@@ -1,5 +1,6 @@
-"""`c360 erase-customer`: erase one customer from the warehouse, its Parquet copies and the exports
-(c360.privacy.erasure does the work; this module asks for confirmation and prints the result)."""
+"""`c360 erase-customer`: erase one customer, with every other customer id of the same person (identity graph), from
+the warehouse, its Parquet copies and the exports (c360.privacy.erasure does the work; this module asks for
+confirmation and prints the result)."""
 
 from __future__ import annotations
 
@@ -22,11 +23,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-compact", action="store_true",
                    help="skip rewriting the warehouse file (only when another erasure follows right away)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--this-id-only", action="store_true",
+                   help="erase this customer id alone, not the other customer ids of its person (a wrong merge)")
 
 
 def _as_json(result: ErasureResult) -> str:
     return json.dumps({
         "customer_key": result.customer_key, "dry_run": result.dry_run,
+        "person_id": result.person_id, "member_keys": result.member_keys,
         "erased_at": result.erased_at.isoformat(timespec="seconds"),
         "previously_erased": [d.isoformat() for d in result.previously_erased],
         "tables": result.tables, "tombstones": result.tombstones, "cookies": result.cookies,
@@ -43,16 +47,19 @@ def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     try:
         if not args.dry_run and not args.yes:
-            preview = erase_customer(args.customer_id, settings, dry_run=True)
+            preview = erase_customer(args.customer_id, settings, dry_run=True, follow_person=not args.this_id_only)
             print_summary(preview)
             if not sys.stdin.isatty():
                 log.error("Not erasing without confirmation: run it in a terminal, or add --yes.")
                 return 2
-            answer = input("\nThis cannot be undone. Type 'erase' to erase this customer: ")
+            what = "this customer" if len(preview.member_keys) < 2 else \
+                f"these {len(preview.member_keys)} customer ids of one person"
+            answer = input(f"\nThis cannot be undone. Type 'erase' to erase {what}: ")
             if answer.strip() != "erase":
                 print("Nothing erased.")
                 return 1
-        result = erase_customer(args.customer_id, settings, dry_run=args.dry_run, compact=not args.no_compact)
+        result = erase_customer(args.customer_id, settings, dry_run=args.dry_run, compact=not args.no_compact,
+                                follow_person=not args.this_id_only)
     except (ValueError, FileNotFoundError, WarehouseLocked) as exc:
         log.error("%s", exc)
         return 1

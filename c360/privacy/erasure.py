@@ -1,9 +1,12 @@
-"""Customers' right to erasure: remove one customer from the warehouse, its Parquet copies, the segment exports and
+"""Customers' right to erasure: remove one person from the warehouse, its Parquet copies, the segment exports and
 the MLflow artifacts.
 
 `c360 erase-customer CUSTOMER_ID [--dry-run] [--yes]`; docs/runbooks.md ("Erase a customer") says what goes where.
-The erasure is logged in privacy.erasure_log by the sha256 of the id (never the id itself), and ingestion quarantines
-re-landed rows of an erased customer (reason `erased_customer`, record text withheld), so replays never restore them.
+The erasure follows the identity graph: every customer id of the same person (marts.person_members as of the last
+dbt build, docs/identity.md) is erased with the one named, since a guest order or a second account of the same human
+is their personal data too. The erasure is logged in privacy.erasure_log by the sha256 of each id (never the id
+itself), and ingestion quarantines re-landed rows of an erased customer (reason `erased_customer`, record text
+withheld), so replays never restore them.
 """
 
 from __future__ import annotations
@@ -60,6 +63,10 @@ def ensure_privacy_tables(con) -> None:
             cookies_erased INTEGER, quarantine_scrubbed BIGINT, files_rewritten VARCHAR, completed_at TIMESTAMPTZ
         )"""
     )
+    # Since erasure follows the identity graph: one row per erased customer id; requested_key is the sha256 of the
+    # id the request named, person_id the person they were members of (a hash, never an id). Added to older logs.
+    con.execute("ALTER TABLE privacy.erasure_log ADD COLUMN IF NOT EXISTS requested_key VARCHAR")
+    con.execute("ALTER TABLE privacy.erasure_log ADD COLUMN IF NOT EXISTS person_id VARCHAR")
     con.execute(
         "CREATE TABLE IF NOT EXISTS privacy.erased_cookies (anonymous_key VARCHAR, customer_key VARCHAR, "
         "erased_at TIMESTAMPTZ)"
@@ -173,13 +180,14 @@ def _union(selects: list[str], column: str) -> str:
     return " UNION ".join(selects) if selects else f"SELECT NULL::VARCHAR AS {column} WHERE false"
 
 
-def _collect_keys(con, tables: list[SweptTable], customer_id: str) -> None:
-    """Fill the temp tables the conditions read: the id, the customer's orders, their cookies and emails.
+def _collect_keys(con, tables: list[SweptTable], customer_ids: list[str]) -> None:
+    """Fill the temp tables the conditions read: the ids (the person's members), their orders, cookies and emails.
 
     Cookies: every anonymous_id seen with the customer's id (logins, dbt's identity links and attributed sessions)
     plus those whose purchase events carry one of the customer's orders (guest checkouts).
     """
-    con.execute("CREATE OR REPLACE TEMP TABLE _erase_ids AS SELECT $1::VARCHAR AS customer_id", [customer_id])
+    con.execute("CREATE OR REPLACE TEMP TABLE _erase_ids AS SELECT DISTINCT unnest($1::VARCHAR[]) AS customer_id",
+                [customer_ids])
 
     def where_customer(t: SweptTable) -> str:
         return " OR ".join(f'"{c}"::VARCHAR IN (SELECT customer_id FROM _erase_ids)' for c in t.id_columns)
@@ -234,9 +242,13 @@ class FileChange:
 
 @dataclass
 class ErasureResult:
-    customer_key: str
+    customer_key: str  # of the id the request named
     dry_run: bool
     erased_at: datetime
+    # The person the id belongs to (marts.person_members as of the last dbt build) and the sha256 of every customer id
+    # erased with it, the requested one first; person_id is None when the graph is not built or does not know the id.
+    person_id: str | None = None
+    member_keys: list[str] = field(default_factory=list)
     previously_erased: list[date] = field(default_factory=list)
     tables: dict[str, int] = field(default_factory=dict)  # table -> rows removed
     tombstones: dict[str, int] = field(default_factory=dict)  # raw entity table -> rows kept as file/line only
@@ -261,10 +273,29 @@ class ErasureResult:
 # ------------------------------------------------------------------------------------------ warehouse
 
 
-def _warehouse_phase(con, customer_id: str, result: ErasureResult) -> tuple[set[str], set[str]]:
-    """Count (dry run) or remove (in the caller's transaction) the customer's rows; returns (cookies, emails)."""
+def person_members(con, customer_id: str) -> tuple[str | None, list[str]]:
+    """(person_id, its customer ids with `customer_id` first) from marts.person_members, the identity graph as of the
+    last dbt build. A guest checkout, a second account or a vendor user id of the same human is their personal data
+    too, so the erasure takes them all. The graph's guard (docs/identity.md) keeps shared devices and `info@` emails
+    from linking strangers, so a guarded identifier never widens an erasure. (None, [customer_id]) when the graph
+    was never built or does not know the id yet (landed after the last build): then only that id is erased."""
+    if not _table_exists(con, "marts", "person_members"):
+        return None, [customer_id]
+    rows = con.execute(
+        """SELECT m.person_id, m.customer_id FROM marts.person_members m
+           WHERE m.person_id IN (SELECT person_id FROM marts.person_members WHERE customer_id = $1)
+           ORDER BY m.customer_id <> $1, m.customer_id""",
+        [customer_id],
+    ).fetchall()
+    if not rows:
+        return None, [customer_id]
+    return rows[0][0], [r[1] for r in rows]
+
+
+def _warehouse_phase(con, customer_ids: list[str], result: ErasureResult) -> tuple[set[str], set[str]]:
+    """Count (dry run) or remove (in the caller's transaction) the person's rows; returns (cookies, emails)."""
     tables = discover_tables(con)
-    _collect_keys(con, tables, customer_id)
+    _collect_keys(con, tables, customer_ids)
     cookies = {r[0] for r in con.execute("SELECT anonymous_id FROM _erase_cookies").fetchall()}
     emails = {r[0] for r in con.execute("SELECT email FROM _erase_emails").fetchall()}
     result.cookies = len(cookies)
@@ -313,19 +344,22 @@ def _warehouse_phase(con, customer_id: str, result: ErasureResult) -> tuple[set[
     return cookies, emails
 
 
-def _previous_erasures(con, key: str) -> list[date]:
+def _previous_erasures(con, keys: list[str]) -> list[date]:
+    """Days on which one of these ids was erased before (one date per earlier erasure, however many members)."""
     if not _table_exists(con, "privacy", "erasure_log"):
         return []
     rows = con.execute(
-        "SELECT erased_at::DATE FROM privacy.erasure_log WHERE customer_key = ? ORDER BY 1", [key]
+        "SELECT min(erased_at)::DATE FROM privacy.erasure_log WHERE list_contains($1, customer_key) "
+        "GROUP BY erasure_id ORDER BY 1", [keys]
     ).fetchall()
     return [r[0] for r in rows]
 
 
-def _erased_cookie_keys(con, key: str) -> set[str]:
+def _erased_cookie_keys(con, keys: list[str]) -> set[str]:
     if not _table_exists(con, "privacy", "erased_cookies"):
         return set()
-    rows = con.execute("SELECT anonymous_key FROM privacy.erased_cookies WHERE customer_key = ?", [key]).fetchall()
+    rows = con.execute("SELECT anonymous_key FROM privacy.erased_cookies WHERE list_contains($1, customer_key)",
+                       [keys]).fetchall()
     return {r[0] for r in rows}
 
 
@@ -777,13 +811,15 @@ def _erase_mlflow_artifacts(settings: Settings, matcher: Matcher, dry_run: bool)
 
 
 def erase_customer(customer_id: str, settings: Settings | None = None, *, dry_run: bool = False,
-                   compact: bool = True) -> ErasureResult:
-    """Remove everything about one customer; with dry_run, count it and change nothing.
+                   compact: bool = True, follow_person: bool = True) -> ErasureResult:
+    """Remove everything about one customer and every other customer id of the same person (person_members());
+    with dry_run, count it and change nothing. follow_person=False erases the named id alone (a wrong merge).
 
     1. Warehouse, one transaction: every base table with a customer-id column (aliases included), the events and
        sessions of their cookies, emails in tables keyed by email only; raw.* rows become erased_customer
        tombstones so the ingestion audit still reconciles; quarantined records naming them lose their text;
-       privacy.erasure_log gets the sha256 of the id, privacy.erased_cookies the sha256 of each cookie.
+       privacy.erasure_log gets one row per customer id (its sha256, one erasure_id for them all),
+       privacy.erased_cookies the sha256 of each cookie.
     2. Parquet under the feature store and scores folders, the published exports and the MLflow artifacts:
        rewritten without them; unpublished export runs that list them and export leftovers deleted.
     3. The warehouse file is compacted, so deleted values are gone from disk; the log row is marked completed.
@@ -804,26 +840,37 @@ def erase_customer(customer_id: str, settings: Settings | None = None, *, dry_ru
 
     con = connect(settings, read_only=dry_run)
     try:
-        result.previously_erased = _previous_erasures(con, key)
-        cookie_keys = _erased_cookie_keys(con, key)
+        if follow_person:
+            result.person_id, ids = person_members(con, customer_id)
+        else:
+            ids = [customer_id]
+        keys = [customer_key(i) for i in ids]
+        result.member_keys = keys
+        result.previously_erased = _previous_erasures(con, keys)
+        cookie_keys = _erased_cookie_keys(con, keys)
         if dry_run:
-            cookies, emails = _warehouse_phase(con, customer_id, result)
+            cookies, emails = _warehouse_phase(con, ids, result)
         else:
             con.execute("BEGIN TRANSACTION")
             try:
                 ensure_privacy_tables(con)
-                cookies, emails = _warehouse_phase(con, customer_id, result)
+                cookies, emails = _warehouse_phase(con, ids, result)
+                # every member's key owns every cookie: a rerun named by any of them still recognises the cookies
                 con.execute(
                     """INSERT INTO privacy.erased_cookies
-                       SELECT DISTINCT sha256(anonymous_id), $1, $2::TIMESTAMPTZ FROM _erase_cookies
-                       WHERE sha256(anonymous_id) NOT IN
-                             (SELECT anonymous_key FROM privacy.erased_cookies WHERE customer_key = $1)""",
-                    [key, result.erased_at],
+                       SELECT DISTINCT sha256(c.anonymous_id), k.customer_key, $2::TIMESTAMPTZ
+                       FROM _erase_cookies c CROSS JOIN (SELECT unnest($1::VARCHAR[]) AS customer_key) k
+                       WHERE (sha256(c.anonymous_id), k.customer_key) NOT IN
+                             (SELECT (anonymous_key, customer_key) FROM privacy.erased_cookies)""",
+                    [keys, result.erased_at],
                 )
-                con.execute(
-                    "INSERT INTO privacy.erasure_log VALUES (?, ?, ?, ?, ?, ?, NULL, NULL)",
-                    [erasure_id, key, result.erased_at, json.dumps(result.tables, sort_keys=True), result.cookies,
-                     result.quarantine_scrubbed],
+                # One row per customer id, so ingestion quarantines any member's re-landed rows; requested_key says
+                # which id the request named (the others came through the identity graph).
+                con.executemany(
+                    "INSERT INTO privacy.erasure_log (erasure_id, customer_key, erased_at, rows_deleted, "
+                    "cookies_erased, quarantine_scrubbed, requested_key, person_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [[erasure_id, k, result.erased_at, json.dumps(result.tables, sort_keys=True), result.cookies,
+                      result.quarantine_scrubbed, key, result.person_id] for k in keys],
                 )
                 con.execute("COMMIT")
             except BaseException as exc:
@@ -833,7 +880,7 @@ def erase_customer(customer_id: str, settings: Settings | None = None, *, dry_ru
     finally:
         con.close()
 
-    matcher = Matcher(frozenset({customer_id}), frozenset(cookies), frozenset({key}), frozenset(cookie_keys),
+    matcher = Matcher(frozenset(ids), frozenset(cookies), frozenset(keys), frozenset(cookie_keys),
                       frozenset(emails))
     result.files += _erase_parquet_dir("feature_store", Path(settings.feature_store_dir), matcher, dry_run)
     result.files += _erase_parquet_dir("scores", Path(settings.scores_dir), matcher, dry_run)
@@ -861,6 +908,18 @@ def erase_customer(customer_id: str, settings: Settings | None = None, *, dry_ru
 def print_summary(result: ErasureResult) -> None:
     who = f"customer sha256:{result.customer_key[:16]}…"
     print(f"\n{'Dry run - nothing changed. Would erase' if result.dry_run else 'Erased'} {who}")
+    if result.person_id:
+        n = len(result.member_keys)
+        print(f"  person {result.person_id} (marts.person_members, last dbt build): {n} customer id(s), "
+              f"{'to be erased' if result.dry_run else 'erased'} together")
+        for k in result.member_keys:
+            print(f"    sha256:{k[:16]}…{'  (the id you named)' if k == result.customer_key else ''}")
+        if n > 1:
+            print("  (see them: select * from marts.person_members where person_id = "
+                  f"'{result.person_id}'; a wrong merge? --this-id-only erases the named id alone)")
+    elif len(result.member_keys) == 1:
+        print("  only this customer id: the identity graph does not know it (not built, or the id landed after the "
+              "last dbt build), or --this-id-only")
     if result.previously_erased:
         print(f"  already erased on {', '.join(d.isoformat() for d in result.previously_erased)}: "
               "this run removes what is left (a re-run after a failure, or data restored since)")

@@ -6,7 +6,10 @@
         on_schema_change='append_new_columns'
     )
 }}
--- The feature snapshot at the end of run_date: one row per customer known then (a profile or a transaction).
+-- The feature snapshot at the end of run_date: one row per person known then (a profile or a transaction of one of
+-- its customer ids), keyed by customer_id = the person's primary member (its CRM id, int_person_keys) and person_id:
+-- a guest checkout merged into an account counts in the account's row. Persons are the identity graph of the build
+-- (docs/identity.md); without duplicates a person is one customer and nothing differs from a customer grain.
 -- Each run adds (or, rerun, replaces) the snapshot of its run_date; earlier snapshots are never touched.
 -- Point-in-time rule and column meanings: docs/feature_store.md.
 
@@ -29,12 +32,17 @@ joined as (
         coalesce(profile.marketing_consent, false)                        as marketing_consent,
         orders.*  exclude (customer_id, as_of_date),
         tracking.* exclude (customer_id, as_of_date),
-        likes.*    exclude (customer_id, as_of_date)
+        likes.*    exclude (customer_id, as_of_date),
+        persons.person_id,
+        persons.person_customer_count
     from population
     left join {{ ref('fs_customer_profile_asof') }}  as profile  on profile.customer_id = population.customer_id
     left join {{ ref('fs_customer_orders_asof') }}   as orders   on orders.customer_id = population.customer_id
     left join {{ ref('fs_customer_tracking_asof') }} as tracking on tracking.customer_id = population.customer_id
     left join {{ ref('fs_customer_likes_asof') }}    as likes    on likes.customer_id = population.customer_id
+    left join (
+        select distinct person_customer_id, person_id, person_customer_count from {{ ref('int_person_keys') }}
+    ) as persons on persons.person_customer_id = population.customer_id
 
 ),
 
@@ -134,5 +142,9 @@ select
     coalesce(viewed_not_bought_products_30d, 0)::integer                  as viewed_not_bought_products_30d,
     coalesce(cart_abandon_products_30d, 0)::integer                       as cart_abandon_products_30d,
     last_cart_abandon_product_30d::varchar                                as last_cart_abandon_product_30d,
-    view_to_buy_rate_90d::double                                          as view_to_buy_rate_90d
+    view_to_buy_rate_90d::double                                          as view_to_buy_rate_90d,
+    -- the person (last, appended to older snapshots as null); an id the graph does not know is a person of one,
+    -- with the id the graph would give it
+    coalesce(person_id, 'p_' || substr(sha256(customer_id), 1, 24))::varchar as person_id,
+    coalesce(person_customer_count, 1)::integer                           as customer_id_count
 from scored

@@ -6,7 +6,7 @@
         on_schema_change='fail'
     )
 }}
--- Churn label per snapshot row: one row per customer and as_of_date whose horizon (var churn_horizon_days, H)
+-- Churn label per snapshot row: one row per person (customer_id = its primary member) and as_of_date whose horizon (var churn_horizon_days, H)
 -- is fully observed by run_date (as_of_date + H <= run_date). churned = no completed order placed in the H days
 -- after as_of_date. Labels whose horizon closed within the lookback are recomputed (late orders).
 
@@ -36,8 +36,9 @@ population as (
 
 purchase_days as (
 
+    -- every customer id of the person counts (int_person_keys): the account's purchases after a guest checkout
     select distinct customer_id, order_date
-    from {{ ref('int_order_lines') }}
+    from {{ by_person(ref('int_order_lines')) }}
     where line_type = 'sale' and status = 'completed'
 
 ),

@@ -6,9 +6,10 @@
         on_schema_change='fail'
     )
 }}
--- Future-value label per snapshot row: one row per customer and as_of_date whose horizon (var value_horizon_days,
--- H) is fully observed by run_date. future_net_revenue_eur = net revenue (EUR) of completed orders placed in the H
--- days after as_of_date, minus the returns of those orders received within the horizon.
+-- Future-value label per snapshot row (a person, customer_id = its primary member) and as_of_date whose horizon
+-- (var value_horizon_days, H) is fully observed by run_date. Every customer id of the person counts.
+-- future_net_revenue_eur = net revenue (EUR) of completed orders placed in the H days after as_of_date, minus the
+-- returns of those orders received within the horizon.
 
 {%- set horizon = int_var('value_horizon_days') %}
 
@@ -39,7 +40,7 @@ future_lines as (
 
     select population.customer_id, population.as_of_date, lines.amount_eur
     from population
-    inner join {{ ref('int_order_lines') }} as lines
+    inner join {{ by_person(ref('int_order_lines')) }} as lines  -- every customer id of the person
         on  lines.customer_id = population.customer_id
         and lines.order_date between population.as_of_date + 1 and population.as_of_date + {{ horizon }}
         and lines.status = 'completed'

@@ -1,5 +1,5 @@
--- Working table for the run's snapshot: likes versus buys. One row per customer with a product interaction known at
--- the end of run_date (feature_store.interactions: a product view, an add-to-cart or a completed purchase line),
+-- Working table for the run's snapshot: likes versus buys. One row per person (customer_id = its primary member,
+-- int_person_keys) with a product interaction of one of its customer ids known at the end of run_date (feature_store.interactions: a product view, an add-to-cart or a completed purchase line),
 -- comparing what they looked at with what they bought, per product and per category.
 --
 -- Point in time: interactions known by run_date and dated before run_date + 1 (the reading rule of interactions),
@@ -15,7 +15,7 @@ with interactions as (
         event_type,
         event_time,
         {{ utc_date('event_time') }}                                        as event_date
-    from {{ ref('interactions') }}
+    from {{ by_person(ref('interactions')) }}
     where known_date <= {{ run_date() }}
       and event_time < {{ day_start_utc(run_date() ~ ' + 1') }}
 

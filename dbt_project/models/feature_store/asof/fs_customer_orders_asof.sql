@@ -1,13 +1,32 @@
--- Working table for the run's snapshot: one row per customer with an order, cancellation or return known at the
--- end of run_date, with their order features as of then. Reads only the compact customer-day states.
+-- Working table for the run's snapshot: one row per person (customer_id = its primary member, int_person_keys)
+-- with an order, cancellation or return known at the end of run_date, with their order features as of then, over
+-- every customer id of the person. Reads only the compact customer-day states.
 
-with states as (
+with member_states as (
 
     -- each customer-day as it was known at the end of run_date
     select *
     from {{ ref('int_customer_daily_orders') }}
     where known_date <= {{ run_date() }}
     qualify row_number() over (partition by customer_id, activity_date order by known_date desc) = 1
+
+),
+
+states as (
+
+    -- person-days: a guest order and the account's order on one day are one purchase day of the person
+    select
+        customer_id,
+        activity_date,
+        sum(orders_count)                                                       as orders_count,
+        sum(items_count)                                                        as items_count,
+        sum(cancelled_orders_count)                                             as cancelled_orders_count,
+        sum(gross_revenue_eur)                                                  as gross_revenue_eur,
+        sum(returned_revenue_eur)                                               as returned_revenue_eur,
+        sum(returns_count)                                                      as returns_count,
+        flatten(list(category_mix))                                             as category_mix
+    from {{ by_person('member_states') }}
+    group by customer_id, activity_date
 
 ),
 

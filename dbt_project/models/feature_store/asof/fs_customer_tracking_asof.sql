@@ -1,5 +1,5 @@
--- Working table for the run's snapshot: one row per customer with at least one session attributed at the end of
--- run_date. Sessions are those known then (each cookie-day's latest state known by run_date) and stitching uses
+-- Working table for the run's snapshot: one row per person (customer_id = its primary member, int_person_keys) with
+-- at least one session attributed to one of its customer ids at the end of run_date. Sessions are those known then (each cookie-day's latest state known by run_date) and stitching uses
 -- only the logins and purchases known then, so later evidence never re-attributes a past snapshot.
 
 with sessions as (
@@ -47,6 +47,6 @@ select
     {{ run_date() }} - max(session_date)                                            as days_since_last_visit,
     first(channel order by session_start_at, session_id)                            as first_touch_channel,
     last(channel order by session_start_at, session_id)                             as last_touch_channel
-from stitched
+from {{ by_person('stitched') }}
 where customer_id is not null
 group by customer_id

@@ -1,4 +1,8 @@
--- One row per customer: the analyst's view of a customer, as of the latest feature snapshot (the last run_date).
+-- One row per person: the analyst's view of a customer, as of the latest feature snapshot (the last run_date).
+-- Person grain (docs/identity.md): customer_id is the person's primary member (the CRM's id, its account if it has
+-- one), person_id the stable person id, and orders, revenue, tracking and likes sum every customer id of the person
+-- (guest checkouts, duplicate accounts); consent is the most restrictive among them, profile columns the primary
+-- member's. Without duplicates a person is one customer, the same row as a customer grain gives.
 -- Profile and consent, orders and value after returns (EUR), RFM scores and segment, favourite category,
 -- web behaviour (sessions, views, carts, devices, channels), likes vs buys (viewed or carted versus bought), and
 -- the customer's latest model scores (scored on or before the snapshot date; null when never scored). No personal
@@ -32,6 +36,8 @@ latest_scores as (
 
 select
     f.customer_id::varchar                                  as customer_id,
+    f.person_id::varchar                                    as person_id,
+    f.customer_id_count::integer                            as customer_id_count,
     f.as_of_date::date                                      as as_of_date,
     f.has_profile::boolean                                  as has_profile,
     c.signup_date::date                                     as signup_date,
