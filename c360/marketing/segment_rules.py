@@ -33,6 +33,8 @@ SCORE_COLUMNS = {"churn_probability": "DOUBLE", "churn_decile": "INTEGER", "p_al
 PROTECTED_COLUMNS = {
     "customer_id": "it is the customer's id: a segment is a rule over behaviour and scores, not a hand-picked "
                    "list of people",
+    "person_id": "it is the person's id (the identity graph's key): a segment is a rule over behaviour and scores, "
+                 "not a hand-picked list of people",
     "marketing_consent": "consent is applied by the segment's required_consent at export, never by a rule (a rule "
                          "on it could only build a list of the people who refused marketing)",
     "email": "contact data is not segment input; the export adds it for consenting customers only",
