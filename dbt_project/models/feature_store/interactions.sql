@@ -65,6 +65,7 @@ product_events as (
       and product_id is not null
       {% if is_incremental() -%}
       and known_date between {{ lookback_start() }} and {{ run_date() }}
+      and {{ landed_or_occurred_since(lookback_start()) }}
       {%- else -%}
       and known_date <= {{ run_date() }}
       {%- endif %}
