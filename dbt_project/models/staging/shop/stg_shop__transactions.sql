@@ -1,7 +1,3 @@
--- A table, not a view like the rest of staging: ranking the versions (a window over every line version of the
--- history) is computed once a night here instead of in each of the half-dozen models and tests that read it, and
--- their known_date / order_id filters then scan a stored column.
-{{ config(materialized='table') }}
 -- One row per landed transaction-line version: typed, contract defaults applied, with the version's validity.
 -- Older versions are kept (flagged, not dropped) because the feature store must see each line as it was known
 -- on any past date; `is_latest` selects the current version (updated_at desc nulls last, then arrival).
