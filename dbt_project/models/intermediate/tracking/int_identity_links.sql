@@ -6,6 +6,8 @@
         on_schema_change='fail'
     )
 }}
+{#- lookback_start() asks the warehouse for the table's latest known_date (catch-up): once per model, not per use -#}
+{%- set window_start = lookback_start() %}
 -- Evidence that a cookie (anonymous_id) belongs to a customer: one row per cookie, customer, day of the evidence
 -- and known_date. Evidence is any event carrying the customer_id (a login and everything after it) and any
 -- purchase event whose order_id is a transaction of the customer (guest checkouts included).
@@ -21,8 +23,8 @@ with events as (
     from {{ ref('stg_shop__tracking_events') }}
     where known_date <= {{ run_date() }}
     {% if is_incremental() -%}
-      and known_date >= {{ lookback_start() }}
-      and {{ landed_or_occurred_since(lookback_start()) }}
+      and known_date >= {{ window_start }}
+      and {{ landed_or_occurred_since(window_start) }}
     {%- endif %}
 
 ),
@@ -34,7 +36,7 @@ new_orders as (
     select distinct order_id
     from {{ ref('stg_shop__transactions') }}
     where line_type = 'sale'
-      and known_date between {{ lookback_start() }} and {{ run_date() }}
+      and known_date between {{ window_start }} and {{ run_date() }}
 
 ),
 
@@ -122,6 +124,6 @@ from evidence
 where known_date <= {{ run_date() }}
 {% if is_incremental() -%}
   -- a purchase event becomes evidence when both it and its order are known, whichever came last
-  and known_date >= {{ lookback_start() }}
+  and known_date >= {{ window_start }}
 {%- endif %}
 group by anonymous_id, customer_id, occurred_date, known_date

@@ -6,6 +6,8 @@
         on_schema_change='fail'
     )
 }}
+{#- lookback_start() asks the warehouse for the table's latest known_date (catch-up): once per model, not per use -#}
+{%- set window_start = lookback_start() %}
 -- Sessions as they were known at the end of each day: one row per session per known_date at which the sessions
 -- starting on its cookie-day (anonymous_id, session_date) changed. For a date D, the latest known_date <= D of
 -- each cookie-day gives exactly the sessions an end-of-D snapshot could see; the latest overall gives today's.
@@ -27,8 +29,8 @@ with new_events as (
     from {{ ref('stg_shop__tracking_events') }}
     where known_date <= {{ run_date() }}
     {% if is_incremental() -%}
-      and known_date >= {{ lookback_start() }}
-      and {{ landed_or_occurred_since(lookback_start()) }}
+      and known_date >= {{ window_start }}
+      and {{ landed_or_occurred_since(window_start) }}
     {%- endif %}
 
 ),
@@ -143,7 +145,7 @@ emptied_cookie_days as (
             select 1 from {{ this }} as earlier
             where earlier.anonymous_id = changed.anonymous_id
               and earlier.session_date = changed.session_date
-              and earlier.known_date < {{ lookback_start() }}
+              and earlier.known_date < {{ window_start }}
               and earlier.session_id is not null
         )
         {%- endif %}
