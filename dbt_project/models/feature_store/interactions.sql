@@ -6,6 +6,8 @@
         on_schema_change='fail'
     )
 }}
+{#- lookback_start() asks the warehouse for the table's latest known_date (catch-up): once per model, not per use -#}
+{%- set window_start = lookback_start() %}
 -- The recommender's input: one row per customer-product interaction (a completed purchase line, an add-to-cart
 -- or a product view), with the date it became known. Exported to Parquet (c360.transform) for Spark; the
 -- contract is in docs/models.md. Incremental by known_date: a run recomputes the window
@@ -25,7 +27,7 @@ with purchase_lines as (
     where line_type = 'sale'
     group by line_key
     {% if is_incremental() -%}
-    having min(known_date) between {{ lookback_start() }} and {{ run_date() }}
+    having min(known_date) between {{ window_start }} and {{ run_date() }}
     {%- else -%}
     having min(known_date) <= {{ run_date() }}
     {%- endif %}
@@ -64,7 +66,8 @@ product_events as (
     where event_type in ('product_view', 'add_to_cart')
       and product_id is not null
       {% if is_incremental() -%}
-      and known_date between {{ lookback_start() }} and {{ run_date() }}
+      and known_date between {{ window_start }} and {{ run_date() }}
+      and {{ landed_or_occurred_since(window_start) }}
       {%- else -%}
       and known_date <= {{ run_date() }}
       {%- endif %}

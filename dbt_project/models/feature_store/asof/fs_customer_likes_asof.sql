@@ -18,6 +18,10 @@ with interactions as (
     from {{ by_person(ref('interactions')) }}
     where known_date <= {{ run_date() }}
       and event_time < {{ day_start_utc(run_date() ~ ' + 1') }}
+      -- looks only count within 90 days; purchases count for life. Without this every product view of the
+      -- history was read each night (the bulk of interactions). A customer whose only looks are older drops out
+      -- of this table, which gives the same snapshot: customer_features reads zeros / nulls for them either way.
+      and (event_type = 'purchase' or event_time >= {{ day_start_utc(run_date() ~ ' - 89') }})
 
 ),
 

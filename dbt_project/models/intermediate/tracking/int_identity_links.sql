@@ -6,20 +6,67 @@
         on_schema_change='fail'
     )
 }}
+{#- lookback_start() asks the warehouse for the table's latest known_date (catch-up): once per model, not per use -#}
+{%- set window_start = lookback_start() %}
 -- Evidence that a cookie (anonymous_id) belongs to a customer: one row per cookie, customer, day of the evidence
 -- and known_date. Evidence is any event carrying the customer_id (a login and everything after it) and any
 -- purchase event whose order_id is a transaction of the customer (guest checkouts included).
 -- Kept per known_date so the feature store can stitch with only the evidence known at its as-of date.
 
+-- Incremental: only the evidence whose known_date falls in the run's window is recomputed, and only the rows that
+-- can give it are read: events that became known in the window (logins, identified events, purchases) and the
+-- purchase events of the orders that became known in the window. Older events are not read again.
+
 with events as (
 
-    select anonymous_id, customer_id, event_type, order_id, occurred_at, occurred_date, known_date
+    select event_id, anonymous_id, customer_id, event_type, order_id, occurred_at, occurred_date, known_date
     from {{ ref('stg_shop__tracking_events') }}
     where known_date <= {{ run_date() }}
+    {% if is_incremental() -%}
+      and known_date >= {{ window_start }}
+      and {{ landed_or_occurred_since(window_start) }}
+    {%- endif %}
 
 ),
 
--- when each order became known, and whose it is
+{% if is_incremental() -%}
+-- orders that became known in the window: their purchase events, however old, become evidence now
+new_orders as (
+
+    select distinct order_id
+    from {{ ref('stg_shop__transactions') }}
+    where line_type = 'sale'
+      and known_date between {{ window_start }} and {{ run_date() }}
+
+),
+
+purchase_events as (
+
+    select event_id, anonymous_id, order_id, occurred_at, occurred_date, known_date
+    from events
+    where event_type = 'purchase'
+
+    -- by event_id: an event both known in the window and of a new order counts once, two equal events twice
+    union
+
+    select event_id, anonymous_id, order_id, occurred_at, occurred_date, known_date
+    from {{ ref('stg_shop__tracking_events') }}
+    where event_type = 'purchase'
+      and known_date <= {{ run_date() }}
+      and order_id in (select order_id from new_orders)
+
+),
+{%- else -%}
+purchase_events as (
+
+    select event_id, anonymous_id, order_id, occurred_at, occurred_date, known_date
+    from events
+    where event_type = 'purchase'
+
+),
+{%- endif %}
+
+-- when each order became known, and whose it is (all its versions: the first one decides)
 orders as (
 
     select
@@ -28,6 +75,9 @@ orders as (
         min(known_date)                                                   as order_known_date
     from {{ ref('stg_shop__transactions') }}
     where line_type = 'sale'
+    {% if is_incremental() -%}
+      and order_id in (select order_id from purchase_events)
+    {%- endif %}
     group by order_id
 
 ),
@@ -44,23 +94,19 @@ evidence as (
         false                                                             as is_purchase
     from events
     where customer_id is not null
-    {% if is_incremental() -%}
-      and known_date >= {{ lookback_start() }}
-    {%- endif %}
 
     union all
 
     select
-        events.anonymous_id,
+        purchase_events.anonymous_id,
         orders.customer_id,
-        events.occurred_at,
-        events.occurred_date,
-        greatest(events.known_date, orders.order_known_date)             as known_date,
+        purchase_events.occurred_at,
+        purchase_events.occurred_date,
+        greatest(purchase_events.known_date, orders.order_known_date)    as known_date,
         false                                                             as is_login,
         true                                                              as is_purchase
-    from events
-    inner join orders on orders.order_id = events.order_id
-    where events.event_type = 'purchase'
+    from purchase_events
+    inner join orders on orders.order_id = purchase_events.order_id
 
 )
 
@@ -78,6 +124,6 @@ from evidence
 where known_date <= {{ run_date() }}
 {% if is_incremental() -%}
   -- a purchase event becomes evidence when both it and its order are known, whichever came last
-  and known_date >= {{ lookback_start() }}
+  and known_date >= {{ window_start }}
 {%- endif %}
 group by anonymous_id, customer_id, occurred_date, known_date

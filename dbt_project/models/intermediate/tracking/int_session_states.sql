@@ -6,6 +6,8 @@
         on_schema_change='fail'
     )
 }}
+{#- lookback_start() asks the warehouse for the table's latest known_date (catch-up): once per model, not per use -#}
+{%- set window_start = lookback_start() %}
 -- Sessions as they were known at the end of each day: one row per session per known_date at which the sessions
 -- starting on its cookie-day (anonymous_id, session_date) changed. For a date D, the latest known_date <= D of
 -- each cookie-day gives exactly the sessions an end-of-D snapshot could see; the latest overall gives today's.
@@ -17,22 +19,18 @@
 -- session into the previous day's) is kept as one row with session_id null, so that readers taking each
 -- cookie-day's latest state stop seeing the absorbed session. Readers drop those rows after picking the state.
 
-with events as (
+-- `new_events` and `state_events` read the staging view each on their own, not through one shared CTE: DuckDB
+-- materialises a CTE read twice, and that materialised every event of the history every night (it was
+-- the model's main cost). Read separately, each scan gets its own filters pushed into raw.
 
-    select
-        event_id, event_type, occurred_at, occurred_date, anonymous_id, customer_id, page_url, product_id,
-        order_id, device_type, os, browser, referrer, utm_source, utm_medium, utm_campaign, known_date
-    from {{ ref('stg_shop__tracking_events') }}
-    where known_date <= {{ run_date() }}
-
-),
-
-new_events as (
+with new_events as (
 
     select anonymous_id, occurred_date, known_date
-    from events
+    from {{ ref('stg_shop__tracking_events') }}
+    where known_date <= {{ run_date() }}
     {% if is_incremental() -%}
-    where known_date >= {{ lookback_start() }}
+      and known_date >= {{ window_start }}
+      and {{ landed_or_occurred_since(window_start) }}
     {%- endif %}
 
 ),
@@ -59,14 +57,22 @@ state_events as (
         changed.state_known_date,
         events.*
     from changed_cookie_days as changed
-    inner join events
+    inner join (
+        select
+            event_id, event_type, occurred_at, occurred_date, anonymous_id, customer_id, page_url, product_id,
+            order_id, device_type, os, browser, referrer, utm_source, utm_medium, utm_campaign, known_date
+        from {{ ref('stg_shop__tracking_events') }}
+        where known_date <= {{ run_date() }}
+        {% if is_incremental() -%}
+          -- prunes the scan (on the raw timestamp, so DuckDB can skip old row groups), and keeps only the cookies
+          -- that changed (late events make the date range long, the cookies stay few); the join decides
+          and occurred_at >= (select {{ day_start_utc('min(session_date) - 1') }} from changed_cookie_days)
+          and anonymous_id in (select anonymous_id from changed_cookie_days)
+        {%- endif %}
+    ) as events
         on  events.anonymous_id = changed.anonymous_id
         and events.occurred_date between changed.session_date - 1 and changed.session_date + 1
         and events.known_date <= changed.state_known_date
-    {% if is_incremental() -%}
-    -- prunes the scan (on the raw timestamp, so DuckDB can skip old row groups); the join decides
-    where events.occurred_at >= (select {{ day_start_utc('min(session_date) - 1') }} from changed_cookie_days)
-    {%- endif %}
 
 ),
 
@@ -139,7 +145,7 @@ emptied_cookie_days as (
             select 1 from {{ this }} as earlier
             where earlier.anonymous_id = changed.anonymous_id
               and earlier.session_date = changed.session_date
-              and earlier.known_date < {{ lookback_start() }}
+              and earlier.known_date < {{ window_start }}
               and earlier.session_id is not null
         )
         {%- endif %}

@@ -1,0 +1,130 @@
+"""A night's incremental build equals a full rebuild (`--full-refresh`) on the same data, for the incremental models
+under the snapshot (docs/scale.md, "Nightly cost and history"): int_session_states and int_identity_links (whose
+nightly run now reads only the window's events), int_customer_daily_orders, int_order_lines, and the snapshot built
+from them (fs_customer_likes_asof, which reads 90 days of looks, among its parts).
+
+The nights see what makes the narrow reads risky: an order whose purchase event was tracked days before the order
+arrived (the link must come from the order, the event lying outside the window), and a tracking event landing nine
+days late that merges two sessions of a cookie (the cookie's old events must be read again).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import duckdb
+import pytest
+
+from c360.config import get_settings
+from c360.pipeline import transform
+from tests import dbt_testkit as kit
+
+pytestmark = pytest.mark.integration
+
+FIRST = date(2025, 1, 11)
+NIGHTS = [date(2025, 1, 14), date(2025, 1, 17), date(2025, 1, 20)]
+LATEST = NIGHTS[-1]
+
+EXTRA_TRACKING = {
+    # a guest checkout tracked on 01-11 on cookie A5; its order O9 only arrives with the 01-17 partition
+    "2025-01-11": [
+        kit._event("g0", "A5", "2025-01-11T11:50:00Z", "product_view", product_id="P1"),
+        kit._event("g1", "A5", "2025-01-11T12:00:00Z", "purchase", order_id="O9"),
+    ],
+    # happened on 01-10 between A3's 12:10 and 13:00 events (joining their sessions), lands nine days late
+    "2025-01-19": [kit._event("late3", "A3", "2025-01-10T12:35:00Z", "product_view", product_id="P2",
+                              device_type="mobile")],
+}
+EXTRA_TRANSACTIONS = {
+    "2025-01-17": [{"order_id": "O9", "customer_id": "C3", "ordered_at": "2025-01-11T12:00:00Z", "product_id": "P1",
+                    "quantity": 1, "amount": 20}],
+}
+
+# relation -> an order giving every row a fixed place
+CHECKED = {
+    "intermediate.int_order_lines": "line_key",
+    "intermediate.int_customer_daily_orders": "customer_id, activity_date, known_date",
+    "intermediate.int_session_states": "anonymous_id, session_date, known_date, session_id",
+    "intermediate.int_identity_links": "anonymous_id, customer_id, link_date, known_date",
+}
+REBUILT = ["int_order_lines", "int_customer_daily_orders", "int_session_states", "int_identity_links"]
+
+
+def land(con, after: date, up_to: date) -> None:
+    """Land every partition with after < dt <= up_to: the base scenario's and the extra rows above."""
+    for source in (kit.TRANSACTIONS, EXTRA_TRANSACTIONS):
+        for dt, rows in source.items():
+            if after < date.fromisoformat(dt) <= up_to:
+                kit.insert(con, "transactions", rows, dt)
+    for source in (kit.TRACKING, EXTRA_TRACKING):
+        for dt, rows in source.items():
+            if after < date.fromisoformat(dt) <= up_to:
+                kit.insert(con, "tracking_events", rows, dt)
+
+
+def read(relations: dict[str, str]) -> dict[str, list[tuple]]:
+    with duckdb.connect(str(get_settings().warehouse_path), read_only=True) as con:
+        return {r: kit.table_rows(con, r, order) for r, order in relations.items()}
+
+
+def snapshot(day: date) -> list[tuple]:
+    with duckdb.connect(str(get_settings().warehouse_path), read_only=True) as con:
+        return con.execute("select * from feature_store.customer_features where as_of_date = ? order by customer_id",
+                           [day]).fetchall()
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """Nightly increments (a first build, then three nights with data landing in between), then a full rebuild of
+    the incremental models on the same data and the night's snapshot built again from them."""
+    root = tmp_path_factory.mktemp("dbt_incremental")
+    with pytest.MonkeyPatch.context() as mp:
+        kit.configure_env(mp, root)
+        settings = get_settings()
+        with kit.connect() as con:
+            kit.seed_base(con, up_to="2025-01-07", tracking=False)  # products, profiles, the first orders
+            land(con, date(2025, 1, 7), FIRST)
+        transform.run_dbt(kit.BUILD_MODELS, FIRST, settings)
+        previous = FIRST
+        for night in NIGHTS:
+            with kit.connect() as con:
+                land(con, previous, night)
+            transform.run_dbt(kit.BUILD_MODELS, night, settings)
+            previous = night
+        nightly = read(CHECKED)
+        nightly_snapshot = snapshot(LATEST)
+
+        transform.run_dbt(["run", "--full-refresh", "-s", *REBUILT], LATEST, settings)
+        rebuilt = read(CHECKED)
+        transform.run_dbt(kit.BUILD_MODELS, LATEST, settings)
+        yield {"nightly": nightly, "rebuilt": rebuilt, "nightly_snapshot": nightly_snapshot,
+               "rebuilt_snapshot": snapshot(LATEST)}
+
+
+@pytest.mark.parametrize("relation", list(CHECKED))
+def test_nightly_increments_equal_a_full_rebuild(built, relation):
+    assert built["nightly"][relation], f"{relation} is empty: the scenario no longer exercises it"
+    assert built["nightly"][relation] == built["rebuilt"][relation], f"{relation}: nightly and full rebuild differ"
+
+
+def test_snapshot_from_increments_equals_the_one_from_a_full_rebuild(built):
+    assert len(built["nightly_snapshot"]) == 4  # C1..C4
+    assert built["nightly_snapshot"] == built["rebuilt_snapshot"]
+
+
+def test_an_order_arriving_after_its_tracked_purchase_links_the_cookie_that_night(built):
+    """The purchase event (01-11) is outside the 01-17 night's window; the order that lands then makes it evidence."""
+    links = [r for r in built["nightly"]["intermediate.int_identity_links"] if r[0] == "A5"]
+    assert [(r[1], r[2], r[3]) for r in links] == [("C3", date(2025, 1, 11), date(2025, 1, 17))]
+
+
+def test_a_late_event_merges_the_old_sessions_it_falls_between(built):
+    """A3's 12:10 and 13:00 sessions of 01-10 (a 50 minute pause) become one when the 12:35 event lands on 01-19:
+    the latest state of that cookie-day has one session fewer than the state before."""
+    states = [r for r in built["nightly"]["intermediate.int_session_states"]
+              if r[1] == "A3" and r[2] == date(2025, 1, 10)]
+    by_known: dict[date, int] = {}
+    for r in states:
+        by_known[r[3]] = by_known.get(r[3], 0) + 1
+    assert sorted(by_known) == [date(2025, 1, 10), date(2025, 1, 19)]
+    assert by_known[date(2025, 1, 19)] == by_known[date(2025, 1, 10)] - 1
