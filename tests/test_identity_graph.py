@@ -105,24 +105,54 @@ def test_shared_device_is_guarded_and_merges_nobody(shop):
 def test_the_guard_threshold_is_a_var(shop, monkeypatch):
     monkeypatch.setenv("C360_IDENTITY_MAX_CUSTOMERS_PER_IDENTIFIER", "4")
     members, _, guarded, _ = build(D2)
-    assert guarded == []
-    assert len({members[f"S{i}"] for i in range(1, 5)}) == 1  # now one (wrong) giant person: the guard matters
+    # the shared tablet is no longer over the threshold, but its accounts' emails differ: still guarded
+    assert guarded == [("anonymous_id", "T", 4)]
+    assert len({members[f"S{i}"] for i in range(1, 5)}) == 4
+    with duckdb.connect(str(get_settings().warehouse_path), read_only=True) as con:
+        assert con.execute("select identifier, guard_reason from intermediate.int_identity_guarded_identifiers"
+                           ).fetchall() == [("T", "conflicting_emails")]
+    # without emails on the accounts, the threshold is all that stands between them and one giant person
+    with duckdb.connect(str(get_settings().warehouse_path)) as con:
+        con.execute("update raw.customers set email = null where customer_id like 'S%'")
+    members, _, _, _ = build(D2)
+    assert len({members[f"S{i}"] for i in range(1, 5)}) == 1  # one (wrong) giant person: the threshold matters
 
 
-def test_a_cookie_links_two_accounts_and_a_later_merge_keeps_the_older_person_id(shop):
+def test_a_cookie_links_an_account_to_an_email_less_id_and_a_later_merge_keeps_the_older_person_id(shop):
     con = duckdb.connect(str(get_settings().warehouse_path))
-    # D3: Ann opens a second account C2 (another email) and logs in to both on her phone
-    kit.insert(con, "customers", [_customer("C2", "ann.work@example.com", "2025-03-03T08:00:00Z")], D3)
+    # D3: on her phone Ann logs in to her account C1 and to an app user id U7 that has no profile (no email)
     kit.insert(con, "tracking_events", [
-        _login("p1", "PHONE", "C1", "2025-03-03T09:00:00Z"), _login("p2", "PHONE", "C2", "2025-03-03T10:00:00Z")], D3)
+        _login("p1", "PHONE", "C1", "2025-03-03T09:00:00Z"), _login("p2", "PHONE", "U7", "2025-03-03T10:00:00Z")], D3)
     # and an unrelated customer arrives: nobody's person id changes
     kit.insert(con, "customers", [_customer("Z9", "zed@example.com", "2025-03-03T08:00:00Z")], D3)
     con.close()
-    members, merges, _, _ = build(D3)
-    assert {members["C1"], members["G1"], members["C2"]} == {person_of("C1")}
+    members, merges, guarded, _ = build(D3)
+    assert {members["C1"], members["G1"], members["U7"]} == {person_of("C1")}
     assert members["Z9"] == person_of("Z9")
     assert [(m[1], m[4], m[5]) for m in merges] == [
-        ("C2", "linked_at_creation", ["anonymous_id"]), ("G1", "linked_at_creation", ["email_sha256"])]
+        ("G1", "linked_at_creation", ["email_sha256"]), ("U7", "linked_at_creation", ["anonymous_id"])]
+    assert ("anonymous_id", "PHONE", 2) not in guarded
+
+
+def test_a_device_shared_by_two_accounts_with_different_emails_merges_nobody(shop):
+    con = duckdb.connect(str(get_settings().warehouse_path))
+    # D3: Ann's partner Bob opens account B1 with his own email and logs in on the couple's laptop, as Ann does;
+    # an app user id without a profile also logs in there
+    kit.insert(con, "customers", [_customer("B1", "bob@example.com", "2025-03-03T08:00:00Z")], D3)
+    kit.insert(con, "tracking_events", [
+        _login("l1", "LAPTOP", "C1", "2025-03-03T09:00:00Z"), _login("l2", "LAPTOP", "B1", "2025-03-03T10:00:00Z"),
+        _login("l3", "LAPTOP", "U8", "2025-03-03T11:00:00Z")], D3)
+    con.close()
+    members, merges, guarded, _ = build(D3)
+    # two known, different emails on one device: a household, not one person (and not glued through U8 either)
+    assert len({members["C1"], members["B1"], members["U8"]}) == 3
+    assert members["C1"] == members["G1"] == person_of("C1")
+    assert ("anonymous_id", "LAPTOP", 3) in guarded
+    assert not [m for m in merges if m[1] in ("B1", "U8")]
+    with duckdb.connect(str(get_settings().warehouse_path), read_only=True) as con:
+        reasons = dict(con.execute("select identifier, guard_reason from intermediate.int_identity_guarded_identifiers"
+                                   ).fetchall())
+    assert reasons == {"T": "too_many_customers", "LAPTOP": "conflicting_emails"}
 
 
 def test_withdrawing_the_link_splits_the_person_at_the_next_build(shop):

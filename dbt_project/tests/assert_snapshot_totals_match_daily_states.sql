@@ -1,5 +1,7 @@
 -- The latest feature snapshot's order counts equal the customer-day states known at its date: a check that
--- customer_features reads exactly the states an end-of-day view allows. Returns the customers that disagree.
+-- customer_features reads exactly the states an end-of-day view allows. The snapshot is per person (customer_id =
+-- the person's primary member, docs/identity.md), so the states are summed over every customer id of the person.
+-- Returns the persons that disagree.
 
 with snapshot as (
 
@@ -12,9 +14,9 @@ with snapshot as (
 states as (
 
     select daily.customer_id, daily.orders_count
-    from {{ ref('int_customer_daily_orders') }} as daily
+    from {{ by_person(ref('int_customer_daily_orders')) }} as daily
     where daily.known_date <= (select max(as_of_date) from snapshot)
-    qualify row_number() over (partition by daily.customer_id, daily.activity_date order by daily.known_date desc) = 1
+    qualify row_number() over (partition by daily.member_customer_id, daily.activity_date order by daily.known_date desc) = 1
 
 ),
 
