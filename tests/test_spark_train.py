@@ -137,6 +137,19 @@ def test_clv_choice_without_bgnbd_or_with_undefined_figures():
         choose_clv_candidate({})
 
 
+def test_churn_gbt_serves_only_when_clearly_better_than_logistic_regression_on_validation():
+    """A tie (the donations history: 0.8438 each) or a GBT within the margin -> logistic regression, whose additive
+    trends extrapolate to an aged cohort; a GBT better by more than the margin serves; an undefined AUC never wins."""
+    from spark_jobs.training import CHURN_GBT_MARGIN, choose_churn_candidate
+
+    assert choose_churn_candidate({"gbt": 0.8438, "logreg": 0.8438}) == "logreg"
+    assert choose_churn_candidate({"gbt": 0.80 + CHURN_GBT_MARGIN / 2, "logreg": 0.80}) == "logreg"
+    assert choose_churn_candidate({"gbt": 0.80 + 2 * CHURN_GBT_MARGIN, "logreg": 0.80}) == "gbt"
+    assert choose_churn_candidate({"gbt": 0.70, "logreg": 0.80}) == "logreg"
+    assert choose_churn_candidate({"gbt": float("nan"), "logreg": 0.60}) == "logreg"
+    assert choose_churn_candidate({"gbt": 0.60, "logreg": float("nan")}) == "gbt"
+
+
 def test_popularity_serves_the_recommender_when_als_misses_a_floor():
     """ALS below popularity (or below the coverage floor) -> the popularity baseline serves, its metrics become the
     run's and ALS's are kept as ml_candidate_*; ALS past its floors -> nothing changes."""
@@ -331,7 +344,10 @@ def test_train_all_models_end_to_end(spark, env, capsys):
     # the holdout rows with every score, for offline comparisons (c360dev.bench.quality)
     predictions = pd.read_parquet(mlflow.artifacts.download_artifacts(run_id=churn["run_id"],
                                                                       artifact_path="holdout_predictions.parquet"))
-    assert {"customer_key", "label", "gbt", "logreg", "baseline_recency"} <= set(predictions.columns)
+    assert {"customer_key", "label", "gbt", "logreg", "baseline_recency", "baseline_bgnbd"} <= set(predictions.columns)
+    # the BG/NBD churn baseline (1 - P(a purchase within the horizon)) is judged on the same holdout
+    assert 0.0 <= predictions["baseline_bgnbd"].min() <= predictions["baseline_bgnbd"].max() <= 1.0
+    assert "baseline_bgnbd_roc_auc" in run.data.metrics
     # keyed by the sha256 of the id (what erase-customer matches), never the id itself
     assert "customer_id" not in predictions.columns
     assert predictions["customer_key"].str.fullmatch("[0-9a-f]{64}").all()
@@ -357,8 +373,17 @@ def test_train_all_models_end_to_end(spark, env, capsys):
     # CLV always gets a first champion: an ML candidate past its floors, else the better baseline serves
     assert results["clv"]["promoted"] and results["clv"]["champion_version"] == results["clv"]["version"]
     assert results["clv"]["serving"] in {"model", "bgnbd", "run_rate"}
-    if results["clv"]["serving"] == "run_rate":  # only ever chosen over a failed ML candidate: the reason is given
-        assert "did not beat the baselines' floors" in results["clv"]["gates"]
+    clv_run = client.get_run(results["clv"]["run_id"])
+    if results["clv"]["serving"] != "model":  # a baseline serves: the reason is given (validation checks or floors)
+        assert ("did not beat the baselines' floors" in results["clv"]["gates"]
+                or "passed the validation checks" in results["clv"]["gates"]), results["clv"]["gates"]
+    # the CLV choice is recorded per candidate, with the figures each check used
+    assert {"selection", "selection_gbt", "selection_bgnbd", "selection_run_rate"} <= set(clv_run.data.params)
+    assert "eligible" in clv_run.data.params["selection_gbt"] and "spearman" in clv_run.data.params["selection_gbt"]
+    selection = json.loads(Path(mlflow.artifacts.download_artifacts(run_id=results["clv"]["run_id"],
+                                                                    artifact_path="clv_selection.json")).read_text())
+    assert selection["chosen"] in {"gbt", "bgnbd", "run_rate"} and set(selection["checks"]) == {"gbt", "bgnbd",
+                                                                                               "run_rate"}
     # the fixture's recommender (co-purchase pairs ALS can learn) beats popularity: it must be promoted
     assert results["recommender"]["promoted"], results["recommender"]["gates"]
     assert results["recommender"]["serving"] == "model"
