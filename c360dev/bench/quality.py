@@ -426,7 +426,9 @@ def _holdout_header(params: dict, holdout_rows: int, model_kind: str) -> dict:
     """What a churn or CLV report says about its training run: dates, gap, rows and the chosen model."""
     return {"train_dates": params.get("train_dates", params["train_date"]), "holdout_date": params["holdout_date"],
             "gap_days": int(params.get("gap_days", -1)), "train_rows": int(float(params["train_rows"])),
-            "holdout_rows": holdout_rows, "model_kind": model_kind}
+            "holdout_rows": holdout_rows, "model_kind": model_kind,
+            # the run's own label horizon (C360_*_HORIZON_DAYS), not the defaults
+            "horizon_days": int(float(params["horizon_days"])) if params.get("horizon_days") else None}
 
 
 def baseline_columns(pred: pd.DataFrame) -> dict[str, str]:
@@ -615,7 +617,7 @@ def markdown(report: dict) -> str:
     if "churn" in f:
         c = f["churn"]
         lines += [f"**Churn** (train {c['train_dates']}, {c['train_rows']:,} rows; holdout {c['holdout_date']}, "
-                  f"{c['gap_days']} days after the newest training snapshot (horizon 90), "
+                  f"{c['gap_days']} days after the newest training snapshot (horizon {c.get('horizon_days') or 90}), "
                   f"{c['holdout_rows']:,} customers, churn rate {c['model']['base_rate']:.2f}; {c['model_kind']} "
                   "chosen on validation)", "",
                   "| scorer | ROC AUC | PR AUC | top-decile lift | Brier | ECE |", "|---|---|---|---|---|---|"]
@@ -629,7 +631,8 @@ def markdown(report: dict) -> str:
     if "clv" in f:
         c = f["clv"]
         lines += [f"**CLV** (train {c['train_dates']}, {c['train_rows']:,} rows; holdout {c['holdout_date']}, "
-                  f"{c['gap_days']} days after the newest training snapshot (horizon 180: label windows overlap "
+                  f"{c['gap_days']} days after the newest training snapshot (horizon {c.get('horizon_days') or 180}: "
+                  "label windows overlap "
                   "if fewer), "
                   f"{c['holdout_rows']:,} customers, mean {c['model']['actual_mean']:.1f} EUR; {c['model_kind']} "
                   "chosen on validation"
