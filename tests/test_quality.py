@@ -122,3 +122,22 @@ def test_baseline_columns_pick_up_every_logged_baseline():
     pred = pd.DataFrame(columns=["customer_id", "label", "gbt", "baseline_recency", "baseline_rfm", "baseline_bgnbd"])
     assert quality.baseline_columns(pred) == {"recency": "baseline_recency", "rfm": "baseline_rfm",
                                               "bgnbd": "baseline_bgnbd"}
+
+
+def test_real_data_figures_need_no_truth_and_read_the_served_baselines_column(tmp_path, monkeypatch):
+    """--baselines-only: the holdout rows keep their hashed key as id (there is no truth to map it back; this crashed
+    with a TypeError before), and a run whose registered model is a baseline is read from that baseline's column."""
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    rows = pd.DataFrame({"customer_key": ["a" * 64, "b" * 64], "label": [1.0, 0.0], "recency_model": [0.9, 0.1]})
+    rows.to_parquet(tmp_path / "holdout_predictions.parquet")
+    with mlflow.start_run() as run:
+        mlflow.log_artifact(str(tmp_path / "holdout_predictions.parquet"))
+    pred = quality.holdout_predictions(run.info.run_id, None)
+    assert list(pred.columns) == ["customer_id", "label", "recency_model"] and pred["customer_id"].tolist() == [
+        "a" * 64, "b" * 64]
+    assert quality.served_column("recency_baseline") == "recency_model"
+    assert quality.served_column("run_rate_baseline") == "baseline_run_rate"
+    assert quality.served_column("logreg") == "logreg" and quality.served_column("gbt_regressor") == "gbt"

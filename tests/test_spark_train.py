@@ -73,35 +73,81 @@ def test_training_snapshots_can_be_chosen_from_the_command_line():
         explicit_train_dates(["2025-04-30"], usable, "2025-04-30")
 
 
-def test_clv_candidate_is_chosen_by_ranking_within_an_mae_tolerance():
+def _clv(mae, spearman, agg):
+    return {"mae": mae, "spearman": spearman, "aggregate_error_pct": agg}
+
+
+def test_clv_ml_candidate_serves_only_within_the_band_ranking_and_mae_of_bgnbd():
+    """An ML candidate serves when, on validation, its total is within +-15 %, it ranks at least as well as BG/NBD
+    and its MAE is below BG/NBD's; among such candidates the lowest MAE wins. Each failed check is named."""
     from spark_jobs.training import choose_clv_candidate
 
-    close = {"bgnbd": {"mae": 85.1, "spearman": 0.38}, "gbt": {"mae": 86.7, "spearman": 0.52}}
-    assert choose_clv_candidate(close) == "gbt"
-    far = {"bgnbd": {"mae": 80.0, "spearman": 0.38}, "gbt": {"mae": 90.0, "spearman": 0.52}}
-    assert choose_clv_candidate(far) == "bgnbd"
-    undefined = {"bgnbd": {"mae": 80.0, "spearman": float("nan")}, "gbt": {"mae": 81.0, "spearman": 0.1}}
-    assert choose_clv_candidate(undefined) == "gbt"
+    bgnbd, run_rate = _clv(0.358, 0.560, -4.9), _clv(0.307, 0.40, -100.0)
+    good = choose_clv_candidate({"gbt": _clv(0.278, 0.563, 4.3), "bgnbd": bgnbd, "run_rate": run_rate})
+    assert (good.chosen, good.baseline_serves) == ("gbt", False)
+    assert good.checks["gbt"]["eligible"] is True and "eligible" in good.params()["selection_gbt"]
+
+    # each check alone keeps the GBT out, and says which one
+    for gbt, failed in ((_clv(0.278, 0.552, 4.3), "spearman 0.552 <"),   # ranks worse (the donations holdout)
+                        (_clv(0.380, 0.650, 4.3), "mae 0.38 >="),         # ranks better, amounts worse
+                        (_clv(0.278, 0.650, -16.0), "outside +-15 %")):   # total off by more than the band
+        choice = choose_clv_candidate({"gbt": gbt, "bgnbd": bgnbd, "run_rate": run_rate})
+        assert (choice.chosen, choice.baseline_serves) == ("bgnbd", True), failed
+        assert failed in choice.checks["gbt"]["summary"] and "not eligible" in choice.checks["gbt"]["summary"]
+        assert "no ML candidate (gbt)" in choice.reason
+
+    # a tie in Spearman is enough ("at least BG/NBD's")
+    assert choose_clv_candidate({"gbt": _clv(0.3, 0.560, 0.0), "bgnbd": bgnbd}).chosen == "gbt"
+    # two eligible ML candidates: the lower MAE, not the better Spearman
+    two = {"gbt": _clv(0.30, 0.60, 1.0), "other": _clv(0.29, 0.58, -2.0), "bgnbd": bgnbd}
+    assert choose_clv_candidate(two).chosen == "other"
 
 
-def test_an_ml_clv_candidate_that_ranks_worse_than_bgnbd_does_not_serve_whatever_its_mae():
-    """The real donations history: the GBT's MAE is far better, its Spearman 0.05 below MBG/NBD's -> MBG/NBD serves.
-    Within the rank tolerance the better-MAE GBT still serves; without a usable baseline only the MAE/Spearman rule."""
-    from spark_jobs.training import CLV_RANK_TOLERANCE, choose_clv_candidate, ranks_below_baseline
+def test_clv_best_baseline_serves_when_no_ml_candidate_qualifies():
+    """Fallback: the baseline within the band with the lowest MAE; a run rate with a lower MAE but a -100 % total
+    does not serve while BG/NBD is within the band; when no baseline is within the band, the smallest |error|."""
+    from spark_jobs.training import choose_clv_candidate
 
-    donations = {"gbt": {"mae": 0.278, "spearman": 0.552}, "bgnbd": {"mae": 0.358, "spearman": 0.603}}
-    assert ranks_below_baseline(donations) == ["gbt"]
-    assert choose_clv_candidate(donations) == "bgnbd"
-    assert choose_clv_candidate(donations, rank_tolerance=0.06) == "gbt"  # a looser tolerance keeps it
-    near = {"gbt": {"mae": 0.278, "spearman": 0.603 - CLV_RANK_TOLERANCE / 2}, "bgnbd": donations["bgnbd"]}
-    assert ranks_below_baseline(near) == [] and choose_clv_candidate(near) == "gbt"
-    # no baseline, or one without a defined Spearman: the MAE/Spearman rule alone
-    assert choose_clv_candidate({"gbt": donations["gbt"]}) == "gbt"
-    undefined = {"gbt": donations["gbt"], "bgnbd": {"mae": 0.358, "spearman": float("nan")}}
-    assert ranks_below_baseline(undefined) == [] and choose_clv_candidate(undefined) == "gbt"
-    # a candidate with an undefined Spearman ranks below any defined baseline: out
-    constant = {"gbt": {"mae": 0.2, "spearman": float("nan")}, "bgnbd": donations["bgnbd"]}
-    assert choose_clv_candidate(constant) == "bgnbd"
+    out = _clv(0.5, 0.1, 50.0)
+    zero_run_rate = _clv(0.307, float("nan"), -100.0)
+    assert choose_clv_candidate({"gbt": out, "bgnbd": _clv(0.358, 0.6, -4.9), "run_rate": zero_run_rate}).chosen \
+        == "bgnbd"
+    both_in = {"gbt": out, "bgnbd": _clv(40.0, 0.3, 9.0), "run_rate": _clv(38.0, 0.25, -12.0)}
+    assert choose_clv_candidate(both_in).chosen == "run_rate"
+    none_in = {"gbt": out, "bgnbd": _clv(40.0, 0.3, -30.0), "run_rate": _clv(38.0, 0.25, 190.0)}
+    choice = choose_clv_candidate(none_in)
+    assert (choice.chosen, choice.baseline_serves) == ("bgnbd", True) and "smallest |aggregate error|" in choice.reason
+
+
+def test_clv_choice_without_bgnbd_or_with_undefined_figures():
+    """No BG/NBD fit: its checks cannot fail the GBT, the band still can (then the run rate serves); an undefined
+    Spearman or aggregate error never passes a check; no candidates at all is an error that says so."""
+    from spark_jobs.training import choose_clv_candidate
+
+    assert choose_clv_candidate({"gbt": _clv(30.0, 0.4, 5.0), "run_rate": _clv(40.0, 0.3, 80.0)}).chosen == "gbt"
+    off = choose_clv_candidate({"gbt": _clv(30.0, 0.4, 40.0), "run_rate": _clv(40.0, 0.3, 10.0)})
+    assert (off.chosen, off.baseline_serves) == ("run_rate", True)
+    constant = {"gbt": _clv(0.2, float("nan"), 1.0), "bgnbd": _clv(0.358, 0.6, -4.9)}
+    assert choose_clv_candidate(constant).chosen == "bgnbd"
+    undefined_total = {"gbt": _clv(0.2, 0.7, float("nan")), "bgnbd": _clv(0.358, 0.6, -4.9)}
+    assert choose_clv_candidate(undefined_total).chosen == "bgnbd"
+    only_ml = choose_clv_candidate({"gbt": _clv(0.2, 0.7, 40.0)})
+    assert (only_ml.chosen, only_ml.baseline_serves) == ("gbt", False) and "no baseline" in only_ml.reason
+    with pytest.raises(ValueError, match="no candidate has validation metrics"):
+        choose_clv_candidate({})
+
+
+def test_churn_gbt_serves_only_when_clearly_better_than_logistic_regression_on_validation():
+    """A tie (the donations history: 0.8438 each) or a GBT within the margin -> logistic regression, whose additive
+    trends extrapolate to an aged cohort; a GBT better by more than the margin serves; an undefined AUC never wins."""
+    from spark_jobs.training import CHURN_GBT_MARGIN, choose_churn_candidate
+
+    assert choose_churn_candidate({"gbt": 0.8438, "logreg": 0.8438}) == "logreg"
+    assert choose_churn_candidate({"gbt": 0.80 + CHURN_GBT_MARGIN / 2, "logreg": 0.80}) == "logreg"
+    assert choose_churn_candidate({"gbt": 0.80 + 2 * CHURN_GBT_MARGIN, "logreg": 0.80}) == "gbt"
+    assert choose_churn_candidate({"gbt": 0.70, "logreg": 0.80}) == "logreg"
+    assert choose_churn_candidate({"gbt": float("nan"), "logreg": 0.60}) == "logreg"
+    assert choose_churn_candidate({"gbt": 0.60, "logreg": float("nan")}) == "gbt"
 
 
 def test_popularity_serves_the_recommender_when_als_misses_a_floor():
@@ -298,7 +344,10 @@ def test_train_all_models_end_to_end(spark, env, capsys):
     # the holdout rows with every score, for offline comparisons (c360dev.bench.quality)
     predictions = pd.read_parquet(mlflow.artifacts.download_artifacts(run_id=churn["run_id"],
                                                                       artifact_path="holdout_predictions.parquet"))
-    assert {"customer_key", "label", "gbt", "logreg", "baseline_recency"} <= set(predictions.columns)
+    assert {"customer_key", "label", "gbt", "logreg", "baseline_recency", "baseline_bgnbd"} <= set(predictions.columns)
+    # the BG/NBD churn baseline (1 - P(a purchase within the horizon)) is judged on the same holdout
+    assert 0.0 <= predictions["baseline_bgnbd"].min() <= predictions["baseline_bgnbd"].max() <= 1.0
+    assert "baseline_bgnbd_roc_auc" in run.data.metrics
     # keyed by the sha256 of the id (what erase-customer matches), never the id itself
     assert "customer_id" not in predictions.columns
     assert predictions["customer_key"].str.fullmatch("[0-9a-f]{64}").all()
@@ -324,8 +373,17 @@ def test_train_all_models_end_to_end(spark, env, capsys):
     # CLV always gets a first champion: an ML candidate past its floors, else the better baseline serves
     assert results["clv"]["promoted"] and results["clv"]["champion_version"] == results["clv"]["version"]
     assert results["clv"]["serving"] in {"model", "bgnbd", "run_rate"}
-    if results["clv"]["serving"] == "run_rate":  # only ever chosen over a failed ML candidate: the reason is given
-        assert "did not beat the baselines' floors" in results["clv"]["gates"]
+    clv_run = client.get_run(results["clv"]["run_id"])
+    if results["clv"]["serving"] != "model":  # a baseline serves: the reason is given (validation checks or floors)
+        assert ("did not beat the baselines' floors" in results["clv"]["gates"]
+                or "passed the validation checks" in results["clv"]["gates"]), results["clv"]["gates"]
+    # the CLV choice is recorded per candidate, with the figures each check used
+    assert {"selection", "selection_gbt", "selection_bgnbd", "selection_run_rate"} <= set(clv_run.data.params)
+    assert "eligible" in clv_run.data.params["selection_gbt"] and "spearman" in clv_run.data.params["selection_gbt"]
+    selection = json.loads(Path(mlflow.artifacts.download_artifacts(run_id=results["clv"]["run_id"],
+                                                                    artifact_path="clv_selection.json")).read_text())
+    assert selection["chosen"] in {"gbt", "bgnbd", "run_rate"} and set(selection["checks"]) == {"gbt", "bgnbd",
+                                                                                               "run_rate"}
     # the fixture's recommender (co-purchase pairs ALS can learn) beats popularity: it must be promoted
     assert results["recommender"]["promoted"], results["recommender"]["gates"]
     assert results["recommender"]["serving"] == "model"

@@ -386,9 +386,10 @@ def run_params(run_id: str) -> dict[str, str]:
     return dict(mlflow.MlflowClient().get_run(run_id).data.params)
 
 
-def holdout_predictions(run_id: str, truth: pd.DataFrame) -> pd.DataFrame:
+def holdout_predictions(run_id: str, truth: pd.DataFrame | None) -> pd.DataFrame:
     """A training run's holdout rows, with the customer_id back from the generator's truth: runs key the rows by
-    customer_key (sha256 of the id) so the artifact holds no ids; older runs logged customer_id itself."""
+    customer_key (sha256 of the id) so the artifact holds no ids; older runs logged customer_id itself. Without a
+    truth (real data, --baselines-only) the key stays the row's id: the figures need labels and scores only."""
     import mlflow
 
     from c360.privacy.erasure import customer_key
@@ -397,6 +398,8 @@ def holdout_predictions(run_id: str, truth: pd.DataFrame) -> pd.DataFrame:
     rows = pd.read_parquet(path)
     if "customer_key" not in rows.columns:
         return rows
+    if truth is None:
+        return rows.rename(columns={"customer_key": "customer_id"})
     ids = {customer_key(str(c)): c for c in truth["customer_id"]}
     return rows.assign(customer_key=rows["customer_key"].map(ids)).rename(columns={"customer_key": "customer_id"})
 
@@ -423,13 +426,26 @@ def _holdout_header(params: dict, holdout_rows: int, model_kind: str) -> dict:
     """What a churn or CLV report says about its training run: dates, gap, rows and the chosen model."""
     return {"train_dates": params.get("train_dates", params["train_date"]), "holdout_date": params["holdout_date"],
             "gap_days": int(params.get("gap_days", -1)), "train_rows": int(float(params["train_rows"])),
-            "holdout_rows": holdout_rows, "model_kind": model_kind}
+            "holdout_rows": holdout_rows, "model_kind": model_kind,
+            # the run's own label horizon (C360_*_HORIZON_DAYS), not the defaults
+            "horizon_days": int(float(params["horizon_days"])) if params.get("horizon_days") else None}
 
 
 def baseline_columns(pred: pd.DataFrame) -> dict[str, str]:
     """name -> column of every baseline the training run scored on its holdout (`baseline_<name>` columns), so a
     baseline added in ml/ (e.g. BG/NBD's P(alive) for churn) is reported without a change here."""
     return {c.removeprefix("baseline_"): c for c in pred.columns if c.startswith("baseline_")}
+
+
+# the holdout predictions' column of what a run registered (its `model_kind` param): a baseline may serve
+# (spark_jobs.training, "a baseline may serve"), and its scores are in its own column
+SERVED_COLUMN = {"recency_baseline": "recency_model", "gbt_regressor": "gbt", "bgnbd_gamma_gamma": "bgnbd",
+                 "run_rate_baseline": "baseline_run_rate"}
+SERVED_LABEL = {"gbt_regressor": "gbt", "bgnbd_gamma_gamma": "bgnbd", "run_rate_baseline": "run_rate"}
+
+
+def served_column(model_kind: str) -> str:
+    return SERVED_COLUMN.get(model_kind, model_kind)
 
 
 def churn_figures(result: dict, truth: pd.DataFrame | None, summary: dict | None, horizon: int) -> dict:
@@ -445,7 +461,7 @@ def churn_figures(result: dict, truth: pd.DataFrame | None, summary: dict | None
     oracles = {} if truth is None else churn_oracles(df, horizon, float(summary["model_params"]["cancel_prob"]))
     return {
         **_holdout_header(params, len(df), best),
-        "model": metrics.classification_metrics(y, df[best]),
+        "model": metrics.classification_metrics(y, df[served_column(best)]),
         "candidates": {k: metrics.classification_metrics(y, df[k]) for k in ("gbt", "logreg") if k in df},
         "baselines": {k: metrics.classification_metrics(y, df[c]) for k, c in baseline_columns(pred).items()},
         "oracles": {k: metrics.classification_metrics(y, v) for k, v in oracles.items()},
@@ -459,7 +475,7 @@ def clv_figures(result: dict, truth: pd.DataFrame | None, summary: dict | None, 
 
     params = run_params(result["run_id"])
     pred = holdout_predictions(result["run_id"], truth)
-    kind = "gbt" if params["model_kind"] == "gbt_regressor" else "bgnbd"
+    kind = SERVED_LABEL.get(params["model_kind"], params["model_kind"])
     df = pred if truth is None else oracle_inputs(pred, truth, params["holdout_date"], summary)
     y = df["label"].to_numpy(dtype=float)
     oracles, scale = {}, None
@@ -472,7 +488,7 @@ def clv_figures(result: dict, truth: pd.DataFrame | None, summary: dict | None, 
         oracles = clv_oracles(df, horizon, value_per_order)
     return {
         **_holdout_header(params, len(df), kind),
-        "model": metrics.regression_metrics(y, df[kind]),
+        "model": metrics.regression_metrics(y, df[served_column(params["model_kind"])]),
         "candidates": {k: metrics.regression_metrics(y, df[k]) for k in ("gbt", "bgnbd") if k in df},
         "baselines": {k: metrics.regression_metrics(y, df[c]) for k, c in baseline_columns(pred).items()},
         "oracles": {k: metrics.regression_metrics(y, v) for k, v in oracles.items()},
@@ -601,7 +617,7 @@ def markdown(report: dict) -> str:
     if "churn" in f:
         c = f["churn"]
         lines += [f"**Churn** (train {c['train_dates']}, {c['train_rows']:,} rows; holdout {c['holdout_date']}, "
-                  f"{c['gap_days']} days after the newest training snapshot (horizon 90), "
+                  f"{c['gap_days']} days after the newest training snapshot (horizon {c.get('horizon_days') or 90}), "
                   f"{c['holdout_rows']:,} customers, churn rate {c['model']['base_rate']:.2f}; {c['model_kind']} "
                   "chosen on validation)", "",
                   "| scorer | ROC AUC | PR AUC | top-decile lift | Brier | ECE |", "|---|---|---|---|---|---|"]
@@ -615,7 +631,8 @@ def markdown(report: dict) -> str:
     if "clv" in f:
         c = f["clv"]
         lines += [f"**CLV** (train {c['train_dates']}, {c['train_rows']:,} rows; holdout {c['holdout_date']}, "
-                  f"{c['gap_days']} days after the newest training snapshot (horizon 180: label windows overlap "
+                  f"{c['gap_days']} days after the newest training snapshot (horizon {c.get('horizon_days') or 180}: "
+                  "label windows overlap "
                   "if fewer), "
                   f"{c['holdout_rows']:,} customers, mean {c['model']['actual_mean']:.1f} EUR; {c['model_kind']} "
                   "chosen on validation"
