@@ -105,9 +105,14 @@ def read_snapshot(spark: SparkSession, root: Path, as_of_date: str) -> DataFrame
 
 
 def read_events(spark: SparkSession, path: Path, through_date: str) -> DataFrame:
-    """The interaction events known by the end of `through_date`, typed as the recommender expects.
+    """The interaction events known by the end of `through_date`, typed as the recommender expects, keyed by person.
 
-    Here (not in the training module) because scoring reads them too and must not import training code."""
+    The feature store is keyed by person (customer_id = the person's primary member; docs/identity.md) but the
+    interactions are stored per customer id as they were known. When the export's person_keys/ (tonight's identity
+    graph) is beside them, a merged guest checkout's or second account's events are re-keyed to the person's primary
+    id, so the recommender learns and excludes what the person bought under any of its ids (retroactively: today's
+    graph for every past event). Here (not in the training module) because scoring reads them too and must not import
+    training code."""
     from pyspark.sql import functions as F
 
     from ml.recommender import check_events
@@ -116,9 +121,17 @@ def read_events(spark: SparkSession, path: Path, through_date: str) -> DataFrame
     check_events(events)
     if "known_date" in events.columns:  # the dbt export: only what had landed by the end of through_date
         events = events.where(F.col("known_date") <= F.lit(through_date).cast("date"))
-    return (events.select(F.col("customer_id").cast("string"), F.col("product_id").cast("string"),
-                          F.col("event_type").cast("string"), F.col("event_time").cast("timestamp"))
-            .where(F.col("event_time") < F.to_timestamp(F.date_add(F.lit(through_date).cast("date"), 1))))
+    events = (events.select(F.col("customer_id").cast("string"), F.col("product_id").cast("string"),
+                            F.col("event_type").cast("string"), F.col("event_time").cast("timestamp"))
+              .where(F.col("event_time") < F.to_timestamp(F.date_add(F.lit(through_date).cast("date"), 1))))
+    keys_path = Path(path).parent / "person_keys"
+    if not any(keys_path.glob("*.parquet")):
+        return events
+    keys = spark.read.parquet(str(keys_path)).select(F.col("customer_id").cast("string"),
+                                                      F.col("person_customer_id").cast("string"))
+    return (events.join(F.broadcast(keys), "customer_id", "left")
+            .select(F.coalesce("person_customer_id", "customer_id").alias("customer_id"),
+                    "product_id", "event_type", "event_time"))
 
 
 def customer_key(customer_id: str) -> str:

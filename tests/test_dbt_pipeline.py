@@ -199,6 +199,14 @@ def test_export_writes_interactions_and_products(warehouse):
     assert set(interactions[0]) >= {"customer_id", "product_id", "event_type", "event_time", "known_date"}
     products = pq.read_table(root / "products").to_pylist()
     assert {(p["product_id"], p["category"]) for p in products} >= {("P1", "shoes"), ("P2", "bags"), ("P3", "books")}
+    # tonight's identity graph for the interactions' readers: exactly the ids re-keyed to another person's primary
+    keys = pq.read_table(root / "person_keys")
+    assert keys.column_names == ["customer_id", "person_customer_id"]
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        expected = con.execute("select customer_id, person_customer_id from intermediate.int_person_keys "
+                               "where customer_id <> person_customer_id").fetchall()
+        assert con.execute("select count(*) from intermediate.int_person_keys").fetchone()[0] > 0
+    assert sorted(zip(*keys.to_pydict().values())) == sorted(expected)
 
 
 def test_failed_dbt_run_names_the_node(warehouse):

@@ -201,3 +201,40 @@ def test_popularity_baseline_is_no_als_model(spark, shop):
     assert not rec.is_popularity_model(als)
     with pytest.raises(TypeError, match="ALSModel"):
         rec.similar_products(rec.popularity_model())  # it has no item factors: no similar products either
+
+
+# interactions keyed by person (the feature store's key; docs/identity.md)
+# -------------------------------------------------------------------------
+
+def test_read_events_re_keys_a_merged_guest_checkout_to_the_persons_primary_id(spark, tmp_path):
+    """The interactions are stored per customer id as known; with the night's person_keys beside them, the reader
+    puts a merged guest checkout's purchase under the person's primary (CRM) id, so the recommender excludes it for
+    that person; ids the graph does not re-key, and events known after the date, are untouched."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from spark_jobs.common import read_events
+
+    fs = tmp_path / "feature_store"
+    (fs / "interactions").mkdir(parents=True)
+    pq.write_table(pa.table({
+        "interaction_id": ["i1", "i2", "i3", "i4"],
+        "customer_id": ["C1", "G1", "Z9", "G1"],
+        "product_id": ["p1", "p2", "p3", "p4"],
+        "event_type": ["product_view", "purchase", "purchase", "purchase"],
+        "event_time": pa.array([T(2025, 3, 1, 9), T(2025, 3, 2, 10), T(2025, 3, 2, 11), T(2025, 3, 4, 9)],
+                               pa.timestamp("us", tz="UTC")),
+        "known_date": pa.array([dt.date(2025, 3, 1), dt.date(2025, 3, 2), dt.date(2025, 3, 2), dt.date(2025, 3, 4)]),
+    }), fs / "interactions" / "part-0.parquet")
+
+    def read():
+        rows = read_events(spark, fs / "interactions", "2025-03-02").collect()
+        return sorted((r["customer_id"], r["product_id"]) for r in rows)
+
+    assert read() == [("C1", "p1"), ("G1", "p2"), ("Z9", "p3")]  # no graph exported (yet): per customer id
+    (fs / "person_keys").mkdir()
+    pq.write_table(pa.table({"customer_id": ["G1"], "person_customer_id": ["C1"]}), fs / "person_keys" / "part-0.parquet")
+    assert read() == [("C1", "p1"), ("C1", "p2"), ("Z9", "p3")]
+    seen = {r["product_id"] for r in rec.known_purchases(read_events(spark, fs / "interactions", "2025-03-02"),
+                                                         "2025-03-02").where(F.col("customer_id") == "C1").collect()}
+    assert seen == {"p2"}  # the guest's purchase is the person's: never recommended back to them

@@ -29,6 +29,11 @@ FEATURE_STORE_SELECTOR = "path:models/feature_store"
 # The recommender's inputs, exported beside the snapshots (contract: docs/models.md)
 INTERACTIONS_TABLE = "feature_store.interactions"
 PRODUCTS_QUERY = "select product_id, category from marts.dim_products order by product_id"
+# Tonight's identity graph for the Spark readers of the interactions (spark_jobs.common.read_events): each customer id
+# that is not its person's primary member, with that primary (the key of the feature store; docs/identity.md). Only
+# the re-keyed ids: on a shop without duplicates the file is empty.
+PERSON_KEYS_QUERY = ("select customer_id, person_customer_id from intermediate.int_person_keys "
+                     "where customer_id <> person_customer_id order by customer_id")
 # Everything downstream of the scores (score marts, customer_360, segments): rebuilt once the night's scores are loaded
 SCORES_SELECTOR = "source:scores+"
 # The env var the dbt project reads the segment definitions from (dbt_project/macros/segments.sql)
@@ -284,7 +289,9 @@ def export_feature_parquet(
     Also written: snapshots and labels present in the warehouse but missing on disk (backfilled dates, a missed
     export), and labels whose horizon closed within `lookback_days` of run_date (late orders may have changed them).
     The recommender's inputs go beside them: interactions/known_date=K/ for the known dates this run recomputed
-    (run_date - lookback_days .. run_date) and any missing on disk, and products/ (product_id, category) replaced.
+    (run_date - lookback_days .. run_date) and any missing on disk, and products/ (product_id, category) replaced,
+    and person_keys/ (customer_id -> person_customer_id, tonight's identity graph) replaced: the interactions stay
+    per customer id as they were known, and their readers re-key them to persons with today's graph (retroactive).
     run_date None = the latest snapshot; lookback_days None = settings.lookback_days.
     """
     from c360.pipeline.warehouse import connect
@@ -326,6 +333,9 @@ def export_feature_parquet(
         if _table_exists(con, "marts", "dim_products"):
             rows = _atomic_copy(con, PRODUCTS_QUERY, [], root / "products")
             result.written["products"] = {as_of: (root / "products", rows)}
+        if _table_exists(con, "intermediate", "int_person_keys"):
+            rows = _atomic_copy(con, PERSON_KEYS_QUERY, [], root / "person_keys")
+            result.written["person_keys"] = {as_of: (root / "person_keys", rows)}
         for table, parts in result.written.items():
             log.info(
                 "exported %s partition(s) of %s (%s rows) to %s",
