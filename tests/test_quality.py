@@ -129,13 +129,18 @@ def test_real_data_figures_need_no_truth_and_read_the_served_baselines_column(tm
     with a TypeError before), and a run whose registered model is a baseline is read from that baseline's column."""
     import mlflow
 
+    previous_uri = mlflow.get_tracking_uri()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    rows = pd.DataFrame({"customer_key": ["a" * 64, "b" * 64], "label": [1.0, 0.0], "recency_model": [0.9, 0.1]})
-    rows.to_parquet(tmp_path / "holdout_predictions.parquet")
-    with mlflow.start_run() as run:
-        mlflow.log_artifact(str(tmp_path / "holdout_predictions.parquet"))
-    pred = quality.holdout_predictions(run.info.run_id, None)
+    try:
+        rows = pd.DataFrame({"customer_key": ["a" * 64, "b" * 64], "label": [1.0, 0.0], "recency_model": [0.9, 0.1]})
+        rows.to_parquet(tmp_path / "holdout_predictions.parquet")
+        # an explicit experiment: an earlier test in this process may have left another store's experiment active
+        with mlflow.start_run(experiment_id=mlflow.create_experiment("quality-real-data")) as run:
+            mlflow.log_artifact(str(tmp_path / "holdout_predictions.parquet"))
+        pred = quality.holdout_predictions(run.info.run_id, None)
+    finally:
+        mlflow.set_tracking_uri(previous_uri)
     assert list(pred.columns) == ["customer_id", "label", "recency_model"] and pred["customer_id"].tolist() == [
         "a" * 64, "b" * 64]
     assert quality.served_column("recency_baseline") == "recency_model"
