@@ -24,12 +24,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from c360dev.generate.vendors import TrackingFormat
+    from c360dev.generate.vendors import parse_option
 
-    try:
-        TrackingFormat.parse(args.tracking_format)
-    except ValueError as exc:
-        raise SystemExit(f"--tracking-format: {exc}") from None
+    tracking_format = str(parse_option(args.tracking_format))
     return run_benchmark(args.size, repeat=args.repeat, work_dir=args.work_dir, keep=args.keep,
                          skip_history_ratio=args.skip_history_ratio, skip_models=args.skip_models,
-                         skip_pandas=args.skip_pandas, tracking_format=args.tracking_format)
+                         skip_pandas=args.skip_pandas, tracking_format=tracking_format)

@@ -87,13 +87,9 @@ def run(args: argparse.Namespace) -> int:
         log.error("--customers and --days must be at least 1")
         return 2
     dirt = DirtConfig.none() if args.no_dirt else DirtConfig(scale=args.dirt_scale)
-    from c360dev.generate.vendors import TrackingFormat
+    from c360dev.generate.vendors import parse_option
 
-    try:
-        tracking_format = TrackingFormat.parse(args.tracking_format or settings.generate_tracking_format)
-    except ValueError as exc:
-        log.error("--tracking-format: %s", exc)
-        return 2
+    tracking_format = parse_option(args.tracking_format, settings.generate_tracking_format)
     summary = generate(
         out=args.out or settings.landing_uri,
         customers=args.customers,

@@ -49,12 +49,9 @@ def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     if latest_partition(storage) is None:
         from c360dev.generate import generate
-        from c360dev.generate.vendors import TrackingFormat
+        from c360dev.generate.vendors import parse_option
 
-        try:
-            tracking_format = TrackingFormat.parse(args.tracking_format or settings.generate_tracking_format)
-        except ValueError as exc:
-            raise SystemExit(f"--tracking-format: {exc}") from None
+        tracking_format = parse_option(args.tracking_format, settings.generate_tracking_format)
         needed = tracking_format.tracking_sources()
         if needed and settings.tracking_sources != needed:
             # the cut-over is dbt's (Settings), read by every later night: it must be set, not guessed here

@@ -520,6 +520,15 @@ class TrackingFormat:
         return f"{self.fmt}>{self.new}@{self.cutover}" + (f"+{self.overlap_days}" if self.overlap_days != 3 else "")
 
 
+def parse_option(value: str | None, default: str = CANONICAL) -> TrackingFormat:
+    """The --tracking-format of the c360 commands (generate, nightly, bench): the value given, else `default` (the
+    C360_GENERATE_TRACKING_FORMAT setting); a bad one stops the command with the option named and what it expects."""
+    try:
+        return TrackingFormat.parse(value or default)
+    except ValueError as exc:
+        raise SystemExit(f"--tracking-format: {exc}") from None
+
+
 def from_canonical(row: dict) -> Event:
     """An Event from one canonical tracking row (a parsed own-format line): the same event, ids and times."""
     at = datetime.fromisoformat(row["occurred_at"]).astimezone(UTC)
