@@ -63,7 +63,15 @@ def build(warehouse: Path, customers: int, nights: int, last: date) -> list[str]
             SELECT customer_id, as_of_date, (hash(customer_id, 'c') % 1000) / 1000.0 AS churn_probability,
                    (hash(customer_id, 'c') % 10 + 1)::integer AS churn_decile, 0.5 AS p_alive,
                    1.0 AS expected_purchases, (hash(customer_id, 'v') % 500)::double AS predicted_value_eur,
-                   (hash(customer_id, 'v') % 10 + 1)::integer AS value_decile
+                   (hash(customer_id, 'v') % 10 + 1)::integer AS value_decile,
+                   -- the churn model's top reasons as spark_jobs.score writes them (docs/models.md, "Reason
+                   -- codes"): the member preview shows them, so the timing and the screenshots include them
+                   (['days_since_last_order high', 'sessions_30d low', 'orders_count low'])
+                       [(hash(customer_id, 'r1') % 3 + 1)::bigint] AS churn_reason_1,
+                   (['return_rate high', 'country = DE', NULL])
+                       [(hash(customer_id, 'r2') % 3 + 1)::bigint] AS churn_reason_2,
+                   (['avg_order_value_eur low', NULL, NULL])
+                       [(hash(customer_id, 'r3') % 3 + 1)::bigint] AS churn_reason_3
             FROM feature_store.customer_features;
         -- membership: a stable score per (customer, segment) under a threshold that drifts night by night, so
         -- segments grow or shrink and customers enter and exit
@@ -156,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     server = subprocess.Popen([sys.executable, "-m", "c360.cli", "ui", "--port", str(port)], cwd=REPO, env=env)
     url = f"http://127.0.0.1:{port}"
     result: dict = {"customers": args.customers, "nights": args.nights, "segments": len(manifest["segments"]),
-                    "warehouse_mb": round(size_mb), "segment_member_rows": None}
+                    "warehouse_mb": round(size_mb), "segment_member_rows": None,
+                    "load_average_at_start": [round(x, 1) for x in os.getloadavg()]}
     try:
         while True:
             try:
@@ -223,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
         result["segment_member_rows"] = con.execute("SELECT count(*) FROM marts.segment_members").fetchone()[0]
         result["writer_commits"] = con.execute("SELECT count(*) FROM raw.bench_writer").fetchone()[0]
+    result["load_average_at_end"] = [round(x, 1) for x in os.getloadavg()]  # a shared machine: say how busy
     (args.out / "result.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
     return 0

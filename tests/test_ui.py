@@ -194,3 +194,23 @@ def test_an_invalid_segments_file_is_named_on_the_page(ui):
         r = c.get("/")
         assert r.status_code == 200 and "is invalid" in r.text and "union" in r.text and str(seg_file) in r.text
         assert "is invalid" in c.get("/api/segments").json()["error"]
+
+
+def test_first_paint_bench_warehouse_holds_what_the_page_shows(tmp_path):
+    """bench/ui_first_paint.py times the page and takes the docs' screenshots on a synthetic warehouse: it must hold
+    every fact the page shows, the churn reasons of the member preview included, or the figures and screenshots
+    describe a smaller page than the real one."""
+    from datetime import date
+
+    from bench.ui_first_paint import build
+    from c360.marketing.ui.facts import api_sizes, member_preview
+
+    warehouse = tmp_path / "warehouse.duckdb"
+    names = build(warehouse, customers=400, nights=3, last=date(2026, 11, 20))
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        preview = member_preview(con, date(2026, 11, 20))
+        sizes = {r["name"]: r["size"] for r in api_sizes(con, load_segments())}
+    assert sorted(preview) == sorted(n for n in names if sizes[n])
+    members = [m for rows in preview.values() for m in rows]
+    assert members and all(1 <= len(m["churn_reasons"]) <= 3 for m in members)
+    assert any(m["email"] is None for m in members) and any(m["email"] for m in members)  # masked and shown
