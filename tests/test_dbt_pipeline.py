@@ -206,7 +206,7 @@ def test_export_writes_interactions_and_products(warehouse):
         expected = con.execute("select customer_id, person_customer_id from intermediate.int_person_keys "
                                "where customer_id <> person_customer_id").fetchall()
         assert con.execute("select count(*) from intermediate.int_person_keys").fetchone()[0] > 0
-    assert sorted(zip(*keys.to_pydict().values())) == sorted(expected)
+    assert sorted(zip(*keys.to_pydict().values(), strict=True)) == sorted(expected)
 
 
 def test_failed_dbt_run_names_the_node(warehouse):

@@ -15,7 +15,6 @@ one the previous manifest named (a reader may be downloading it right now).
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import secrets
@@ -305,35 +304,3 @@ def verify_export(as_of_date: date, settings: Settings | None = None, storage: S
     if problems:
         raise ExportError(f"Export of {as_of_date} is inconsistent:\n  " + "\n  ".join(problems))
     return manifest
-
-
-def print_export_summary(manifest: dict) -> None:
-    print(f"\nExports for {manifest['as_of_date']} (export {manifest['export_id']}, run {manifest['run_id']})")
-    print(f"  {'segment':<32}{'rows':>9}{'no consent':>12}{'entered':>9}{'exited':>8}  destination")
-    for name, s in manifest["segments"].items():
-        if s["export_id"] != manifest["export_id"]:
-            continue
-        print(f"  {name:<32}{s['rows']:>9,}{s['excluded_without_consent']:>12,}{s['entered']:>9,}"
-              f"{s['exited']:>8,}  {s['destination']}")
-    print(f"  drift: {manifest['drift_check']['message']}")
-    print(f"  manifest: {manifest['export_uri']}/dt={manifest['as_of_date']}/{MANIFEST}")
-
-
-def run_export_cli(args: argparse.Namespace, segments: list[Segment]) -> int:
-    """`c360 segments export`: 0 = exported, 3 = held back (drift or volume), 1 = failed."""
-    from c360.marketing.segments import SegmentConfigError
-    from c360.pipeline.warehouse import WarehouseLocked
-
-    try:
-        manifest = export_segments(args.date, only=args.segment, segments=segments, force=args.force)
-    except ExportHeld as exc:
-        log.error("%s", exc)
-        return 3
-    except (ExportError, SegmentConfigError, WarehouseLocked) as exc:
-        log.error("%s", exc)
-        return 1
-    if args.json:
-        print(json.dumps(manifest, indent=2))
-    else:
-        print_export_summary(manifest)
-    return 0
