@@ -194,6 +194,7 @@ def test_a_warehouse_from_before_the_vendor_columns_gets_them(c360_env):
     assert q(c360_env, "SELECT DISTINCT vendor FROM raw.tracking_events") == [("segment",)]
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize("vendor", ["snowplow", "segment", "ga4"])
 def test_an_erased_customers_vendor_events_stay_out_on_every_reload(c360_env, vendor):
     """Erasure leaves the landing zone as the vendor sent it (docs/runbooks.md, erase a customer), so each reload

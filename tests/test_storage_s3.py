@@ -55,6 +55,7 @@ def test_s3_client_uses_botocore_retry_mode_and_attempts_from_settings(monkeypat
         open_storage("s3://any-bucket/x", endpoint_url=moto_s3_server)
 
 
+@pytest.mark.reliability
 def test_an_unreachable_endpoint_fails_fast_with_one_line_naming_it(monkeypatch):
     from tests.conftest import free_port
 
@@ -72,6 +73,7 @@ def test_an_unreachable_endpoint_fails_fast_with_one_line_naming_it(monkeypatch)
         assert "s3://landing-bucket/shop" in message and "C360_S3_ENDPOINT_URL" in message
 
 
+@pytest.mark.reliability
 def test_the_cli_ends_an_unreachable_landing_zone_with_that_line_and_no_traceback(c360_env, monkeypatch, capfd):
     from c360.cli import main
     from tests.conftest import free_port
