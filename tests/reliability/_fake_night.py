@@ -43,8 +43,11 @@ def fake_airflow() -> None:
         _record_pid()
         print("DbtRunError: dbt test not_null_int_order_lines_amount_eur failed (1 row)", flush=True)
         while True:
-            print("WARNING - No tasks to run. unrunnable tasks: {<TaskInstance: c360_transform.export_features "
-                  "scheduled__2026-02-02 [None]>}", flush=True)
+            print(
+                "WARNING - No tasks to run. unrunnable tasks: {<TaskInstance: c360_transform.export_features "
+                "scheduled__2026-02-02 [None]>}",
+                flush=True,
+            )
             time.sleep(0.2)
     me = [sys.executable, __file__]
     subprocess.Popen([*me, "sleeper", "INT"])  # dbt: stops on SIGTERM only
@@ -71,8 +74,10 @@ class FakeMetadataDB:
 
         now = datetime.now(UTC)
         if os.environ["C360_FAKE_MODE"] == "loop":
-            return "running", {"dbt_build": TaskRun("dbt_build", "failed", 1, now, now),
-                               "export_features": TaskRun("export_features", None, 0, None, None)}
+            return "running", {
+                "dbt_build": TaskRun("dbt_build", "failed", 1, now, now),
+                "export_features": TaskRun("export_features", None, 0, None, None),
+            }
         return "running", {"dbt_build": TaskRun("dbt_build", "running", 1, now, None)}
 
 

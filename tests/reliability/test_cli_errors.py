@@ -26,8 +26,13 @@ def test_ingest_of_a_date_with_an_unreadable_file_ends_with_one_message_naming_i
     store = LocalStorage(c360_env.landing_uri)
     store.write_bytes(f"transactions/dt={D}/good.csv", ORDERS)
     store.write_bytes(f"transactions/dt={D}/orders.csv.bz2", bz2.compress(ORDERS))
-    proc = subprocess.run([sys.executable, "-m", "c360.cli", "ingest", "--date", D.isoformat()],
-                          env=dict(os.environ), capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "c360.cli", "ingest", "--date", D.isoformat()],
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr, proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
@@ -39,6 +44,7 @@ def test_ingest_of_a_date_with_an_unreadable_file_ends_with_one_message_naming_i
 def _raise(exc: BaseException):
     def run(args):
         raise exc
+
     return run
 
 
@@ -50,16 +56,28 @@ def _errors() -> dict[str, BaseException]:
     from c360.pipeline.warehouse import WarehouseLocked
 
     return {
-        "UnreadableFile": UnreadableFile("transactions: cannot read file:///l/transactions/dt=D/x.csv.zip (...)"),
-        "QuarantineRateExceeded": QuarantineRateExceeded("transactions dt=D: 120 of 120 rows quarantined (100.0%)"),
-        "WarehouseLocked": WarehouseLocked("warehouse.duckdb is locked by another process (PID 42 /usr/bin/x)"),
-        "LandingPartitionMissing": LandingPartitionMissing("No transactions files under file:///l/transactions/dt=D/"),
-        "ExportHeld": ExportHeld("Exports for D are held: landed volume is out of range (transactions 10 rows)"),
+        "UnreadableFile": UnreadableFile(
+            "transactions: cannot read file:///l/transactions/dt=D/x.csv.zip (...)"
+        ),
+        "QuarantineRateExceeded": QuarantineRateExceeded(
+            "transactions dt=D: 120 of 120 rows quarantined (100.0%)"
+        ),
+        "WarehouseLocked": WarehouseLocked(
+            "warehouse.duckdb is locked by another process (PID 42 /usr/bin/x)"
+        ),
+        "LandingPartitionMissing": LandingPartitionMissing(
+            "No transactions files under file:///l/transactions/dt=D/"
+        ),
+        "ExportHeld": ExportHeld(
+            "Exports for D are held: landed volume is out of range (transactions 10 rows)"
+        ),
     }
 
 
-@pytest.mark.parametrize("name", ["UnreadableFile", "QuarantineRateExceeded", "WarehouseLocked",
-                                  "LandingPartitionMissing", "ExportHeld"])
+@pytest.mark.parametrize(
+    "name",
+    ["UnreadableFile", "QuarantineRateExceeded", "WarehouseLocked", "LandingPartitionMissing", "ExportHeld"],
+)
 def test_a_user_facing_error_is_one_message_and_exit_1(c360_env, monkeypatch, capsys, name):
     exc = _errors()[name]
     monkeypatch.setattr(importlib.import_module("c360.cli.ingest"), "run", _raise(exc))

@@ -152,8 +152,12 @@ def _is_reliability_mark(node: ast.expr) -> bool:
         node = node.func
     if isinstance(node, ast.List | ast.Tuple):
         return any(_is_reliability_mark(e) for e in node.elts)
-    return isinstance(node, ast.Attribute) and node.attr == "reliability" and \
-        isinstance(node.value, ast.Attribute) and node.value.attr == "mark"
+    return (
+        isinstance(node, ast.Attribute)
+        and node.attr == "reliability"
+        and isinstance(node.value, ast.Attribute)
+        and node.value.attr == "mark"
+    )
 
 
 @cache
@@ -161,10 +165,16 @@ def _module(path: str) -> tuple[bool, dict[str, bool]]:
     """(module marked reliability, {test function: itself marked reliability})."""
     tree = ast.parse((REPO / path).read_text(), filename=path)
     module_marked = any(
-        isinstance(n, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "pytestmark" for t in n.targets)
-        and _is_reliability_mark(n.value) for n in tree.body)
-    functions = {n.name: any(_is_reliability_mark(d) for d in n.decorator_list)
-                 for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)}
+        isinstance(n, ast.Assign)
+        and any(isinstance(t, ast.Name) and t.id == "pytestmark" for t in n.targets)
+        and _is_reliability_mark(n.value)
+        for n in tree.body
+    )
+    functions = {
+        n.name: any(_is_reliability_mark(d) for d in n.decorator_list)
+        for n in tree.body
+        if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)
+    }
     return module_marked, functions
 
 
