@@ -26,7 +26,13 @@ ROWS_SHOWN = 5
 FAILED_TESTS_FILE = "failed_tests.json"
 RUNBOOK = "docs/runbooks.md#a-night-failed"
 # a key column of the offending rows -> the raw table whose rows name the landed file (in this order)
-RAW_BY_KEY = {"order_id": "raw.transactions", "event_id": "raw.tracking_events"}
+# (a line key names one line of an order: stg_shop__transactions.line_key)
+LINE_KEY_SQL = "order_id || '|' || coalesce(line_id, 1)::VARCHAR || '|' || lower(coalesce(line_type, 'sale'))"
+RAW_BY_KEY = {
+    "line_key": ("raw.transactions", LINE_KEY_SQL),
+    "order_id": ("raw.transactions", "order_id"),
+    "event_id": ("raw.tracking_events", "event_id"),
+}
 SOURCE_FILE_COLUMNS = ("source_file", "_source_file")
 MAX_VALUE_CHARS = 80
 
@@ -127,13 +133,13 @@ def _landed_files(con, columns: list[str], rows: list[tuple]) -> list[str]:
         if col in columns:
             i = columns.index(col)
             return sorted({r[i] for r in rows if r[i] is not None})
-    for key, raw in RAW_BY_KEY.items():
+    for key, (raw, expr) in RAW_BY_KEY.items():
         if key in columns:
             values = sorted({str(r[columns.index(key)]) for r in rows if r[columns.index(key)] is not None})
             if not values:
                 continue
             found = con.execute(
-                f"SELECT DISTINCT _source_file FROM {raw} WHERE {key} IN (SELECT unnest(?::VARCHAR[])) ORDER BY 1",
+                f"SELECT DISTINCT _source_file FROM {raw} WHERE {expr} IN (SELECT unnest(?::VARCHAR[])) ORDER BY 1",
                 [values],
             ).fetchall()
             return [f[0] for f in found]
