@@ -6,7 +6,8 @@
   Unlike delete+insert on a unique key, it also removes rows that the recomputation no longer produces
   (a session merged away by a late event), so rerunning a date always gives the same table.
   The model SQL must produce exactly the rows of that window (use lookback_start() / run_date()).
-  Config `replace_reloaded` (a list of columns of macros/reloaded_transactions.sql, e.g. [customer_id, activity_date]):
+  Config `replace_reloaded` (a list of columns of macros/reloaded_transactions.sql, e.g. [customer_id, activity_date],
+  or a mapping {target column: SQL over those columns}, e.g. {interaction_id: "'order:' || line_key"}):
   also delete every row up to run_date whose values of those columns a (re)loaded or removed landed file touched;
   the model must then produce all of those rows again (int_customer_daily_orders).
 #}
@@ -26,8 +27,14 @@
     and {{ column }} <= {{ run_date() }}
   {%- endif %})
   {%- if reloaded %}
+    {#- a list of columns named as in reloaded_transactions(), or {target column: expression over its columns} -#}
+    {%- set targets, exprs = [], [] -%}
+    {%- for name in reloaded -%}
+      {%- do targets.append(name) -%}
+      {%- do exprs.append(reloaded[name] if reloaded is mapping else name) -%}
+    {%- endfor %}
     -- every row (up to run_date) of the keys a replaced or deleted landed file touched: the model recomputes them
-    or (({{ reloaded | join(', ') }}) in (select {{ reloaded | join(', ') }} from ({{ reloaded_transactions() }}))
+    or (({{ targets | join(', ') }}) in (select {{ exprs | join(', ') }} from ({{ reloaded_transactions() }}))
         and {{ column }} <= {{ run_date() }})
   {%- endif %};
 
