@@ -9,10 +9,10 @@ from datetime import date
 import pytest
 
 from c360.marketing.activation.destinations import parse_destinations
-from c360.marketing.activation.receiver import Receiver
 from c360.marketing.activation.sync import sync_date
 from c360.marketing.exports import export_segments
 from c360.storage import open_storage
+from c360dev.receiver import Receiver
 from tests.test_exports import D2, SEGMENTS, build_warehouse, file_key, read_csv
 
 

@@ -254,3 +254,46 @@ def test_the_c360_package_root_holds_only_the_bottom_layer():
                                  "'Where does X live') and update that table")
     assert folders == SUBPACKAGES, f"c360's subpackages changed: {sorted(folders ^ SUBPACKAGES)}; update the map"
     assert all((root / f / "__init__.py").exists() for f in folders), "every c360 subfolder is a package"
+
+
+
+def command_line_parsers_outside_the_cli(modules: dict[str, Path]) -> dict[str, int]:
+    """Runtime modules of c360 (not c360.cli) that parse a command line (argparse, or sys.argv read directly), with
+    the line of the first such use."""
+    found = {}
+    for m, path in sorted(modules.items()):
+        if layer_of(m) not in ("c360", "config"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            argv = (isinstance(node, ast.Attribute) and node.attr == "argv"
+                    and isinstance(node.value, ast.Name) and node.value.id == "sys")
+            if "argparse" in names or argv:
+                found[m] = node.lineno
+                break
+    return found
+
+
+def test_command_line_code_lives_in_c360_cli():
+    # one place for the command line: c360/cli/<command>.py parses arguments and prints; the runtime modules take
+    # values (spark_jobs keep their own `main(argv)`: each is a spark-submit entry point; c360dev its dev tools)
+    _, modules = import_graph()
+    assert any(layer_of(m) == "cli" for m in modules), "c360.cli was not scanned: check PACKAGES"
+    offenders = command_line_parsers_outside_the_cli(modules)
+    assert not offenders, ("command-line parsing outside c360/cli; move the parser and the printing to "
+                           "c360/cli/<command>.py and pass values in:\n"
+                           + "\n".join(f"{m} (line {line} of {modules[m].relative_to(REPO)})"
+                                        for m, line in offenders.items()))
+
+
+def test_the_cli_check_catches_argparse_and_argv_in_a_runtime_module(tmp_path):
+    sources = {"c360.marketing.x": "def f():\n    import argparse\n",
+               "c360.pipeline.y": "import sys\nname = sys.argv[1]\n",
+               "c360.pipeline.ok": "import sys\nsys.exit(0)\n",
+               "c360.cli.z": "import argparse\n"}
+    modules = {}
+    for m, text in sources.items():
+        modules[m] = tmp_path / f"{m}.py"
+        modules[m].write_text(text)
+    assert command_line_parsers_outside_the_cli(modules) == {"c360.marketing.x": 2, "c360.pipeline.y": 2}

@@ -211,18 +211,6 @@ def test_only_config_reads_the_environment():
     assert reads - ALLOWED_ENV_READS == set(), "read these settings through c360.config.get_settings()"
 
 
-def test_ml_imports_no_c360():
-    offenders = []
-    for path in (ROOT / "ml").rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):  # function-level imports included
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-                [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else []
-            offenders += [f"{path.relative_to(ROOT)}:{node.lineno} {n}" for n in names
-                          if n == "c360" or n.startswith("c360.")]
-    assert offenders == []
-
-
-
 def test_the_configuration_page_lists_every_variable():
     page = (ROOT / "docs" / "configuration.md").read_text()
     rows = dict(re.findall(r"^\| `(\w+)` \| `(\w+)` \|", page, flags=re.M))

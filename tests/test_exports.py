@@ -152,6 +152,7 @@ def test_consent_filter_and_email_rule(warehouse):
     assert manifest["segments"]["service"]["excluded_without_consent"] == 0
 
 
+@pytest.mark.reliability
 def test_feature_store_consent_withdrawal_wins(c360_env):
     """If the feature store says no consent at the date, the member row's stale 'true' does not export them."""
     build_warehouse(c360_env.warehouse_path)
@@ -163,6 +164,7 @@ def test_feature_store_consent_withdrawal_wins(c360_env):
     assert [r["customer_id"] for r in rows] == ["c1"]
 
 
+@pytest.mark.reliability
 def test_current_consent_in_contacts_vetoes_a_stale_yes(c360_env):
     """pii.pii_customer_contacts' current consent vetoes the date's 'yes' (a withdrawal since the date wins, e.g. when
     an old date is re-exported): c4 leaves the full list and the entered file."""
@@ -229,6 +231,7 @@ def test_deltas_come_from_dbt_segment_changes(warehouse):
     assert (manifest["segments"]["loyal"]["entered"], manifest["segments"]["loyal"]["exited"]) == (1, 0)
 
 
+@pytest.mark.reliability
 def test_rerun_gives_identical_files(warehouse):
     first = export_segments(D2, warehouse, segments=SEGMENTS)
     storage = open_storage(warehouse.export_uri)
@@ -245,6 +248,7 @@ def test_rerun_gives_identical_files(warehouse):
     assert runs == sorted([f"run={second['export_id']}", f"run={third['export_id']}"])
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize("fail_at", [3, 10, 17], ids=["staging", "publishing", "manifest"])
 def test_failure_mid_export_keeps_previous_manifest(warehouse, monkeypatch, fail_at):
     good = export_segments(D2, warehouse, segments=SEGMENTS)
@@ -433,6 +437,7 @@ def test_next_best_action_export_needs_its_model_and_its_name(warehouse):
         export_segments(D2, warehouse, segments=clash)
 
 
+@pytest.mark.reliability
 def test_hold_back_when_drift_is_high(warehouse):
     good = export_segments(D2, warehouse, segments=SEGMENTS)
     assert good["drift_check"]["status"] == "not_checked"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date
 
 import duckdb
+import pytest
 
 from c360.ingest.history import spread_history
 from c360.ingest.load import ingest
@@ -38,3 +39,12 @@ def test_history_file_spreads_by_row_date_and_loads_once(c360_env, tmp_path):
     store.write_bytes("transactions/dt=2024-07-01/n.csv", b"customer_id,order_id,ordered_at,amount\nc1,o6,2024-07-01T10:00:00Z,5\n")
     nxt = ingest(date(2024, 7, 1), c360_env).entities["transactions"]
     assert (nxt.files, nxt.loaded) == (1, 1)
+
+
+def test_a_json_lines_history_for_a_table_entity_is_refused_not_landed_unread(c360_env, tmp_path):
+    history = tmp_path / "orders.jsonl"
+    history.write_text('{"customer_id": "c1", "order_id": "o1", "ordered_at": "2024-01-01T10:00:00Z", "amount": 1}\n')
+    store = LocalStorage(c360_env.landing_uri)
+    with pytest.raises(ValueError, match="JSON lines are landed for tracking only; convert it to .csv or .parquet"):
+        spread_history(history, "transactions", store)
+    assert store.list("transactions") == []

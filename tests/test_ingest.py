@@ -97,6 +97,7 @@ def test_audit_reconciles_landed_with_loaded_plus_quarantined(c360_env):
     assert reconcile(c360_env, D) == {"files": 2, "landed": 18, "loaded": 4, "quarantined": 14}
 
 
+@pytest.mark.reliability
 def test_rerun_of_a_date_replaces_instead_of_duplicating(c360_env):
     land(c360_env, f"transactions/dt={D}/part-0.csv", csv(*(r for r, _ in CASES)))
     ingest(D, c360_env)
@@ -109,6 +110,7 @@ def test_rerun_of_a_date_replaces_instead_of_duplicating(c360_env):
     assert rows(c360_env, "SELECT count(*) FROM raw.ingest_audit") == [(1,)]
 
 
+@pytest.mark.reliability
 def test_late_files_are_picked_up_once_and_history_loads_on_first_run(c360_env):
     for i, day in enumerate([date(2026, 3, 8), date(2026, 3, 9), D]):
         land(c360_env, f"transactions/dt={day}/part-0.csv", csv(f"o{i},1,c1,{day}T10:00:00Z,1,,,EUR,,,"))
@@ -134,6 +136,7 @@ def test_changed_file_is_reloaded_and_replaces_its_rows(c360_env):
     assert [float(r[0]) for r in rows(c360_env, "SELECT amount FROM raw.transactions")] == [3.0]
 
 
+@pytest.mark.reliability
 def test_resent_line_with_changed_payload_is_loaded_as_a_new_version(c360_env):
     land(c360_env, f"transactions/dt={D}/a.csv", csv("o1,1,c1,2026-03-10T10:00:00Z,1,,,EUR,,,2026-03-10T10:00:00Z"))
     land(c360_env, f"transactions/dt={D}/b.csv", csv("o1,1,c1,2026-03-10T10:00:00Z,2,,,EUR,,,2026-03-10T12:00:00Z"))
@@ -197,6 +200,7 @@ def test_unreadable_file_fails_naming_it(c360_env):
         ingest(D, c360_env)
 
 
+@pytest.mark.reliability
 def test_second_process_holding_the_warehouse_gets_a_clear_error(c360_env, tmp_path):
     from c360.pipeline.warehouse import WarehouseLocked
 

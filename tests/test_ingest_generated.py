@@ -41,6 +41,7 @@ def loaded(tmp_path_factory):
         os.environ.update(old)
 
 
+@pytest.mark.reliability
 def test_every_dirt_row_gets_its_expected_reason_at_its_line(loaded):
     settings, truth, _, _ = loaded
     dirt = pd.read_parquet(truth / "dirt.parquet")
@@ -62,6 +63,7 @@ def test_every_dirt_row_gets_its_expected_reason_at_its_line(loaded):
                               "unknown_currency", "future_timestamp", "test_order", "late_event", "malformed_record"}
 
 
+@pytest.mark.reliability
 def test_landed_equals_loaded_plus_quarantined(loaded):
     settings, _, result, last = loaded
     report = reconcile(settings, last)
@@ -69,6 +71,7 @@ def test_landed_equals_loaded_plus_quarantined(loaded):
     assert report["landed"] == sum(e.landed for e in result.entities.values())
 
 
+@pytest.mark.reliability
 def test_late_events_and_resent_lines_are_loaded(loaded):
     settings, truth, _, _ = loaded
     dirt = pd.read_parquet(truth / "dirt.parquet")

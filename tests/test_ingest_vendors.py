@@ -135,9 +135,12 @@ def test_records_a_mapping_cannot_read_are_quarantined_with_their_text(c360_env,
 
 
 def test_vendor_folders_keep_the_landing_rules(c360_env, caplog):
-    """Unknown vendor folders and wrong file types are ignored with a warning; sub-folders are not read; the own
-    format still rejects vendor fields (schema_mismatch) and cannot set the vendor columns."""
+    """Unknown vendor folders are ignored with a warning; a file type the folder does not take fails the entity
+    naming it; sub-folders are not read; the own format still rejects vendor fields (schema_mismatch) and cannot
+    set the vendor columns."""
     import logging
+
+    from c360.ingest.readers import UnreadableFile
 
     store = LocalStorage(c360_env.landing_uri)
     lines, _ = encode("segment", journeys(D, visitors=2))
@@ -148,12 +151,15 @@ def test_vendor_folders_keep_the_landing_rules(c360_env, caplog):
     own = '{"event_id":"own-1","event_type":"page_view","occurred_at":"2026-03-10T10:00:00Z","anonymous_id":"a"}'
     store.write_bytes(f"tracking/dt={D}/own.jsonl", (own + "\n").encode())
     store.write_bytes(f"tracking/dt={D}/own-vendor.jsonl", (own.replace("own-1", "own-2")[:-1] + ',"vendor":"x"}\n').encode())
+    with pytest.raises(UnreadableFile, match=f"tracking/segment/dt={D}/a.tsv: a .tsv file, which this folder does "
+                                             r"not take; re-land it as \.jsonl, "):
+        ingest(D, c360_env, ["tracking"])
+    store.delete_prefix(f"tracking/segment/dt={D}/a.tsv")
     with caplog.at_level(logging.WARNING):
         t = ingest(D, c360_env, ["tracking"]).entities["tracking"]
     assert t.files == 3 and t.landed == len(lines) + 2
     assert t.reasons["schema_mismatch"] == 1  # vendor columns are set by adapters, not landed
     assert "tracking/mixpanel: neither a dt=YYYY-MM-DD folder nor a known vendor" in caplog.text
-    assert f"tracking/segment/dt={D}/a.tsv: unsupported file type" in caplog.text
     assert f"tracking/segment/dt={D}/sub/: sub-folder of a partition, not read" in caplog.text
     assert q(c360_env, "SELECT vendor, vendor_extra FROM raw.tracking_events WHERE event_id = 'own-1'") == [(None, None)]
 
@@ -188,6 +194,7 @@ def test_a_warehouse_from_before_the_vendor_columns_gets_them(c360_env):
     assert q(c360_env, "SELECT DISTINCT vendor FROM raw.tracking_events") == [("segment",)]
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize("vendor", ["snowplow", "segment", "ga4"])
 def test_an_erased_customers_vendor_events_stay_out_on_every_reload(c360_env, vendor):
     """Erasure leaves the landing zone as the vendor sent it (docs/runbooks.md, erase a customer), so each reload

@@ -110,6 +110,7 @@ def snapshots(c360_env):
     return c360_env
 
 
+@pytest.mark.reliability
 def test_nightly_monitoring_records_and_holds(snapshots):
     features = ("days_since_last_order", "orders_count", "net_revenue_eur", "country", "signup_date", "nope")
     result = run_monitoring(snapshots, D, REF, features=features)

@@ -246,6 +246,7 @@ def test_run_report_summary_on_real_nights(chain):
     assert {"churn", "clv"} <= set(first["models"]["promoted_tonight"])  # the first night trained them
 
 
+@pytest.mark.reliability
 def test_rerunning_a_date_changes_no_mart_and_no_export(chain):
     settings = chain["settings"]
     assert user_tables(settings) == chain["before_rerun"]["tables"]

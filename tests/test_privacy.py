@@ -259,6 +259,7 @@ def test_dry_run_changes_nothing_and_counts_what_the_erasure_removes(shop):
     assert [(f.uri, f.rows, f.action) for f in done.files] == [(f.uri, f.rows, f.action) for f in preview.files]
 
 
+@pytest.mark.reliability
 def test_erasure_removes_the_customer_everywhere_and_logs_only_a_hash(shop):
     settings, customer, cookie = shop.settings, shop.customer, shop.cookie
     landed_before = reconcile(settings)
@@ -358,6 +359,7 @@ def test_cli_asks_for_confirmation_and_a_rerun_finishes_cleanly(shop, capsys):
     assert erase_cli.run(parser.parse_args(["  ", "--yes"])) == 1
 
 
+@pytest.mark.reliability
 def test_after_erasure_no_file_under_the_data_folder_names_the_customer(shop):
     settings, customer = shop.settings, shop.customer
     key = privacy.customer_key(customer)
@@ -388,6 +390,7 @@ def test_after_erasure_no_file_under_the_data_folder_names_the_customer(shop):
     verify_export(LAST, settings)
 
 
+@pytest.mark.reliability
 def test_dry_run_says_would_and_never_claims_a_change(shop, capsys):
     settings = shop.settings
     parser = argparse.ArgumentParser()
@@ -421,6 +424,7 @@ def test_a_file_the_erasure_cannot_rewrite_is_reported_and_fails_the_command(sho
     assert _files_naming(settings, shop.customer) == ["mlflow/artifacts/1/run-new/artifacts/notes.txt"]
 
 
+@pytest.mark.reliability
 def test_erasure_follows_the_identity_graph_to_every_customer_id_of_the_person(shop):
     """A guest checkout the identity graph merged into the customer's person (marts.person_members of the last dbt
     build) is erased with them, everywhere the erasure reaches; a stranger in a person of their own stays."""

@@ -211,6 +211,7 @@ def test_report_flags_dbt_results_of_another_date(full_inputs):
     assert "no rows for 2025-06-03" in facts["sections"]["segments"]["reason"]
 
 
+@pytest.mark.reliability
 def test_a_failed_rerun_reports_its_own_stages_the_failing_test_and_its_rows(report_env):
     from c360.pipeline.report.stages import mark_night_started
 
@@ -238,6 +239,7 @@ def test_a_failed_rerun_reports_its_own_stages_the_failing_test_and_its_rows(rep
     assert "earlier run" in build_report(D, report_env).html.read_text()
 
 
+@pytest.mark.reliability
 def test_champions_accepted_without_their_gates_are_warnings():
     from c360.pipeline.report.collect import collect_warnings
 

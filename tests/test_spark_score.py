@@ -111,6 +111,7 @@ def test_helpers():
     assert scored_at(D) == dt.datetime(2025, 5, 1)
 
 
+@pytest.mark.reliability
 @pytest.mark.integration
 def test_refuses_without_champion_or_snapshot_and_writes_nothing(spark, env, caplog):
     with pytest.raises(ScoringError, match=r"dev_churn@champion.*c360 train"):
@@ -120,6 +121,7 @@ def test_refuses_without_champion_or_snapshot_and_writes_nothing(spark, env, cap
     assert not (env / "scores").exists()
 
 
+@pytest.mark.reliability
 @pytest.mark.integration
 def test_score_writes_both_partitions_and_reruns_identically(spark, env):
     assert score(D, spark=spark) == 0

@@ -55,7 +55,17 @@ def test_s3_client_uses_botocore_retry_mode_and_attempts_from_settings(monkeypat
         open_storage("s3://any-bucket/x", endpoint_url=moto_s3_server)
 
 
-def test_an_unreachable_endpoint_fails_fast_with_one_line_naming_it(monkeypatch):
+@pytest.fixture
+def fake_credentials(monkeypatch):
+    """Credentials, so that the unreachable endpoint is what fails: without any (a lone run, e.g. `-m reliability`,
+    with no s3_bucket test before it), botocore stops at 'No credentials' before it ever connects."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+
+
+@pytest.mark.reliability
+def test_an_unreachable_endpoint_fails_fast_with_one_line_naming_it(monkeypatch, fake_credentials):
     from tests.conftest import free_port
 
     endpoint = f"http://127.0.0.1:{free_port()}"  # nothing listens there: connection refused
@@ -72,7 +82,9 @@ def test_an_unreachable_endpoint_fails_fast_with_one_line_naming_it(monkeypatch)
         assert "s3://landing-bucket/shop" in message and "C360_S3_ENDPOINT_URL" in message
 
 
-def test_the_cli_ends_an_unreachable_landing_zone_with_that_line_and_no_traceback(c360_env, monkeypatch, capfd):
+@pytest.mark.reliability
+def test_the_cli_ends_an_unreachable_landing_zone_with_that_line_and_no_traceback(c360_env, monkeypatch, capfd,
+                                                                                    fake_credentials):
     from c360.cli import main
     from tests.conftest import free_port
 

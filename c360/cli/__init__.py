@@ -77,14 +77,46 @@ def main(argv: list[str] | None = None) -> int:
         return int(module.run(args) or 0)
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:  # only resource and storage faults are mapped; anything else keeps its traceback
-        message = fault_message(exc)
+    except Exception as exc:  # resource, storage and user-facing faults are mapped; a bug keeps its traceback
+        message = fault_message(exc) or user_error_message(exc)
         if message is None:
             raise
         # The traceback goes to the debug log; the last line a user sees is the cause and what to do.
         logging.getLogger("c360").debug("fault", exc_info=exc)
         print(f"c360 {args.command}: {message}", file=sys.stderr)
         return 1
+
+
+# Errors whose message already names what is wrong (the file, rule, lock holder, figures) and what to do: the user
+# fixes data or configuration, not code, so a traceback would only bury the message. By (module, class name), so
+# that checking an error never imports Spark, dbt or Airflow; subclasses count (ExportHeld is an ExportError).
+USER_ERRORS = {
+    ("c360.ingest.readers", "UnreadableFile"),
+    ("c360.ingest.load", "QuarantineRateExceeded"),
+    ("c360.ingest.landing", "LandingPartitionMissing"),
+    ("c360.ingest.reconcile", "ReconciliationError"),
+    ("c360.pipeline.warehouse", "WarehouseLocked"),
+    ("c360.pipeline.dagrun", "DagRunFailed"),
+    ("c360.pipeline.transform", "DbtRunError"),
+    ("c360.pipeline.transform", "SnapshotMissing"),
+    ("c360.pipeline.modeling", "JobFailed"),
+    ("c360.storage", "UnsafeKey"),
+    ("c360.config", "SettingsError"),
+    ("c360.marketing.segments", "SegmentConfigError"),
+    ("c360.marketing.segment_rules", "RuleError"),
+    ("c360.marketing.exports.export", "ExportError"),
+    ("c360.marketing.exports.query", "ExportInputError"),
+    ("c360.marketing.activation.destinations", "DestinationConfigError"),
+    ("c360.marketing.activation.destinations", "SyncError"),
+    ("spark_jobs.score", "ScoringError"),
+}
+
+
+def user_error_message(exc: BaseException) -> str | None:
+    """The message of a user-facing error (USER_ERRORS) as the user should read it, or None (a bug)."""
+    if any((c.__module__, c.__qualname__) in USER_ERRORS for c in type(exc).__mro__):
+        return f"{exc.__class__.__name__}: {str(exc).strip()}"
+    return None
 
 
 def _chain(exc: BaseException):

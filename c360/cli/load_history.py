@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from c360.config import get_settings
@@ -20,7 +21,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     settings = get_settings()
     storage = open_storage(settings.landing_uri, settings.s3_endpoint_url)
-    counts = spread_history(args.file, args.entity, storage, args.name)
+    try:
+        counts = spread_history(args.file, args.entity, storage, args.name)
+    except ValueError as exc:  # the file's problem and what to do: one line, not a traceback
+        print(f"c360 load-history: {exc}", file=sys.stderr)
+        return 1
     last = max(counts)
     print(f"Spread {sum(counts.values()):,} rows into {len(counts)} daily partitions under {storage.uri_of(args.entity)}.")
     print(f"Next: make nightly DATE={last.isoformat()}  (loads all of it once; later nights load only their own day)")

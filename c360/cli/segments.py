@@ -13,6 +13,7 @@ from datetime import date
 from pathlib import Path
 
 from c360.config import get_settings
+from c360.marketing.exports.export import MANIFEST, ExportError, ExportHeld, export_segments
 from c360.marketing.segments import (
     DEFAULT_SEGMENTS_FILE,
     PREDICATE_TABLE,
@@ -25,7 +26,7 @@ from c360.marketing.segments import (
     segment_sizes,
     segments_dbt_var,
 )
-from c360.pipeline.warehouse import relation_exists
+from c360.pipeline.warehouse import WarehouseLocked, relation_exists
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +45,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.action != "export":
         return _run_segment_action(args)
-    from c360.marketing.exports.export import run_export_cli
-
     try:
         defined = load_segments(args.file)
     except SegmentConfigError as exc:
@@ -134,4 +133,33 @@ def _run_warehouse_action(args: argparse.Namespace, segments: list[Segment]) -> 
         print(f"  {'segment':<32}{'entered':>10}{'exited':>10}")
         for r in sizes:
             print(f"  {r['segment']:<32}{r['entered']:>10,}{r['exited']:>10,}")
+    return 0
+
+
+def print_export_summary(manifest: dict) -> None:
+    print(f"\nExports for {manifest['as_of_date']} (export {manifest['export_id']}, run {manifest['run_id']})")
+    print(f"  {'segment':<32}{'rows':>9}{'no consent':>12}{'entered':>9}{'exited':>8}  destination")
+    for name, s in manifest["segments"].items():
+        if s["export_id"] != manifest["export_id"]:
+            continue
+        print(f"  {name:<32}{s['rows']:>9,}{s['excluded_without_consent']:>12,}{s['entered']:>9,}"
+              f"{s['exited']:>8,}  {s['destination']}")
+    print(f"  drift: {manifest['drift_check']['message']}")
+    print(f"  manifest: {manifest['export_uri']}/dt={manifest['as_of_date']}/{MANIFEST}")
+
+
+def run_export_cli(args: argparse.Namespace, segments: list[Segment]) -> int:
+    """`c360 segments export`: 0 = exported, 3 = held back (drift or volume), 1 = failed."""
+    try:
+        manifest = export_segments(args.date, only=args.segment, segments=segments, force=args.force)
+    except ExportHeld as exc:
+        log.error("%s", exc)
+        return 3
+    except (ExportError, SegmentConfigError, WarehouseLocked) as exc:
+        log.error("%s", exc)
+        return 1
+    if args.json:
+        print(json.dumps(manifest, indent=2))
+    else:
+        print_export_summary(manifest)
     return 0

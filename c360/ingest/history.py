@@ -36,6 +36,10 @@ def spread_history(path: Path, entity_name: str, storage: Storage, name: str | N
     fmt = file_format(path.name)
     if fmt is None:
         raise ValueError(f"{path}: unsupported file type; expected .csv, .csv.gz, .parquet or .jsonl(.gz)")
+    if fmt in JSON_FORMATS and entity.formats != JSON_FORMATS:
+        # spread as .jsonl.gz into a folder whose ingestion reads only tables, its rows would never load
+        raise ValueError(f"{path}: JSON lines are landed for tracking only; convert it to .csv or .parquet for "
+                         f"{entity.name} (docs/landing_contract.md)")
     name = name or path.name.split(".")[0]
     table = read_landed_file(path.read_bytes(), path.name, entity)
     if table.num_rows == 0:

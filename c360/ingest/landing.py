@@ -34,7 +34,10 @@ class LandingPartitionMissing(RuntimeError):
 class FilePlan:
     current: list[StoredFile]  # files under dt=run_date: always (re)loaded
     catch_up: list[StoredFile]  # earlier files never loaded, or changed since they were loaded
-    ignored: list[StoredFile]  # temporary names, other extensions, files in sub-folders of a partition
+    ignored: list[StoredFile]  # temporary names (`_`/`.`), files in sub-folders of a partition
+    # files directly in a partition whose type the entity does not read (x.csv.bz2, x.parquet.gz, notes.txt):
+    # never skipped silently, ingestion fails naming them (their rows would be lost without a word)
+    unsupported: list[StoredFile] = field(default_factory=list)
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (key, why): symbolic links, never read
     present: set[str] = field(default_factory=set)  # keys of every data file found, loaded or not
     days: set[date] = field(default_factory=set)  # the dt= partitions that exist, up to run_date
@@ -89,9 +92,36 @@ def _formats(entity: Entity, key: str) -> tuple[str, ...]:
     return entity.formats
 
 
+def _is_hidden(f: StoredFile) -> bool:
+    """A temporary or marker name (`_SUCCESS`, `.part-0.csv.crc`, `_part-0.csv` being written): never read."""
+    return PurePosixPath(f.key).name.startswith(("_", "."))
+
+
 def _is_data_file(entity: Entity, f: StoredFile) -> bool:
-    name = PurePosixPath(f.key).name
-    return not name.startswith(("_", ".")) and file_format(f.key) in _formats(entity, f.key)
+    return not _is_hidden(f) and file_format(f.key) in _formats(entity, f.key)
+
+
+# compressions a file name may end with that ingestion does not read (only gzip is, and only on text formats)
+OTHER_COMPRESSIONS = (".bz2", ".zip", ".xz", ".zst", ".zstd", ".lz4", ".lzma", ".7z", ".br", ".snappy", ".tar",
+                      ".tgz", ".z")
+
+
+def unsupported_reason(entity: Entity, key: str) -> str:
+    """Why a file directly in one of the entity's partitions cannot be read, and what to land instead."""
+    name = PurePosixPath(key).name.lower()
+    accepted = _formats(entity, key)
+    instead = f"re-land it as {', '.join(accepted[:-1])} or {accepted[-1]}" if len(accepted) > 1 else \
+        f"re-land it as {accepted[0]}"
+    suffix = "".join(PurePosixPath(name).suffixes[-2:]) or "(no extension)"
+    if name.endswith(OTHER_COMPRESSIONS):
+        why = f"compressed as {PurePosixPath(name).suffix}, which ingestion does not read (gzip only)"
+    elif name.endswith(".parquet.gz"):
+        why = "a gzipped Parquet file, which ingestion does not read (Parquet compresses inside the file)"
+    elif file_format(key):
+        why = f"a {file_format(key)} file, which {'this folder' if tracking_vendor(key) else entity.name} does not take"
+    else:
+        why = f"unsupported file type {suffix}"
+    return f"{why}; {instead}"
 
 
 def _in_subfolder(f: StoredFile, prefix: str) -> bool:
@@ -99,18 +129,12 @@ def _in_subfolder(f: StoredFile, prefix: str) -> bool:
     return str(PurePosixPath(f.key).parent) != prefix.rstrip("/")
 
 
-def partition_files(storage: Storage, entity: Entity, day: date) -> list[StoredFile]:
-    return [
-        f for src in sources(entity) for f in storage.list(f"{src}/dt={day.isoformat()}/")
-        if _is_data_file(entity, f) and not _in_subfolder(f, f"{src}/dt={day.isoformat()}/")
-    ]
-
-
 def plan_files(storage: Storage, entity: Entity, run_date: date, loaded: dict[str, str]) -> FilePlan:
     """Files to load for run_date. `loaded` maps a file's key (relative to the landing root) to the version that was loaded.
 
     Only the files directly inside dt=<day>/ are read: sub-folders are skipped with a warning, and symbolic links
-    (to files or folders) are rejected with a warning and listed in `rejected`, never followed.
+    (to files or folders) are rejected with a warning and listed in `rejected`, never followed. Files of a type
+    the entity does not read are listed in `unsupported`: ingestion refuses to run past them.
     """
     plan = FilePlan([], [], [])
     # by date first, so that a catch-up over several folders loads (and picks the first of duplicates) in date order
@@ -133,10 +157,10 @@ def plan_files(storage: Storage, entity: Entity, run_date: date, loaded: dict[st
                     log.warning("%s/: sub-folder of a partition, not read (only files directly in %s are loaded)",
                                 storage.uri_of(sub), prefix)
                 plan.ignored.append(f)
-            elif not _is_data_file(entity, f):
-                if not PurePosixPath(f.key).name.startswith(("_", ".")):
-                    log.warning("%s: unsupported file type for %s, ignored", storage.uri_of(f.key), entity.name)
+            elif _is_hidden(f):
                 plan.ignored.append(f)
+            elif not _is_data_file(entity, f):
+                plan.unsupported.append(f)
             elif day == run_date:
                 plan.present.add(f.key)
                 plan.current.append(f)
@@ -148,7 +172,10 @@ def plan_files(storage: Storage, entity: Entity, run_date: date, loaded: dict[st
 
 
 def partition_ready(storage: Storage, entity_name: str, day: date) -> bool:
-    return bool(partition_files(storage, ENTITIES[entity_name], day))
+    """Has anything landed directly in entity/dt=day/ (not a temporary `_`/`.` name)? A file of a type the entity
+    does not read counts: waiting would not change it, and ingestion then fails naming it."""
+    prefix = f"{entity_name}/dt={day.isoformat()}/"
+    return any(not _is_hidden(f) and not _in_subfolder(f, prefix) for f in storage.list(prefix))
 
 
 def wait_for_partition(storage: Storage, entity_name: str, day: date, timeout: float, poke: float) -> None:

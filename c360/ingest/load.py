@@ -28,7 +28,7 @@ from c360.ingest.contract import (
     Entity,
 )
 from c360.ingest.landed_file import read_landed_file
-from c360.ingest.landing import LandingPartitionMissing, partition_folder, plan_files
+from c360.ingest.landing import LandingPartitionMissing, partition_folder, plan_files, unsupported_reason
 from c360.ingest.readers import UnreadableFile
 from c360.ingest.volume import run_volume_checks
 from c360.pipeline.warehouse import connect, rollback
@@ -414,6 +414,19 @@ def _read_file(storage: Storage, entity: Entity, f: StoredFile, run_date: date) 
     return t.append_column("_dt", pa.array([_dt_of(f.key)] * n, pa.date32()))
 
 
+def _unsupported_files(storage: Storage, entity: Entity, files: list[StoredFile], run_date: date) -> UnreadableFile:
+    """Files of a type the entity does not read (x.csv.bz2, x.parquet.gz, notes.txt): skipping them would lose
+    their rows without a word, so the entity loads nothing until they are re-landed, renamed or removed."""
+    shown = "; ".join(f"{storage.uri_of(f.key)} ({f.key}: {unsupported_reason(entity, f.key)})" for f in files[:5])
+    more = f" and {len(files) - 5} more" if len(files) > 5 else ""
+    return UnreadableFile(
+        f"{entity.name}: cannot read {len(files)} file(s) of a type ingestion does not read: {shown}{more}. Nothing "
+        f"of {entity.name} was loaded by this run: the warehouse is as before. Re-land each file in a supported "
+        f"format (or, if it is not data, rename it to start with '_' or remove it), then rerun "
+        f"`c360 ingest --date {run_date}`. See docs/landing_contract.md#where-files-go."
+    )
+
+
 def _load_batch(
     con, storage: Storage, entity: Entity, files: list[StoredFile], run_date: date, settings: Settings,
     loaded_at: datetime,
@@ -625,6 +638,8 @@ def _ingest_entity(con, storage: Storage, entity: Entity, run_date: date, settin
     name = entity.name
     loaded = loaded_versions(con, entity)
     plan = plan_files(storage, entity, run_date, loaded)
+    if plan.unsupported:
+        raise _unsupported_files(storage, entity, plan.unsupported, run_date)
     vanished = _vanished_files(plan, loaded, run_date)
     if entity.required_entity and not plan.current:
         raise LandingPartitionMissing.for_entity(storage, entity, run_date)

@@ -2,7 +2,7 @@
 
 Builds a throw-away warehouse whose pii.segment_export_rows holds N consenting changes (entered/exited, with emails)
 spread over --segments segments, a published manifest for the date and a destinations file pointing at the local
-receiver (c360.marketing.activation.receiver, 127.0.0.1, in this process), then times `sync_date` end to end: planning into
+receiver (c360dev.receiver, 127.0.0.1, in this process), then times `sync_date` end to end: planning into
 activation.sync_log, hashing, batching, the HTTP requests and the acknowledgements, --repeat times on a fresh
 warehouse each. Also checks that the receiver applied every change exactly once. Prints one JSON document and
 writes it to bench/results/sync-<stamp>.json. Target (issue 17): 100k changes in at most 60 s.
@@ -54,8 +54,8 @@ def _build(root: Path, deltas: int, segments: int):
 
 def run_once(deltas: int, segments: int, batch_size: int) -> dict:
     from c360.marketing.activation.destinations import DestinationConfig
-    from c360.marketing.activation.receiver import Receiver
     from c360.marketing.activation.sync import sync_date
+    from c360dev.receiver import Receiver
 
     with tempfile.TemporaryDirectory(prefix="c360-bench-sync-") as tmp:
         wh, exports, names = _build(Path(tmp), deltas, segments)

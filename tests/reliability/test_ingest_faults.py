@@ -3,10 +3,13 @@ entity's run is committed; a drifted header rejects the file; too much quarantin
 
 from __future__ import annotations
 
+import bz2
 import gzip
 import io
+import lzma
 import os
 import random
+import zipfile
 from datetime import date
 
 import duckdb
@@ -88,6 +91,62 @@ def test_an_unreadable_file_names_itself_and_commits_nothing(c360_env, loaded_ni
     assert "Re-land the file (or remove it from the landing zone)" in msg
     assert "Nothing of transactions was loaded" in msg
     assert snapshot(c360_env) == before  # previous state intact, the good files of the date not half-loaded
+
+
+def _zip(name: str, data: bytes) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr(name, data)
+    return buf.getvalue()
+
+
+# Real archives of a valid orders file: every row would be lost if the file were skipped (the old behaviour: a
+# warning in the task log) or read as something else.
+CSV = orders(D, "packed", 5)
+UNSUPPORTED = {
+    "x.csv.bz2": (bz2.compress(CSV), "compressed as .bz2, which ingestion does not read (gzip only)"),
+    "x.csv.zip": (_zip("x.csv", CSV), "compressed as .zip, which ingestion does not read (gzip only)"),
+    "x.csv.xz": (lzma.compress(CSV), "compressed as .xz, which ingestion does not read (gzip only)"),
+    "x.csv.zst": (b"\x28\xb5\x2f\xfd" + CSV, "compressed as .zst, which ingestion does not read (gzip only)"),
+    "x.parquet.gz": (gzip.compress(_parquet_bytes()), "a gzipped Parquet file, which ingestion does not read"),
+    "x.jsonl": (b'{"customer_id": "c1"}\n', "a .jsonl file, which transactions does not take"),
+    "x.txt": (CSV, "unsupported file type .txt"),
+    "orders": (CSV, "unsupported file type (no extension)"),
+}
+
+
+@pytest.mark.parametrize("name", list(UNSUPPORTED))
+def test_an_unsupported_file_type_fails_the_entity_naming_it_and_loads_nothing(c360_env, loaded_night, name):
+    data, why = UNSUPPORTED[name]
+    before = snapshot(c360_env)
+    key = f"transactions/dt={D}/{name}"
+    loaded_night.write_bytes(f"transactions/dt={D}/a-good.csv", orders(D, "good"))
+    loaded_night.write_bytes(key, data)
+    loaded_night.write_bytes(f"transactions/dt={D}/_SUCCESS", b"")  # a marker: never read, never a fault
+
+    with pytest.raises(UnreadableFile) as err:
+        ingest(D, c360_env, ["transactions"])
+    msg = str(err.value)
+    assert f"{loaded_night.uri_of(key)} ({key}: {why}" in msg, msg  # where it is, its key and why
+    assert "re-land it as .csv, .csv.gz or .parquet" in msg  # what the folder takes (docs/landing_contract.md)
+    assert "rename it to start with '_' or remove it" in msg
+    assert "Nothing of transactions was loaded" in msg
+    assert snapshot(c360_env) == before  # the date's good file is not loaded either: all or nothing
+    assert q(c360_env, f"SELECT count(*) FROM raw.transactions WHERE _dt = '{D}'") == [(0,)]
+
+    # a non-data file renamed to a temporary name is no longer in the way; the date then loads, once
+    os.rename(loaded_night.root / key, loaded_night.root / f"transactions/dt={D}/_{name}")
+    result = ingest(D, c360_env, ["transactions"]).entities["transactions"]
+    assert (result.files, result.loaded) == (1, 3)
+
+
+def test_a_partition_holding_only_an_unsupported_file_is_named_not_waited_for(c360_env, loaded_night):
+    from c360.ingest.landing import partition_ready
+
+    loaded_night.write_bytes(f"transactions/dt={D}/only.csv.bz2", bz2.compress(CSV))
+    assert partition_ready(loaded_night, "transactions", D)  # the sensor stops waiting: nothing more will come
+    with pytest.raises(UnreadableFile, match=f"transactions/dt={D}/only.csv.bz2: compressed as .bz2"):
+        ingest(D, c360_env, ["transactions"])
 
 
 def test_binary_csv_reports_the_byte_not_a_bare_unicode_error(c360_env, loaded_night):

@@ -4,12 +4,14 @@ whole process tree and leaves the warehouse as the last committed run left it.""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
 from datetime import date
+from pathlib import Path
 
 import duckdb
 import psutil
@@ -297,3 +299,84 @@ def test_a_sigkilled_nightly_leaves_no_orphaned_airflow_run(c360_env, monkeypatc
     p.wait()
     gone, alive = psutil.wait_procs(children, timeout=10)
     assert not [c for c in alive if _alive(c)], "airflow dags test survived its parent"
+
+
+# ----------------------------------------------------------------------------- the supervisor with a fake Airflow
+# Cheap versions of the two tests above (seconds, no Airflow, dbt or Spark): the real `c360 nightly` supervisor
+# (run_nights -> run_dag -> stop_process_tree) around a fake `airflow dags test` child, tests/reliability/_fake_night.py.
+
+FAKE_NIGHT = os.path.join(os.path.dirname(__file__), "_fake_night.py")
+
+
+@pytest.fixture
+def fake_night(tmp_path):
+    """Starts the fake night; afterwards kills whatever of it a failed test left running."""
+    started: list[tuple[subprocess.Popen, Path]] = []
+
+    def start(mode: str, **env) -> tuple[subprocess.Popen, Path]:
+        pids = tmp_path / "fake" / "pids"
+        pids.parent.mkdir()
+        pids.touch()
+        proc = subprocess.Popen([sys.executable, FAKE_NIGHT, "night", "2026-02-02"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, "C360_FAKE_MODE": mode, "C360_FAKE_PIDS": str(pids), **env})
+        started.append((proc, pids))
+        return proc, pids
+
+    yield start
+    for proc, pids in started:
+        for pid in [proc.pid, *_pids(pids)]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                psutil.Process(pid).kill()
+        proc.wait(timeout=10)
+
+
+def _pids(path: Path) -> list[int]:
+    return [int(x) for x in path.read_text().split()]
+
+
+def test_a_failed_task_whose_child_loops_on_no_tasks_to_run_ends_the_night_naming_it(c360_env, fake_night):
+    from c360.pipeline.dagrun import FAILED_SETTLE_SECONDS
+
+    assert FAILED_SETTLE_SECONDS <= 30  # "within seconds" of the failure, in production too
+    started = time.monotonic()
+    proc, pids = fake_night("loop", C360_FAKE_SETTLE="2")
+    out, err = proc.communicate(timeout=120)
+    took = time.monotonic() - started
+    print(f"the looping night ended after {took:.1f} s")
+    assert proc.returncode == 1, out + err
+    assert took < 2 + 20, f"the night took {took:.0f} s"  # the settle time + start-up and report, not forever
+    log_file = c360_env.logs_dir / "nightly" / "2026-02-02" / "c360_transform.log"
+    assert log_file.read_text().count("No tasks to run. unrunnable tasks") >= 3  # the child did loop
+    assert "c360_transform for 2026-02-02 failed: task dbt_build failed (a task failed and Airflow did not end " \
+           "the run)" in err, err
+    assert "dbt_build: DbtRunError: dbt test not_null_int_order_lines_amount_eur failed" in err
+    assert f"Full log: {log_file}" in err
+    [child] = _pids(pids)
+    assert not _alive_pid(child), "the looping airflow child survived"
+
+
+def _alive_pid(pid: int) -> bool:
+    try:
+        return _alive(psutil.Process(pid))
+    except psutil.NoSuchProcess:
+        return False
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_stops_the_whole_tree_of_a_fake_night(c360_env, fake_night, sig):
+    proc, pids = fake_night("tree", C360_NIGHTLY_STOP_GRACE_SECONDS="2")
+    deadline = time.monotonic() + 60
+    while len(_pids(pids)) < 3:  # the airflow child, its dbt and its Spark JVM (in its own session)
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.1)
+    tree = [psutil.Process(p) for p in _pids(pids)]
+    time.sleep(0.5)  # the supervisor is in its polling loop
+    proc.send_signal(sig)
+    signalled = time.monotonic()
+    out, err = proc.communicate(timeout=60)
+    print(f"{sig.name}: the fake night ended {time.monotonic() - signalled:.1f} s after the signal")
+    assert proc.returncode == 128 + sig, out + err
+    assert f"c360 nightly stopped by {sig.name}" in err
+    gone, alive = psutil.wait_procs(tree, timeout=5)
+    assert not [p for p in alive if _alive(p)], f"still running after {sig.name}: {[p.pid for p in alive]}"

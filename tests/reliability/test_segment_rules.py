@@ -28,6 +28,9 @@ READ_FILE = "read_text('/etc/passwd') is not null"
 HOSTILE = {
     "consent_override": (CONSENT_OVERRIDE, "'union' is refused"),
     "read_file": (READ_FILE, "function read_text() is not allowed"),
+    # the exact strings of the issue: a bare file-reading call is a function outside the list, not a syntax error
+    "read_text_bare": ("read_text('/etc/passwd')", "function read_text() is not allowed"),
+    "read_csv_bare": ("read_csv('/etc/passwd')", "function read_csv() is not allowed"),
     "read_csv": ("exists (select 1 from read_csv('/etc/passwd'))", "'select' is refused"),
     "glob": ("length(glob('~/.aws/credentials')) > 0", "function glob() is not allowed"),
     "subquery": ("orders_count > (select max(orders_count) from feature_store.customer_features)",

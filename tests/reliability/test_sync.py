@@ -31,9 +31,9 @@ from c360.marketing.activation.destinations import (
     match_key,
     parse_destinations,
 )
-from c360.marketing.activation.receiver import Receiver
 from c360.marketing.activation.sync import SYNC_LOG, NotExported, sync_date
 from c360.marketing.segments import load_segments
+from c360dev.receiver import Receiver
 
 pytestmark = pytest.mark.reliability
 

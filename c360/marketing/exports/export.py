@@ -15,7 +15,6 @@ one the previous manifest named (a reader may be downloading it right now).
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import secrets
@@ -24,6 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 from c360.config import Settings, get_settings
+from c360.ingest.volume import volume_hold
 from c360.marketing.exports.files import rows_and_header, to_csv_bytes, to_parquet_bytes
 from c360.marketing.exports.query import (
     DELTA_COLUMNS,
@@ -35,6 +35,8 @@ from c360.marketing.exports.query import (
     load_segment_data,
 )
 from c360.marketing.segments import Segment, get_segment, latest_segment_date, load_segments
+from c360.pipeline.monitoring import HoldDecision, should_hold_exports
+from c360.pipeline.warehouse import connect
 from c360.storage import Storage, open_storage, sha256_bytes
 
 log = logging.getLogger(__name__)
@@ -157,37 +159,68 @@ def export_segments(as_of_date: date | None = None, settings: Settings | None = 
     otherwise raises ExportHeld.
     Raises ExportError (nothing published, previous manifest intact) on any failure.
     """
-    from c360.ingest.volume import volume_hold
-    from c360.pipeline.monitoring import should_hold_exports
-    from c360.pipeline.warehouse import connect
-
     settings = settings or get_settings()
-    defined = segments if segments is not None else load_segments(segments_file)
-    if any(seg.name == NBA_EXPORT for seg in defined):
-        raise ExportError(f"segments.yml defines a segment named {NBA_EXPORT!r}, the name of the built-in "
-                          "next-best-action export (docs/exports.md): rename the segment.")
-    with_actions = not only or NBA_EXPORT in only
-    chosen = [get_segment(defined, n) for n in only if n != NBA_EXPORT] if only else list(defined)
+    chosen, with_actions = _choose(segments if segments is not None else load_segments(segments_file), only)
     storage = storage or open_storage(settings.export_uri, settings.s3_endpoint_url)
     if not settings.warehouse_path.exists():
         raise ExportError(f"No warehouse at {settings.warehouse_path}: run the nightly job first.")
     started = time.monotonic()
+    inputs = _read_inputs(settings, as_of_date, chosen, with_actions, only=bool(only), force=force)
+    day = inputs.day
+    previous = read_manifest(storage, day)
+    export_id = new_export_id()
+    prefix = date_prefix(day)
+    tmp_prefix, run_dir = f"{prefix}/_tmp-{export_id}", f"run={export_id}"
+    planned = {d.segment.name: _plan_files(d) for d in inputs.loaded}
+    _stage_and_publish(storage, [f for files in planned.values() for f in files], tmp_prefix, f"{prefix}/{run_dir}",
+                       what=f"Export {export_id} for {day}")
 
+    segment_entries = dict(previous["segments"]) if (previous and only) else {}
+    segment_entries.update({d.segment.name: _segment_entry(d, planned[d.segment.name], export_id, storage, prefix,
+                                                           run_dir)
+                            for d in inputs.loaded})
+    manifest = _manifest(inputs, export_id, storage, previous, segment_entries, force)
+    # The commit point: one atomic write (rename locally, single PUT on S3). If it fails the run folder stays
+    # (the write may have landed after all, e.g. an S3 timeout); the next run's garbage collection handles it.
+    try:
+        storage.write_bytes(f"{prefix}/{MANIFEST}", json.dumps(manifest, indent=2).encode("utf-8"))
+    except Exception as exc:
+        raise ExportError(f"Export {export_id} for {day}: writing {MANIFEST} failed ({exc.__class__.__name__}: "
+                          f"{exc}); the previous manifest stays in force unless this write landed.") from exc
+    _cleanup_quietly(storage, [tmp_prefix])
+    _collect_garbage(storage, prefix, keep=_run_dirs(manifest) | _run_dirs(previous))
+    log.info("Exported %d segment(s) for %s to %s in %.1f s (export %s)", len(inputs.loaded), day,
+             storage.uri_of(f"{prefix}/{MANIFEST}"), time.monotonic() - started, export_id)
+    return manifest
+
+
+def _choose(defined: list[Segment], only: list[str] | None) -> tuple[list[Segment], bool]:
+    """The segments to export and whether the built-in next-best-action export is among them."""
+    if any(seg.name == NBA_EXPORT for seg in defined):
+        raise ExportError(f"segments.yml defines a segment named {NBA_EXPORT!r}, the name of the built-in "
+                          "next-best-action export (docs/exports.md): rename the segment.")
+    chosen = [get_segment(defined, n) for n in only if n != NBA_EXPORT] if only else list(defined)
+    return chosen, (not only or NBA_EXPORT in only)
+
+
+@dataclass(frozen=True)
+class ExportInputs:
+    day: date
+    drift: HoldDecision
+    volume: HoldDecision
+    loaded: list[SegmentData]
+
+
+def _read_inputs(settings: Settings, as_of_date: date | None, chosen: list[Segment], with_actions: bool, *,
+                 only: bool, force: bool) -> ExportInputs:
+    """Everything the export writes, read from the warehouse in one read-only connection, after the drift and volume
+    checks (ExportHeld when either says hold, unless forced)."""
     con = connect(settings, read_only=True)
     try:
         day = as_of_date or latest_segment_date(con)
         if day is None:
             raise ExportError("marts.segment_members is missing or empty: build the segment marts (dbt) first.")
-        decision = should_hold_exports(settings, day, con=con)
-        if decision.hold and not force:
-            raise ExportHeld(decision.message)
-        if decision.hold:
-            log.warning("Drift says hold, exporting anyway (force): %s", decision.message)
-        volume = volume_hold(settings, day, con=con)
-        if volume.hold and not force:
-            raise ExportHeld(volume.message)
-        if volume.hold:
-            log.warning("Volume says hold, exporting anyway (force): %s", volume.message)
+        drift, volume = _holds(settings, day, con, force)
         try:
             loaded = [load_segment_data(con, seg, day) for seg in chosen]
             actions = load_next_best_action_data(con, day) if with_actions else None
@@ -203,61 +236,58 @@ def export_segments(as_of_date: date | None = None, settings: Settings | None = 
     elif with_actions:
         raise ExportError(f"{NBA_EXPORT} was asked for but the warehouse has no pii.next_best_action_export_rows: "
                           "build the dbt models first (dbt build --select +next_best_action_export_rows).")
+    return ExportInputs(day, drift, volume, loaded)
 
-    previous = read_manifest(storage, day)
-    export_id = new_export_id()
-    prefix = date_prefix(day)
-    tmp_prefix, run_dir = f"{prefix}/_tmp-{export_id}", f"run={export_id}"
-    run_prefix = f"{prefix}/{run_dir}"
-    planned = {d.segment.name: _plan_files(d) for d in loaded}
-    all_files = [f for files in planned.values() for f in files]
+
+def _holds(settings: Settings, day: date, con, force: bool) -> tuple[HoldDecision, HoldDecision]:
+    """The drift and volume decisions for the date; raises ExportHeld on a hold unless forced."""
+    decisions = (("Drift", should_hold_exports(settings, day, con=con)), ("Volume", volume_hold(settings, day, con=con)))
+    for what, decision in decisions:
+        if decision.hold and not force:
+            raise ExportHeld(decision.message)
+        if decision.hold:
+            log.warning("%s says hold, exporting anyway (force): %s", what, decision.message)
+    return decisions[0][1], decisions[1][1]
+
+
+def _stage_and_publish(storage: Storage, files: list[PlannedFile], tmp_prefix: str, run_prefix: str, *,
+                       what: str) -> None:
+    """Write every file to the staging folder and verify it, then copy the verified bytes (as read back) into the run
+    folder and verify them there too. On any failure both folders are removed (nothing refers to them yet, so the
+    previous export is untouched) and ExportError is raised."""
     try:
-        for f in all_files:
+        for f in files:
             storage.write_bytes(f"{tmp_prefix}/{f.name}", f.data)
-        for f in all_files:
+        for f in files:
             _verify(storage, f"{tmp_prefix}/{f.name}", f)
-        # Publish: copy the verified bytes (as read back) into the run folder, then check them there too.
-        for f in all_files:
+        for f in files:
             storage.write_bytes(f"{run_prefix}/{f.name}", storage.read_bytes(f"{tmp_prefix}/{f.name}"))
-        for f in all_files:
+        for f in files:
             _verify(storage, f"{run_prefix}/{f.name}", f)
     except BaseException as exc:
-        # Nothing refers to these folders yet: removing them cannot hurt the previous export.
         _cleanup_quietly(storage, [tmp_prefix, run_prefix])
         if isinstance(exc, ExportError) or not isinstance(exc, Exception):
             raise
-        raise ExportError(f"Export {export_id} for {day} failed before publishing ({exc.__class__.__name__}: "
-                          f"{exc}); the previous manifest is unchanged.") from exc
+        raise ExportError(f"{what} failed before publishing ({exc.__class__.__name__}: {exc}); the previous manifest "
+                          "is unchanged.") from exc
 
-    segment_entries = dict(previous["segments"]) if (previous and only) else {}
-    segment_entries.update({d.segment.name: _segment_entry(d, planned[d.segment.name], export_id, storage, prefix, run_dir)
-                            for d in loaded})
-    run_ids = sorted({rid for d in loaded for rid in d.run_ids})
-    manifest = {
+
+def _manifest(inputs: ExportInputs, export_id: str, storage: Storage, previous: dict | None, segment_entries: dict,
+              force: bool) -> dict:
+    run_ids = sorted({rid for d in inputs.loaded for rid in d.run_ids})
+    return {
         "manifest_version": MANIFEST_VERSION,
-        "as_of_date": day.isoformat(),
+        "as_of_date": inputs.day.isoformat(),
         "export_id": export_id,
         "run_id": run_ids[0] if len(run_ids) == 1 else (run_ids or None),
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "export_uri": storage.uri,
         "previous_export_id": previous.get("export_id") if previous else None,
         "consent_rule": CONSENT_RULE,
-        "drift_check": {**decision.as_dict(), "forced": bool(force and decision.hold)},
-        "volume_check": {**volume.as_dict(), "forced": bool(force and volume.hold)},
+        "drift_check": {**inputs.drift.as_dict(), "forced": bool(force and inputs.drift.hold)},
+        "volume_check": {**inputs.volume.as_dict(), "forced": bool(force and inputs.volume.hold)},
         "segments": dict(sorted(segment_entries.items())),
     }
-    # The commit point: one atomic write (rename locally, single PUT on S3). If it fails the run folder stays
-    # (the write may have landed after all, e.g. an S3 timeout); the next run's garbage collection handles it.
-    try:
-        storage.write_bytes(f"{prefix}/{MANIFEST}", json.dumps(manifest, indent=2).encode("utf-8"))
-    except Exception as exc:
-        raise ExportError(f"Export {export_id} for {day}: writing {MANIFEST} failed ({exc.__class__.__name__}: "
-                          f"{exc}); the previous manifest stays in force unless this write landed.") from exc
-    _cleanup_quietly(storage, [tmp_prefix])
-    _collect_garbage(storage, prefix, keep=_run_dirs(manifest) | _run_dirs(previous))
-    log.info("Exported %d segment(s) for %s to %s in %.1f s (export %s)", len(loaded), day,
-             storage.uri_of(f"{prefix}/{MANIFEST}"), time.monotonic() - started, export_id)
-    return manifest
 
 
 def _run_dirs(manifest: dict | None) -> set[str]:
@@ -305,35 +335,3 @@ def verify_export(as_of_date: date, settings: Settings | None = None, storage: S
     if problems:
         raise ExportError(f"Export of {as_of_date} is inconsistent:\n  " + "\n  ".join(problems))
     return manifest
-
-
-def print_export_summary(manifest: dict) -> None:
-    print(f"\nExports for {manifest['as_of_date']} (export {manifest['export_id']}, run {manifest['run_id']})")
-    print(f"  {'segment':<32}{'rows':>9}{'no consent':>12}{'entered':>9}{'exited':>8}  destination")
-    for name, s in manifest["segments"].items():
-        if s["export_id"] != manifest["export_id"]:
-            continue
-        print(f"  {name:<32}{s['rows']:>9,}{s['excluded_without_consent']:>12,}{s['entered']:>9,}"
-              f"{s['exited']:>8,}  {s['destination']}")
-    print(f"  drift: {manifest['drift_check']['message']}")
-    print(f"  manifest: {manifest['export_uri']}/dt={manifest['as_of_date']}/{MANIFEST}")
-
-
-def run_export_cli(args: argparse.Namespace, segments: list[Segment]) -> int:
-    """`c360 segments export`: 0 = exported, 3 = held back (drift or volume), 1 = failed."""
-    from c360.marketing.segments import SegmentConfigError
-    from c360.pipeline.warehouse import WarehouseLocked
-
-    try:
-        manifest = export_segments(args.date, only=args.segment, segments=segments, force=args.force)
-    except ExportHeld as exc:
-        log.error("%s", exc)
-        return 3
-    except (ExportError, SegmentConfigError, WarehouseLocked) as exc:
-        log.error("%s", exc)
-        return 1
-    if args.json:
-        print(json.dumps(manifest, indent=2))
-    else:
-        print_export_summary(manifest)
-    return 0

@@ -1,7 +1,7 @@
 """A local receiver of the HTTP JSON destination's requests: applies each member once by its idempotency key, and can
 answer with injected faults. For tests, the sync benchmark and trying a destinations file without a real CRM:
 
-    python -m c360.marketing.activation.receiver --port 8765      # then url: http://127.0.0.1:8765/members
+    python -m c360dev.receiver --port 8765      # then url: http://127.0.0.1:8765/members
 
 It listens on 127.0.0.1 only. `faults` is a list of answers for the next requests, one each, in order:
 "429" / "429:<retry-after seconds>", any other status such as "503", "drop" (read the request, close the connection
