@@ -75,6 +75,7 @@ def test_score_tests_check_tonights_partition_only(warehouse):
             kit.withdraw_scores(date.fromisoformat(day))
 
 
+@pytest.mark.reliability
 def test_a_failed_data_test_names_its_offending_rows_their_file_and_what_to_do(warehouse):
     """#13 item 9: a data test that still fails says more than dbt's "Got 1 result": the test, the model and
     column, the offending rows and the landed file they came from, in the night's error and in the run report."""
