@@ -73,3 +73,44 @@ def test_score_tests_check_tonights_partition_only(warehouse):
     finally:
         for day in ("2025-01-19", "2025-01-20", "2025-01-21"):
             kit.withdraw_scores(date.fromisoformat(day))
+
+
+@pytest.mark.reliability
+def test_a_failed_data_test_names_its_offending_rows_their_file_and_what_to_do(warehouse):
+    """#13 item 9: a data test that still fails says more than dbt's "Got 1 result": the test, the model and
+    column, the offending rows and the landed file they came from, in the night's error and in the run report."""
+    from c360.pipeline.report.collect import dbt_section
+
+    bad_file = "transactions/dt=2025-01-19/part-7.csv"
+    with kit.connect() as con:  # a currency the FX seed has no rate for: amount_eur is null
+        kit.insert(con, "transactions", [{"order_id": "OBAD", "customer_id": "C2", "ordered_at": "2025-01-19T10:00:00Z",
+                                          "amount": 12.5, "currency": "XXX"}], "2025-01-19", source_file=bad_file)
+    try:
+        with pytest.raises(transform.DbtRunError) as err:
+            transform.run_dbt(["build", "-s", "int_order_lines", "--exclude-resource-type", "unit_test"], RUN_DATE,
+                              warehouse)
+        message = str(err.value)
+        lines = message.splitlines()
+        head = next(i for i, x in enumerate(lines) if "test not_null_int_order_lines_amount_eur " in x)
+        assert lines[head].strip() == ("test not_null_int_order_lines_amount_eur on intermediate.int_order_lines, "
+                                       "column amount_eur: 1 failing result(s)"), message
+        assert lines[head + 1].strip().startswith("first 1 offending row(s) (line_key, order_id, line_id,"), message
+        row = lines[head + 2]
+        assert row.strip().startswith("OBAD|1|sale, OBAD, 1, sale, C2,") and "12.5" in row and "XXX" in row, message
+        assert lines[head + 3].strip().startswith(f"what to do: the rows came from the landed file(s) {bad_file} "), message
+        assert "then rerun the date (c360 nightly --date 2025-01-20)" in message, message
+        [test] = err.value.failed_tests
+        assert (test.model, test.column, test.files) == ("intermediate.int_order_lines", "amount_eur", [bad_file])
+
+        # the run report's dbt section shows the same rows (read beside run_results.json, same dbt invocation)
+        [problem] = [p for p in dbt_section(warehouse, RUN_DATE)["problems"] if p.get("hint")]
+        assert problem["rows"] == test.rows and problem["files"] == [bad_file]
+        assert problem["unique_id"].startswith("test.c360.not_null_int_order_lines_amount_eur")
+    finally:
+        with kit.connect() as con:
+            con.execute("delete from raw.transactions where order_id = 'OBAD'")
+    # the replaced row is gone: the next build passes and drops what the failed one left, and the record with it
+    result = transform.run_dbt(["build", "-s", "int_order_lines", "--exclude-resource-type", "unit_test"], RUN_DATE,
+                               warehouse)
+    assert result.success and not result.failed_tests
+    assert not [p for p in dbt_section(warehouse, RUN_DATE)["problems"] if p.get("hint")]

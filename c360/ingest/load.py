@@ -116,11 +116,36 @@ def _ddl_columns(entity: Entity) -> str:
     return ", ".join(f'"{c.name}" {c.type}' for c in cols)
 
 
+# Transaction lines that a replaced or deleted landed file took out of raw.transactions, with the run that removed
+# them (_run_date): the incremental dbt models rebuild their orders and customer-days on the next build whatever the
+# lines' dates (dbt_project/macros/reloaded_transactions.sql). Kept in dbt_project/macros/raw_tables.sql too.
+REMOVED_TRANSACTIONS = "raw.transactions_removed"
+REMOVED_TRANSACTIONS_DDL = (
+    "order_id VARCHAR, line_id INTEGER, line_type VARCHAR, customer_id VARCHAR, ordered_at TIMESTAMPTZ, "
+    "returned_at TIMESTAMPTZ, _source_file VARCHAR, _source_line BIGINT, _dt DATE, _run_date DATE, "
+    "_removed_at TIMESTAMPTZ"
+)
+
+
+def _record_removed(con, entity: Entity, files_table: str, run_date: date, removed_at: datetime) -> None:
+    """Before a file's transaction rows are deleted (the file is reloaded or gone), keep their keys."""
+    if entity.name != "transactions":
+        return
+    con.execute(
+        f"""INSERT INTO {REMOVED_TRANSACTIONS}
+            SELECT order_id, line_id, line_type, customer_id, ordered_at, returned_at, _source_file, _source_line, _dt,
+                   $1::DATE, $2::TIMESTAMPTZ
+            FROM raw.{entity.table} WHERE _source_file IN (SELECT source_file FROM {files_table})""",
+        [run_date, removed_at],
+    )
+
+
 def ensure_raw_schema(con) -> None:
     """Create the raw schema and its tables (all four entities, even when they never land), and the privacy tables
     the erased_customer rule reads. (raw.scores / raw.recommendations are dbt's views over the scoring Parquet.)"""
     con.execute("CREATE SCHEMA IF NOT EXISTS raw")
     ensure_privacy_tables(con)
+    con.execute(f"CREATE TABLE IF NOT EXISTS {REMOVED_TRANSACTIONS} ({REMOVED_TRANSACTIONS_DDL})")
     for entity in ENTITIES.values():
         con.execute(f"CREATE TABLE IF NOT EXISTS raw.{entity.table} ({_ddl_columns(entity)})")
         # a warehouse created before a column joined the contract (tracking's vendor columns) gets it, null
@@ -414,6 +439,7 @@ def _load_batch(
     try:
         con.register("landed", landed)
         con.execute("CREATE OR REPLACE TEMP TABLE _files AS SELECT unnest($1::VARCHAR[]) AS source_file", [keys])
+        _record_removed(con, entity, "_files", run_date, loaded_at)
         con.execute(f"DELETE FROM raw.{entity.table} WHERE _source_file IN (SELECT source_file FROM _files)")
         con.execute("DELETE FROM raw.quarantine WHERE source_file IN (SELECT source_file FROM _files)")
         con.execute("DELETE FROM raw.ingest_audit WHERE source_file IN (SELECT source_file FROM _files)")
@@ -588,9 +614,10 @@ def _vanished_files(plan, loaded: dict[str, str], run_date: date) -> list[str]:
     return sorted(out)
 
 
-def _delete_files(con, entity: Entity, keys: list[str]) -> int:
+def _delete_files(con, entity: Entity, keys: list[str], run_date: date, removed_at: datetime) -> int:
     """Delete what these files loaded (rows, quarantine, audit), inside the caller's transaction."""
     con.execute("CREATE OR REPLACE TEMP TABLE _gone AS SELECT unnest($1::VARCHAR[]) AS source_file", [keys])
+    _record_removed(con, entity, "_gone", run_date, removed_at)
     n = con.execute(f"SELECT count(*) FROM raw.{entity.table} WHERE _source_file IN (SELECT source_file FROM _gone)"
                     ).fetchone()[0]
     con.execute(f"DELETE FROM raw.{entity.table} WHERE _source_file IN (SELECT source_file FROM _gone)")
@@ -630,7 +657,7 @@ def _ingest_entity(con, storage: Storage, entity: Entity, run_date: date, settin
     con.execute("BEGIN TRANSACTION")
     try:
         if vanished:
-            n = _delete_files(con, entity, vanished)
+            n = _delete_files(con, entity, vanished, run_date, loaded_at)
             total.removed_files = vanished
             log.warning("%s: %d loaded file(s) no longer in the landing zone (deleted or replaced): their %s row(s) "
                         "removed from raw.%s: %s", name, len(vanished), f"{n:,}", entity.table,

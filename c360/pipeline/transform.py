@@ -18,6 +18,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from c360.config import Settings, get_settings, process_environment
+from c360.pipeline.dbt_failures import FailedTest, dbt_target_dir, explain_failed_tests, write_failed_tests
 
 log = logging.getLogger(__name__)
 
@@ -45,14 +46,21 @@ SEGMENTS_ENV = "C360_SEGMENTS_JSON"
 class DbtRunError(RuntimeError):
     """A dbt command failed; `failures` names each failed node with its status and message."""
 
-    def __init__(self, command: list[str], failures: list[NodeResult], message: str | None = None):
+    def __init__(self, command: list[str], failures: list[NodeResult], message: str | None = None,
+                 failed_tests: list[FailedTest] | None = None):
         self.command = command
         self.failures = failures
+        self.failed_tests = failed_tests or []
         lines = [f"dbt {' '.join(command)} failed"]
         if message:
             lines.append(message)
+        # the failed data tests first, each with its offending rows and what to do: the rest is detail
+        for test in self.failed_tests:
+            lines += test.lines()
+        explained = {t.unique_id for t in self.failed_tests}
         for node in failures:
-            lines.append(f"  {node.status}: {node.unique_id}: {node.message}")
+            if node.unique_id not in explained:
+                lines.append(f"  {node.status}: {node.unique_id}: {node.message}")
         if failures:
             lines.append("Fix the node(s) above (dbt_project/, or the raw data they test), then rerun the date.")
         super().__init__("\n".join(lines))
@@ -77,6 +85,8 @@ class DbtResult:
     success: bool
     elapsed_seconds: float
     nodes: list[NodeResult] = field(default_factory=list)
+    # the failed data tests with their offending rows and what to do (c360/pipeline/dbt_failures.py)
+    failed_tests: list[FailedTest] = field(default_factory=list)
 
     @property
     def failures(self) -> list[NodeResult]:
@@ -172,10 +182,22 @@ def run_dbt(
         )
     result = DbtResult(command=args, success=bool(outcome.success), elapsed_seconds=elapsed, nodes=nodes)
     log.info("dbt %s finished in %.1fs: %s", command[0] if command else "", elapsed, result.summary())
+    if command and command[0] in ("build", "test"):
+        # after _release_duckdb: the offending rows are read on a read-only connection of our own
+        result.failed_tests = explain_failed_tests(settings, results, run_date) if not result.success else []
+        target = dbt_target_dir(settings, env)
+        write_failed_tests(target, _invocation_id(target), result.failed_tests)
     if raise_on_failure and not result.success:
         message = str(outcome.exception) if outcome.exception else None
-        raise DbtRunError(list(command), result.failures, message)
+        raise DbtRunError(list(command), result.failures, message, result.failed_tests)
     return result
+
+
+def _invocation_id(target: Path) -> str | None:
+    try:
+        return json.loads((target / "run_results.json").read_text(encoding="utf-8"))["metadata"]["invocation_id"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def load_segment_definitions(segments_file: str | Path | None = None) -> dict:

@@ -44,6 +44,10 @@
       {%- for col, typ in cols -%}{%- do col_sql.append('"' ~ col ~ '" ' ~ typ) -%}{%- endfor -%}
       {%- do statements.append("create table if not exists raw." ~ name ~ " (" ~ col_sql | join(', ') ~ ")") -%}
     {%- endfor -%}
+    {#- the lines a replaced or deleted landed file removed (c360/ingest/load.py REMOVED_TRANSACTIONS_DDL) -#}
+    {%- do statements.append("create table if not exists raw.transactions_removed (order_id VARCHAR, line_id INTEGER, "
+        ~ "line_type VARCHAR, customer_id VARCHAR, ordered_at TIMESTAMPTZ, returned_at TIMESTAMPTZ, "
+        ~ "_source_file VARCHAR, _source_line BIGINT, _dt DATE, _run_date DATE, _removed_at TIMESTAMPTZ)") -%}
     {{- return(statements | join(';\n') ~ ';') -}}
   {%- endif -%}
 {% endmacro %}

@@ -86,6 +86,8 @@ CASES: dict[str, list[str]] = {
         f"{R}test_downstream_rules.py::test_a_return_needs_its_sale_in_raw_or_in_the_same_load",
         f"{R}test_file_identity.py::test_a_deleted_or_replaced_file_takes_its_rows_with_it",
         "tests/test_dbt_pipeline.py::test_an_order_that_vanished_from_raw_leaves_order_lines_and_fct_orders",
+        f"{R}test_replaced_file.py::test_a_replaced_file_older_than_the_lookback_leaves_no_row_in_any_model",
+        "tests/test_dbt_nightly_tests_scope.py::test_a_failed_data_test_names_its_offending_rows_their_file_and_what_to_do",
     ],
     "why 11: file identity is the absolute path": [
         f"{R}test_file_identity.py::test_a_copy_of_the_landing_zone_at_another_path_loads_nothing_twice",

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from c360.config import Settings
+from c360.pipeline.dbt_failures import dbt_target_dir, read_failed_tests
 from c360.pipeline.report.stages import read_night, stage_log_path
 from c360.pipeline.report.summary import build_summary
 
@@ -231,10 +232,13 @@ def next_best_action_counts(con, day: date) -> dict[str, Any]:
 
 
 def dbt_section(settings: Settings, day: date) -> dict[str, Any]:
-    path = Path(settings.dbt_project_dir) / "target" / "run_results.json"
+    path = dbt_target_dir(settings) / "run_results.json"  # DBT_TARGET_PATH when set, as dbt itself
     if not path.exists():
         return unavailable(f"no dbt results at {path} (dbt has not run here)")
     doc = json.loads(path.read_text(encoding="utf-8"))
+    meta = doc.get("metadata", {})
+    # the failed data tests' offending rows and what to do, recorded by the same dbt invocation (transform.run_dbt)
+    explained = read_failed_tests(path.parent, meta.get("invocation_id"))
     by_type: dict[str, Counter] = {}
     problems = []
     for r in doc.get("results", []):
@@ -242,9 +246,13 @@ def dbt_section(settings: Settings, day: date) -> dict[str, Any]:
         status = str(r.get("status"))
         by_type.setdefault(rtype, Counter())[status] += 1
         if status in ("fail", "error", "warn", "runtime error"):
-            problems.append({"unique_id": r.get("unique_id"), "status": status, "failures": r.get("failures"),
-                             "message": (r.get("message") or "")[:300]})
-    meta = doc.get("metadata", {})
+            problem = {"unique_id": r.get("unique_id"), "status": status, "failures": r.get("failures"),
+                       "message": (r.get("message") or "")[:300]}
+            test = explained.get(r.get("unique_id"))
+            if test:
+                problem.update({k: test.get(k) for k in ("name", "model", "column", "columns", "rows", "files",
+                                                         "hint")})
+            problems.append(problem)
     run_vars = (doc.get("args") or {}).get("vars") or {}
     if isinstance(run_vars, str):  # dbt stores --vars as given on the command line
         try:
@@ -403,7 +411,9 @@ def _dbt_problem(p: dict) -> str:
     """`test.c360.not_null_x.abc (fail, 3 failing rows)`: the node, its status and, for tests, the row count."""
     rows = p.get("failures")
     detail = p["status"] + (f", {rows:,} failing row(s)" if isinstance(rows, int) and rows > 0 else "")
-    return f"{p['unique_id']} ({detail})"
+    where = f" on {p['model']}" + (f".{p['column']}" if p.get("column") else "") if p.get("model") else ""
+    files = f"; from {', '.join(p['files'][:3])}" if p.get("files") else ""
+    return f"{p['unique_id']}{where} ({detail}{files})"
 
 
 def collect_warnings(sections: dict[str, dict]) -> list[str]:

@@ -157,6 +157,15 @@ def _render_dbt(s: dict) -> str:
     if s["problems"]:
         parts.append(_table(["node", "status", "failures", "message"],
                             [[p["unique_id"], p["status"], p["failures"], p["message"]] for p in s["problems"]]))
+    for p in s["problems"]:  # a failed data test: its offending rows and what to do (c360/pipeline/dbt_failures.py)
+        if not p.get("hint"):
+            continue
+        where = (p.get("model") or "") + (f", column {p['column']}" if p.get("column") else "")
+        parts.append(f'<p class="bad">Test <code>{_e(p.get("name"))}</code> on <code>{_e(where)}</code>: '
+                     f"first {len(p.get('rows') or [])} offending row(s).</p>")
+        if p.get("rows"):
+            parts.append(_table(p.get("columns") or [], p["rows"]))
+        parts.append(f"<p>What to do: {_e(p['hint'])}</p>")
     return "".join(parts)
 
 

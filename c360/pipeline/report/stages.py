@@ -70,6 +70,9 @@ class _StageRun:
         self.extra = {}
 
 
+ERROR_CHARS = 4000
+
+
 @contextmanager
 def timed_stage(settings: Settings, date: date, stage: str) -> Iterator[_StageRun]:
     """Time a block and record it: `with timed_stage(s, d, "dbt") as st: ...; st.rows = n` (failed on exception)."""
@@ -79,8 +82,10 @@ def timed_stage(settings: Settings, date: date, stage: str) -> Iterator[_StageRu
     try:
         yield run
     except BaseException as exc:
+        # long enough for a failed dbt test's offending rows and what to do (c360/pipeline/dbt_failures.py),
+        # which the console's failure message and the run report repeat from here
         record_stage(settings, date, stage, time.monotonic() - t0, "failed", run.rows, started_at=started,
-                     error=f"{exc.__class__.__name__}: {exc}"[:500], **run.extra)
+                     error=f"{exc.__class__.__name__}: {exc}"[:ERROR_CHARS], **run.extra)
         raise
     record_stage(settings, date, stage, time.monotonic() - t0, "success", run.rows, started_at=started, **run.extra)
 

@@ -6,6 +6,10 @@
   Unlike delete+insert on a unique key, it also removes rows that the recomputation no longer produces
   (a session merged away by a late event), so rerunning a date always gives the same table.
   The model SQL must produce exactly the rows of that window (use lookback_start() / run_date()).
+  Config `replace_reloaded` (a list of columns of macros/reloaded_transactions.sql, e.g. [customer_id, activity_date],
+  or a mapping {target column: SQL over those columns}, e.g. {interaction_id: "'order:' || line_key"}):
+  also delete every row up to run_date whose values of those columns a (re)loaded or removed landed file touched;
+  the model must then produce all of those rows again (int_customer_daily_orders).
 #}
 {% macro get_incremental_replace_window_sql(arg_dict) %}
   {%- set target = arg_dict['target_relation'] -%}
@@ -16,10 +20,22 @@
     {{ exceptions.raise_compiler_error(model.name ~ ": incremental_strategy 'replace_window' needs config window_column") }}
   {%- endif -%}
   {%- set cols = get_quoted_csv(dest_columns | map(attribute='name')) -%}
+  {%- set reloaded = config.get('replace_reloaded') -%}
   delete from {{ target }}
-  where {{ column }} >= {{ lookback_start() }}
+  where ({{ column }} >= {{ lookback_start() }}
   {%- if config.get('window_end', 'run_date') != 'open' %}
     and {{ column }} <= {{ run_date() }}
+  {%- endif %})
+  {%- if reloaded %}
+    {#- a list of columns named as in reloaded_transactions(), or {target column: expression over its columns} -#}
+    {%- set targets, exprs = [], [] -%}
+    {%- for name in reloaded -%}
+      {%- do targets.append(name) -%}
+      {%- do exprs.append(reloaded[name] if reloaded is mapping else name) -%}
+    {%- endfor %}
+    -- every row (up to run_date) of the keys a replaced or deleted landed file touched: the model recomputes them
+    or (({{ targets | join(', ') }}) in (select {{ exprs | join(', ') }} from ({{ reloaded_transactions() }}))
+        and {{ column }} <= {{ run_date() }})
   {%- endif %};
 
   insert into {{ target }} ({{ cols }})

@@ -3,6 +3,7 @@
         materialized='incremental',
         incremental_strategy='replace_window',
         window_column='known_date',
+        replace_reloaded={'interaction_id': "'order:' || line_key"},
         on_schema_change='fail'
     )
 }}
@@ -28,6 +29,10 @@ with purchase_lines as (
     group by line_key
     {% if is_incremental() -%}
     having min(known_date) between {{ window_start }} and {{ run_date() }}
+        -- and, whatever their dates, the lines of a landed file replaced or deleted since (replace_reloaded deletes
+        -- their old rows: a line the corrected file removed is no longer an interaction)
+        or (min(known_date) <= {{ run_date() }}
+            and line_key in (select line_key from ({{ reloaded_transactions(window_start) }})))
     {%- else -%}
     having min(known_date) <= {{ run_date() }}
     {%- endif %}

@@ -3,6 +3,7 @@
         materialized='incremental',
         incremental_strategy='replace_window',
         window_column='known_date',
+        replace_reloaded=['customer_id', 'activity_date'],
         on_schema_change='fail'
     )
 }}
@@ -11,7 +12,9 @@
 -- For a date D, the latest known_date <= D of each customer-day is the customer-day an end-of-D snapshot sees;
 -- lifetime and windowed order features are sums over those rows, so they never rescan order lines.
 --
--- Incremental: recomputes the states of known dates run_date - lookback_days .. run_date.
+-- Incremental: recomputes the states of known dates run_date - lookback_days .. run_date, and every state of the
+-- customer-days that a landed file replaced or deleted since touched, whatever their dates (replace_reloaded:
+-- macros/reloaded_transactions.sql), so a line the corrected file removed leaves no trace in any state.
 
 with versions as (
 
@@ -32,6 +35,33 @@ changed_lines as (
 
 ),
 
+{% if is_incremental() -%}
+-- customer-days a replaced or deleted landed file touched: all their states are rebuilt (the strategy deletes the
+-- old ones), at every known date at which a line that was ever on that day changed
+reloaded_days as (
+
+    select distinct customer_id, activity_date
+    from ({{ reloaded_transactions() }})
+
+),
+
+reloaded_states as (
+
+    select distinct
+        on_day.customer_id,
+        on_day.activity_date,
+        later.known_date                                                 as state_known_date
+    from versions as on_day
+    inner join reloaded_days
+        on  reloaded_days.customer_id = on_day.customer_id
+        and reloaded_days.activity_date = on_day.activity_date
+    inner join versions as later
+        on  later.line_key = on_day.line_key
+        and later.known_date >= on_day.known_date
+
+),
+{%- endif %}
+
 -- every customer-day a changed line was on, in any version known by then, gets a new state
 changed_customer_days as (
 
@@ -43,6 +73,10 @@ changed_customer_days as (
     inner join versions
         on  versions.line_key = changed_lines.line_key
         and versions.known_date <= changed_lines.state_known_date
+    {% if is_incremental() -%}
+    union
+    select customer_id, activity_date, state_known_date from reloaded_states
+    {%- endif %}
 
 ),
 

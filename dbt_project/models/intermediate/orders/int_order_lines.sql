@@ -9,6 +9,8 @@
 }}
 -- The pre-hook removes orders that vanished from raw (their landed file was deleted or replaced: ingestion
 -- removed its rows): delete+insert only rebuilds orders that still have lines, so they would stay forever.
+-- Orders with a line in a landed file that a recent ingestion run replaced or deleted are rebuilt too, whatever
+-- their dates (macros/reloaded_transactions.sql): delete+insert by order_id then drops the lines that file removed.
 -- One row per order line as known today (latest version), sales and returns, with the amount in EUR and the
 -- product's current category. Incremental per order: orders with a line version that became known in the run's
 -- window are rebuilt.
@@ -19,6 +21,9 @@ with changed_orders as (
     from {{ ref('stg_shop__transactions') }}
     {% if is_incremental() -%}
     where known_date between {{ lookback_start() }} and {{ run_date() }}
+    -- and orders of a landed file replaced or deleted since, whatever their dates (a line it removed must go)
+    union
+    select order_id from ({{ reloaded_transactions() }})
     {%- endif %}
 
 ),

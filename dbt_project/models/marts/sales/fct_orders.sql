@@ -19,6 +19,9 @@ with lines as (
     where order_id in (
         select order_id from {{ ref('int_order_lines') }}
         where known_date between {{ lookback_start() }} and {{ run_date() }}
+        -- and orders of a landed file replaced or deleted since, whatever their dates
+        union
+        select order_id from ({{ reloaded_transactions() }})
     )
     {%- endif %}
 
