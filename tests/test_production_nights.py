@@ -38,7 +38,11 @@ def settings_for(env: dict):
 
     with pytest.MonkeyPatch.context() as mp:
         for key in list(os.environ):
-            if key.startswith(("C360_", "MLFLOW_", "AIRFLOW")) or key in ("LANDING_URI", "WAREHOUSE_PATH", "EXPORT_URI"):
+            if key.startswith(("C360_", "MLFLOW_", "AIRFLOW")) or key in (
+                "LANDING_URI",
+                "WAREHOUSE_PATH",
+                "EXPORT_URI",
+            ):
                 mp.delenv(key)
         for key, value in env.items():
             mp.setenv(key, value)
@@ -46,37 +50,79 @@ def settings_for(env: dict):
 
 
 def test_three_nights_through_the_scheduler_equal_make_nightly():
-    base = Path(tempfile.mkdtemp(prefix="c360-nights-"))  # not under pytest's 0700 temp root (postgres reaches it)
+    base = Path(
+        tempfile.mkdtemp(prefix="c360-nights-")
+    )  # not under pytest's 0700 temp root (postgres reaches it)
     ports = {"pg": free_port(), "airflow": free_port(), "mlflow": free_port()}
     prod_env = stack_env(base / "prod", **ports)
     prod_env.update(ENV)
     # unpausing c360_ingest (catchup=False) also starts today's scheduled run, whose date never landed: fail it fast
     prod_env.update({"C360_LANDING_WAIT_SECONDS": "5", "C360_LANDING_POKE_SECONDS": "1"})
-    ref_env = {k: v for k, v in prod_env.items() if not k.startswith("C360_") or k.startswith("C360_LANDING_")
-               or k in ENV}
+    ref_env = {
+        k: v
+        for k, v in prod_env.items()
+        if not k.startswith("C360_") or k.startswith("C360_LANDING_") or k in ENV
+    }
     ref_env.update({"C360_DATA_DIR": str(base / "ref"), "AIRFLOW_HOME": str(base / "ref" / "airflow")})
 
-    gen = subprocess.run([sys.executable, "-m", "c360.cli", "generate", "--customers", str(CUSTOMERS), "--days",
-                          str(DAYS), "--seed", str(SEED), "--start", START.isoformat()],
-                         env=prod_env, capture_output=True, text=True, timeout=900)
+    gen = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "c360.cli",
+            "generate",
+            "--customers",
+            str(CUSTOMERS),
+            "--days",
+            str(DAYS),
+            "--seed",
+            str(SEED),
+            "--start",
+            START.isoformat(),
+        ],
+        env=prod_env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert gen.returncode == 0, gen.stderr[-3000:]
     prod, ref = settings_for(prod_env), settings_for(ref_env)
     shutil.copytree(prod.landing_uri, ref.landing_uri)
 
     # the reference: make backfill (c360 nightly --from --to), airflow dags test on SQLite
     t0 = time.monotonic()
-    nightly = subprocess.run([sys.executable, "-m", "c360.cli", "nightly", "--from", NIGHTS[0].isoformat(),
-                              "--to", NIGHTS[-1].isoformat()], env=ref_env, capture_output=True, text=True,
-                             timeout=2400)
+    nightly = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "c360.cli",
+            "nightly",
+            "--from",
+            NIGHTS[0].isoformat(),
+            "--to",
+            NIGHTS[-1].isoformat(),
+        ],
+        env=ref_env,
+        capture_output=True,
+        text=True,
+        timeout=2400,
+    )
     nightly_seconds = time.monotonic() - t0
     assert nightly.returncode == 0, nightly.stdout[-4000:] + nightly.stderr[-4000:]
 
     up = subprocess.run([STACK, "up"], env=prod_env, capture_output=True, text=True, timeout=600)
-    s = Stack(prod_env, base / "prod", ports["airflow"], ports["mlflow"], ports["pg"], 0, base / "none", up.stdout)
+    s = Stack(
+        prod_env, base / "prod", ports["airflow"], ports["mlflow"], ports["pg"], 0, base / "none", up.stdout
+    )
     try:
         assert up.returncode == 0, up.stdout[-2000:] + up.stderr[-4000:]
-        _wait("pipeline DAGs parsed", lambda: all(d in s.airflow("dags", "list") for d in
-                                                   ("c360_ingest", "c360_transform", "c360_score")), 300)
+        _wait(
+            "pipeline DAGs parsed",
+            lambda: all(
+                d in s.airflow("dags", "list") for d in ("c360_ingest", "c360_transform", "c360_score")
+            ),
+            300,
+        )
         for dag_id in ("c360_score", "c360_transform", "c360_ingest"):
             s.airflow("dags", "unpause", dag_id)
         t0 = time.monotonic()
@@ -101,18 +147,23 @@ def test_three_nights_through_the_scheduler_equal_make_nightly():
         # the tracking server's PostgreSQL holds the runs and the champions
         import psycopg2
 
-        with psycopg2.connect(host="127.0.0.1", port=s.pg_port, user="c360", password="c360-local",
-                              dbname="mlflow") as db, db.cursor() as cur:
+        with (
+            psycopg2.connect(
+                host="127.0.0.1", port=s.pg_port, user="c360", password="c360-local", dbname="mlflow"
+            ) as db,
+            db.cursor() as cur,
+        ):
             cur.execute("SELECT count(*) FROM runs WHERE status = 'FINISHED'")
             assert cur.fetchone()[0] > 0
             cur.execute("SELECT name FROM registered_model_aliases WHERE alias = 'champion' ORDER BY name")
             champions = [r[0] for r in cur.fetchall()]
         assert len(champions) >= 3, champions
-        print(f"three nights: scheduler path {scheduler_seconds:.0f} s (backfill create -> last score run), "
-              f"c360 nightly {nightly_seconds:.0f} s; champions in PostgreSQL: {champions}")
+        print(
+            f"three nights: scheduler path {scheduler_seconds:.0f} s (backfill create -> last score run), "
+            f"c360 nightly {nightly_seconds:.0f} s; champions in PostgreSQL: {champions}"
+        )
     finally:
         down = subprocess.run([STACK, "down"], env=prod_env, capture_output=True, text=True, timeout=300)
         left = {n: p for n, p in _stack_pids(base / "prod").items() if _alive(p)}
         assert down.returncode == 0 and not left, (down.stderr, left)
     shutil.rmtree(base, ignore_errors=True)
-
