@@ -408,10 +408,30 @@ def test_down_cleans_up_after_a_failed_up():
     shutil.rmtree(base, ignore_errors=True)
 
 
-def test_mlflow_server_with_an_s3_artifact_root():
+# credentials other than the defaults, with characters a database URL must quote
+OPS_USER, OPS_PASSWORD = "c360_ops", "Ops pw/with:@#%?&="
+
+
+def _command_lines_holding(secrets: list[str]) -> list[str]:
+    """The command line of every process on the machine that holds one of `secrets` (what `ps` shows anyone)."""
+    import psutil
+
+    found = []
+    for p in psutil.process_iter(["cmdline"]):
+        line = " ".join(p.info["cmdline"] or [])
+        if any(secret in line for secret in secrets):
+            found.append(line)
+    return found
+
+
+def test_mlflow_server_with_an_s3_artifact_root_and_other_credentials():
     """The production layout of docs/production.md: the tracking server on PostgreSQL, artifacts in S3 (here the
-    moto server), written by the clients straight to the bucket and resolved back through the registry."""
+    moto server), written by the clients straight to the bucket and resolved back through the registry. The
+    database credentials come from C360_PG_USER / C360_PG_PASSWORD, and the password shows on no command line."""
+    import urllib.parse
+
     import boto3
+    import psycopg2
     from moto.server import ThreadedMotoServer
 
     base = Path(tempfile.mkdtemp(prefix="c360-stack-"))  # not under pytest's 0700 temp root (see the fixture)
@@ -428,6 +448,8 @@ def test_mlflow_server_with_an_s3_artifact_root():
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_DEFAULT_REGION": "us-east-1",
+            "C360_PG_USER": OPS_USER,
+            "C360_PG_PASSWORD": OPS_PASSWORD,
         }
     )
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=s3_port, verbose=False)
@@ -493,6 +515,18 @@ def test_mlflow_server_with_an_s3_artifact_root():
             )
             with urllib.request.urlopen(url, timeout=30) as r:
                 assert [f["path"] for f in json.load(r)["files"]] == ["notes/probe.txt"]
+            # the run is in the database of the user and password given, which no process shows on its command line
+            with (
+                psycopg2.connect(
+                    host="127.0.0.1", port=ports["pg"], user=OPS_USER, password=OPS_PASSWORD, dbname="mlflow"
+                ) as db,
+                db.cursor() as cur,
+            ):
+                cur.execute("SELECT status FROM runs WHERE run_uuid = %s", (run_id,))
+                assert cur.fetchall() == [("FINISHED",)]
+            assert _stack_pids(data).keys() >= {"mlflow", "scheduler", "api-server", "postgresql"}
+            leaks = _command_lines_holding([OPS_PASSWORD, urllib.parse.quote(OPS_PASSWORD, safe="")])
+            assert not leaks, f"the database password is on a command line: {leaks}"
         finally:
             down = subprocess.run([STACK, "down"], env=env, capture_output=True, text=True, timeout=300)
             assert down.returncode == 0, down.stderr
