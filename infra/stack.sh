@@ -30,8 +30,10 @@ AF_PORT="${C360_AIRFLOW_PORT:-8080}"
 ML_PORT="${C360_MLFLOW_PORT:-5000}"
 ML_ARTIFACTS="${C360_MLFLOW_ARTIFACT_ROOT:-$DATA/mlflow-server-artifacts}"
 WAIT="${C360_STACK_WAIT_SECONDS:-240}"
-# the password may hold URL-special characters
-PG_PASSWORD_Q="$(python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$PG_PASSWORD")"
+# the password may hold URL-special characters. It is passed by environment, never as an argument: a command line
+# is readable by every user (ps); /proc/PID/environ only by the process's owner and root.
+PG_PASSWORD_Q="$(C360_PG_PASSWORD="$PG_PASSWORD" python3 -c 'import os, urllib.parse
+print(urllib.parse.quote(os.environ["C360_PG_PASSWORD"], safe=""))')"
 PG_URL="postgresql+psycopg2://$PG_USER:$PG_PASSWORD_Q@$PG_HOST:$PG_PORT"
 LOCAL_PG=$([ "$PG_HOST" = 127.0.0.1 ] && echo 1 || echo 0)
 SERVICES="mlflow api-server scheduler dag-processor triggerer"
@@ -135,8 +137,10 @@ up() {
   pipeline_env
   "$BIN/airflow" db migrate >"$RUN/airflow-migrate.log" 2>&1 || fail "airflow db migrate failed" airflow-migrate
   "$BIN/airflow" pools set warehouse 1 "Tasks that write the DuckDB warehouse (single writer)" >/dev/null 2>&1
-  start mlflow "$BIN/mlflow" server --host 127.0.0.1 --port "$ML_PORT" --workers 1 \
-    --backend-store-uri "$PG_URL/mlflow" --default-artifact-root "$ML_ARTIFACTS" --no-serve-artifacts
+  # the backend store URI holds the password: mlflow server reads it from MLFLOW_BACKEND_STORE_URI (not from ps)
+  ( export MLFLOW_BACKEND_STORE_URI="$PG_URL/mlflow"
+    start mlflow "$BIN/mlflow" server --host 127.0.0.1 --port "$ML_PORT" --workers 1 \
+      --default-artifact-root "$ML_ARTIFACTS" --no-serve-artifacts )
   start api-server "$BIN/airflow" api-server --host 127.0.0.1 --port "$AF_PORT"
   # --skip-serve-logs: the log servers bind every interface; the api-server reads the task logs from the
   # shared local log folder instead (a multi-host deployment needs remote logging, docs/production.md)

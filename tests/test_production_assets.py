@@ -8,8 +8,6 @@ The probe DAGs (tests/production_dags) use the pipeline's own schedule helper an
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -25,38 +23,45 @@ DATES = ["2026-03-01", "2026-03-02", "2026-03-03", "2026-03-04"]
 
 
 def test_queued_dates_get_one_downstream_run_each_in_order(c360_env, tmp_path):
-    from c360.pipeline.airflow_env import airflow_bin, airflow_env
+    from c360.cli.airflow_ui import start, stop
+    from c360.pipeline.airflow_env import airflow_bin, airflow_env, ensure_airflow
 
     port = free_port()
     probe_log = tmp_path / "probe.log"
     env = airflow_env(c360_env)
-    env.update({
-        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "tests" / "production_dags"),
-        "AIRFLOW__API__PORT": str(port),
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
-        "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
-        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-        "C360_PROBE_LOG": str(probe_log),
-    })
+    env.update(
+        {
+            "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "tests" / "production_dags"),
+            "AIRFLOW__API__PORT": str(port),
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+            "C360_PROBE_LOG": str(probe_log),
+        }
+    )
 
     def cli(*args: str) -> str:
         proc = subprocess.run([airflow_bin(), *args], env=env, capture_output=True, text=True, timeout=120)
         assert proc.returncode == 0, f"airflow {' '.join(args)}: {proc.stderr[-2000:]}"
         return proc.stdout
 
-    out = (tmp_path / "standalone.log").open("w")
-    proc = subprocess.Popen([airflow_bin(), "standalone"], env=env, stdout=out, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    # the components of `make airflow` (not `airflow standalone`: its log servers listen on every interface)
+    ensure_airflow(c360_env)
+    logs, procs = tmp_path / "components", {}
     try:
+        start(env, str(port), logs, procs)
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:  # both DAGs parsed
-            listed = subprocess.run([airflow_bin(), "dags", "list", "-o", "json"], env=env,
-                                    capture_output=True, text=True).stdout
+            listed = subprocess.run(
+                [airflow_bin(), "dags", "list", "-o", "json"], env=env, capture_output=True, text=True
+            ).stdout
             if "probe_transform" in listed and "probe_ingest" in listed:
                 break
             time.sleep(3)
         else:
-            pytest.fail("probe DAGs not parsed within 180 s: " + (tmp_path / "standalone.log").read_text()[-3000:])
+            pytest.fail(
+                "probe DAGs not parsed within 180 s: " + (logs / "dag-processor.log").read_text()[-3000:]
+            )
         cli("dags", "unpause", "probe_transform")
         cli("dags", "unpause", "probe_ingest")
         # all dates land back to back: the later ones arrive while the first transform run is busy
@@ -76,9 +81,4 @@ def test_queued_dates_get_one_downstream_run_each_in_order(c360_env, tmp_path):
         assert len(runs) == len(DATES), runs
         assert all(r["state"] == "success" for r in runs), runs
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop(procs)

@@ -1,6 +1,7 @@
 """Run the project's Airflow: an AIRFLOW_HOME inside the project, SQLite metadata, the project's dags/ folder.
 
-`c360 airflow-ui` starts `airflow standalone` (scheduler + API server + UI on 127.0.0.1:8080) with that setup.
+`c360 airflow-ui` (c360.cli.airflow_ui) starts the api-server (UI on 127.0.0.1:8080), scheduler, dag-processor and
+triggerer with that setup.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def airflow_env(settings: Settings | None = None) -> dict[str, str]:
                 f"http://127.0.0.1:{env.get('AIRFLOW__API__PORT', '8080')}/execution/",
             ),
             "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")])),
-            # `airflow standalone` (and the api-server's workers) start their components as plain `airflow ...`
+            # `airflow standalone` and the api-server's workers start their processes as plain `airflow ...`
             # looked up on PATH; a venv that is not activated (`make airflow`, cron) is not on it.
             "PATH": os.pathsep.join(filter(None, [venv_bin(), env.get("PATH")])),
             "NO_PROXY": "*",
