@@ -10,7 +10,7 @@ earlier files that arrived late (or, on a first run, all history) into `raw.*` o
 * `check_reconciliation` fails if any file's `landed != loaded + quarantined` (`raw.ingest_audit`).
 
 Each `ingest_<entity>` task updates the Asset `raw.<table>`; the transform DAG schedules on them.
-Warehouse writers share the pool `warehouse` (one slot). Landing contract: `docs/landing_contract.md`.
+Every task that opens the DuckDB warehouse, reader or writer, takes the pool `warehouse` (one slot). Landing contract: `docs/landing_contract.md`.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def c360_ingest():
 
         return tasks.ingest_entity(entity, context)
 
-    @task(retries=0)
+    @task(pool=WAREHOUSE_POOL, retries=0)
     def check_reconciliation(ds=None) -> dict:
         from c360.pipeline import tasks
 

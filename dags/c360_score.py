@@ -64,13 +64,17 @@ default_args = {
     doc_md=__doc__,
 )
 def c360_score():
-    @task(outlets=[MODELS_ASSET], execution_timeout=timedelta(hours=3), retries=0)
+    # Every task here that opens the DuckDB warehouse takes the pool, readers too: DuckDB lets one process write or
+    # several read, never both, so a reader of this run would make the next date's ingest fail on the lock (and wait
+    # its 5-minute retry) when the scheduler runs them side by side. ensure_champions writes training snapshots;
+    # score reads the volume check.
+    @task(pool=WAREHOUSE_POOL, outlets=[MODELS_ASSET], execution_timeout=timedelta(hours=3), retries=0)
     def ensure_champions(**context) -> dict:
         from c360.pipeline import tasks
 
         return tasks.ensure_champions(context)
 
-    @task(outlets=[SCORES_ASSET], execution_timeout=timedelta(hours=2))
+    @task(pool=WAREHOUSE_POOL, outlets=[SCORES_ASSET], execution_timeout=timedelta(hours=2))
     def score(**context) -> dict:
         from c360.pipeline import tasks
 
@@ -88,14 +92,14 @@ def c360_score():
 
         return tasks.monitor(context)
 
-    @task(outlets=[EXPORTS_ASSET])
+    @task(pool=WAREHOUSE_POOL, outlets=[EXPORTS_ASSET])
     def export(**context) -> dict:
         from c360.pipeline import tasks
 
         return tasks.export(context)
 
     # the report also describes a night whose exports were held back (export skipped)
-    @task(trigger_rule="none_failed")
+    @task(pool=WAREHOUSE_POOL, trigger_rule="none_failed")
     def report(**context) -> dict:
         from c360.pipeline import tasks
 

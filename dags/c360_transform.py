@@ -54,7 +54,7 @@ def c360_transform():
 
         return tasks.dbt_build(context)
 
-    @task(outlets=[FEATURE_STORE_ASSET])
+    @task(pool=WAREHOUSE_POOL, outlets=[FEATURE_STORE_ASSET])
     def export_features(**context) -> dict:
         from c360.pipeline import tasks
 

@@ -136,7 +136,7 @@ up() {
   pg_up
   pipeline_env
   "$BIN/airflow" db migrate >"$RUN/airflow-migrate.log" 2>&1 || fail "airflow db migrate failed" airflow-migrate
-  "$BIN/airflow" pools set warehouse 1 "Tasks that write the DuckDB warehouse (single writer)" >/dev/null 2>&1
+  "$BIN/airflow" pools set warehouse 1 "Tasks that open the DuckDB warehouse (one process at a time: DuckDB file lock)" >/dev/null 2>&1
   # the backend store URI holds the password: mlflow server reads it from MLFLOW_BACKEND_STORE_URI (not from ps)
   ( export MLFLOW_BACKEND_STORE_URI="$PG_URL/mlflow"
     start mlflow "$BIN/mlflow" server --host 127.0.0.1 --port "$ML_PORT" --workers 1 \

@@ -53,6 +53,20 @@ def test_dags_declare_owner_tags_retries_and_docs(dagbag):
                 assert t.retry_delay.total_seconds() == 300, f"{dag_id}.{t.task_id}: retry_delay {t.retry_delay}"
 
 
+# The tasks that never open the DuckDB file: the landing sensor (reads the landing zone) and the weekly training
+# (Spark on the feature-store Parquet). Every other task reads or writes the warehouse.
+OUTSIDE_THE_WAREHOUSE = {("c360_ingest", "wait_for_transactions"), ("c360_train", "train")}
+
+
+def test_every_task_that_opens_the_warehouse_takes_the_single_slot_pool(dagbag):
+    # DuckDB lets one process write or several read, never both: under the scheduler, DAG runs of different dates
+    # overlap (a backfill), and a reader outside the pool (export_features, export, report, the volume check in
+    # score) made the next date's ingest fail on the lock and wait its 5-minute retry
+    outside = {(dag_id, t.task_id) for dag_id, dag in dagbag.dags.items() for t in dag.tasks
+               if t.pool != "warehouse"}
+    assert outside == OUTSIDE_THE_WAREHOUSE
+
+
 def test_warehouse_writers_share_the_single_slot_pool(dagbag):
     dag = dagbag.dags["c360_ingest"]
     writers = [t for t in dag.tasks if t.task_id.startswith("ingest_")]

@@ -86,7 +86,7 @@ def ensure_airflow(settings: Settings | None = None) -> None:
     log.info("Preparing Airflow metadata in %s", settings.airflow_home)
     run_airflow(["db", "migrate"], settings, quiet=True)
     run_airflow(
-        ["pools", "set", WAREHOUSE_POOL, "1", "Tasks that write the DuckDB warehouse (single writer)"],
+        ["pools", "set", WAREHOUSE_POOL, "1", "Tasks that open the DuckDB warehouse (one process at a time: DuckDB file lock)"],
         settings,
         quiet=True,
     )
