@@ -73,8 +73,12 @@ def purchases_between(events: DataFrame, after_date: str, through_date: str) -> 
 
 
 def popularity(strength: DataFrame, products: DataFrame | None = None) -> DataFrame:
-    """(product_id, category, popularity): total decayed strength over all customers."""
-    pop = strength.groupBy("product_id").agg(F.sum("strength").alias("popularity"))
+    """(product_id, category, popularity): total decayed strength over all customers.
+
+    Rounded to 9 decimals: a floating-point sum's last bits depend on the order Spark adds the rows in (partitioning),
+    so two products with the same popularity could swap places between two runs of the same night; rounded, they tie
+    exactly and product_id orders them."""
+    pop = strength.groupBy("product_id").agg(F.round(F.sum("strength"), 9).alias("popularity"))
     if products is not None:
         pop = pop.join(products.select("product_id", "category").dropDuplicates(["product_id"]), "product_id", "left")
     else:
@@ -87,7 +91,7 @@ def favourite_categories(strength: DataFrame, products: DataFrame | None) -> Dat
     if products is None:
         return strength.select("customer_id").distinct().withColumn("favourite_category", F.lit(None).cast("string"))
     per_cat = (strength.join(products.select("product_id", "category"), "product_id")
-               .groupBy("customer_id", "category").agg(F.sum("strength").alias("s")))
+               .groupBy("customer_id", "category").agg(F.round(F.sum("strength"), 9).alias("s")))  # see popularity
     w = Window.partitionBy("customer_id").orderBy(F.desc("s"), F.asc("category"))
     return (per_cat.withColumn("r", F.row_number().over(w)).where("r = 1")
             .select("customer_id", F.col("category").alias("favourite_category")))
