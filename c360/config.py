@@ -115,6 +115,7 @@ class Settings:
     dbt_project_dir: Path
     dbt_profiles_dir: Path
     dbt_target: str
+    dbt_target_path: str | None  # dbt's own DBT_TARGET_PATH (relative to the project); None: the project's target/
     s3_endpoint_url: str | None
     default_currency: str
     currencies: tuple[str, ...]
@@ -214,9 +215,10 @@ class Settings:
 
     def as_env(self) -> dict[str, str]:
         """The settings as environment variables (ENV_VARS), for subprocesses (Airflow, dbt, Spark): a child's
-        get_settings() resolves the same values. No S3 endpoint: the variable is left out (AWS's own endpoint)."""
+        get_settings() resolves the same values. An unset optional setting (OPTIONAL) is left out, so the tool
+        reading the variable keeps its own default (AWS's own endpoint, dbt's target/)."""
         return {ENV_VARS[key]: value for key, value in self.describe().items()
-                if not (key == "s3_endpoint_url" and not value)}
+                if value or key not in OPTIONAL}
 
     @property
     def deployments_audit_path(self) -> Path:
@@ -249,6 +251,9 @@ class Settings:
         return out
 
 
+# Settings whose absence means "the tool's own default": as_env() leaves their variable out rather than set it empty
+OPTIONAL = frozenset({"s3_endpoint_url", "dbt_target_path"})
+
 # Each setting's environment variable (field -> variable): as_env() and `c360 config` use it; every field has one.
 ENV_VARS: dict[str, str] = {
     "data_dir": "C360_DATA_DIR",
@@ -265,6 +270,7 @@ ENV_VARS: dict[str, str] = {
     "dbt_project_dir": "DBT_PROJECT_DIR",
     "dbt_profiles_dir": "DBT_PROFILES_DIR",
     "dbt_target": "DBT_TARGET",
+    "dbt_target_path": "DBT_TARGET_PATH",
     "s3_endpoint_url": "C360_S3_ENDPOINT_URL",
     "default_currency": "C360_DEFAULT_CURRENCY",
     "currencies": "C360_CURRENCIES",
@@ -385,6 +391,7 @@ def get_settings() -> Settings:
         dbt_project_dir=Path(_env("DBT_PROJECT_DIR", str(PROJECT_ROOT / "dbt_project"))).resolve(),
         dbt_profiles_dir=Path(_env("DBT_PROFILES_DIR", str(PROJECT_ROOT / "dbt_project"))).resolve(),
         dbt_target=_env("DBT_TARGET", "local"),
+        dbt_target_path=os.environ.get("DBT_TARGET_PATH") or None,
         s3_endpoint_url=os.environ.get("C360_S3_ENDPOINT_URL") or None,
         default_currency=_env("C360_DEFAULT_CURRENCY", _env("C360_BASE_CURRENCY", "EUR")).upper(),
         currencies=currencies,

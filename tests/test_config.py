@@ -82,7 +82,8 @@ def test_every_setting_has_a_variable_and_children_resolve_the_same_settings(cle
                        "C360_PSI_SCORES": "p_alive", "C360_PSI_REFERENCE_DATE": "2026-01-31",
                        "C360_TRAIN_ARGS": "--rec-grid small", "C360_FIRST_CHAMPION": "ACCEPT",
                        "C360_TRAIN_SCHEDULE": "30 2 * * 1", "C360_LOOKBACK_DAYS": "5",
-                       "C360_SESSION_TIMEOUT_MINUTES": "45", "C360_S3_ENDPOINT_URL": "http://minio:9000"}.items():
+                       "C360_SESSION_TIMEOUT_MINUTES": "45", "C360_S3_ENDPOINT_URL": "http://minio:9000",
+                       "DBT_TARGET_PATH": str(tmp_path / "dbt_target")}.items():
         clean_env.setenv(var, value)
     parent = get_settings()
     assert (parent.psi_warn, parent.psi_hold, parent.psi_scores) == (0.2, 0.4, ("p_alive",))
@@ -186,8 +187,6 @@ def test_c360_config_prints_every_setting_with_its_variable(clean_env, capsys):
 # (file, first argument) of the environment reads allowed outside c360/config.py, each with its reason
 ALLOWED_ENV_READS = {
     ("ml/value.py", "'PYSPARK_PYTHON'"),  # Spark's own worker interpreter, not a pipeline setting
-    # dbt's own variable for its target folder: read only to find run_results.json where dbt itself wrote it
-    ("c360/pipeline/dbt_failures.py", "'DBT_TARGET_PATH'"),
 }
 
 

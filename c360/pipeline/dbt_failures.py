@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -214,11 +213,11 @@ def explain_failed_tests(settings, results, run_date=None) -> list[FailedTest]:
     return out
 
 
-def dbt_target_dir(settings, env: dict[str, str] | None = None) -> Path:
-    """Where dbt writes run_results.json: DBT_TARGET_PATH (relative to the project) or the project's target/."""
-    value = (env or {}).get("DBT_TARGET_PATH") or os.environ.get("DBT_TARGET_PATH")
+def dbt_target_dir(settings) -> Path:
+    """Where dbt writes run_results.json: settings.dbt_target_path (DBT_TARGET_PATH, relative to the project) or the
+    project's target/. run_dbt hands dbt the same value through settings.as_env()."""
     project = Path(settings.dbt_project_dir)
-    return project / value if value else project / "target"
+    return project / settings.dbt_target_path if settings.dbt_target_path else project / "target"
 
 
 def write_failed_tests(target_dir: Path, invocation_id: str | None, tests: list[FailedTest]) -> Path | None:

@@ -185,7 +185,7 @@ def run_dbt(
     if command and command[0] in ("build", "test"):
         # after _release_duckdb: the offending rows are read on a read-only connection of our own
         result.failed_tests = explain_failed_tests(settings, results, run_date) if not result.success else []
-        target = dbt_target_dir(settings, env)
+        target = dbt_target_dir(settings)
         write_failed_tests(target, _invocation_id(target), result.failed_tests)
     if raise_on_failure and not result.success:
         message = str(outcome.exception) if outcome.exception else None
