@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shlex
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -123,6 +124,9 @@ class Settings:
     landing_wait_seconds: int
     landing_poke_seconds: int
     warehouse_lock_timeout_seconds: int
+    # DuckDB's memory_limit for every warehouse connection (dbt's included): a size ("8GB") or a share of the
+    # machine's memory ("35%"). Past it, DuckDB spills to <warehouse>.tmp/ instead of growing (docs/scale.md)
+    warehouse_memory_limit: str = "35%"
     churn_horizon_days: int = 90
     value_horizon_days: int = 180
     # ingestion fails an entity when more than this share of a date's rows is quarantined (expected reasons such
@@ -278,6 +282,7 @@ ENV_VARS: dict[str, str] = {
     "landing_wait_seconds": "C360_LANDING_WAIT_SECONDS",
     "landing_poke_seconds": "C360_LANDING_POKE_SECONDS",
     "warehouse_lock_timeout_seconds": "C360_WAREHOUSE_LOCK_TIMEOUT_SECONDS",
+    "warehouse_memory_limit": "C360_WAREHOUSE_MEMORY_LIMIT",
     "churn_horizon_days": "C360_CHURN_HORIZON_DAYS",
     "value_horizon_days": "C360_VALUE_HORIZON_DAYS",
     "base_currency": "C360_BASE_CURRENCY",
@@ -397,6 +402,7 @@ def get_settings() -> Settings:
         currencies=currencies,
         future_tolerance_hours=_env_float("C360_FUTURE_TOLERANCE_HOURS", 2.0),
         warehouse_lock_timeout_seconds=_env_int("C360_WAREHOUSE_LOCK_TIMEOUT_SECONDS", 0),
+        warehouse_memory_limit=_memory_limit(_env("C360_WAREHOUSE_MEMORY_LIMIT", "35%")),
         # label horizons: read by dbt (the same variables) and passed to the training job
         churn_horizon_days=_env_int("C360_CHURN_HORIZON_DAYS", 90),
         value_horizon_days=_env_int("C360_VALUE_HORIZON_DAYS", 180),
@@ -597,6 +603,20 @@ def _generate_tracking_format(value: str) -> str:
             f"Environment variable C360_GENERATE_TRACKING_FORMAT={value!r} must be one of {', '.join(names)} or a "
             "migration OLD>NEW@YYYY-MM-DD[+OVERLAP_DAYS], e.g. 'segment>snowplow@2026-03-15'. "
             "See docs/tracking_vendors.md.")
+    return value
+
+
+_MEMORY_LIMIT = re.compile(r"(?:(\d+(?:\.\d+)?)\s*%|\d+(?:\.\d+)?\s*(?:[KMGT]i?B|B))", re.IGNORECASE)
+
+
+def _memory_limit(value: str) -> str:
+    """C360_WAREHOUSE_MEMORY_LIMIT: a size DuckDB reads ("12GB", "800MiB") or a share of the machine ("35%", 1-100).
+    Checked here because the value reaches a SET statement and dbt's profile."""
+    value = value.strip()
+    match = _MEMORY_LIMIT.fullmatch(value)
+    if not match or (match.group(1) is not None and not 1 <= float(match.group(1)) <= 100):
+        raise SettingsError(f"C360_WAREHOUSE_MEMORY_LIMIT={value!r}: expected a size such as 8GB or 800MiB, or a "
+                            "share of the machine's memory from 1% to 100% (default 35%)")
     return value
 
 

@@ -117,12 +117,35 @@ def test_an_empty_train_args_variable_still_means_no_extra_arguments(clean_env):
     ({"C360_NBA_UPLIFT_CROSS_SELL": "-0.1"}, "C360_NBA_UPLIFT_CROSS_SELL=-0.1 must be between 0 and 1"),
     ({"C360_NBA_RETAIN_MIN_VALUE_EUR": "fifty"}, "C360_NBA_RETAIN_MIN_VALUE_EUR='fifty' must be a number"),
     ({"C360_NBA_CONTACT_CAP_DAYS": "-7"}, "C360_NBA_CONTACT_CAP_DAYS=-7 must be at least 0"),
+    # reaches a SET statement and dbt's profile: only a size or a share is let through
+    ({"C360_WAREHOUSE_MEMORY_LIMIT": "1GB'; ATTACH '/etc/passwd' AS x; --"}, "C360_WAREHOUSE_MEMORY_LIMIT=.*expected a size"),
+    ({"C360_WAREHOUSE_MEMORY_LIMIT": "0%"}, "from 1% to 100%"),
+    ({"C360_WAREHOUSE_MEMORY_LIMIT": "150%"}, "from 1% to 100%"),
+    ({"C360_WAREHOUSE_MEMORY_LIMIT": "lots"}, "C360_WAREHOUSE_MEMORY_LIMIT='lots'"),
 ])
 def test_a_bad_variable_fails_naming_it(clean_env, env, match):
     for var, value in env.items():
         clean_env.setenv(var, value)
     with pytest.raises(SettingsError, match=match):
         get_settings()
+
+
+def test_the_warehouse_memory_limit_reaches_dbt_and_every_connection(clean_env, tmp_path):
+    """dbt's profile reads the same variable with the same default as Settings, and warehouse.connect sets it."""
+    from c360.pipeline import warehouse
+
+    profiles = yaml.safe_load((ROOT / "dbt_project" / "profiles.yml").read_text())
+    for name, output in profiles["c360"]["outputs"].items():
+        limit = output["settings"]["memory_limit"]
+        default = get_settings().warehouse_memory_limit
+        assert limit == "{{ env_var('C360_WAREHOUSE_MEMORY_LIMIT', '" + default + "') }}", name
+    clean_env.setenv("C360_WAREHOUSE_MEMORY_LIMIT", "777MB")
+    clean_env.setenv("WAREHOUSE_PATH", str(tmp_path / "w.duckdb"))
+    con = warehouse.connect()
+    try:
+        assert con.execute("SELECT current_setting('memory_limit')").fetchone()[0] == "741.0 MiB"  # 777e6 bytes
+    finally:
+        con.close()
 
 
 def test_dag_parse_settings_read_only_their_variables(clean_env):

@@ -49,7 +49,7 @@ def lock_message(path: Path, duckdb_message: str) -> str:
 
 
 def connect(settings: Settings | None = None, read_only: bool = False, path: Path | None = None):
-    """Open the warehouse (creating its folder), session time zone UTC.
+    """Open the warehouse (creating its folder), session time zone UTC, DuckDB's memory limit from settings.
 
     Waits up to settings.warehouse_lock_timeout_seconds for a lock held by another process, then raises
     WarehouseLocked naming the file and the process holding it.
@@ -70,6 +70,8 @@ def connect(settings: Settings | None = None, read_only: bool = False, path: Pat
                 continue
             raise WarehouseLocked(lock_message(path, str(exc))) from exc
     con.execute("SET TimeZone = 'UTC'")
+    # validated by c360.config (a size or a percentage); the same limit as dbt's profile, so ingestion spills too
+    con.execute(f"SET memory_limit = '{settings.warehouse_memory_limit}'")
     return con
 
 
