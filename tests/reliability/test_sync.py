@@ -292,6 +292,47 @@ def test_consent_withdrawn_between_crash_and_rerun_is_dropped_not_sent(env):
     assert [r for r in log_rows("dropped")] == [("win_back", "c030", "dropped", 4, 0)]
 
 
+def test_consent_withdrawn_after_an_acknowledged_entry_sends_an_exit_with_the_key_sent_before(env):
+    """Membership does not depend on consent, so a withdrawal makes no `exited` change in the view; the sync sends one
+    (reason consent_withdrawn) matched by the key the destination got with the entry: the view has no email now."""
+    d2 = date(2025, 6, 3)
+    con = duckdb.connect(str(get_settings().warehouse_path))
+    con.executemany("INSERT INTO pii.segment_export_rows VALUES (?, ?, ?, ?, ?, ?, ?)", [
+        row for seg in SEGMENTS for row in [
+            (d2, seg, "c000", True, None, False, None),  # entered on D, still a member, withdrew: exit
+            (d2, seg, "c001", True, None, True, "user1@example.com"),  # still consenting: nothing
+            (d2, seg, "c025", False, None, False, None),  # exited on D already (acknowledged): nothing
+            (d2, seg, "n000", True, None, False, None),  # never sent (no consent on D): nothing
+        ]])
+    con.close()
+    manifest = get_settings().data_dir / "exports" / f"dt={d2}" / "manifest.json"
+    manifest.parent.mkdir(parents=True)
+    manifest.write_text(json.dumps({"as_of_date": d2.isoformat(), "segments": {s: {} for s in SEGMENTS}}))
+
+    def sync(day):
+        settings = get_settings()
+        segments = load_segments()
+        return sync_date(day, settings, load_destinations(settings, segments), segments)
+
+    with Receiver() as rec:
+        write_destinations(env, rec.url)
+        sync(D)
+        assert_exactly_once(rec.received)
+        second = sync(d2)
+        again = sync(d2)
+        assert rec.received.requests == 12 + 2  # one exit batch per segment, the rerun sends nothing
+    sent_key = hashlib.sha256(b"user0@example.com").hexdigest()
+    exits = {hashlib.sha256(f"{seg}|{d2}|c000".encode()).hexdigest(): (seg, d2.isoformat(), "exited", sent_key)
+             for seg in SEGMENTS}
+    assert rec.received.applied == {**expected_keys(), **exits}
+    assert [(s.withdrawn, s.sent) for s in second.segments] == [(1, 1), (1, 1)]
+    assert [(s.withdrawn, s.sent) for s in again.segments] == [(0, 0), (0, 0)]
+    con = duckdb.connect(str(get_settings().warehouse_path), read_only=True)
+    assert con.execute(f"SELECT DISTINCT customer_id, change, reason, status FROM {SYNC_LOG} WHERE as_of_date = ?",
+                       [d2]).fetchall() == [("c000", "exited", "consent_withdrawn", "acknowledged")]
+    con.close()
+
+
 def test_a_night_without_a_published_export_sends_nothing(env):
     (get_settings().data_dir / "exports" / f"dt={D}" / "manifest.json").unlink()
     with Receiver() as rec, pytest.raises(NotExported, match="no published export"):

@@ -13,7 +13,11 @@ What was planned, sent and acknowledged is recorded per (destination, segment, d
    sends that batch again with the same keys, and the destination drops what it already applied. Acknowledged rows
    are never sent again;
 3. a planned row whose change has left the view since (consent withdrawn, the night rebuilt) is marked `dropped`,
-   never sent.
+   never sent;
+4. a withdrawal: a customer the destination last acknowledged as `entered` in a segment, whose row of the date
+   (member or exit) no longer has dbt's `consent_ok`, is planned as an `exited` change with reason
+   `consent_withdrawn`, matched by the key the destination received with the `entered` (kept in the log as
+   `match_key`, a SHA-256: the view gives no email without consent). So the destination stops using the member.
 
 The night must have been exported (its manifest lists the segment): a night held back by drift or volume is not
 synced either.
@@ -60,8 +64,12 @@ CREATE TABLE IF NOT EXISTS {SYNC_LOG} (
     acknowledged_at  TIMESTAMPTZ,
     attempts         INTEGER NOT NULL DEFAULT 0,
     response_status  INTEGER
-)
+);
+-- added after the first release: a log created before gets them here
+ALTER TABLE {SYNC_LOG} ADD COLUMN IF NOT EXISTS match_key VARCHAR;  -- what the destination received (SHA-256)
+ALTER TABLE {SYNC_LOG} ADD COLUMN IF NOT EXISTS reason VARCHAR;     -- consent_withdrawn, or NULL: the view's change
 """
+WITHDRAWN = "consent_withdrawn"
 
 
 
@@ -85,6 +93,7 @@ class SegmentSync:
     batches_sent: int = 0
     acknowledged: int = 0  # members acknowledged so far (this run and earlier ones)
     dropped: int = 0  # planned, then no longer in the export rows (consent withdrawn, night rebuilt): not sent
+    withdrawn: int = 0  # exits planned by this run for members who withdrew consent after their entry was sent
     without_email: int = 0  # consenting changes without an email: no match key, not sent
     seconds: float = 0.0
     error: str | None = None
@@ -140,6 +149,41 @@ def plan(con, destination: str, segment: str, day: date, batch_size: int, sync_i
     return _count(con, destination, segment, day) - before
 
 
+def plan_withdrawals(con, destination: str, segment: str, day: date, batch_size: int, sync_id: str) -> int:
+    """Add an `exited` change (reason consent_withdrawn) for each customer whose last acknowledged change in the
+    segment, up to `day`, is `entered` and whose row of `day` in the view lacks dbt's consent_ok; returns how many.
+    Matched by the stored key of that entry. Customers with a log row of `day` already are left alone."""
+    before = _count(con, destination, segment, day)
+    con.execute(f"""
+        INSERT INTO {SYNC_LOG} (destination, segment, as_of_date, customer_id, change, idempotency_key, batch_no,
+                                status, sync_id, planned_at, match_key, reason)
+        WITH last_ack AS (
+            SELECT customer_id, change, match_key FROM {SYNC_LOG}
+            WHERE destination = $1 AND segment = $2 AND as_of_date <= $3 AND status = 'acknowledged'
+            QUALIFY row_number() OVER (PARTITION BY customer_id ORDER BY as_of_date DESC, acknowledged_at DESC) = 1
+        )
+        SELECT $1, a.segment, a.as_of_date, a.customer_id, 'exited', {idempotency_key_sql('a')},
+               (SELECT coalesce(max(batch_no) + 1, 0) FROM {SYNC_LOG}
+                WHERE destination = $1 AND segment = $2 AND as_of_date = $3)
+                 + (row_number() OVER (ORDER BY a.customer_id) - 1) // $4,
+               'pending', $5, now(), a.match_key, '{WITHDRAWN}'
+        FROM (SELECT $2::VARCHAR AS segment, $3::DATE AS as_of_date, * FROM last_ack) a
+        WHERE a.change = 'entered' AND a.match_key IS NOT NULL
+          AND EXISTS (SELECT 1 FROM {EXPORT_ROWS} r WHERE r.as_of_date = $3 AND r.segment = $2
+                      AND r.customer_id = a.customer_id AND NOT coalesce(r.consent_ok, false))
+          AND NOT EXISTS (SELECT 1 FROM {SYNC_LOG} l WHERE l.destination = $1 AND l.segment = $2
+                          AND l.as_of_date = $3 AND l.customer_id = a.customer_id)""",
+                [destination, segment, day, batch_size, sync_id])
+    return _count(con, destination, segment, day) - before
+
+
+def _withdrawn_now(con, day: date, segment: str) -> set[str]:
+    """Customers whose row of the date in the view lacks consent_ok (a planned withdrawal exit is still due)."""
+    return {cid for (cid,) in con.execute(
+        f"SELECT customer_id FROM {EXPORT_ROWS} WHERE as_of_date = $1 AND segment = $2 "
+        "AND NOT coalesce(consent_ok, false)", [day, segment]).fetchall()}
+
+
 def _count(con, destination: str, segment: str, day: date, statuses: tuple[str, ...] = STATUSES) -> int:
     return con.execute(f"""SELECT count(*) FROM {SYNC_LOG} WHERE destination = $1 AND segment = $2
                            AND as_of_date = $3 AND list_contains($4, status)""",
@@ -152,11 +196,22 @@ def _open_batches(con, destination: str, segment: str, day: date) -> list[int]:
             AND status IN ('pending', 'sent') ORDER BY 1""", [destination, segment, day]).fetchall()]
 
 
-def _batch_rows(con, destination: str, segment: str, day: date, batch_no: int) -> list[tuple[str, str, str]]:
+def _batch_rows(con, destination: str, segment: str, day: date, batch_no: int) -> list[tuple]:
+    """(customer_id, change, idempotency_key, stored match_key, reason) of a batch's open rows."""
     return con.execute(
-        f"""SELECT customer_id, change, idempotency_key FROM {SYNC_LOG} WHERE destination = $1 AND segment = $2
+        f"""SELECT customer_id, change, idempotency_key, match_key, reason FROM {SYNC_LOG}
+            WHERE destination = $1 AND segment = $2
             AND as_of_date = $3 AND batch_no = $4 AND status IN ('pending', 'sent') ORDER BY change, customer_id""",
         [destination, segment, day, batch_no]).fetchall()
+
+
+def _record_match_keys(con, destination: str, segment: str, day: date, members) -> None:
+    """Keep the key each member is sent with: a later withdrawal exit is matched by it (the view has no email then)."""
+    con.execute(f"""UPDATE {SYNC_LOG} SET match_key = k.match_key
+                    FROM (SELECT unnest($4::VARCHAR[]) AS customer_id, unnest($5::VARCHAR[]) AS match_key) k
+                    WHERE destination = $1 AND segment = $2 AND as_of_date = $3
+                      AND {SYNC_LOG}.customer_id = k.customer_id""",
+                [destination, segment, day, [m.customer_id for m in members], [m.match_key for m in members]])
 
 
 def _set_status(con, destination: str, segment: str, day: date, batch_no: int, status: str, extra: str = "",
@@ -182,21 +237,28 @@ def sync_segment(con, dest: Destination, segment: str, day: date, batch_size: in
     started = time.monotonic()
     res = SegmentSync(destination=dest.name, segment=segment, as_of_date=day.isoformat())
     res.planned = plan(con, dest.name, segment, day, batch_size, sync_id)
+    res.withdrawn = plan_withdrawals(con, dest.name, segment, day, batch_size, sync_id)
+    res.planned += res.withdrawn
     current = _current_changes(con, day, segment)
+    withdrawn_now = _withdrawn_now(con, day, segment)
     res.without_email = sum(1 for change, email in current.values() if not email)
     try:
         for batch_no in _open_batches(con, dest.name, segment, day):
             rows = _batch_rows(con, dest.name, segment, day, batch_no)
-            gone = {cid for cid, change, _ in rows
-                    if current.get(cid, (None, None))[0] != change or not current[cid][1]}
+            gone = {cid for cid, change, _, _, reason in rows
+                    if (cid not in withdrawn_now if reason == WITHDRAWN
+                        else current.get(cid, (None, None))[0] != change or not current[cid][1])}
             if gone:
-                # consent withdrawn or the night rebuilt since planning: the change is no longer ours to send
+                # consent withdrawn (or given again, for a withdrawal exit) or the night rebuilt since planning:
+                # the change is no longer ours to send
                 _set_status(con, dest.name, segment, day, batch_no, "dropped", customer_ids=sorted(gone))
                 res.dropped += len(gone)
-            members = tuple(Member(customer_id=cid, change=change, match_key=match_key(current[cid][1]),
-                                   idempotency_key=key) for cid, change, key in rows if cid not in gone)
+            members = tuple(Member(customer_id=cid, change=change,
+                                   match_key=stored if reason == WITHDRAWN else match_key(current[cid][1]),
+                                   idempotency_key=key) for cid, change, key, stored, reason in rows if cid not in gone)
             if not members:
                 continue
+            _record_match_keys(con, dest.name, segment, day, members)
             # committed before the request: if we die now, the log says these may have reached the destination.
             # The batch's open rows are exactly `members` now (the others were just dropped).
             _set_status(con, dest.name, segment, day, batch_no, "sent", ", sent_at = now(), attempts = attempts + 1")
@@ -286,8 +348,9 @@ def sync_date(day: date, settings: Settings, destinations: list[DestinationConfi
                         break
                     result.segments.append(res)
                     log.info("%s -> %s, %s: %d change(s) sent in %d batch(es), %d acknowledged in all, %d dropped, "
-                             "%d without email (%.1f s)", name, cfg.name, day, res.sent, res.batches_sent,
-                             res.acknowledged, res.dropped, res.without_email, res.seconds)
+                             "%d without email, %d exit(s) for withdrawn consent planned (%.1f s)", name, cfg.name,
+                             day, res.sent, res.batches_sent, res.acknowledged, res.dropped, res.without_email,
+                             res.withdrawn, res.seconds)
     finally:
         if own:
             con.close()
