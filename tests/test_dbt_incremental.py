@@ -4,8 +4,9 @@ nightly run now reads only the window's events), int_customer_daily_orders, int_
 from them (fs_customer_likes_asof, which reads 90 days of looks, among its parts).
 
 The nights see what makes the narrow reads risky: an order whose purchase event was tracked days before the order
-arrived (the link must come from the order, the event lying outside the window), and a tracking event landing nine
-days late that merges two sessions of a cookie (the cookie's old events must be read again).
+arrived (the link must come from the order, the event lying outside the window), a tracking event landing nine
+days late that merges two sessions of a cookie (the cookie's old events must be read again), and a correction of an
+order line first known long before the window (the order models rank only the changed orders' versions).
 """
 
 from __future__ import annotations
@@ -38,6 +39,11 @@ EXTRA_TRACKING = {
 EXTRA_TRANSACTIONS = {
     "2025-01-17": [{"order_id": "O9", "customer_id": "C3", "ordered_at": "2025-01-11T12:00:00Z", "product_id": "P1",
                     "quantity": 1, "amount": 20}],
+    # a correction of O1's line (ordered and first known 01-02, long before the window): the night ranks only the
+    # changed orders' versions, and must still end the old version on 01-19 and state C1's 01-02 anew
+    "2025-01-19": [{"order_id": "O1", "customer_id": "C1", "ordered_at": "2025-01-02T10:00:00Z", "line_id": 1,
+                    "product_id": "P1", "quantity": 2, "unit_price": 45, "amount": 90, "currency": "EUR",
+                    "channel": "web", "updated_at": "2025-01-19T08:00:00Z"}],
 }
 
 # relation -> an order giving every row a fixed place
@@ -116,6 +122,17 @@ def test_an_order_arriving_after_its_tracked_purchase_links_the_cookie_that_nigh
     """The purchase event (01-11) is outside the 01-17 night's window; the order that lands then makes it evidence."""
     links = [r for r in built["nightly"]["intermediate.int_identity_links"] if r[0] == "A5"]
     assert [(r[1], r[2], r[3]) for r in links] == [("C3", date(2025, 1, 11), date(2025, 1, 17))]
+
+
+def test_a_correction_of_an_old_order_is_the_current_line_and_a_new_state_of_its_day(built):
+    with duckdb.connect(str(get_settings().warehouse_path), read_only=True) as con:
+        line = con.execute("select amount, version_count from intermediate.int_order_lines "
+                           "where order_id = 'O1'").fetchall()
+        states = con.execute("select known_date, gross_revenue_eur from intermediate.int_customer_daily_orders "
+                             "where customer_id = 'C1' and activity_date = date '2025-01-02' "
+                             "order by known_date").fetchall()
+    assert [(float(a), n) for a, n in line] == [(90.0, 2)]
+    assert [(k, float(v)) for k, v in states] == [(date(2025, 1, 2), 100.0), (date(2025, 1, 19), 90.0)]
 
 
 def test_a_late_event_merges_the_old_sessions_it_falls_between(built):

@@ -16,9 +16,10 @@
 -- customer-days that a landed file replaced or deleted since touched, whatever their dates (replace_reloaded:
 -- macros/reloaded_transactions.sql), so a line the corrected file removed leaves no trace in any state.
 
+-- which lines were on which customer-day when: no version ranking needed (DuckDB then skips the view's window)
 with versions as (
 
-    select *
+    select line_key, customer_id, activity_date, known_date
     from {{ ref('stg_shop__transactions') }}
     where known_date <= {{ run_date() }}
       and not is_test
@@ -97,13 +98,30 @@ candidate_lines as (
 ),
 
 -- ... in the version that was current at the state's known date, if that version is still on that day
+-- the candidate lines' versions with their validity, ranked among themselves (a line's versions all share its
+-- line_key), not the whole history; a full build ranks everything, as the staging view does
+ranked_versions as (
+
+    select *
+    from (
+        {% if is_incremental() -%}
+        {{ transaction_versions(where='line_key in (select line_key from candidate_lines)') }}
+        {%- else -%}
+        select * from {{ ref('stg_shop__transactions') }}
+        {%- endif %}
+    )
+    where known_date <= {{ run_date() }}
+      and not is_test
+
+),
+
 state_lines as (
 
     select
         candidates.state_known_date,
         versions.*
     from candidate_lines as candidates
-    inner join versions
+    inner join ranked_versions as versions
         on  versions.line_key = candidates.line_key
         and versions.customer_id = candidates.customer_id
         and versions.activity_date = candidates.activity_date

@@ -28,21 +28,31 @@ with changed_orders as (
 
 ),
 
+-- the versions of the changed orders' lines, ranked among themselves (not the whole history: a line's versions
+-- all share its order). A full build ranks everything, as the staging view does.
+versions as (
+
+    {% if is_incremental() -%}
+    select * from ({{ transaction_versions(where='order_id in (select order_id from changed_orders)') }})
+    {%- else -%}
+    select * from {{ ref('stg_shop__transactions') }}
+    {%- endif %}
+
+),
+
 lines as (
 
-    select transactions.*
-    from {{ ref('stg_shop__transactions') }} as transactions
-    semi join changed_orders on changed_orders.order_id = transactions.order_id
-    where transactions.is_latest
-      and not transactions.is_test
+    select *
+    from versions
+    where is_latest
+      and not is_test
 
 ),
 
 version_counts as (
 
     select line_key, count(*) as version_count
-    from {{ ref('stg_shop__transactions') }}
-    semi join changed_orders using (order_id)
+    from versions
     group by line_key
 
 ),
