@@ -8,13 +8,15 @@ under dt=D plus every earlier file that has not been loaded yet (late arrivals, 
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from c360.config import Settings, get_settings
 from c360.ingest.contract import (
@@ -427,17 +429,29 @@ def _unsupported_files(storage: Storage, entity: Entity, files: list[StoredFile]
     )
 
 
+def _stage(landed: pa.Table, stage_dir: Path) -> str:
+    """Write a batch's landed rows to a Parquet file in stage_dir; SQL reading it. Not `con.register`: DuckDB keeps
+    a registered Arrow table alive until the transaction ends, so a catch-up of a year held every landed row in
+    memory at once (21 GB at 1M customers); a file scan holds nothing."""
+    path = stage_dir / "landed.parquet"
+    pq.write_table(landed, path, compression="none")
+    return "read_parquet('" + str(path).replace("'", "''") + "')"
+
+
 def _load_batch(
     con, storage: Storage, entity: Entity, files: list[StoredFile], run_date: date, settings: Settings,
-    loaded_at: datetime,
+    loaded_at: datetime, stage_dir: Path,
 ) -> tuple[EntityResult, dict[str, tuple[int, int, int]]]:
     """Load (or reload) these files inside the caller's transaction; returns the counts and per-file
-    (landed, loaded, quarantined)."""
+    (landed, loaded, quarantined). The files' rows are staged as Parquet in stage_dir (see _stage)."""
     started = time.monotonic()
     landed = pa.concat_tables([_read_file(storage, entity, f, run_date) for f in files])
+    batch_rows = landed.num_rows
+    scan = _stage(landed, stage_dir)
+    del landed
     keys = [f.key for f in files]
     try:
-        con.register("landed", landed)
+        con.execute(f"CREATE OR REPLACE TEMP VIEW landed AS SELECT * FROM {scan}")
         con.execute("CREATE OR REPLACE TEMP TABLE _files AS SELECT unnest($1::VARCHAR[]) AS source_file", [keys])
         _record_removed(con, entity, "_files", run_date, loaded_at)
         con.execute(f"DELETE FROM raw.{entity.table} WHERE _source_file IN (SELECT source_file FROM _files)")
@@ -491,8 +505,8 @@ def _load_batch(
                    WHERE _reason IS NULL AND vendor IS NOT NULL AND lower(trim(event_type)) = 'other' GROUP BY 1"""
             ).fetchall()))
     finally:
-        con.unregister("landed")
-    result = EntityResult(entity.name, files=len(files), landed=landed.num_rows, reasons=reasons,
+        con.execute("DROP VIEW IF EXISTS landed")
+    result = EntityResult(entity.name, files=len(files), landed=batch_rows, reasons=reasons,
                           unmapped_events=unmapped)
     result.quarantined = sum(reasons.values())
     result.loaded = result.landed - result.quarantined
@@ -655,6 +669,8 @@ def _ingest_entity(con, storage: Storage, entity: Entity, run_date: date, settin
     if entity.name == "transactions":
         load_fx_rates(con, settings)
     con.execute("BEGIN TRANSACTION")
+    # the batches' staging files, next to the warehouse (a local folder by contract), removed whatever happens
+    stage = tempfile.TemporaryDirectory(prefix=".ingest-", dir=Path(settings.warehouse_path).parent)
     try:
         if vanished:
             n = _delete_files(con, entity, vanished, run_date, loaded_at)
@@ -664,7 +680,7 @@ def _ingest_entity(con, storage: Storage, entity: Entity, run_date: date, settin
                         ", ".join(storage.uri_of(k) for k in vanished[:5]) + (" ..." if len(vanished) > 5 else ""))
         for i in range(0, len(todo), BATCH_FILES):
             batch = todo[i : i + BATCH_FILES]
-            res, per_file = _load_batch(con, storage, entity, batch, run_date, settings, loaded_at)
+            res, per_file = _load_batch(con, storage, entity, batch, run_date, settings, loaded_at, Path(stage.name))
             total.add(res)
             log.info(
                 "%s: %d/%d files read (dt %s..%s): %s landed, %s valid, %s quarantined%s",
@@ -677,6 +693,8 @@ def _ingest_entity(con, storage: Storage, entity: Entity, run_date: date, settin
     except BaseException as exc:
         rollback(con, exc)
         raise
+    finally:
+        stage.cleanup()
     log.info("%s: committed %d file(s): %s landed, %s loaded, %s quarantined", name, total.files,
              f"{total.landed:,}", f"{total.loaded:,}", f"{total.quarantined:,}")
     if total.unmapped_events:

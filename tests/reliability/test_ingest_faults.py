@@ -166,6 +166,9 @@ def test_a_300_file_date_with_one_random_file_loads_all_or_nothing(c360_env, loa
     with pytest.raises(UnreadableFile, match=f"transactions/dt={D}/part-257.csv"):
         ingest(D, c360_env, ["transactions"])
     assert snapshot(c360_env) == before  # none of the 256 files of the first four batches is committed
+    # the batches were staged as Parquet beside the warehouse (so a year's catch-up does not hold every row in
+    # memory until the commit); the staging folder goes with the failure too
+    assert not list(c360_env.warehouse_path.parent.glob(".ingest-*"))
 
     # after the file is re-landed, the whole date loads, once
     (root / "part-257.csv").write_bytes(orders(D, "p257", 2))
@@ -173,6 +176,7 @@ def test_a_300_file_date_with_one_random_file_loads_all_or_nothing(c360_env, loa
     assert (result.entities["transactions"].files, result.entities["transactions"].loaded) == (300, 600)
     assert q(c360_env, f"SELECT count(*), count(DISTINCT order_id) FROM raw.transactions WHERE _dt = '{D}'") == [(600, 600)]
     assert reconcile(c360_env)["landed"] == 600 + 3 + 1  # this date, D0's orders, D0's customer
+    assert not list(c360_env.warehouse_path.parent.glob(".ingest-*"))
 
 
 DRIFTED = ("cust_id,order_id,ordered_at,total_amount\n"
