@@ -13,7 +13,7 @@
   {%- for relation in [removed, source('shop', 'transactions')] %}
     select
         order_id,
-        order_id || '|' || coalesce(line_id, 1)::varchar || '|' || lower(coalesce(line_type, 'sale'))  as line_key,
+        order_id || '|' || coalesce(line_id, 1)::string || '|' || lower(coalesce(line_type, 'sale'))  as line_key,
         customer_id,
         {{ utc_date("case when lower(coalesce(line_type, 'sale')) = 'return' then coalesce(returned_at, ordered_at) else ordered_at end") }}
                                                                                                        as activity_date

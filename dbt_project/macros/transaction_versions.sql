@@ -16,7 +16,7 @@ with _tv_source as (
 _tv_typed as (
 
     select
-        md5(_source_file || ':' || _source_line::varchar)            as transaction_version_id,
+        md5(_source_file || ':' || _source_line::string)            as transaction_version_id,
         order_id,
         coalesce(line_id, 1)                                           as line_id,
         lower(coalesce(line_type, 'sale'))                             as line_type,
@@ -45,7 +45,7 @@ _tv_with_event_time as (
 
     select
         *,
-        order_id || '|' || line_id::varchar || '|' || line_type       as line_key,
+        order_id || '|' || line_id::string || '|' || line_type       as line_key,
         -- a return happens when the goods come back; a sale when the order is placed
         case when line_type = 'return' then coalesce(returned_at, ordered_at) else ordered_at end as event_at
     from _tv_typed

@@ -68,13 +68,13 @@ scored as (
 )
 
 select
-    customer_id::varchar                                                  as customer_id,
+    customer_id::string                                                  as customer_id,
     {{ run_date() }}::date                                                as as_of_date,
     -- profile
     has_profile::boolean                                                  as has_profile,
     signup_date::date                                                     as signup_date,
-    country::varchar                                                      as country,
-    acquisition_channel::varchar                                          as acquisition_channel,
+    country::string                                                      as country,
+    acquisition_channel::string                                          as acquisition_channel,
     marketing_consent::boolean                                            as marketing_consent,
     -- greatest() skips nulls: guard so an unknown start stays null instead of 0
     (case when coalesce(signup_date, first_order_date) is not null
@@ -106,9 +106,9 @@ select
     rfm_recency_score::integer                                            as rfm_recency_score,
     rfm_frequency_score::integer                                          as rfm_frequency_score,
     rfm_monetary_score::integer                                           as rfm_monetary_score,
-    {{ rfm_segment('rfm_recency_score', 'rfm_frequency_score') }}::varchar as rfm_segment,
+    {{ rfm_segment('rfm_recency_score', 'rfm_frequency_score') }}::string as rfm_segment,
     -- category affinity
-    favourite_category::varchar                                           as favourite_category,
+    favourite_category::string                                           as favourite_category,
     favourite_category_share::double                                      as favourite_category_share,
     coalesce(distinct_categories, 0)::integer                             as distinct_categories,
     -- BG/NBD and Gamma-Gamma inputs (per purchase day)
@@ -129,22 +129,22 @@ select
     {%- for device in ['desktop', 'mobile', 'tablet'] %}
     ({{ device }}_sessions_90d / nullif(sessions_90d, 0))::double         as share_sessions_{{ device }}_90d,
     {%- endfor %}
-    first_touch_channel::varchar                                          as first_touch_channel,
-    last_touch_channel::varchar                                           as last_touch_channel,
+    first_touch_channel::string                                          as first_touch_channel,
+    last_touch_channel::string                                           as last_touch_channel,
     -- likes vs buys (viewed or carted versus bought; zero / null without tracking or product data)
-    top_viewed_category_90d::varchar                                      as top_viewed_category_90d,
+    top_viewed_category_90d::string                                      as top_viewed_category_90d,
     top_viewed_category_share_90d::double                                 as top_viewed_category_share_90d,
-    top_bought_category::varchar                                          as top_bought_category,
+    top_bought_category::string                                          as top_bought_category,
     top_viewed_category_bought::boolean                                   as top_viewed_category_bought,
     coalesce(viewed_categories_90d, 0)::integer                           as viewed_categories_90d,
     coalesce(bought_categories, 0)::integer                               as bought_categories,
     coalesce(viewed_products_30d, 0)::integer                             as viewed_products_30d,
     coalesce(viewed_not_bought_products_30d, 0)::integer                  as viewed_not_bought_products_30d,
     coalesce(cart_abandon_products_30d, 0)::integer                       as cart_abandon_products_30d,
-    last_cart_abandon_product_30d::varchar                                as last_cart_abandon_product_30d,
+    last_cart_abandon_product_30d::string                                as last_cart_abandon_product_30d,
     view_to_buy_rate_90d::double                                          as view_to_buy_rate_90d,
     -- the person (last, appended to older snapshots as null); an id the graph does not know is a person of one,
     -- with the id the graph would give it
-    coalesce(person_id, 'p_' || substr(sha256(customer_id), 1, 24))::varchar as person_id,
+    coalesce(person_id, 'p_' || substr(sha256(customer_id), 1, 24))::string as person_id,
     coalesce(person_customer_count, 1)::integer                           as customer_id_count
 from scored

@@ -55,7 +55,7 @@ future_purchases as (
 )
 
 select
-    population.customer_id::varchar                                   as customer_id,
+    population.customer_id::string                                   as customer_id,
     population.as_of_date::date                                       as as_of_date,
     {{ horizon }}::integer                                            as churn_horizon_days,
     (future_purchases.purchase_days is null)::boolean                 as churned

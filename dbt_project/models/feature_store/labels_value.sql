@@ -57,7 +57,7 @@ future_value as (
 )
 
 select
-    population.customer_id::varchar                                   as customer_id,
+    population.customer_id::string                                   as customer_id,
     population.as_of_date::date                                       as as_of_date,
     {{ horizon }}::integer                                            as value_horizon_days,
     coalesce(future_value.net_revenue_eur, 0)::decimal(18, 2)         as future_net_revenue_eur

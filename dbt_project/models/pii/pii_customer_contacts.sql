@@ -3,10 +3,10 @@
 -- marketing_consent before using a row.
 
 select
-    customer_id::varchar                                   as customer_id,
-    email::varchar                                         as email,
-    first_name::varchar                                    as first_name,
-    last_name::varchar                                     as last_name,
+    customer_id::string                                   as customer_id,
+    email::string                                         as email,
+    first_name::string                                    as first_name,
+    last_name::string                                     as last_name,
     coalesce(marketing_consent, false)::boolean            as marketing_consent,
     consent_updated_at::timestamptz                        as consent_updated_at,
     updated_at::timestamptz                                as updated_at

@@ -54,7 +54,7 @@ ranked_recommendations as (
     select
         as_of_date,
         customer_id,
-        product_id::varchar as product_id,
+        product_id::string as product_id,
         row_number() over (partition by as_of_date, customer_id order by rank, product_id) as position
     from {{ ref('customer_recommendations') }}
 
@@ -135,29 +135,29 @@ decided as (
 
 select
     decided.as_of_date::date                                            as as_of_date,
-    decided.segment::varchar                                            as segment,
-    decided.customer_id::varchar                                        as customer_id,
+    decided.segment::string                                            as segment,
+    decided.customer_id::string                                        as customer_id,
     decided.is_member::boolean                                          as is_member,
-    decided.change::varchar                                             as change,
+    decided.change::string                                             as change,
     decided.consent_ok::boolean                                         as consent_ok,
-    (case when decided.consent_ok then decided.email end)::varchar      as email,
-    (case when decided.consent_ok then decided.first_name end)::varchar as first_name,
-    (case when decided.consent_ok then decided.last_name end)::varchar  as last_name,
+    (case when decided.consent_ok then decided.email end)::string      as email,
+    (case when decided.consent_ok then decided.first_name end)::string as first_name,
+    (case when decided.consent_ok then decided.last_name end)::string  as last_name,
     -- rounded so files stay readable and byte-stable across float noise in upstream recomputation
     round(decided.churn_probability, 6)::double                         as churn_probability,
     decided.churn_decile::integer                                       as churn_decile,
     round(decided.p_alive, 6)::double                                   as p_alive,
     round(decided.predicted_value_eur, 2)::double                       as predicted_value_eur,
     decided.value_decile::integer                                       as value_decile,
-    recommendations.rec_1::varchar                                      as rec_1,
-    recommendations.rec_2::varchar                                      as rec_2,
-    recommendations.rec_3::varchar                                      as rec_3,
-    decided.run_id::varchar                                             as run_id,
-    decided.churn_model_version::varchar                                as churn_model_version,
-    decided.clv_model_version::varchar                                  as clv_model_version,
-    decided.recommender_model_version::varchar                          as recommender_model_version,
+    recommendations.rec_1::string                                      as rec_1,
+    recommendations.rec_2::string                                      as rec_2,
+    recommendations.rec_3::string                                      as rec_3,
+    decided.run_id::string                                             as run_id,
+    decided.churn_model_version::string                                as churn_model_version,
+    decided.clv_model_version::string                                  as clv_model_version,
+    decided.recommender_model_version::string                          as recommender_model_version,
     decided.feature_snapshot_date::date                                 as feature_snapshot_date,
-    date_runs.date_run_id::varchar                                      as date_run_id,
+    date_runs.date_run_id::string                                      as date_run_id,
     (recommendation_dates.as_of_date is not null)::boolean              as date_has_recommendations
 from decided
 left join recommendations

@@ -10,8 +10,8 @@ with customer_emails as (
 
     -- the current email of each customer as of run_date: a changed email withdraws the old link
     select
-        customer_id::varchar                                                    as customer_id,
-        lower(trim(email::varchar))                                             as normalized_email,
+        customer_id::string                                                    as customer_id,
+        lower(trim(email::string))                                             as normalized_email,
         greatest({{ utc_date('updated_at') }}, _dt)                             as known_date
     from {{ source('shop', 'customers') }}
     where greatest({{ utc_date('updated_at') }}, _dt) <= {{ run_date() }}
@@ -26,8 +26,8 @@ first_emails as (
 
     -- when this customer first had this email (an unchanged email re-sent later keeps its first date)
     select
-        customer_id::varchar                                                    as customer_id,
-        lower(trim(email::varchar))                                             as normalized_email,
+        customer_id::string                                                    as customer_id,
+        lower(trim(email::string))                                             as normalized_email,
         min(greatest({{ utc_date('updated_at') }}, _dt))                        as first_seen_date
     from {{ source('shop', 'customers') }}
     where greatest({{ utc_date('updated_at') }}, _dt) <= {{ run_date() }}

@@ -159,7 +159,7 @@ select * from sessions
 union all by name
 
 select
-    cast(null as varchar)                                                  as session_id,
+    cast(null as string)                                                  as session_id,
     anonymous_id,
     session_date,
     state_known_date                                                       as known_date

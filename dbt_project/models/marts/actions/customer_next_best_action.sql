@@ -107,7 +107,7 @@ candidates as (
         customer_id,
         'retain'                                                              as action,
         1                                                                     as priority,
-        cast(null as varchar)                                                 as product_id,
+        cast(null as string)                                                 as product_id,
         {{ uplift['retain'] }} * churn_probability * predicted_value_eur      as expected_value_eur,
         printf('churn risk %.0f%% (retain from %.0f%%) and a predicted value of %.2f EUR (from %.2f)',
                100 * churn_probability, {{ 100 * retain_min_churn }}, predicted_value_eur,
@@ -199,8 +199,8 @@ previous_actions as (
       and action <> 'none'
     group by customer_id
     {%- else -%}
-    select cast(null as varchar) as customer_id, cast(null as date) as last_action_date,
-           cast(null as varchar) as last_action
+    select cast(null as string) as customer_id, cast(null as date) as last_action_date,
+           cast(null as string) as last_action
     where false
     {%- endif %}
 
@@ -230,34 +230,34 @@ decided as (
 
 select
     as_of_date::date                                                          as as_of_date,
-    customer_id::varchar                                                      as customer_id,
-    (case when suppressed_by is null then candidate_action else 'none' end)::varchar as action,
-    (case when suppressed_by is null then candidate_product_id end)::varchar  as product_id,
+    customer_id::string                                                      as customer_id,
+    (case when suppressed_by is null then candidate_action else 'none' end)::string as action,
+    (case when suppressed_by is null then candidate_product_id end)::string  as product_id,
     (case when suppressed_by is null then round(candidate_value_eur, 2) end)::double as expected_value_eur,
     (case suppressed_by
-        when 'no_consent' then 'no marketing consent as of ' || as_of_date::varchar
+        when 'no_consent' then 'no marketing consent as of ' || as_of_date::string
         when 'contact_cap' then printf('contacted on %s (%s): at most one action every %d days, next from %s',
-                                       last_action_date::varchar, last_action, {{ cap_days }},
-                                       (last_action_date + {{ cap_days }})::varchar)
+                                       last_action_date::string, last_action, {{ cap_days }},
+                                       (last_action_date + {{ cap_days }})::string)
         when 'no_rule' then 'no rule applies (not at risk, not lapsed, no recommendation to offer, not new)'
         when 'below_min_value' then printf('%s is worth %.2f EUR, below the minimum of %.2f EUR',
                                            candidate_action, coalesce(candidate_value_eur, 0), {{ min_value }})
         else candidate_action || ': ' || candidate_reason
-    end)::varchar                                                             as reason,
-    suppressed_by::varchar                                                    as suppressed_by,
-    candidate_action::varchar                                                 as best_candidate_action,
+    end)::string                                                             as reason,
+    suppressed_by::string                                                    as suppressed_by,
+    candidate_action::string                                                 as best_candidate_action,
     round(candidate_value_eur, 2)::double                                     as best_candidate_value_eur,
     marketing_consent::boolean                                                as marketing_consent,
     last_action_date::date                                                    as previous_action_date,
     churn_probability::double                                                 as churn_probability,
     predicted_value_eur::double                                               as predicted_value_eur,
     days_since_last_order::integer                                            as days_since_last_order,
-    top_viewed_category_90d::varchar                                          as top_viewed_category_90d,
-    top_bought_category::varchar                                              as top_bought_category,
+    top_viewed_category_90d::string                                          as top_viewed_category_90d,
+    top_bought_category::string                                              as top_bought_category,
     {{ cap_days }}::integer                                                   as contact_cap_days,
-    run_id::varchar                                                           as run_id,
-    churn_model_version::varchar                                              as churn_model_version,
-    clv_model_version::varchar                                                as clv_model_version,
-    recommender_model_version::varchar                                        as recommender_model_version,
+    run_id::string                                                           as run_id,
+    churn_model_version::string                                              as churn_model_version,
+    clv_model_version::string                                                as clv_model_version,
+    recommender_model_version::string                                        as recommender_model_version,
     feature_snapshot_date::date                                               as feature_snapshot_date
 from decided

@@ -35,12 +35,12 @@ customers as (
 )
 
 select
-    customers.customer_id::varchar                                      as customer_id,
+    customers.customer_id::string                                      as customer_id,
     (profiles.customer_id is not null)::boolean                         as has_profile,
     profiles.signup_at::timestamptz                                     as signup_at,
     profiles.signup_date::date                                          as signup_date,
-    profiles.country::varchar                                           as country,
-    profiles.acquisition_channel::varchar                               as acquisition_channel,
+    profiles.country::string                                           as country,
+    profiles.acquisition_channel::string                               as acquisition_channel,
     coalesce(profiles.marketing_consent, false)::boolean                as marketing_consent,
     profiles.consent_updated_at::timestamptz                            as consent_updated_at,
     coalesce(profile_history.profile_versions, 0)::integer              as profile_versions,

@@ -35,13 +35,13 @@ all_products as (
 )
 
 select
-    all_products.product_id::varchar                                    as product_id,
-    products.product_name::varchar                                      as product_name,
-    coalesce(products.category, 'unknown')::varchar                     as category,
-    products.subcategory::varchar                                       as subcategory,
-    products.brand::varchar                                             as brand,
+    all_products.product_id::string                                    as product_id,
+    products.product_name::string                                      as product_name,
+    coalesce(products.category, 'unknown')::string                     as category,
+    products.subcategory::string                                       as subcategory,
+    products.brand::string                                             as brand,
     products.price::decimal(18, 4)                                      as list_price,
-    products.currency::varchar                                          as list_price_currency,
+    products.currency::string                                          as list_price_currency,
     cast({{ to_base_currency('products.price', 'products.currency') }} as decimal(18, 2)) as list_price_eur,
     (products.product_id is not null)::boolean                          as has_master_data,
     sales.first_sold_date::date                                         as first_sold_date,

@@ -54,14 +54,14 @@ orders as (
 )
 
 select
-    order_id::varchar                                              as order_id,
-    customer_id::varchar                                           as customer_id,
+    order_id::string                                              as order_id,
+    customer_id::string                                           as customer_id,
     ordered_at::timestamptz                                        as ordered_at,
     {{ utc_date('ordered_at') }}::date                             as order_date,
-    (case when is_cancelled then 'cancelled' else 'completed' end)::varchar as order_status,
+    (case when is_cancelled then 'cancelled' else 'completed' end)::string as order_status,
     is_cancelled::boolean                                          as is_cancelled,
-    currency::varchar                                              as currency,
-    channel::varchar                                               as channel,
+    currency::string                                              as currency,
+    channel::string                                               as channel,
     sale_lines::integer                                            as sale_lines,
     items_count::integer                                           as items_count,
     gross_revenue::decimal(18, 2)                                  as gross_revenue,

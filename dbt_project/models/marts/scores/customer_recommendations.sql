@@ -19,13 +19,13 @@ with recommendations as (
 
 select
     recommendations.as_of_date::date                                    as as_of_date,
-    recommendations.customer_id::varchar                                as customer_id,
+    recommendations.customer_id::string                                as customer_id,
     recommendations.rank::integer                                       as rank,
-    recommendations.product_id::varchar                                 as product_id,
+    recommendations.product_id::string                                 as product_id,
     recommendations.score::double                                       as score,
-    recommendations.source::varchar                                     as source,
-    recommendations.recommender_model_version::varchar                  as recommender_model_version,
-    recommendations.run_id::varchar                                     as run_id,
+    recommendations.source::string                                     as source,
+    recommendations.recommender_model_version::string                  as recommender_model_version,
+    recommendations.run_id::string                                     as run_id,
     recommendations.loaded_at::timestamptz                              as loaded_at
 from recommendations
 {% if is_incremental() -%}

@@ -59,9 +59,9 @@ changes as (
 
 select
     changes.as_of_date::date                                            as as_of_date,
-    changes.segment::varchar                                            as segment,
-    changes.customer_id::varchar                                        as customer_id,
-    changes.change::varchar                                             as change,
+    changes.segment::string                                            as segment,
+    changes.customer_id::string                                        as customer_id,
+    changes.change::string                                             as change,
     evaluated.previous_as_of_date::date                                 as previous_as_of_date
 from changes
 inner join evaluated

@@ -39,7 +39,7 @@ definitions as (
         {{ 'true' if seg.needs_scores else 'false' }}                   as needs_scores
     {% if not loop.last %}union all{% endif %}
     {%- else %}
-    select cast(null as varchar) as segment, cast(null as varchar) as segment_where, false as needs_scores
+    select cast(null as string) as segment, cast(null as string) as segment_where, false as needs_scores
     where false
     {%- endfor %}
 
@@ -59,8 +59,8 @@ members as (
 
 select
     {{ run_date() }}::date                                               as as_of_date,
-    definitions.segment::varchar                                        as segment,
-    definitions.segment_where::varchar                                  as segment_where,
+    definitions.segment::string                                        as segment,
+    definitions.segment_where::string                                  as segment_where,
     definitions.needs_scores::boolean                                   as needs_scores,
     (snapshot.snapshot_customers > 0
         and (not definitions.needs_scores or scoring.scored_customers > 0))::boolean as is_evaluated,

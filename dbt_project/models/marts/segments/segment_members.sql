@@ -64,24 +64,24 @@ members as (
     where ({{ seg.where }}){% if seg.needs_scores %} and is_scored{% endif %}
     {% if not loop.last %}union all{% endif %}
     {%- else %}
-    select cast(null as varchar) as segment, * from candidates where false
+    select cast(null as string) as segment, * from candidates where false
     {%- endfor %}
 
 )
 
 select
     as_of_date::date                                                    as as_of_date,
-    segment::varchar                                                    as segment,
-    customer_id::varchar                                                as customer_id,
+    segment::string                                                    as segment,
+    customer_id::string                                                as customer_id,
     churn_probability::double                                           as churn_probability,
     churn_decile::integer                                               as churn_decile,
     p_alive::double                                                     as p_alive,
     predicted_value_eur::double                                         as predicted_value_eur,
     value_decile::integer                                               as value_decile,
     marketing_consent::boolean                                          as marketing_consent,
-    run_id::varchar                                                     as run_id,
-    churn_model_version::varchar                                        as churn_model_version,
-    clv_model_version::varchar                                          as clv_model_version,
-    recommender_model_version::varchar                                  as recommender_model_version,
+    run_id::string                                                     as run_id,
+    churn_model_version::string                                        as churn_model_version,
+    clv_model_version::string                                          as clv_model_version,
+    recommender_model_version::string                                  as recommender_model_version,
     feature_snapshot_date::date                                         as feature_snapshot_date
 from members

@@ -3,13 +3,13 @@
 
 select
     as_of_date::date                                                    as as_of_date,
-    customer_id::varchar                                                as customer_id,
+    customer_id::string                                                as customer_id,
     "rank"::integer                                                     as rank,
-    product_id::varchar                                                 as product_id,
+    product_id::string                                                 as product_id,
     score::double                                                       as score,
-    lower(source)::varchar                                              as source,
-    run_id::varchar                                                     as run_id,
-    recommender_model_version::varchar                                  as recommender_model_version,
+    lower(source)::string                                              as source,
+    run_id::string                                                     as run_id,
+    recommender_model_version::string                                  as recommender_model_version,
     _loaded_at::timestamptz                                             as loaded_at
 from {{ source('scores', 'recommendations') }}
 where customer_id is not null and as_of_date is not null and "rank" is not null and product_id is not null

@@ -10,7 +10,7 @@ with source as (
 typed as (
 
     select
-        md5(_source_file || ':' || _source_line::varchar)            as customer_version_id,
+        md5(_source_file || ':' || _source_line::string)            as customer_version_id,
         customer_id,
         signup_at,
         upper(country)                                                 as country,

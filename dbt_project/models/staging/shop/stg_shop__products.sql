@@ -10,7 +10,7 @@ with source as (
 typed as (
 
     select
-        md5(_source_file || ':' || _source_line::varchar)            as product_version_id,
+        md5(_source_file || ':' || _source_line::string)            as product_version_id,
         product_id,
         name                                                           as product_name,
         lower(category)                                                as category,
