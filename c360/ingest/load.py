@@ -668,9 +668,10 @@ def _ingest_entity(con, storage: Storage, entity: Entity, run_date: date, settin
     loaded_at = datetime.now(UTC)
     if entity.name == "transactions":
         load_fx_rates(con, settings)
-    con.execute("BEGIN TRANSACTION")
-    # the batches' staging files, next to the warehouse (a local folder by contract), removed whatever happens
+    # the batches' staging files, next to the warehouse (a local folder by contract), removed whatever happens;
+    # made before the transaction opens, so that a failure here leaves no transaction behind
     stage = tempfile.TemporaryDirectory(prefix=".ingest-", dir=Path(settings.warehouse_path).parent)
+    con.execute("BEGIN TRANSACTION")
     try:
         if vanished:
             n = _delete_files(con, entity, vanished, run_date, loaded_at)

@@ -119,12 +119,23 @@ def ensure_sync_log(con) -> None:
 # ------------------------------------------------------------------------------------------------- planning
 
 
-def _current_changes(con, day: date, segment: str) -> dict[str, tuple[str, str | None]]:
-    """customer_id -> (change, email) for the date's consenting change rows of the segment (dbt's decision)."""
+def _current_rows(con, day: date, segment: str) -> tuple[dict[str, tuple[str, str | None]], set[str]]:
+    """The date's rows of the segment, read once: customer_id -> (change, email) of the consenting change rows, and
+    the customers whose row lacks consent_ok (a planned withdrawal exit is still due). dbt's decision either way."""
     rows = con.execute(
-        f"""SELECT customer_id, change, nullif(trim(email), '') FROM {EXPORT_ROWS}
-            WHERE as_of_date = $1 AND segment = $2 AND change IS NOT NULL AND consent_ok""", [day, segment]).fetchall()
-    return {cid: (change, email) for cid, change, email in rows}
+        f"""SELECT customer_id, change, nullif(trim(email), ''), coalesce(consent_ok, false) FROM {EXPORT_ROWS}
+            WHERE as_of_date = $1 AND segment = $2 AND (change IS NOT NULL OR NOT coalesce(consent_ok, false))""",
+        [day, segment]).fetchall()
+    changes = {cid: (change, email) for cid, change, email, ok in rows if ok and change is not None}
+    return changes, {cid for cid, _, _, ok in rows if not ok}
+
+
+def _batch_no_sql(order_by: str) -> str:
+    """SQL: a planned row's batch number, after the batches already planned for ($1 destination, $2 segment, $3
+    date), `$4` rows per batch in `order_by` order."""
+    return (f"""(SELECT coalesce(max(batch_no) + 1, 0) FROM {SYNC_LOG}
+                 WHERE destination = $1 AND segment = $2 AND as_of_date = $3)
+                + (row_number() OVER (ORDER BY {order_by}) - 1) // $4""")
 
 
 def plan(con, destination: str, segment: str, day: date, batch_size: int, sync_id: str) -> int:
@@ -136,10 +147,7 @@ def plan(con, destination: str, segment: str, day: date, batch_size: int, sync_i
         INSERT INTO {SYNC_LOG} (destination, segment, as_of_date, customer_id, change, idempotency_key, batch_no,
                                 status, sync_id, planned_at)
         SELECT $1, r.segment, r.as_of_date, r.customer_id, r.change, {idempotency_key_sql('r')},
-               (SELECT coalesce(max(batch_no) + 1, 0) FROM {SYNC_LOG}
-                WHERE destination = $1 AND segment = $2 AND as_of_date = $3)
-                 + (row_number() OVER (ORDER BY r.change, r.customer_id) - 1) // $4,
-               'pending', $5, now()
+               {_batch_no_sql('r.change, r.customer_id')}, 'pending', $5, now()
         FROM {EXPORT_ROWS} r
         WHERE r.as_of_date = $3 AND r.segment = $2 AND r.change IS NOT NULL AND r.consent_ok
           AND nullif(trim(r.email), '') IS NOT NULL
@@ -163,10 +171,7 @@ def plan_withdrawals(con, destination: str, segment: str, day: date, batch_size:
             QUALIFY row_number() OVER (PARTITION BY customer_id ORDER BY as_of_date DESC, acknowledged_at DESC) = 1
         )
         SELECT $1, a.segment, a.as_of_date, a.customer_id, 'exited', {idempotency_key_sql('a')},
-               (SELECT coalesce(max(batch_no) + 1, 0) FROM {SYNC_LOG}
-                WHERE destination = $1 AND segment = $2 AND as_of_date = $3)
-                 + (row_number() OVER (ORDER BY a.customer_id) - 1) // $4,
-               'pending', $5, now(), a.match_key, '{WITHDRAWN}'
+               {_batch_no_sql('a.customer_id')}, 'pending', $5, now(), a.match_key, '{WITHDRAWN}'
         FROM (SELECT $2::VARCHAR AS segment, $3::DATE AS as_of_date, * FROM last_ack) a
         WHERE a.change = 'entered' AND a.match_key IS NOT NULL
           AND EXISTS (SELECT 1 FROM {EXPORT_ROWS} r WHERE r.as_of_date = $3 AND r.segment = $2
@@ -175,13 +180,6 @@ def plan_withdrawals(con, destination: str, segment: str, day: date, batch_size:
                           AND l.as_of_date = $3 AND l.customer_id = a.customer_id)""",
                 [destination, segment, day, batch_size, sync_id])
     return _count(con, destination, segment, day) - before
-
-
-def _withdrawn_now(con, day: date, segment: str) -> set[str]:
-    """Customers whose row of the date in the view lacks consent_ok (a planned withdrawal exit is still due)."""
-    return {cid for (cid,) in con.execute(
-        f"SELECT customer_id FROM {EXPORT_ROWS} WHERE as_of_date = $1 AND segment = $2 "
-        "AND NOT coalesce(consent_ok, false)", [day, segment]).fetchall()}
 
 
 def _count(con, destination: str, segment: str, day: date, statuses: tuple[str, ...] = STATUSES) -> int:
@@ -239,8 +237,7 @@ def sync_segment(con, dest: Destination, segment: str, day: date, batch_size: in
     res.planned = plan(con, dest.name, segment, day, batch_size, sync_id)
     res.withdrawn = plan_withdrawals(con, dest.name, segment, day, batch_size, sync_id)
     res.planned += res.withdrawn
-    current = _current_changes(con, day, segment)
-    withdrawn_now = _withdrawn_now(con, day, segment)
+    current, withdrawn_now = _current_rows(con, day, segment)
     res.without_email = sum(1 for change, email in current.values() if not email)
     try:
         for batch_no in _open_batches(con, dest.name, segment, day):
