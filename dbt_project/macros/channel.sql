@@ -16,9 +16,9 @@
         when lower({{ utm_medium }}) in ('social', 'organic_social', 'social_organic')               then 'social'
         when lower({{ utm_medium }}) = 'referral'                                                    then 'referral'
         when coalesce({{ utm_medium }}, {{ utm_source }}, {{ utm_campaign }}) is not null            then 'campaign'
-        when regexp_matches(lower({{ referrer }}), '(google|bing|duckduckgo|yahoo|ecosia|baidu|yandex|qwant)\.')
+        when {{ regex_contains('lower(' ~ referrer ~ ')', '(google|bing|duckduckgo|yahoo|ecosia|baidu|yandex|qwant)\.') }}
             then 'organic_search'
-        when regexp_matches(lower({{ referrer }}), '(facebook|instagram|twitter|linkedin|pinterest|tiktok|youtube|reddit|snapchat)\.|//t\.co/|//x\.com')
+        when {{ regex_contains('lower(' ~ referrer ~ ')', '(facebook|instagram|twitter|linkedin|pinterest|tiktok|youtube|reddit|snapchat)\.|//t\.co/|//x\.com') }}
             then 'social'
         when {{ referrer }} is not null                                                             then 'referral'
         else 'direct'

@@ -5,7 +5,7 @@
 {% macro by_person(relation) -%}
 (
     select
-        _member.* exclude (customer_id),
+        _member.* except (customer_id),
         _member.customer_id                                                     as member_customer_id,
         coalesce(_keys.person_customer_id, _member.customer_id)                 as customer_id
     from {{ relation }} as _member

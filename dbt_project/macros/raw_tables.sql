@@ -36,6 +36,11 @@
 
 
 {% macro create_raw_tables_if_missing() %}
+  {{- return(adapter.dispatch('create_raw_tables_if_missing', 'c360')()) -}}
+{% endmacro %}
+
+
+{% macro default__create_raw_tables_if_missing() %}
   {%- if execute -%}
     {%- set statements = ["create schema if not exists raw"] -%}
     {%- set tables = raw_table_columns() -%}
@@ -50,4 +55,39 @@
         ~ "_source_file VARCHAR, _source_line BIGINT, _dt DATE, _run_date DATE, _removed_at TIMESTAMPTZ)") -%}
     {{- return(statements | join(';\n') ~ ';') -}}
   {%- endif -%}
+{% endmacro %}
+
+
+{#
+  Spark SQL: the raw tables are Parquet, partitioned by the landing date _dt (the ingestion replaces a landed
+  file's rows by rewriting the partitions it touched), with the contract's types in Spark's names.
+#}
+{% macro spark__create_raw_tables_if_missing() %}
+  {%- if execute -%}
+    {%- set tables = raw_table_columns() -%}
+    {%- do tables.update({'transactions_removed': [
+        ('order_id', 'VARCHAR'), ('line_id', 'INTEGER'), ('line_type', 'VARCHAR'), ('customer_id', 'VARCHAR'),
+        ('ordered_at', 'TIMESTAMPTZ'), ('returned_at', 'TIMESTAMPTZ'), ('_source_file', 'VARCHAR'),
+        ('_source_line', 'BIGINT'), ('_dt', 'DATE'), ('_run_date', 'DATE'), ('_removed_at', 'TIMESTAMPTZ')]}) -%}
+    {%- set statements = ["create schema if not exists raw"] -%}
+    {%- for name, cols in tables.items() -%}
+      {%- set col_sql = [] -%}
+      {%- for col, typ in cols if col != '_dt' -%}{%- do col_sql.append('`' ~ col ~ '` ' ~ spark_type(typ)) -%}{%- endfor -%}
+      {%- do col_sql.append('`_dt` date') -%}
+      {%- do statements.append("create table if not exists raw." ~ name ~ " (" ~ col_sql | join(', ')
+                               ~ ") using parquet partitioned by (`_dt`)") -%}
+    {%- endfor -%}
+    {#- Spark runs one statement per call -#}
+    {%- for statement in statements -%}{%- do run_query(statement) -%}{%- endfor -%}
+  {%- endif -%}
+  {{- return('select 1') -}}
+{% endmacro %}
+
+
+{% macro spark_type(duckdb_type) %}
+  {#- a contract type (DuckDB's name) in Spark SQL; the 128-bit row hash has no Spark integer, it is kept as text -#}
+  {%- set t = duckdb_type | upper -%}
+  {%- set names = {'VARCHAR': 'string', 'TIMESTAMPTZ': 'timestamp', 'INTEGER': 'int', 'BIGINT': 'bigint',
+                   'UHUGEINT': 'string', 'DOUBLE': 'double', 'BOOLEAN': 'boolean', 'DATE': 'date'} -%}
+  {{- return(names.get(t, t | lower)) -}}
 {% endmacro %}

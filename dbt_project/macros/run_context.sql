@@ -63,14 +63,31 @@
 
 
 {% macro utc_date(ts) -%}
+  {{- adapter.dispatch('utc_date', 'c360')(ts) -}}
+{%- endmacro %}
+
+{% macro default__utc_date(ts) -%}
   {#- The UTC calendar date of a TIMESTAMPTZ, whatever the session time zone. -#}
   cast(timezone('UTC', {{ ts }}) as date)
 {%- endmacro %}
 
+{% macro spark__utc_date(ts) -%}
+  {#- Spark's TIMESTAMP is an instant, shown in the session time zone, which the spark profile sets to UTC -#}
+  to_date({{ ts }})
+{%- endmacro %}
+
 
 {% macro day_start_utc(date_expr) -%}
+  {{- adapter.dispatch('day_start_utc', 'c360')(date_expr) -}}
+{%- endmacro %}
+
+{% macro default__day_start_utc(date_expr) -%}
   {#- 00:00 UTC of a date, as TIMESTAMPTZ. -#}
   timezone('UTC', cast({{ date_expr }} as timestamp))
+{%- endmacro %}
+
+{% macro spark__day_start_utc(date_expr) -%}
+  cast({{ date_expr }} as timestamp)
 {%- endmacro %}
 
 

@@ -60,6 +60,11 @@
 
 
 {% macro publish_score_views() %}
+  {{- return(adapter.dispatch('publish_score_views', 'c360')()) -}}
+{% endmacro %}
+
+
+{% macro default__publish_score_views() %}
   {%- if execute -%}
     {%- set statements = ["create schema if not exists raw"] -%}
     {%- for table, columns in score_table_columns().items() -%}
@@ -73,4 +78,34 @@
     {%- endfor -%}
     {{- return(statements | join(';\n') ~ ';') -}}
   {%- endif -%}
+{% endmacro %}
+
+
+{#
+  Spark SQL: an external Parquet table over each score folder (raw.<table>_files, partitioned by the writer's dt=D
+  folders, re-listed for every invocation; Spark skips the writer's hidden .dt=D.tmp-* folders), and raw.<table>
+  as a view over it with the contract's types. A table over the folder, not a read of its files, because the
+  folder may hold nothing yet: the declared columns then give an empty view. A column missing from older partitions reads as null; _loaded_at is
+  the Parquet file's modification time, as on DuckDB.
+#}
+{% macro spark__publish_score_views() %}
+  {%- if execute -%}
+    {%- do run_query("create schema if not exists raw") -%}
+    {%- for table, columns in score_table_columns().items() -%}
+      {%- set files = (scores_dir() ~ '/' ~ table) | replace("'", "\\'") -%}
+      {%- set col_sql, casts = [], [] -%}
+      {%- for name, type in columns if name != 'dt' -%}
+        {#- whole numbers read as bigint, which also takes a writer's int32 (Spark widens, never narrows) -#}
+        {%- set stored = 'bigint' if type == 'INTEGER' else spark_type(type) -%}
+        {%- do col_sql.append('`' ~ name ~ '` ' ~ stored) -%}
+        {%- do casts.append('cast(`' ~ name ~ '` as ' ~ spark_type(type) ~ ') as `' ~ name ~ '`') -%}
+      {%- endfor -%}
+      {%- do run_query("create table if not exists raw." ~ table ~ "_files (" ~ col_sql | join(', ')
+                       ~ ", dt string) using parquet partitioned by (dt) location '" ~ files ~ "'") -%}
+      {%- do run_query("alter table raw." ~ table ~ "_files recover partitions") -%}
+      {%- do run_query("create or replace view raw." ~ table ~ " as select " ~ casts | join(', ')
+                       ~ ", date_trunc('SECOND', _metadata.file_modification_time) as _loaded_at from raw." ~ table ~ "_files") -%}
+    {%- endfor -%}
+  {%- endif -%}
+  {{- return('select 1') -}}
 {% endmacro %}

@@ -44,7 +44,7 @@
 
     select
         *,
-        last_value(utm_campaign ignore nulls) over (
+        {{ last_value_ignore_nulls('utm_campaign') }} over (
             partition by {{ part }}, visit_index order by occurred_at, event_id
             rows between unbounded preceding and 1 preceding
         ) as previous_campaign_in_visit
@@ -55,7 +55,7 @@
 {{ name }} as (
 
     select
-        * exclude (is_visit_start, visit_index, previous_campaign_in_visit, is_session_start_flag),
+        * except (is_visit_start, visit_index, previous_campaign_in_visit, is_session_start_flag),
         is_session_start_flag as is_session_start,
         sum(is_session_start_flag::int) over (
             partition by {{ part }} order by occurred_at, event_id rows between unbounded preceding and current row
@@ -78,7 +78,7 @@
     select
         {{ part }},
         session_index,
-        md5(anonymous_id || '|' || first(event_id order by occurred_at, event_id))              as session_id,
+        md5(anonymous_id || '|' || {{ first_by('event_id', 'occurred_at, event_id') }})              as session_id,
         min(occurred_at)                                                                          as session_start_at,
         max(occurred_at)                                                                          as session_end_at,
         count(*)                                                                                  as events_count,
@@ -89,18 +89,18 @@
         count(*) filter (where event_type = 'remove_from_cart')                                   as cart_removes,
         count(*) filter (where event_type = 'checkout')                                           as checkouts,
         count(*) filter (where event_type = 'purchase')                                           as purchases,
-        first(order_id order by occurred_at, event_id) filter (where event_type = 'purchase' and order_id is not null)
+        {{ first_by('order_id', 'occurred_at, event_id', filter="event_type = 'purchase' and order_id is not null") }}
                                                                                                   as order_id,
-        first(page_url order by occurred_at, event_id)                                            as landing_page,
-        first(referrer order by occurred_at, event_id)                                            as referrer,
-        first(utm_source order by occurred_at, event_id)                                          as utm_source,
-        first(utm_medium order by occurred_at, event_id)                                          as utm_medium,
-        first(utm_campaign order by occurred_at, event_id)                                        as utm_campaign,
-        first(device_type order by occurred_at, event_id) filter (where device_type is not null)  as device_type,
-        first(os order by occurred_at, event_id) filter (where os is not null)                    as os,
-        first(browser order by occurred_at, event_id) filter (where browser is not null)          as browser,
+        {{ first_by('page_url', 'occurred_at, event_id') }}                                            as landing_page,
+        {{ first_by('referrer', 'occurred_at, event_id') }}                                            as referrer,
+        {{ first_by('utm_source', 'occurred_at, event_id') }}                                          as utm_source,
+        {{ first_by('utm_medium', 'occurred_at, event_id') }}                                          as utm_medium,
+        {{ first_by('utm_campaign', 'occurred_at, event_id') }}                                        as utm_campaign,
+        {{ first_by('device_type', 'occurred_at, event_id', filter='device_type is not null') }}  as device_type,
+        {{ first_by('os', 'occurred_at, event_id', filter='os is not null') }}                    as os,
+        {{ first_by('browser', 'occurred_at, event_id', filter='browser is not null') }}          as browser,
         -- the customer logged in during the session (the last one, if the session saw a change of account)
-        last(customer_id order by occurred_at, event_id) filter (where customer_id is not null)   as logged_in_customer_id,
+        {{ last_by('customer_id', 'occurred_at, event_id', filter='customer_id is not null') }}   as logged_in_customer_id,
         max(known_date)                                                                           as events_known_date
     from {{ sessionized }}
     group by {{ part }}, session_index

@@ -43,32 +43,22 @@
 
 {{ name }}__next_link as (
 
-    select
-        s.*,
-        next_link.customer_id as next_linked_customer_id
-    from {{ sessions }} as s
-    asof left join {{ name }}__link_starts as next_link
-        on  s.anonymous_id = next_link.anonymous_id
-        and s.session_start_at <= next_link.linked_at
+    {{ asof_lookup(sessions, name ~ '__link_starts', 'anonymous_id', 'session_start_at', 'linked_at', 'next',
+                   'customer_id', 'next_linked_customer_id') }}
 
 ),
 
 {{ name }}__both_links as (
 
-    select
-        s.*,
-        previous_link.customer_id as previous_linked_customer_id
-    from {{ name }}__next_link as s
-    asof left join {{ name }}__link_ends as previous_link
-        on  s.anonymous_id = previous_link.anonymous_id
-        and s.session_start_at >= previous_link.linked_at
+    {{ asof_lookup(name ~ '__next_link', name ~ '__link_ends', 'anonymous_id', 'session_start_at', 'linked_at',
+                   'previous', 'customer_id', 'previous_linked_customer_id') }}
 
 ),
 
 {{ name }} as (
 
     select
-        s.* exclude (next_linked_customer_id, previous_linked_customer_id),
+        s.* except (next_linked_customer_id, previous_linked_customer_id),
         coalesce(d.device_customer_count, 0)                              as device_customer_count,
         case
             when s.logged_in_customer_id is not null                      then s.logged_in_customer_id
@@ -87,3 +77,56 @@
 
 )
 {%- endmacro %}
+
+
+{#
+  asof_lookup(left, right, key, left_time, right_time, direction, value, as_name): every row of `left` plus
+  `as_name` = `value` of the `right` row with the same key whose right_time is the nearest at or after left_time
+  (direction 'next') or at or before it ('previous'); null when there is none. `right` has one row per key and time.
+  DuckDB: an ASOF join. Spark SQL has none: both sides in one stream per key, ordered by time, and the nearest
+  right value carried to each left row by a window (ignore nulls), which is also linear in the rows.
+#}
+{% macro asof_lookup(left, right, key, left_time, right_time, direction, value, as_name) %}
+  {%- if direction not in ('next', 'previous') -%}
+    {{ exceptions.raise_compiler_error("asof_lookup: direction must be 'next' or 'previous', got " ~ direction) }}
+  {%- endif -%}
+  {{- return(adapter.dispatch('asof_lookup', 'c360')(left, right, key, left_time, right_time, direction, value, as_name)) -}}
+{% endmacro %}
+
+{% macro default__asof_lookup(left, right, key, left_time, right_time, direction, value, as_name) %}
+    select
+        l.*,
+        r.{{ value }} as {{ as_name }}
+    from {{ left }} as l
+    asof left join {{ right }} as r
+        on  l.{{ key }} = r.{{ key }}
+        and l.{{ left_time }} {{ '<=' if direction == 'next' else '>=' }} r.{{ right_time }}
+{% endmacro %}
+
+{% macro spark__asof_lookup(left, right, key, left_time, right_time, direction, value, as_name) %}
+    {#- at equal times the right row counts: it sorts after the left row for 'next', before it for 'previous' -#}
+    select _asof.l.*, _asof.found as {{ as_name }}
+    from (
+        select
+            l,
+            _side,
+            case when _key is not null then
+            {%- if direction == 'next' %}
+                first_value(_value, true) over (partition by _key order by _time, _side desc
+                                                rows between current row and unbounded following)
+            {%- else %}
+                last_value(_value, true) over (partition by _key order by _time, _side
+                                               rows between unbounded preceding and current row)
+            {%- endif %}
+            end as found
+        from (
+            select struct(l.*) as l, l.{{ key }} as _key, l.{{ left_time }} as _time, 1 as _side, null as _value
+            from {{ left }} as l
+            union all
+            select null, r.{{ key }}, r.{{ right_time }}, 0, r.{{ value }}
+            from {{ right }} as r
+            where r.{{ key }} is not null and r.{{ right_time }} is not null
+        )
+    ) as _asof
+    where _asof._side = 1
+{% endmacro %}

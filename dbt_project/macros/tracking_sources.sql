@@ -21,10 +21,10 @@
       {%- set bounds = parts[1].split('..') -%}
       {%- set window = [] -%}
       {%- if bounds[0] | trim -%}
-        {%- do window.append(time_col ~ " >= timestamptz '" ~ modules.datetime.date.fromisoformat(bounds[0] | trim) ~ " 00:00:00+00'") -%}
+        {%- do window.append(time_col ~ " >= " ~ utc_timestamp_literal(modules.datetime.date.fromisoformat(bounds[0] | trim))) -%}
       {%- endif -%}
       {%- if bounds[1] | trim -%}
-        {%- do window.append(time_col ~ " < timestamptz '" ~ modules.datetime.date.fromisoformat(bounds[1] | trim) ~ " 00:00:00+00'") -%}
+        {%- do window.append(time_col ~ " < " ~ utc_timestamp_literal(modules.datetime.date.fromisoformat(bounds[1] | trim))) -%}
       {%- endif -%}
       {%- if window -%}
         {%- do conds.append("(" ~ source_col ~ " <> '" ~ source ~ "' or (" ~ window | join(' and ') ~ "))") -%}

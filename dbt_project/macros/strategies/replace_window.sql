@@ -20,9 +20,18 @@
     {{ exceptions.raise_compiler_error(model.name ~ ": incremental_strategy 'replace_window' needs config window_column") }}
   {%- endif -%}
   {%- set cols = get_quoted_csv(dest_columns | map(attribute='name')) -%}
-  {%- set reloaded = config.get('replace_reloaded') -%}
   delete from {{ target }}
-  where ({{ column }} >= {{ lookback_start() }}
+  where {{ replace_window_predicate(column) }};
+
+  insert into {{ target }} ({{ cols }})
+  select {{ cols }} from {{ source }};
+{% endmacro %}
+
+
+{#- the rows replace_window replaces (shared with the Spark version, macros/strategies/spark.sql) -#}
+{% macro replace_window_predicate(column) -%}
+  {%- set reloaded = config.get('replace_reloaded') -%}
+  ({{ column }} >= {{ lookback_start() }}
   {%- if config.get('window_end', 'run_date') != 'open' %}
     and {{ column }} <= {{ run_date() }}
   {%- endif %})
@@ -36,8 +45,5 @@
     -- every row (up to run_date) of the keys a replaced or deleted landed file touched: the model recomputes them
     or (({{ targets | join(', ') }}) in (select {{ exprs | join(', ') }} from ({{ reloaded_transactions() }}))
         and {{ column }} <= {{ run_date() }})
-  {%- endif %};
-
-  insert into {{ target }} ({{ cols }})
-  select {{ cols }} from {{ source }};
-{% endmacro %}
+  {%- endif %}
+{%- endmacro %}

@@ -1,6 +1,7 @@
 {{
     config(
         materialized='incremental',
+        partition_by=date_partition('as_of_date'),
         incremental_strategy='delete+insert',
         unique_key='as_of_date',
         on_schema_change='append_new_columns'
@@ -30,9 +31,9 @@ joined as (
         profile.country,
         profile.acquisition_channel,
         coalesce(profile.marketing_consent, false)                        as marketing_consent,
-        orders.*  exclude (customer_id, as_of_date),
-        tracking.* exclude (customer_id, as_of_date),
-        likes.*    exclude (customer_id, as_of_date),
+        orders.*  except (customer_id, as_of_date),
+        tracking.* except (customer_id, as_of_date),
+        likes.*    except (customer_id, as_of_date),
         persons.person_id,
         persons.person_customer_count
     from population
@@ -78,7 +79,7 @@ select
     marketing_consent::boolean                                            as marketing_consent,
     -- greatest() skips nulls: guard so an unknown start stays null instead of 0
     (case when coalesce(signup_date, first_order_date) is not null
-        then greatest({{ run_date() }} - coalesce(signup_date, first_order_date), 0) end)::integer as tenure_days,
+        then greatest({{ days_between('coalesce(signup_date, first_order_date)', run_date()) }}, 0) end)::integer as tenure_days,
     -- orders, lifetime
     first_order_date::date                                                as first_order_date,
     last_order_date::date                                                 as last_order_date,
@@ -91,10 +92,10 @@ select
     coalesce(gross_revenue_eur, 0)::decimal(18, 2)                        as gross_revenue_eur,
     coalesce(returned_revenue_eur, 0)::decimal(18, 2)                     as returned_revenue_eur,
     coalesce(net_revenue_eur, 0)::decimal(18, 2)                          as net_revenue_eur,
-    (net_revenue_eur / nullif(orders_count, 0))::decimal(18, 2)           as avg_order_value_eur,
+    ({{ fdiv('net_revenue_eur', 'nullif(orders_count, 0)') }})::decimal(18, 2)           as avg_order_value_eur,
     coalesce(orders_with_return_count, 0)::integer                        as orders_with_return_count,
-    (returned_revenue_eur / nullif(gross_revenue_eur, 0))::double         as return_rate,
-    ((last_order_date - first_order_date) / nullif(purchase_days - 1, 0))::double as avg_days_between_orders,
+    ({{ fdiv('returned_revenue_eur', 'nullif(gross_revenue_eur, 0)') }})::double         as return_rate,
+    ({{ days_between('first_order_date', 'last_order_date') }} / nullif(purchase_days - 1, 0))::double as avg_days_between_orders,
     -- orders, windows
     coalesce(orders_7d, 0)::integer                                       as orders_7d,
     coalesce(orders_30d, 0)::integer                                      as orders_30d,
@@ -145,6 +146,6 @@ select
     view_to_buy_rate_90d::double                                          as view_to_buy_rate_90d,
     -- the person (last, appended to older snapshots as null); an id the graph does not know is a person of one,
     -- with the id the graph would give it
-    coalesce(person_id, 'p_' || substr(sha256(customer_id), 1, 24))::string as person_id,
+    coalesce(person_id, 'p_' || substr({{ sha256_hex('customer_id') }}, 1, 24))::string as person_id,
     coalesce(person_customer_count, 1)::integer                           as customer_id_count
 from scored

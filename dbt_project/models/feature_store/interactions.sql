@@ -1,6 +1,7 @@
 {{
     config(
         materialized='incremental',
+        partition_by=date_partition('known_date'),
         incremental_strategy='replace_window',
         window_column='known_date',
         replace_reloaded={'interaction_id': "'order:' || line_key"},

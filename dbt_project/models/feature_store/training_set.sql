@@ -1,4 +1,4 @@
-{{ config(materialized='view', full_refresh=none) }}
+{{ config(materialized=reader_view(), full_refresh=none) }}
 -- Features joined to both labels: one row per customer and as_of_date. Label columns are null while their
 -- horizon is still open. The training set of a date: select * from feature_store.training_set where as_of_date = ...
 

@@ -1,4 +1,4 @@
-{{ config(materialized='view') }}
+{{ config(materialized=reader_view()) }}
 -- PERSONAL DATA. What the next-best-action export writes (c360/exports, docs/exports.md): one row per as_of_date and
 -- customer with an action (not none) in marts.customer_next_best_action. The export writes the consent_ok rows of
 -- a date to next_best_action.csv / .parquet; every decision is made here or in the mart.

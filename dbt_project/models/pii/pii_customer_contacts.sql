@@ -8,8 +8,8 @@ select
     first_name::string                                    as first_name,
     last_name::string                                     as last_name,
     coalesce(marketing_consent, false)::boolean            as marketing_consent,
-    consent_updated_at::timestamptz                        as consent_updated_at,
-    updated_at::timestamptz                                as updated_at
+    consent_updated_at::{{ type_timestamptz() }}                        as consent_updated_at,
+    updated_at::{{ type_timestamptz() }}                                as updated_at
 from {{ source('shop', 'customers') }}
 qualify row_number() over (
     partition by customer_id

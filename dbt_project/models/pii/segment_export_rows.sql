@@ -1,4 +1,4 @@
-{{ config(materialized='view') }}
+{{ config(materialized=reader_view()) }}
 -- PERSONAL DATA. What the segment exports write (c360/exports, docs/exports.md): one row per as_of_date, segment and
 -- customer_id who is a member on the date or exited the segment on it. The exports only select and filter these rows
 -- (member rows -> <segment>.csv/.parquet, change rows -> .entered.csv/.exited.csv); every decision is made here.
@@ -95,7 +95,7 @@ segment_rows as (
         coalesce(members.customer_id, changes.customer_id) as customer_id,
         members.customer_id is not null as is_member,
         changes.change,
-        members.* exclude (as_of_date, segment, customer_id, marketing_consent)
+        members.* except (as_of_date, segment, customer_id, marketing_consent)
     from members
     full outer join changes
         on  changes.as_of_date = members.as_of_date

@@ -76,7 +76,7 @@ product_summary as (
         count(*) filter (where looked_30d and not bought_30d)               as viewed_not_bought_products_30d,
         count(*) filter (where carted_30d and not bought_30d)               as cart_abandon_products_30d,
         -- the most recently carted product left in the cart (ties by product_id, so reruns agree)
-        first(product_id order by last_carted_at_30d desc, product_id) filter (where carted_30d and not bought_30d)
+        {{ first_by('product_id', 'last_carted_at_30d desc, product_id', filter='carted_30d and not bought_30d') }}
                                                                             as last_cart_abandon_product_30d,
         count(*) filter (where looked_90d)                                  as viewed_products_90d,
         count(*) filter (where looked_90d and bought_90d)                   as viewed_and_bought_products_90d
@@ -103,9 +103,9 @@ category_summary as (
     select
         customer_id,
         -- most looks in 90 days / most purchase lines ever; ties go to the alphabetically first category
-        first(category order by looks_90d desc, category) filter (where looks_90d > 0) as top_viewed_category_90d,
+        {{ first_by('category', 'looks_90d desc, category', filter='looks_90d > 0') }} as top_viewed_category_90d,
         max(looks_90d) / nullif(sum(looks_90d), 0)                          as top_viewed_category_share_90d,
-        first(category order by buys desc, category) filter (where buys > 0) as top_bought_category,
+        {{ first_by('category', 'buys desc, category', filter='buys > 0') }} as top_bought_category,
         count(*) filter (where looks_90d > 0)                               as viewed_categories_90d,
         count(*) filter (where buys > 0)                                    as bought_categories
     from per_category

@@ -24,7 +24,7 @@ states as (
         sum(gross_revenue_eur)                                                  as gross_revenue_eur,
         sum(returned_revenue_eur)                                               as returned_revenue_eur,
         sum(returns_count)                                                      as returns_count,
-        flatten(list(category_mix))                                             as category_mix
+        {{ concat_lists('category_mix') }}                                             as category_mix
     from {{ by_person('member_states') }}
     group by customer_id, activity_date
 
@@ -44,7 +44,7 @@ totals as (
         sum(returned_revenue_eur)                                               as returned_revenue_eur,
         sum(returns_count)                                                      as orders_with_return_count,
         -- BG/NBD works per purchase day; the first day's spend is left out of the repeat-spend mean
-        first(gross_revenue_eur order by activity_date) filter (where orders_count > 0)
+        {{ first_by('gross_revenue_eur', 'activity_date', filter='orders_count > 0') }}
                                                                                 as first_purchase_day_gross_eur,
         {%- for days in [7, 30, 90] %}
         sum(orders_count) filter (where activity_date > {{ run_date() }} - {{ days }})
@@ -61,7 +61,7 @@ totals as (
 categories as (
 
     select customer_id, mix.category, sum(mix.gross_revenue_eur) as gross_revenue_eur
-    from (select customer_id, unnest(category_mix) as mix from states)
+    from (select customer_id, {{ unnest_list('category_mix') }} as mix from states)
     group by customer_id, mix.category
 
 ),
@@ -70,8 +70,8 @@ category_affinity as (
 
     select
         customer_id,
-        first(category order by gross_revenue_eur desc, category)              as favourite_category,
-        max(gross_revenue_eur) / nullif(sum(gross_revenue_eur), 0)              as favourite_category_share,
+        {{ first_by('category', 'gross_revenue_eur desc, category') }}              as favourite_category,
+        {{ fdiv('max(gross_revenue_eur)', 'nullif(sum(gross_revenue_eur), 0)') }}              as favourite_category_share,
         count(*)                                                                as distinct_categories
     from categories
     group by customer_id
@@ -83,8 +83,8 @@ select
     {{ run_date() }}                                                            as as_of_date,
     totals.first_order_date,
     totals.last_order_date,
-    {{ run_date() }} - totals.first_order_date                                 as days_since_first_order,
-    {{ run_date() }} - totals.last_order_date                                  as days_since_last_order,
+    {{ days_between('totals.first_order_date', run_date()) }}            as days_since_first_order,
+    {{ days_between('totals.last_order_date', run_date()) }}             as days_since_last_order,
     totals.orders_count,
     totals.purchase_days,
     totals.items_count,
@@ -98,9 +98,9 @@ select
     coalesce(totals.net_revenue_eur_{{ days }}d, 0)                             as net_revenue_eur_{{ days }}d,
     {%- endfor %}
     greatest(totals.purchase_days - 1, 0)                                       as bgnbd_frequency,
-    totals.last_order_date - totals.first_order_date                            as bgnbd_recency_days,
-    {{ run_date() }} - totals.first_order_date                                 as bgnbd_t_days,
-    (totals.gross_revenue_eur - totals.first_purchase_day_gross_eur) / nullif(totals.purchase_days - 1, 0)
+    {{ days_between('totals.first_order_date', 'totals.last_order_date') }} as bgnbd_recency_days,
+    {{ days_between('totals.first_order_date', run_date()) }}            as bgnbd_t_days,
+    {{ fdiv('totals.gross_revenue_eur - totals.first_purchase_day_gross_eur', 'nullif(totals.purchase_days - 1, 0)') }}
                                                                                 as bgnbd_monetary_eur,
     category_affinity.favourite_category,
     category_affinity.favourite_category_share,

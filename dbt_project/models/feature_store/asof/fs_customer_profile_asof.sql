@@ -33,12 +33,10 @@ select
     customer_id,
     {{ run_date() }}                                                            as as_of_date,
     min(signup_date)                                                            as signup_date,
-    first(country order by is_other_member, member_customer_id) filter (where country is not null)
+    {{ first_by('country', 'is_other_member, member_customer_id', filter='country is not null') }}
                                                                                 as country,
-    first(acquisition_channel order by is_other_member, member_customer_id)
-        filter (where acquisition_channel is not null)                          as acquisition_channel,
+    {{ first_by('acquisition_channel', 'is_other_member, member_customer_id', filter='acquisition_channel is not null') }}                          as acquisition_channel,
     bool_and(marketing_consent)                                                 as marketing_consent,
-    first(consent_updated_at order by is_other_member, member_customer_id)
-        filter (where consent_updated_at is not null)                           as consent_updated_at
+    {{ first_by('consent_updated_at', 'is_other_member, member_customer_id', filter='consent_updated_at is not null') }}                           as consent_updated_at
 from members
 group by customer_id

@@ -44,9 +44,9 @@ select
     count(*) filter (where device_type = '{{ device }}' and session_date > {{ run_date() }} - 90)
                                                                                     as {{ device }}_sessions_90d,
     {%- endfor %}
-    {{ run_date() }} - max(session_date)                                            as days_since_last_visit,
-    first(channel order by session_start_at, session_id)                            as first_touch_channel,
-    last(channel order by session_start_at, session_id)                             as last_touch_channel
+    {{ days_between('max(session_date)', run_date()) }}                                      as days_since_last_visit,
+    {{ first_by('channel', 'session_start_at, session_id') }}                            as first_touch_channel,
+    {{ last_by('channel', 'session_start_at, session_id') }}                             as last_touch_channel
 from {{ by_person('stitched') }}
 where customer_id is not null
 group by customer_id

@@ -33,33 +33,14 @@ edges as (
 
 ),
 
-reach as (
-
-    with recursive walk(start_id, reached_id) as (
-        select customer_id, customer_id from nodes
-        union
-        select walk.start_id, edges.to_id
-        from walk
-        inner join edges on edges.from_id = walk.reached_id
-    )
-    select * from walk
-
-),
-
 anchors as (
 
-    select
-        reach.start_id                                                          as customer_id,
-        arg_min(reach.reached_id, (nodes.first_seen_date, reach.reached_id))    as anchor_customer_id,
-        count(*)                                                                as component_size
-    from reach
-    inner join nodes on nodes.customer_id = reach.reached_id
-    group by reach.start_id
+    {{ identity_anchors('nodes', 'edges') }}
 
 )
 
 select
-    'p_' || substr(sha256(anchors.anchor_customer_id), 1, 24)                   as person_id,
+    'p_' || substr({{ sha256_hex('anchors.anchor_customer_id') }}, 1, 24)                   as person_id,
     anchors.customer_id,
     anchors.anchor_customer_id,
     anchors.customer_id = anchors.anchor_customer_id                            as is_anchor,

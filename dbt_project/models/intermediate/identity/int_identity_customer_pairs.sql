@@ -16,7 +16,7 @@ select
     a.customer_id                                                               as left_customer_id,
     b.customer_id                                                               as right_customer_id,
     min(greatest(a.first_seen_date, b.first_seen_date))                         as linked_date,
-    list(distinct a.identifier_type order by a.identifier_type)                 as identifier_types,
+    {{ distinct_sorted_list('a.identifier_type') }}                 as identifier_types,
     count(*)                                                                    as shared_identifiers
 from usable as a
 inner join usable as b

@@ -40,7 +40,7 @@ emails as (
     select
         current.customer_id,
         'email_sha256'                                                          as identifier_type,
-        sha256(current.normalized_email)                                        as identifier,
+        {{ sha256_hex('current.normalized_email') }}                                        as identifier,
         first_emails.first_seen_date,
         current.known_date                                                      as last_seen_date
     from customer_emails as current
@@ -57,14 +57,14 @@ identify_emails as (
     select
         customer_id,
         'email_sha256'                                                          as identifier_type,
-        sha256(lower(trim(json_extract_string(vendor_extra, '$.traits.email'))))  as identifier,
+        {{ sha256_hex("lower(trim(" ~ json_text('vendor_extra', '$.traits.email') ~ "))") }}  as identifier,
         min(known_date)                                                         as first_seen_date,
         max(known_date)                                                         as last_seen_date
     from {{ ref('stg_shop__tracking_events') }}
     where known_date <= {{ run_date() }}
       and customer_id is not null
       and vendor_extra is not null
-      and nullif(trim(json_extract_string(vendor_extra, '$.traits.email')), '') is not null
+      and nullif(trim({{ json_text('vendor_extra', '$.traits.email') }}), '') is not null
     group by all
 
 ),

@@ -1,6 +1,7 @@
 {{
     config(
         materialized='incremental',
+        partition_by=date_partition('known_date'),
         incremental_strategy='replace_window',
         window_column='known_date',
         replace_reloaded=['customer_id', 'activity_date'],
@@ -199,14 +200,11 @@ category_mix as (
         customer_id,
         activity_date,
         state_known_date,
-        list(
-            struct_pack(
-                category := category,
-                gross_revenue_eur := cast(gross_revenue_eur as decimal(18, 4)),
-                items_count := cast(items_count as integer)
-            )
-            order by category
-        )                                                                as category_mix
+        {{ ordered_list(struct_of([
+            ('category', 'category'),
+            ('gross_revenue_eur', 'cast(gross_revenue_eur as decimal(18, 4))'),
+            ('items_count', 'cast(items_count as integer)'),
+        ]), 'category') }}                                                                as category_mix
     from category_totals
     group by customer_id, activity_date, state_known_date
 
@@ -224,7 +222,7 @@ select
     coalesce(totals.returned_revenue_eur, 0)::decimal(18, 4)             as returned_revenue_eur,
     coalesce(totals.returns_count, 0)::integer                           as returns_count,
     coalesce(totals.returned_items, 0)::integer                          as returned_items,
-    coalesce(mix.category_mix, [])                                       as category_mix
+    coalesce(mix.category_mix, {{ empty_list() }})                                       as category_mix
 from changed_customer_days as days
 left join day_totals as totals
     on  totals.customer_id = days.customer_id

@@ -1,6 +1,7 @@
 {{
     config(
         materialized='incremental',
+        partition_by=date_partition('known_date'),
         incremental_strategy='replace_window',
         window_column='known_date',
         on_schema_change='fail'
@@ -71,7 +72,7 @@ orders as (
 
     select
         order_id,
-        first(customer_id order by known_date, transaction_version_id)    as customer_id,
+        {{ first_by('customer_id', 'known_date, transaction_version_id') }}    as customer_id,
         min(known_date)                                                   as order_known_date
     from {{ ref('stg_shop__transactions') }}
     where line_type = 'sale'

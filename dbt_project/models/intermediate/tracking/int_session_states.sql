@@ -1,6 +1,7 @@
 {{
     config(
         materialized='incremental',
+        partition_by=date_partition('known_date'),
         incremental_strategy='replace_window',
         window_column='known_date',
         on_schema_change='fail'
@@ -93,7 +94,7 @@ sessions as (
         state_known_date                                                       as known_date,
         session_start_at,
         session_end_at,
-        datediff('second', session_start_at, session_end_at)                   as duration_seconds,
+        {{ seconds_between('session_start_at', 'session_end_at') }}                   as duration_seconds,
         events_count,
         page_views,
         product_views,
@@ -155,12 +156,15 @@ emptied_cookie_days as (
 
 select * from sessions
 
--- the columns a state row has not are null
-union all by name
+union all
 
+-- the columns a state row has not are null: they come from a `sessions` row that never matches (a union by
+-- position that works on DuckDB and Spark SQL alike, in the column order of `sessions`)
 select
     cast(null as string)                                                  as session_id,
-    anonymous_id,
-    session_date,
-    state_known_date                                                       as known_date
-from emptied_cookie_days
+    emptied.anonymous_id,
+    emptied.session_date,
+    emptied.state_known_date                                               as known_date,
+    no_session.* except (session_id, anonymous_id, session_date, known_date)
+from emptied_cookie_days as emptied
+left join sessions as no_session on false

@@ -1,6 +1,7 @@
 {{
     config(
         materialized='incremental',
+        partition_by=date_partition('as_of_date'),
         incremental_strategy='replace_dates',
         date_column='as_of_date',
         on_schema_change='fail'
@@ -192,7 +193,7 @@ best as (
 previous_actions as (
 
     {% if is_incremental() -%}
-    select customer_id, max(as_of_date) as last_action_date, arg_max(action, as_of_date) as last_action
+    select customer_id, max(as_of_date) as last_action_date, max_by(action, as_of_date) as last_action
     from {{ this }}
     where as_of_date < {{ run_date() }}
       and as_of_date > {{ run_date() }} - {{ cap_days }}

@@ -21,11 +21,10 @@ latest_scores as (
 
     select
         customer_id,
-        arg_max(
-            struct_pack(
-                as_of_date, churn_probability, churn_decile, p_alive, expected_purchases, predicted_value_eur,
-                value_decile, churn_model_version, clv_model_version, recommender_model_version
-            ),
+        max_by(
+            {{ struct_of(['as_of_date', 'churn_probability', 'churn_decile', 'p_alive', 'expected_purchases',
+                          'predicted_value_eur', 'value_decile', 'churn_model_version', 'clv_model_version',
+                          'recommender_model_version']) }},
             as_of_date
         )                                                   as s
     from {{ ref('customer_scores') }}
@@ -44,7 +43,7 @@ select
     c.country::string                                      as country,
     c.acquisition_channel::string                          as acquisition_channel,
     f.marketing_consent::boolean                            as marketing_consent,
-    c.consent_updated_at::timestamptz                       as consent_updated_at,
+    c.consent_updated_at::{{ type_timestamptz() }}                       as consent_updated_at,
     f.tenure_days::integer                                  as tenure_days,
     f.first_order_date::date                                as first_order_date,
     f.last_order_date::date                                 as last_order_date,

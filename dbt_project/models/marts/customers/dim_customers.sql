@@ -37,12 +37,12 @@ customers as (
 select
     customers.customer_id::string                                      as customer_id,
     (profiles.customer_id is not null)::boolean                         as has_profile,
-    profiles.signup_at::timestamptz                                     as signup_at,
+    profiles.signup_at::{{ type_timestamptz() }}                                     as signup_at,
     profiles.signup_date::date                                          as signup_date,
     profiles.country::string                                           as country,
     profiles.acquisition_channel::string                               as acquisition_channel,
     coalesce(profiles.marketing_consent, false)::boolean                as marketing_consent,
-    profiles.consent_updated_at::timestamptz                            as consent_updated_at,
+    profiles.consent_updated_at::{{ type_timestamptz() }}                            as consent_updated_at,
     coalesce(profile_history.profile_versions, 0)::integer              as profile_versions,
     buyers.first_order_date::date                                       as first_order_date,
     least(profile_history.first_profile_date, profiles.signup_date, buyers.first_order_date)::date

@@ -5,7 +5,7 @@
 
 select
     person_id,
-    arg_max(customer_id, is_anchor)                                             as anchor_customer_id,
+    max_by(customer_id, is_anchor)                                             as anchor_customer_id,
     count(*)                                                                    as customer_id_count,
     min(first_seen_date)                                                        as first_seen_date,
     max(joined_date) filter (where not is_anchor)                               as last_merged_on

@@ -18,27 +18,19 @@ edges as (
 
 paths as (
 
-    -- (anchor, reached, day the path was complete); UNION stops when no new triple appears
-    with recursive walk(anchor_id, reached_id, path_date) as (
-        select customer_id, customer_id, first_seen_date from components where is_anchor and component_size > 1
-        union
-        select walk.anchor_id, edges.to_id, greatest(walk.path_date, edges.linked_date)
-        from walk
-        inner join edges on edges.from_id = walk.reached_id
-    )
-    select reached_id as customer_id, min(path_date) as joined_date from walk group by reached_id
+    {{ person_join_dates('components', 'edges') }}
 
 ),
 
 direct_links as (
 
     -- the kinds of evidence tying each member to another member of the same person
-    select edges.from_id as customer_id, list(distinct t order by t) as linked_by
+    select edges.from_id as customer_id, {{ distinct_sorted_list('t') }} as linked_by
     from (
-        select left_customer_id as from_id, right_customer_id as to_id, unnest(identifier_types) as t
+        select left_customer_id as from_id, right_customer_id as to_id, {{ unnest_list('identifier_types') }} as t
         from {{ ref('int_identity_customer_pairs') }}
         union all
-        select right_customer_id, left_customer_id, unnest(identifier_types)
+        select right_customer_id, left_customer_id, {{ unnest_list('identifier_types') }}
         from {{ ref('int_identity_customer_pairs') }}
     ) as edges
     group by edges.from_id

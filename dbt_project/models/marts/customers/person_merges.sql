@@ -7,7 +7,7 @@
 select
     members.person_id,
     members.customer_id                                                         as merged_customer_id,
-    'p_' || substr(sha256(members.customer_id), 1, 24)                          as previous_person_id,
+    'p_' || substr({{ sha256_hex('members.customer_id') }}, 1, 24)                          as previous_person_id,
     members.joined_date                                                         as merged_on,
     case when members.joined_date > members.first_seen_date
          then 'merged' else 'linked_at_creation' end                            as merge_kind,

@@ -54,10 +54,5 @@ select
 from all_products
 left join products on products.product_id = all_products.product_id
 left join sales    on sales.product_id = all_products.product_id
-asof left join {{ ref('fx_rates') }} as fx
-    on fx.currency_code = products.currency
-    and coalesce({{ utc_date('products.updated_at') }}, products.landed_date) >= fx.valid_from
-asof left join (
-    select valid_from, eur_per_unit from {{ ref('fx_rates') }} where currency_code = '{{ var("base_currency") }}'
-) as fx_base
-    on coalesce({{ utc_date('products.updated_at') }}, products.landed_date) >= fx_base.valid_from
+{{ fx_asof_join('products', 'currency', none,
+                 date_expr='coalesce(' ~ utc_date('products.updated_at') ~ ', products.landed_date)') }}

@@ -4,7 +4,7 @@
         incremental_strategy='delete+insert',
         unique_key='order_id',
         on_schema_change='fail',
-        pre_hook="{% if is_incremental() %}delete from {{ this }} where order_id not in (select order_id from {{ ref('int_order_lines') }}){% endif %}"
+        pre_hook="{% if is_incremental() %}{{ delete_rows_where(this, 'order_id not in (select order_id from ' ~ ref('int_order_lines') ~ ')') }}{% endif %}"
     )
 }}
 -- The pre-hook drops orders whose lines vanished from int_order_lines (a landed file deleted or replaced).
@@ -31,12 +31,12 @@ orders as (
 
     select
         order_id,
-        first(customer_id order by line_type desc, line_id)                                    as customer_id,
+        {{ first_by('customer_id', 'line_type desc, line_id') }}                                    as customer_id,
         min(ordered_at)                                                                         as ordered_at,
         -- an order is cancelled when none of its sale lines stands
         coalesce(bool_and(status = 'cancelled') filter (where line_type = 'sale'), false)       as is_cancelled,
-        first(currency order by line_type desc, line_id)                                        as currency,
-        first(channel order by line_type desc, line_id) filter (where channel is not null)      as channel,
+        {{ first_by('currency', 'line_type desc, line_id') }}                                        as currency,
+        {{ first_by('channel', 'line_type desc, line_id', filter='channel is not null') }}      as channel,
         count(*) filter (where line_type = 'sale')                                              as sale_lines,
         coalesce(sum(coalesce(quantity, 1)) filter (where line_type = 'sale' and status = 'completed'), 0)
                                                                                                 as items_count,
@@ -56,7 +56,7 @@ orders as (
 select
     order_id::string                                              as order_id,
     customer_id::string                                           as customer_id,
-    ordered_at::timestamptz                                        as ordered_at,
+    ordered_at::{{ type_timestamptz() }}                                        as ordered_at,
     {{ utc_date('ordered_at') }}::date                             as order_date,
     (case when is_cancelled then 'cancelled' else 'completed' end)::string as order_status,
     is_cancelled::boolean                                          as is_cancelled,
@@ -70,6 +70,6 @@ select
     (gross_revenue_eur - returned_revenue_eur)::decimal(18, 2)     as net_revenue_eur,
     returned_items::integer                                        as returned_items,
     (returned_revenue_eur > 0 or returned_items > 0)::boolean      as has_return,
-    first_returned_at::timestamptz                                 as first_returned_at,
+    first_returned_at::{{ type_timestamptz() }}                                 as first_returned_at,
     known_date::date                                               as known_date
 from orders

@@ -1,6 +1,7 @@
 {{
     config(
         materialized='incremental',
+        partition_by=date_partition('as_of_date'),
         incremental_strategy='replace_dates',
         date_column='as_of_date',
         on_schema_change='fail'
@@ -26,7 +27,7 @@ select
     recommendations.source::string                                     as source,
     recommendations.recommender_model_version::string                  as recommender_model_version,
     recommendations.run_id::string                                     as run_id,
-    recommendations.loaded_at::timestamptz                              as loaded_at
+    recommendations.loaded_at::{{ type_timestamptz() }}                              as loaded_at
 from recommendations
 {% if is_incremental() -%}
 where recommendations.as_of_date in ({{ scored_dates_to_build('recommendations') }})

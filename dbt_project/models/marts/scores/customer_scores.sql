@@ -1,6 +1,7 @@
 {{
     config(
         materialized='incremental',
+        partition_by=date_partition('as_of_date'),
         incremental_strategy='replace_dates',
         date_column='as_of_date',
         on_schema_change='append_new_columns'
@@ -38,8 +39,8 @@ select
     scores.recommender_model_version::string                           as recommender_model_version,
     scores.feature_snapshot_date::date                                  as feature_snapshot_date,
     scores.run_id::string                                              as run_id,
-    scores.scored_at::timestamptz                                       as scored_at,
-    scores.loaded_at::timestamptz                                       as loaded_at
+    scores.scored_at::{{ type_timestamptz() }}                                       as scored_at,
+    scores.loaded_at::{{ type_timestamptz() }}                                       as loaded_at
 from scores
 {% if is_incremental() -%}
 where scores.as_of_date in ({{ scored_dates_to_build('scores') }})

@@ -1,6 +1,7 @@
 {{
     config(
         materialized='incremental',
+        partition_by=date_partition('as_of_date'),
         incremental_strategy='replace_dates',
         date_column='as_of_date',
         on_schema_change='fail'

@@ -2,6 +2,7 @@
 {{
     config(
         materialized='incremental',
+        partition_by=date_partition('as_of_date'),
         incremental_strategy='replace_dates',
         date_column='as_of_date',
         replace_run_date=(segments is not none),
@@ -32,16 +33,18 @@ snapshot as (
 
 definitions as (
 
-    {%- for seg in (segments or []) %}
-    select
-        '{{ seg.name }}'                                                as segment,
-        '{{ seg.where | replace("'", "''") }}'                        as segment_where,
-        {{ 'true' if seg.needs_scores else 'false' }}                   as needs_scores
-    {% if not loop.last %}union all{% endif %}
+    -- an inline table, not a UNION of one-row selects: Spark 4.3 fails to ship such a UNION to its executors
+    -- (ClassCastException on UnionExec.children) inside this model's cross joins
+    {%- if segments %}
+    select * from (values
+        {%- for seg in segments %}
+        ('{{ seg.name }}', '{{ seg.where | replace("'", "''") }}', {{ 'true' if seg.needs_scores else 'false' }}){{ ',' if not loop.last }}
+        {%- endfor %}
+    ) as given(segment, segment_where, needs_scores)
     {%- else %}
     select cast(null as string) as segment, cast(null as string) as segment_where, false as needs_scores
     where false
-    {%- endfor %}
+    {%- endif %}
 
 ),
 

@@ -16,13 +16,13 @@ select
     clv_model_version::string                                          as clv_model_version,
     recommender_model_version::string                                  as recommender_model_version,
     feature_snapshot_date::date                                         as feature_snapshot_date,
-    scored_at::timestamptz                                              as scored_at,
+    scored_at::{{ type_timestamptz() }}                                              as scored_at,
     churn_horizon_days::integer                                         as churn_horizon_days,
     value_horizon_days::integer                                         as value_horizon_days,
     churn_reason_1::string                                             as churn_reason_1,
     churn_reason_2::string                                             as churn_reason_2,
     churn_reason_3::string                                             as churn_reason_3,
-    _loaded_at::timestamptz                                             as loaded_at
+    _loaded_at::{{ type_timestamptz() }}                                             as loaded_at
 from {{ source('scores', 'scores') }}
 where customer_id is not null and as_of_date is not null
 qualify row_number() over (

@@ -29,6 +29,6 @@ select
     greatest({{ utc_date('occurred_at') }}, _dt)                       as known_date,
     coalesce(vendor, 'c360')                                           as vendor,
     vendor_event_name,
-    vendor_extra::json                                                 as vendor_extra
+    {{ json_document("vendor_extra") }}                                                as vendor_extra
 from {{ source('shop', 'tracking_events') }}
 where {{ tracking_source_filter("coalesce(vendor, 'c360')", 'occurred_at') }}
