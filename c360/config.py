@@ -74,6 +74,7 @@ DEFAULT_LOOKBACK_DAYS = 3
 DEFAULT_SESSION_TIMEOUT_MINUTES = 30
 DEFAULT_MAX_CUSTOMERS_PER_DEVICE = 3
 DEFAULT_IDENTITY_MAX_CUSTOMERS_PER_IDENTIFIER = 3
+DEFAULT_IDENTITY_SPARK_STEPS = 12
 # drift monitoring (c360/pipeline/monitoring.py): key features (recency, frequency, monetary value, engagement, tenure,
 # returns and one categorical) and the scores whose PSI against the training snapshot is computed each night
 DEFAULT_PSI_FEATURES = ("days_since_last_order", "orders_count", "net_revenue_eur", "avg_order_value_eur",
@@ -127,6 +128,12 @@ class Settings:
     # DuckDB's memory_limit for every warehouse connection (dbt's included): a size ("8GB") or a share of the
     # machine's memory ("35%"). Past it, DuckDB spills to <warehouse>.tmp/ instead of growing (docs/scale.md)
     warehouse_memory_limit: str = "35%"
+    # which warehouse dbt builds in (docs/scale.md "Spark SQL"): duckdb (the file at warehouse_path) or spark (dbt-spark's
+    # session method on spark_master; Parquet tables under spark_warehouse_dir, catalogued in an embedded Derby
+    # metastore at spark_metastore_dir). It chooses dbt's default target: local or spark.
+    warehouse: str = "duckdb"
+    spark_warehouse_dir: Path = PROJECT_ROOT / "data" / "spark-warehouse"
+    spark_metastore_dir: Path = PROJECT_ROOT / "data" / "spark-metastore"
     churn_horizon_days: int = 90
     value_horizon_days: int = 180
     # ingestion fails an entity when more than this share of a date's rows is quarantined (expected reasons such
@@ -171,6 +178,9 @@ class Settings:
     max_customers_per_device: int = DEFAULT_MAX_CUSTOMERS_PER_DEVICE
     # identity graph (docs/identity.md): an email/cookie/device shared by more customers is not used to merge them
     identity_max_customers_per_identifier: int = DEFAULT_IDENTITY_MAX_CUSTOMERS_PER_IDENTIFIER
+    # Spark warehouse only: the identity graph's components are found in this many relaxation steps (a component
+    # wider than that many links fails the build, naming this setting; docs/scale.md)
+    identity_spark_steps: int = DEFAULT_IDENTITY_SPARK_STEPS
     # drift monitoring: PSI >= psi_hold holds the exports, >= psi_warn warns; columns compared; the training
     # snapshot date to compare with (None: from the churn @champion's tags)
     psi_warn: float = DEFAULT_PSI_WARN
@@ -283,6 +293,9 @@ ENV_VARS: dict[str, str] = {
     "landing_poke_seconds": "C360_LANDING_POKE_SECONDS",
     "warehouse_lock_timeout_seconds": "C360_WAREHOUSE_LOCK_TIMEOUT_SECONDS",
     "warehouse_memory_limit": "C360_WAREHOUSE_MEMORY_LIMIT",
+    "warehouse": "C360_WAREHOUSE",
+    "spark_warehouse_dir": "C360_SPARK_WAREHOUSE_DIR",
+    "spark_metastore_dir": "C360_SPARK_METASTORE_DIR",
     "churn_horizon_days": "C360_CHURN_HORIZON_DAYS",
     "value_horizon_days": "C360_VALUE_HORIZON_DAYS",
     "base_currency": "C360_BASE_CURRENCY",
@@ -307,6 +320,7 @@ ENV_VARS: dict[str, str] = {
     "session_timeout_minutes": "C360_SESSION_TIMEOUT_MINUTES",
     "max_customers_per_device": "C360_MAX_CUSTOMERS_PER_DEVICE",
     "identity_max_customers_per_identifier": "C360_IDENTITY_MAX_CUSTOMERS_PER_IDENTIFIER",
+    "identity_spark_steps": "C360_IDENTITY_SPARK_STEPS",
     "psi_warn": "C360_PSI_WARN",
     "psi_hold": "C360_PSI_HOLD",
     "psi_features": "C360_PSI_FEATURES",
@@ -378,6 +392,7 @@ def read_secret(name: str) -> Secret:
 def get_settings() -> Settings:
     """Read settings from the environment now (tests change the environment between calls)."""
     data_dir = Path(_env("C360_DATA_DIR", str(PROJECT_ROOT / "data"))).resolve()
+    warehouse = _warehouse(_env("C360_WAREHOUSE", "duckdb"))
     currencies = tuple(
         c.strip().upper() for c in _env("C360_CURRENCIES", "EUR,USD,GBP,SEK,DKK,NOK,PLN,CHF").split(",") if c.strip()
     )
@@ -395,7 +410,7 @@ def get_settings() -> Settings:
         airflow_home=Path(_env("AIRFLOW_HOME", str(PROJECT_ROOT / ".airflow"))).resolve(),
         dbt_project_dir=Path(_env("DBT_PROJECT_DIR", str(PROJECT_ROOT / "dbt_project"))).resolve(),
         dbt_profiles_dir=Path(_env("DBT_PROFILES_DIR", str(PROJECT_ROOT / "dbt_project"))).resolve(),
-        dbt_target=_env("DBT_TARGET", "local"),
+        dbt_target=_dbt_target(warehouse, _env("DBT_TARGET", "spark" if warehouse == "spark" else "local")),
         dbt_target_path=os.environ.get("DBT_TARGET_PATH") or None,
         s3_endpoint_url=os.environ.get("C360_S3_ENDPOINT_URL") or None,
         default_currency=_env("C360_DEFAULT_CURRENCY", _env("C360_BASE_CURRENCY", "EUR")).upper(),
@@ -403,6 +418,9 @@ def get_settings() -> Settings:
         future_tolerance_hours=_env_float("C360_FUTURE_TOLERANCE_HOURS", 2.0),
         warehouse_lock_timeout_seconds=_env_int("C360_WAREHOUSE_LOCK_TIMEOUT_SECONDS", 0),
         warehouse_memory_limit=_memory_limit(_env("C360_WAREHOUSE_MEMORY_LIMIT", "35%")),
+        warehouse=warehouse,
+        spark_warehouse_dir=Path(_env("C360_SPARK_WAREHOUSE_DIR", str(data_dir / "spark-warehouse"))).resolve(),
+        spark_metastore_dir=_metastore_dir(_env("C360_SPARK_METASTORE_DIR", str(data_dir / "spark-metastore"))),
         # label horizons: read by dbt (the same variables) and passed to the training job
         churn_horizon_days=_env_int("C360_CHURN_HORIZON_DAYS", 90),
         value_horizon_days=_env_int("C360_VALUE_HORIZON_DAYS", 180),
@@ -430,6 +448,7 @@ def get_settings() -> Settings:
                                                    DEFAULT_MAX_CUSTOMERS_PER_DEVICE, 1),
         identity_max_customers_per_identifier=_env_int_at_least(
             "C360_IDENTITY_MAX_CUSTOMERS_PER_IDENTIFIER", DEFAULT_IDENTITY_MAX_CUSTOMERS_PER_IDENTIFIER, 1),
+        identity_spark_steps=_env_int_between("C360_IDENTITY_SPARK_STEPS", DEFAULT_IDENTITY_SPARK_STEPS, 1, 64),
         **_psi_settings(),
         train_args=_shell_words("C360_TRAIN_ARGS", DEFAULT_TRAIN_ARGS),
         bootstrap_train_args=_shell_words("C360_BOOTSTRAP_TRAIN_ARGS", DEFAULT_BOOTSTRAP_TRAIN_ARGS),
@@ -607,6 +626,38 @@ def _generate_tracking_format(value: str) -> str:
 
 
 _MEMORY_LIMIT = re.compile(r"(?:(\d+(?:\.\d+)?)\s*%|\d+(?:\.\d+)?\s*(?:[KMGT]i?B|B))", re.IGNORECASE)
+
+
+WAREHOUSES = ("duckdb", "spark")
+# the profiles.yml targets of each warehouse (dbt_project/profiles.yml)
+_DUCKDB_TARGETS = ("local", "ci")
+
+
+def _warehouse(value: str) -> str:
+    name = value.strip().lower()
+    if name not in WAREHOUSES:
+        raise SettingsError(f"C360_WAREHOUSE={value!r}: expected one of {', '.join(WAREHOUSES)} (default duckdb; "
+                            "docs/scale.md)")
+    return name
+
+
+def _metastore_dir(value: str) -> Path:
+    """C360_SPARK_METASTORE_DIR goes into a JDBC URL (jdbc:derby:;databaseName=...;create=true), where ';' starts
+    another connection attribute."""
+    if any(c in value for c in ";\r\n\0"):
+        raise SettingsError(f"C360_SPARK_METASTORE_DIR={value!r}: a folder path without ';' or line breaks")
+    return Path(value).resolve()
+
+
+def _dbt_target(warehouse: str, target: str) -> str:
+    """DBT_TARGET, checked against C360_WAREHOUSE: a DuckDB target with the Spark warehouse would build the
+    other warehouse than the one every reader then opens."""
+    if warehouse == "spark" and target in _DUCKDB_TARGETS:
+        raise SettingsError(f"C360_WAREHOUSE=spark but DBT_TARGET={target!r} is a DuckDB target of "
+                            "dbt_project/profiles.yml: unset DBT_TARGET or set it to spark")
+    if warehouse == "duckdb" and target == "spark":
+        raise SettingsError("DBT_TARGET=spark builds the Spark warehouse: set C360_WAREHOUSE=spark as well")
+    return target
 
 
 def _memory_limit(value: str) -> str:

@@ -122,6 +122,12 @@ def test_an_empty_train_args_variable_still_means_no_extra_arguments(clean_env):
     ({"C360_WAREHOUSE_MEMORY_LIMIT": "0%"}, "from 1% to 100%"),
     ({"C360_WAREHOUSE_MEMORY_LIMIT": "150%"}, "from 1% to 100%"),
     ({"C360_WAREHOUSE_MEMORY_LIMIT": "lots"}, "C360_WAREHOUSE_MEMORY_LIMIT='lots'"),
+    # the warehouse and dbt's target must agree, or dbt builds one warehouse and every reader opens the other
+    ({"C360_WAREHOUSE": "snowflake"}, "C360_WAREHOUSE='snowflake': expected one of duckdb, spark"),
+    ({"C360_WAREHOUSE": "spark", "DBT_TARGET": "ci"}, "C360_WAREHOUSE=spark but DBT_TARGET='ci' is a DuckDB target"),
+    ({"DBT_TARGET": "spark"}, "DBT_TARGET=spark builds the Spark warehouse: set C360_WAREHOUSE=spark"),
+    # reaches a JDBC URL, where ';' would add connection attributes
+    ({"C360_SPARK_METASTORE_DIR": "/tmp/ms;shutdown=true"}, "C360_SPARK_METASTORE_DIR=.*without ';'"),
 ])
 def test_a_bad_variable_fails_naming_it(clean_env, env, match):
     for var, value in env.items():
@@ -135,7 +141,9 @@ def test_the_warehouse_memory_limit_reaches_dbt_and_every_connection(clean_env, 
     from c360.pipeline import warehouse
 
     profiles = yaml.safe_load((ROOT / "dbt_project" / "profiles.yml").read_text())
-    for name, output in profiles["c360"]["outputs"].items():
+    duckdb_outputs = {name: o for name, o in profiles["c360"]["outputs"].items() if o["type"] == "duckdb"}
+    assert set(duckdb_outputs) == {"local", "ci"}
+    for name, output in duckdb_outputs.items():
         limit = output["settings"]["memory_limit"]
         default = get_settings().warehouse_memory_limit
         assert limit == "{{ env_var('C360_WAREHOUSE_MEMORY_LIMIT', '" + default + "') }}", name

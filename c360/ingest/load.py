@@ -728,4 +728,9 @@ def ingest(run_date: date, settings: Settings | None = None, entities: list[str]
         con.execute("CHECKPOINT")
     finally:
         con.close()
+    if settings.warehouse == "spark":
+        # the ledger above is the DuckDB file either way; the Spark warehouse gets the landing dates that changed
+        from c360.ingest.spark_publish import publish_raw
+
+        publish_raw(settings)
     return IngestResult(run_date, str(settings.warehouse_path), results, time.monotonic() - started)

@@ -53,8 +53,16 @@ def connect(settings: Settings | None = None, read_only: bool = False, path: Pat
 
     Waits up to settings.warehouse_lock_timeout_seconds for a lock held by another process, then raises
     WarehouseLocked naming the file and the process holding it.
+
+    With C360_WAREHOUSE=spark the file is the ingestion's ledger (raw.*), and a read-only connection is instead a
+    DuckDB view of the Spark warehouse (c360.pipeline.spark_warehouse.reader).
     """
     settings = settings or get_settings()
+    if read_only and path is None and settings.warehouse == "spark":
+        # the readers' SQL stays DuckDB's: views over the Spark tables' Parquet (c360.pipeline.spark_warehouse)
+        from c360.pipeline.spark_warehouse import reader
+
+        return reader(settings)
     path = Path(path or settings.warehouse_path)
     path.parent.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + settings.warehouse_lock_timeout_seconds

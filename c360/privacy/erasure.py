@@ -831,6 +831,11 @@ def erase_customer(customer_id: str, settings: Settings | None = None, *, dry_ru
     customer_id = customer_id.strip()
     if not customer_id:
         raise ValueError("customer id is empty")
+    if settings.warehouse == "spark":
+        # it would erase the ledger and the files but leave the person in every Spark table: refuse, loudly
+        raise ValueError("c360 erase-customer does not reach the Spark warehouse yet (C360_WAREHOUSE=spark): it "
+                         "would leave the customer in the Spark tables. See docs/runbooks.md (erase a customer) and "
+                         "docs/scale.md (Spark SQL warehouse, not on Spark yet).")
     if not Path(settings.warehouse_path).exists():
         raise FileNotFoundError(f"No warehouse at {settings.warehouse_path}: nothing to erase from (check "
                                 "WAREHOUSE_PATH / C360_DATA_DIR).")

@@ -1,0 +1,126 @@
+"""The Spark SQL warehouse (C360_WAREHOUSE=spark; docs/scale.md "Spark SQL warehouse").
+
+dbt builds the models there through dbt-spark (profile target `spark`). Around it, three pieces:
+
+- `session()`: the Spark session, configured as the dbt profile configures it (Parquet tables under
+  spark_warehouse_dir, an embedded Derby metastore at spark_metastore_dir, UTC). In a process that runs dbt too,
+  both get the same session.
+- the raw tables: the ingestion validates and keeps its ledger (raw.*, quarantine, audit) in the DuckDB file as
+  on the DuckDB warehouse, then c360.ingest.spark_publish writes the landing dates that changed to the Spark raw
+  tables (Parquet, partitioned by _dt).
+- `reader()`: what the readers (feature-store export, segment exports, summaries) open instead of the DuckDB file:
+  an in-memory DuckDB connection whose marts/feature_store/... views read the Spark tables' Parquet files in place,
+  and whose raw views read the ledger file. The readers' SQL is unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from c360.config import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+# the schemas dbt builds (dbt_project.yml) and the score views' raw schema
+MODEL_SCHEMAS = ("staging", "intermediate", "marts", "pii", "feature_store", "feature_store_work", "reference")
+
+
+def session(settings: Settings | None = None):
+    """The Spark session of the Spark warehouse: the same settings as dbt_project/profiles.yml's `spark` target."""
+    from pyspark.sql import SparkSession
+
+    settings = settings or get_settings()
+    builder = SparkSession.builder.enableHiveSupport()
+    for key, value in session_conf(settings).items():
+        builder = builder.config(key, value)
+    return builder.getOrCreate()
+
+
+def session_conf(settings: Settings) -> dict[str, str]:
+    return {
+        "spark.master": settings.spark_master,
+        "spark.app.name": "c360-dbt",
+        "spark.sql.warehouse.dir": str(settings.spark_warehouse_dir),
+        "spark.hadoop.javax.jdo.option.ConnectionURL":
+            f"jdbc:derby:;databaseName={settings.spark_metastore_dir};create=true",
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.sources.partitionOverwriteMode": "dynamic",
+        "spark.sql.hive.metastorePartitionPruningFallbackOnException": "true",
+        "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+        "spark.ui.enabled": "false",
+        "spark.sql.shuffle.partitions": "4",
+    }
+
+
+def table_dir(settings: Settings, schema: str, table: str) -> Path:
+    """Where Spark keeps a managed table: <spark.sql.warehouse.dir>/<database>.db/<table>."""
+    return Path(settings.spark_warehouse_dir) / f"{schema}.db" / table
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# readers: DuckDB over the Spark tables' Parquet
+
+_SPARK_TO_DUCKDB = {"string": "VARCHAR", "int": "INTEGER", "bigint": "BIGINT", "double": "DOUBLE",
+                    "boolean": "BOOLEAN", "date": "DATE", "timestamp": "TIMESTAMPTZ", "float": "FLOAT"}
+
+
+def reader(settings: Settings | None = None):
+    """A read-only DuckDB connection to the Spark warehouse (see the module's docstring).
+
+    Views: <schema>.<table> for every table the Spark warehouse holds under spark_warehouse_dir (the Parquet files,
+    Hive partition folders as columns, as Spark places them: last), and raw.* from the DuckDB ledger file. A table
+    with no data file yet (an empty partitioned table) is an empty view with the columns the metastore gives it.
+    """
+    import duckdb
+
+    settings = settings or get_settings()
+    con = duckdb.connect(":memory:")
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute(f"SET memory_limit = '{settings.warehouse_memory_limit}'")
+    if Path(settings.warehouse_path).exists():
+        con.execute(f"attach '{_literal(settings.warehouse_path)}' as ledger (read_only)")
+        con.execute("create schema if not exists raw")
+        for (table,) in con.execute("select table_name from duckdb_tables() where database_name = 'ledger' "
+                                    "and schema_name = 'raw'").fetchall():
+            con.execute(f'create view raw."{table}" as select * from ledger.raw."{table}"')
+    root = Path(settings.spark_warehouse_dir)
+    empty: list[tuple[str, str]] = []
+    for schema in MODEL_SCHEMAS:
+        folder = root / f"{schema}.db"
+        if not folder.is_dir():
+            continue
+        con.execute(f'create schema if not exists "{schema}"')
+        for table_dir_ in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
+            files = [p for p in table_dir_.rglob("*.parquet") if not any(
+                part.startswith((".", "_")) for part in p.relative_to(table_dir_).parts)]
+            if not files:
+                empty.append((schema, table_dir_.name))
+                continue
+            partitioned = any(p.parent != table_dir_ for p in files)
+            con.execute(
+                f'create view "{schema}"."{table_dir_.name}" as select * from read_parquet('
+                f"{_file_list(files)}, hive_partitioning = {str(partitioned).lower()}, union_by_name = true)")
+    if empty:
+        _empty_views(con, settings, empty)
+    return con
+
+
+def _empty_views(con, settings: Settings, tables: list[tuple[str, str]]) -> None:
+    spark = session(settings)
+    for schema, table in tables:
+        try:
+            fields = spark.table(f"{schema}.{table}").schema.fields
+        except Exception:  # noqa: BLE001 - a folder the metastore does not know (a dropped table's leftovers)
+            continue
+        cols = ", ".join(f'cast(null as {_SPARK_TO_DUCKDB.get(f.dataType.simpleString(), "VARCHAR")}) as "{f.name}"'
+                         for f in fields)
+        con.execute(f'create view "{schema}"."{table}" as select {cols} where false')
+
+
+def _literal(path) -> str:
+    return str(path).replace("'", "''")
+
+
+def _file_list(files: list[Path]) -> str:
+    return "[" + ", ".join(f"'{_literal(p.as_posix())}'" for p in sorted(files)) + "]"
