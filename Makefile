@@ -9,7 +9,7 @@ SIZE ?= S
 
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help venv nightly test lint airflow generate backfill bench bench-sync train test-cluster lock clean clean-data docs ui \
+.PHONY: help venv nightly test test-spark-warehouse lint airflow generate backfill bench bench-sync train test-cluster lock clean clean-data docs ui \
 	browser-deps up down status test-production test-production-stack backfill-airflow
 
 help:
@@ -57,6 +57,12 @@ test: venv browser-deps
 
 # Start a Spark standalone master + worker on 127.0.0.1, run only the `cluster` tests, stop it again (also on failure
 # or Ctrl-C). `make test` runs them too (their fixture starts and stops the cluster itself).
+# The dbt project built on DuckDB and on Spark SQL (dbt-spark, local session) from the same landed rows, compared
+# table by table, with the feature-store and segment exports read from each (tests/test_spark_warehouse.py, #16).
+# `make test` runs it too.
+test-spark-warehouse: venv
+	$(BIN)/python -m pytest -m spark_warehouse $(PYTEST_ARGS)
+
 test-cluster: venv
 	@trap 'infra/spark_standalone.sh stop' EXIT; trap 'exit 130' INT TERM; \
 	  infra/spark_standalone.sh start && $(BIN)/python -m pytest -m cluster $(PYTEST_ARGS)
