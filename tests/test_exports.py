@@ -50,7 +50,7 @@ def export_rows_view_sql() -> str:
     rows are decided there, so these tests run the real model rather than a copy of its logic."""
     template = jinja2.Environment(undefined=jinja2.StrictUndefined).from_string(EXPORT_ROWS_MODEL.read_text())
     return "CREATE OR REPLACE VIEW pii.segment_export_rows AS " + template.render(
-        ref=REFS.__getitem__, config=lambda **_: "")
+        ref=REFS.__getitem__, config=lambda **_: "", reader_view=lambda: "view")
 
 
 def segment_changes(dates) -> list[tuple]:
@@ -366,7 +366,7 @@ def build_next_best_actions(path, rows, recommender="5") -> None:
     template = jinja2.Environment(undefined=jinja2.StrictUndefined).from_string(NBA_ROWS_MODEL.read_text())
     refs = {"customer_next_best_action": "marts.customer_next_best_action", **REFS}
     con.execute("CREATE OR REPLACE VIEW pii.next_best_action_export_rows AS "
-                + template.render(ref=refs.__getitem__, config=lambda **_: ""))
+                + template.render(ref=refs.__getitem__, config=lambda **_: "", reader_view=lambda: "view"))
     con.close()
 
 

@@ -308,7 +308,7 @@ def _random_inputs(con, rows: int = 3000) -> None:
         value = {
             "boolean": f"({r} % 2 = 0)",
             "date": f"DATE '2024-01-01' + CAST({r} % 700 AS INTEGER)",
-            "varchar": f"list_extract({categories!r}, CAST({r} % {len(categories)} AS INTEGER) + 1)",
+            "string": f"list_extract({categories!r}, CAST({r} % {len(categories)} AS INTEGER) + 1)",
         }.get(kind.split("(")[0])
         if value is None:
             if col.endswith(("_share", "probability", "p_alive", "rate")) or col.startswith("share_"):
