@@ -17,6 +17,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--skip-history-ratio", action="store_true", help="skip the 30-days-of-history comparison")
     p.add_argument("--skip-models", action="store_true", help="skip training, scoring, segments and exports")
     p.add_argument("--skip-pandas", action="store_true", help="skip the pandas reference (always skipped at L)")
+    p.add_argument("--skip-spark-warehouse", action="store_true",
+                   help="skip the same history and night on the Spark SQL warehouse (always skipped at L)")
     p.add_argument("--tracking-format", default="canonical", metavar="FORMAT",
                    help="land the shop's tracking as canonical (default), snowplow, snowplow_json, segment, "
                    "rudderstack, ga4 or a migration OLD>NEW@YYYY-MM-DD[+DAYS], so the run includes the vendor "
@@ -29,4 +31,5 @@ def run(args: argparse.Namespace) -> int:
     tracking_format = str(parse_option(args.tracking_format))
     return run_benchmark(args.size, repeat=args.repeat, work_dir=args.work_dir, keep=args.keep,
                          skip_history_ratio=args.skip_history_ratio, skip_models=args.skip_models,
-                         skip_pandas=args.skip_pandas, tracking_format=tracking_format)
+                         skip_pandas=args.skip_pandas, skip_spark_warehouse=args.skip_spark_warehouse,
+                         tracking_format=tracking_format)

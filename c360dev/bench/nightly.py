@@ -39,7 +39,8 @@ SIZES = {
           "env": {"PYSPARK_SUBMIT_ARGS": "--driver-memory 6g pyspark-shell"},
           # the first training is set-up here, not a target: skip the 8-fit ALS tuning grid (about 35 min at 1M)
           "train_args": ["--rec-grid", "none"],
-          "skip_weekly": "the targets at L are for the nightly without training; a retraining at 1M adds ~30 min"},
+          "skip_weekly": "the targets at L are for the nightly without training; a retraining at 1M adds ~30 min",
+          "skip_spark_warehouse": "the Spark SQL warehouse is measured at S and M (#16: the path for clusters)"},
 }
 START = date(2025, 10, 1)
 SEED = 42
@@ -157,7 +158,7 @@ def _models(root: Path, size: str, day: date, repeat: int, log_path: Path, track
 
 def run_benchmark(size_name: str, *, repeat: int = 3, work_dir: Path | None = None, keep: bool = False,
                   skip_history_ratio: bool = False, skip_models: bool = False, skip_pandas: bool = False,
-                  tracking_format: str = "canonical") -> int:
+                  skip_spark_warehouse: bool = False, tracking_format: str = "canonical") -> int:
     """Run the benchmark at one of SIZES; write bench/results/<size>-<stamp>.json/.md; 1 when a stage failed.
     tracking_format: how the generated shop lands its tracking (c360dev.generate.vendors.TrackingFormat)."""
     size = SIZES[size_name]
@@ -239,6 +240,16 @@ def run_benchmark(size_name: str, *, repeat: int = 3, work_dir: Path | None = No
             "ratio": round(dbt_stage.median_seconds / short_dbt.median_seconds, 2),
         }
 
+    skip_spark = "--skip-spark-warehouse" if skip_spark_warehouse else size.get("skip_spark_warehouse")
+    if skip_spark:
+        log.info("Skipping the Spark SQL warehouse (%s)", skip_spark)
+        comparisons["spark_warehouse_skipped"] = skip_spark
+    else:
+        spark_stages, comparisons["spark_warehouse"] = _spark_warehouse(
+            root, size_name, last, repeat, log_path, tracking_format, duckdb_dbt=dbt_stage,
+            duckdb_history=next(s for s in stages if s.stage == "history_dbt"))
+        stages += spark_stages
+
     failed = [s.stage for s in stages if s.returncode != 0]
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     result = {
@@ -267,6 +278,37 @@ def run_benchmark(size_name: str, *, repeat: int = 3, work_dir: Path | None = No
     if not keep:
         shutil.rmtree(root, ignore_errors=True)
     return 1 if failed else 0
+
+
+def _spark_warehouse(root: Path, size: str, last: date, repeat: int, log_path: Path, tracking_format: str, *,
+                     duckdb_dbt: StageResult, duckdb_history: StageResult) -> tuple[list[StageResult], dict]:
+    """The same landed history and night on the Spark SQL warehouse (C360_WAREHOUSE=spark, Spark local[*]): its own
+    data dir beside the DuckDB run's, the landing zone shared. Ingestion (with the publish to Spark), the first
+    build of the history, then the night's ingest and dbt stages as _nightly runs them."""
+    spark_root = root / "spark-warehouse"
+    (spark_root / "data").mkdir(parents=True)
+    os.symlink(root / "data" / "landing", spark_root / "data" / "landing")
+    env = {**_env_for(spark_root, size, tracking_format), "C360_WAREHOUSE": "spark",
+           # Spark's local default heap (1 GB) holds too little of a year of tracking events
+           "PYSPARK_SUBMIT_ARGS": "--driver-memory 8g pyspark-shell"}
+    day_before = (last - timedelta(days=1)).isoformat()
+    stages = [run_stage("spark_history_ingest", c360_command("ingest", "--date", day_before), env, 1, log_path),
+              run_stage("spark_history_dbt", c360_command("transform", "--date", day_before), env, 1, log_path)]
+    night = [run_stage("spark_ingest", c360_command("ingest", "--date", last.isoformat()), env, repeat, log_path),
+             run_stage("spark_dbt", c360_command("transform", "--date", last.isoformat()), env, repeat, log_path)]
+    rows = _raw_rows(Path(env["WAREHOUSE_PATH"]), last)
+    for s in night:
+        s.rows = rows
+    spark_dbt = night[1]
+    figures = {
+        "history_dbt_seconds": {"duckdb": round(duckdb_history.median_seconds, 2),
+                                "spark": round(stages[1].median_seconds, 2)},
+        "nightly_dbt_seconds": {"duckdb": round(duckdb_dbt.median_seconds, 2),
+                                "spark": round(spark_dbt.median_seconds, 2)},
+        "nightly_dbt_spark_over_duckdb": round(spark_dbt.median_seconds / duckdb_dbt.median_seconds, 2),
+        "spark_peak_rss_mb": max(s.peak_rss_mb for s in stages + night),
+    }
+    return stages + night, figures
 
 
 def _markdown(r: dict) -> str:
@@ -309,4 +351,11 @@ def _markdown(r: dict) -> str:
         h = c["history_ratio_dbt"]
         lines.append(f"| nightly dbt after {h['after_days'][1]} vs {h['after_days'][0]} days of history | "
                      f"{h['seconds'][1]} s vs {h['seconds'][0]} s = **{h['ratio']}x** |")
+    if "spark_warehouse" in c:
+        w = c["spark_warehouse"]
+        lines.append(f"| first build of the history (dbt + feature export), DuckDB vs Spark SQL (local) | "
+                     f"{w['history_dbt_seconds']['duckdb']} s vs {w['history_dbt_seconds']['spark']} s |")
+        lines.append(f"| nightly dbt (+ feature export), DuckDB vs Spark SQL (local) | "
+                     f"{w['nightly_dbt_seconds']['duckdb']} s vs {w['nightly_dbt_seconds']['spark']} s = Spark "
+                     f"**{w['nightly_dbt_spark_over_duckdb']}x** |")
     return "\n".join(lines) + "\n"
