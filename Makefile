@@ -20,6 +20,7 @@ help:
 	@echo "                                three real nights under the scheduler vs make nightly (20-36 min)"
 	@echo "make test-production-stack      only the stack's own tests (~7 min; CI runs them after make test)"
 	@echo "make test-cluster               only the Spark standalone cluster test (starts and stops a local cluster)"
+	@echo "make test-spark-warehouse       only the dbt project on DuckDB vs Spark SQL, table by table (~5 min)"
 	@echo "make backfill FROM=… TO=…       run the nightly job for each date in order"
 	@echo "make backfill-airflow FROM=… TO=…  the same through the running stack's scheduler (make up)"
 	@echo "make bench [SIZE=S|M|L] [TRACKING_FORMAT=…]  benchmark the nightly run (results in bench/results/)"
