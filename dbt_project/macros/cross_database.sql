@@ -206,5 +206,6 @@
       rounded half-up), which differs in the last digit once the result is cast back to a decimal -#}
   {{- adapter.dispatch('fdiv', 'c360')(numerator, denominator) -}}
 {%- endmacro %}
-{% macro default__fdiv(numerator, denominator) -%} {{ numerator }} / {{ denominator }} {%- endmacro %}
-{% macro spark__fdiv(numerator, denominator) -%} cast({{ numerator }} as double) / {{ denominator }} {%- endmacro %}
+{#- both operands parenthesised: they are expressions (a - b / c would divide b alone) -#}
+{% macro default__fdiv(numerator, denominator) -%} ({{ numerator }}) / ({{ denominator }}) {%- endmacro %}
+{% macro spark__fdiv(numerator, denominator) -%} cast(({{ numerator }}) as double) / ({{ denominator }}) {%- endmacro %}
