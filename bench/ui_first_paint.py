@@ -111,7 +111,7 @@ def build(warehouse: Path, customers: int, nights: int, last: date) -> list[str]
     """)
     model = (REPO / "dbt_project/models/pii/segment_export_rows.sql").read_text()
     sql = jinja2.Environment(undefined=jinja2.StrictUndefined).from_string(model).render(
-        ref=REFS.__getitem__, config=lambda **_: "")
+        ref=REFS.__getitem__, config=lambda **_: "", reader_view=lambda: "view")
     con.execute("CREATE VIEW pii.segment_export_rows AS " + sql)
     con.execute("CHECKPOINT")
     con.close()

@@ -151,6 +151,11 @@ def built(tmp_path_factory):
                                                                  segments=segments)
                 out[("features", name)] = transform.export_feature_parquet(night, settings)
         yield out
+    # the Hive session dbt-spark started must not serve the next module's Spark tests
+    from pyspark.sql import SparkSession
+
+    if (active := SparkSession.getActiveSession()) is not None:
+        active.stop()
 
 
 def _value(v):

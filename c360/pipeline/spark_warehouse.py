@@ -31,10 +31,27 @@ def session(settings: Settings | None = None):
     from pyspark.sql import SparkSession
 
     settings = settings or get_settings()
+    stop_other_session(settings)
     builder = SparkSession.builder.enableHiveSupport()
     for key, value in session_conf(settings).items():
         builder = builder.config(key, value)
     return builder.getOrCreate()
+
+
+def stop_other_session(settings: Settings) -> None:
+    """Stop this process's Spark session when it is not the warehouse's (another warehouse dir, or no Hive catalog):
+    its static settings cannot change, and dbt-spark would silently reuse it (getOrCreate) and write elsewhere."""
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is None:
+        return
+    conf = active.sparkContext.getConf()
+    warehouse = conf.get("spark.sql.warehouse.dir", "").removeprefix("file:").rstrip("/")
+    if warehouse != str(settings.spark_warehouse_dir).rstrip("/") or \
+            conf.get("spark.sql.catalogImplementation", "") != "hive":
+        log.info("stopping this process's Spark session (warehouse %s): the Spark warehouse needs its own", warehouse)
+        active.stop()
 
 
 def session_conf(settings: Settings) -> dict[str, str]:

@@ -158,6 +158,10 @@ def run_dbt(
         # byte-identical every night and dbt re-parses nothing
         env[SEGMENTS_ENV] = json.dumps(segments, sort_keys=True, separators=(",", ":"))
     Path(settings.warehouse_path).parent.mkdir(parents=True, exist_ok=True)
+    if settings.warehouse == "spark":
+        from c360.pipeline.spark_warehouse import stop_other_session
+
+        stop_other_session(settings)
 
     log.info("dbt %s", " ".join(args))
     started = time.monotonic()
