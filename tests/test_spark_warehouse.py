@@ -205,7 +205,7 @@ def rows(con, relation: str) -> list[dict]:
     table = con.sql(f"select * from {relation}").arrow()
     if hasattr(table, "read_all"):
         table = table.read_all()
-    out = [{k: _value(v) for k, v in r.items()} for r in table.to_pylist()]
+    out = [_row(r) for r in table.to_pylist()]
     return sorted(out, key=_sort_key)
 
 
@@ -294,8 +294,8 @@ def test_the_feature_store_export_is_the_same_from_both(built):
     duck_files = sorted(p.relative_to(duck_dir) for p in duck_dir.rglob("*.parquet"))
     assert duck_files and duck_files == sorted(p.relative_to(spark_dir) for p in spark_dir.rglob("*.parquet"))
     for rel in duck_files:
-        a = [{k: _value(v) for k, v in r.items()} for r in pq.read_table(duck_dir / rel).to_pylist()]
-        b = [{k: _value(v) for k, v in r.items()} for r in pq.read_table(spark_dir / rel).to_pylist()]
+        a = [_row(r) for r in pq.read_table(duck_dir / rel).to_pylist()]
+        b = [_row(r) for r in pq.read_table(spark_dir / rel).to_pylist()]
         assert not differences(sorted(a, key=_sort_key), sorted(b, key=_sort_key)), rel
 
 
