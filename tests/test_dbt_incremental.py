@@ -1,7 +1,8 @@
 """A night's incremental build equals a full rebuild (`--full-refresh`) on the same data, for the incremental models
 under the snapshot (docs/scale.md, "Nightly cost and history"): int_session_states and int_identity_links (whose
 nightly run now reads only the window's events), int_customer_daily_orders, int_order_lines, and the snapshot built
-from them (fs_customer_likes_asof, which reads 90 days of looks, among its parts).
+from them (fs_customer_likes_asof, which reads 90 days of looks, and the running totals fs_customer_order_totals and
+fs_customer_session_totals, which a night recomputes only for the customers whose orders or cookies changed).
 
 The nights see what makes the narrow reads risky: an order whose purchase event was tracked days before the order
 arrived (the link must come from the order, the event lying outside the window), a tracking event landing nine
@@ -53,7 +54,8 @@ CHECKED = {
     "intermediate.int_session_states": "anonymous_id, session_date, known_date, session_id",
     "intermediate.int_identity_links": "anonymous_id, customer_id, link_date, known_date",
 }
-REBUILT = ["int_order_lines", "int_customer_daily_orders", "int_session_states", "int_identity_links"]
+REBUILT = ["int_order_lines", "int_customer_daily_orders", "int_session_states", "int_identity_links",
+           "fs_customer_order_totals", "fs_customer_session_totals"]
 
 
 def land(con, after: date, up_to: date) -> None:

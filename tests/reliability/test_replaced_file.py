@@ -102,3 +102,8 @@ def test_a_replaced_file_older_than_the_lookback_leaves_no_row_in_any_model(c360
         ("o1|1|sale",), ("o3|1|sale",), ("o4|1|sale",)]
     assert rows(settings, "SELECT interaction_id FROM feature_store.interactions ORDER BY 1") == [
         ("order:o1|1|sale",), ("order:o3|1|sale",), ("order:o4|1|sale",)]
+    # and the night's feature snapshot: the running order totals (fs_customer_order_totals, recomputed only for the
+    # customers whose states changed) drop c2, whose only order went, and c1's removed 1965 line
+    assert rows(settings, "SELECT customer_id, orders_count, gross_revenue_eur, first_order_date::VARCHAR "
+                          "FROM feature_store.customer_features WHERE as_of_date = ? ORDER BY 1", [NIGHT_C]) == [
+        ("c1", 1, 10, "2026-03-01"), ("c3", 1, 3, "2026-03-02"), ("c4", 1, 4, "2026-03-10")]

@@ -1,52 +1,79 @@
 -- Working table for the run's snapshot: one row per person (customer_id = its primary member, int_person_keys) with
--- at least one session attributed to one of its customer ids at the end of run_date. Sessions are those known then (each cookie-day's latest state known by run_date) and stitching uses
--- only the logins and purchases known then, so later evidence never re-attributes a past snapshot.
+-- at least one session attributed to one of its customer ids at the end of run_date. Sessions are those known then
+-- (each cookie-day's latest state known by run_date) and stitching uses only the logins and purchases known then, so
+-- later evidence never re-attributes a past snapshot.
+--
+-- Lifetime figures (sessions_total, last visit, first and last touch): a person of one customer id takes its running
+-- totals (fs_customer_session_totals, recomputed nightly only for the customers of the cookies that changed); a
+-- person of several is computed here from the sessions of its members' cookies. Windows (7/30/90 days) stitch only
+-- the sessions of the last 90 days. So the night no longer stitches every session ever (#16).
 
-with sessions as (
+with keys as (
 
-    -- each cookie-day's latest state known by run_date (an empty state, session_id null, has no sessions)
-    select *
-    from (
-        select *
-        from {{ ref('int_session_states') }}
-        where known_date <= {{ run_date() }}
-        qualify known_date = max(known_date) over (partition by anonymous_id, session_date)
-    )
-    where session_id is not null
-
-),
-
-links as (
-
-    select anonymous_id, customer_id, first_linked_at, last_linked_at
-    from {{ ref('int_identity_links') }}
-    where known_date <= {{ run_date() }}
+    select customer_id, person_customer_id, person_customer_count
+    from {{ ref('int_person_keys') }}
 
 ),
 
-{{ stitch_sessions('sessions', 'links', 'stitched') }}
+{{ attributed_sessions(
+    'anonymous_id in (select anonymous_id from ' ~ ref('int_identity_links') ~ ' where known_date <= ' ~ run_date()
+    ~ ' and customer_id in (select customer_id from keys where person_customer_count > 1))', 'shared') }},
+
+{{ attributed_sessions('session_date > ' ~ run_date() ~ ' - 90', 'recent') }},
+
+lifetime as (
+
+    select totals.customer_id, totals.sessions_total, totals.last_session_date, totals.first_touch_channel,
+           totals.last_touch_channel
+    from {{ ref('fs_customer_session_totals') }} as totals
+    left join keys on keys.customer_id = totals.customer_id
+    where totals.has_sessions and coalesce(keys.person_customer_count, 1) = 1
+    union all
+    {{ session_lifetime_totals(by_person('(select * from shared where customer_id in (select customer_id from keys where person_customer_count > 1))')) }}
+
+),
+
+windows as (
+
+    select
+        customer_id,
+        {%- for days in [7, 30, 90] %}
+        count(*) filter (where session_date > {{ run_date() }} - {{ days }})            as sessions_{{ days }}d,
+        coalesce(sum(product_views) filter (where session_date > {{ run_date() }} - {{ days }}), 0)
+                                                                                    as product_views_{{ days }}d,
+        coalesce(sum(cart_adds) filter (where session_date > {{ run_date() }} - {{ days }}), 0)
+                                                                                    as cart_adds_{{ days }}d,
+        {%- endfor %}
+        count(*) filter (where is_abandoned_cart and session_date > {{ run_date() }} - 90)
+                                                                                    as abandoned_carts_90d,
+        count(*) filter (where cart_adds > 0 and session_date > {{ run_date() }} - 90)  as cart_sessions_90d,
+        {%- for device in ['desktop', 'mobile', 'tablet'] %}
+        count(*) filter (where device_type = '{{ device }}' and session_date > {{ run_date() }} - 90)
+                                                                                    as {{ device }}_sessions_90d
+        {%- if not loop.last %},{% endif %}
+        {%- endfor %}
+    from {{ by_person('recent') }}
+    where customer_id is not null
+    group by customer_id
+
+)
 
 select
-    customer_id,
+    lifetime.customer_id,
     {{ run_date() }}                                                                as as_of_date,
-    count(*)                                                                        as sessions_total,
+    lifetime.sessions_total,
     {%- for days in [7, 30, 90] %}
-    count(*) filter (where session_date > {{ run_date() }} - {{ days }})            as sessions_{{ days }}d,
-    coalesce(sum(product_views) filter (where session_date > {{ run_date() }} - {{ days }}), 0)
-                                                                                    as product_views_{{ days }}d,
-    coalesce(sum(cart_adds) filter (where session_date > {{ run_date() }} - {{ days }}), 0)
-                                                                                    as cart_adds_{{ days }}d,
+    coalesce(windows.sessions_{{ days }}d, 0)                                       as sessions_{{ days }}d,
+    coalesce(windows.product_views_{{ days }}d, 0)                                  as product_views_{{ days }}d,
+    coalesce(windows.cart_adds_{{ days }}d, 0)                                      as cart_adds_{{ days }}d,
     {%- endfor %}
-    count(*) filter (where is_abandoned_cart and session_date > {{ run_date() }} - 90)
-                                                                                    as abandoned_carts_90d,
-    count(*) filter (where cart_adds > 0 and session_date > {{ run_date() }} - 90)  as cart_sessions_90d,
+    coalesce(windows.abandoned_carts_90d, 0)                                        as abandoned_carts_90d,
+    coalesce(windows.cart_sessions_90d, 0)                                          as cart_sessions_90d,
     {%- for device in ['desktop', 'mobile', 'tablet'] %}
-    count(*) filter (where device_type = '{{ device }}' and session_date > {{ run_date() }} - 90)
-                                                                                    as {{ device }}_sessions_90d,
+    coalesce(windows.{{ device }}_sessions_90d, 0)                                  as {{ device }}_sessions_90d,
     {%- endfor %}
-    {{ days_between('max(session_date)', run_date()) }}                                      as days_since_last_visit,
-    {{ first_by('channel', 'session_start_at, session_id') }}                            as first_touch_channel,
-    {{ last_by('channel', 'session_start_at, session_id') }}                             as last_touch_channel
-from {{ by_person('stitched') }}
-where customer_id is not null
-group by customer_id
+    {{ days_between('lifetime.last_session_date', run_date()) }}                    as days_since_last_visit,
+    lifetime.first_touch_channel,
+    lifetime.last_touch_channel
+from lifetime
+left join windows on windows.customer_id = lifetime.customer_id

@@ -1,0 +1,89 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='customer_id',
+        on_schema_change='fail'
+    )
+}}
+-- Running lifetime order totals, one row per customer id (not per person: the identity graph is applied by
+-- fs_customer_orders_asof), as of computed_as_of, the run date that last recomputed the row. A night recomputes only
+-- the customer ids whose customer-day states changed since the table's latest computed_as_of (new and late orders,
+-- returns, cancellations, corrections: int_customer_daily_orders' known_date) or that a corrected landed file touched
+-- (reloaded_transactions); every other row is still what a full build would give. So the night reads the changed
+-- customers' states instead of every customer's whole history (#16, docs/scale.md "Nightly cost and history").
+--
+-- A recomputed id whose states are all gone (a corrected file removed its only order) keeps a row with has_orders
+-- false, which replaces its old figures. A run for a date before the table's latest computed_as_of (a backfill of an
+-- older snapshot) recomputes every row as of that date, stored rows without states then included as has_orders
+-- false; the next nights go on from there.
+
+{%- set since = none %}
+{%- if is_incremental() and execute %}
+  {%- set latest = run_query('select max(computed_as_of) from ' ~ this).columns[0].values()[0] %}
+  {%- set today = run_date_value() %}
+  {%- if latest is not none and today is not none and latest <= today %}
+    {%- set since = latest %}
+  {%- endif %}
+{%- endif %}
+
+with
+
+{% if since is not none -%}
+touched as (
+
+    -- states known from the table's date on (that date again: a rerun of it may have replaced its states)
+    select distinct customer_id
+    from {{ ref('int_customer_daily_orders') }}
+    where known_date between {{ date_literal(since) }} and {{ run_date() }}
+    union
+    select customer_id from ({{ reloaded_transactions(window_start=date_literal(since)) }}) where customer_id is not null
+
+),
+{%- endif %}
+
+member_states as (
+
+    {{ latest_customer_day_states(
+        'customer_id in (select customer_id from touched)' if since is not none else 'true') }}
+
+),
+
+totals as (
+
+    {{ order_lifetime_totals('member_states') }}
+
+),
+
+recomputed as (
+
+    select customer_id from totals
+    {%- if since is not none %}
+    union
+    select customer_id from touched
+    {%- elif is_incremental() %}
+    union
+    select customer_id from {{ this }}
+    {%- endif %}
+
+)
+
+select
+    recomputed.customer_id,
+    {{ run_date() }}                                                            as computed_as_of,
+    totals.customer_id is not null                                              as has_orders,
+    totals.first_order_date,
+    totals.last_order_date,
+    totals.orders_count,
+    totals.purchase_days,
+    totals.items_count,
+    totals.cancelled_orders_count,
+    totals.gross_revenue_eur,
+    totals.returned_revenue_eur,
+    totals.orders_with_return_count,
+    totals.first_purchase_day_gross_eur,
+    totals.favourite_category,
+    totals.favourite_category_share,
+    totals.distinct_categories
+from recomputed
+left join totals on totals.customer_id = recomputed.customer_id
