@@ -255,8 +255,25 @@ def build_person_grain(run_date: str):
     return features, c360, labels
 
 
+def tracking_of(run_date: str) -> dict[str, tuple]:
+    """customer_id -> (sessions_90d, days_since_last_visit, first_touch_channel) of the run_date snapshot."""
+    with duckdb.connect(str(get_settings().warehouse_path), read_only=True) as con:
+        return {r[0]: r[1:] for r in con.execute(
+            "select customer_id, sessions_90d, days_since_last_visit, first_touch_channel "
+            "from feature_store.customer_features where as_of_date = ? and has_tracking", [run_date]).fetchall()}
+
+
 def test_customer_360_and_the_feature_store_are_keyed_by_person_and_split_when_the_link_goes(shop, monkeypatch):
     monkeypatch.setenv("C360_CHURN_HORIZON_DAYS", "1")  # so the D1 snapshot gets its label on D2
+    # Ann browses from a search engine and logs in on her laptop on D1; the guest checkout's purchase is tracked on a
+    # phone on D2 (a purchase event of order O2: evidence that the phone is G1's)
+    with kit.connect() as con:
+        kit.insert(con, "tracking_events", [
+            kit._event("l1", "LAPTOP-ANN", "2025-03-01T08:55:00Z", page_url="/home",
+                       referrer="https://www.google.com/search"),
+            _login("l2", "LAPTOP-ANN", "C1", "2025-03-01T08:58:00Z")], D1)
+        kit.insert(con, "tracking_events", [
+            kit._event("p1", "PHONE-G1", "2025-03-02T09:50:00Z", "purchase", order_id="O2", device_type="mobile")], D2)
     build_person_grain(D1)
     features, c360, labels = build_person_grain(D2)
     # Ann: account C1 (order O1 on D1) and guest checkout G1 (order O2 on D2), merged by email: one person, keyed by
@@ -270,6 +287,10 @@ def test_customer_360_and_the_feature_store_are_keyed_by_person_and_split_when_t
     # retroactive label: the D1 snapshot (C1 alone then) is not churned, because the guest id of the same person
     # bought on D2 - the graph of today decides whose purchases count
     assert labels["C1"] is False
+    # the person's tracking: both members' sessions (the laptop's D1 session, the phone's D2 one), its first touch the
+    # search visit: persons of several ids are computed from their members' sessions, not the per-id running totals
+    ann = tracking_of(D2)["C1"]
+    assert ann[:2] == (2, 0) and ann[2] != "direct"
 
     con = duckdb.connect(str(get_settings().warehouse_path))
     con.execute("delete from raw.customers where customer_id = 'G1'")  # the only evidence of the guest's email
@@ -278,3 +299,7 @@ def test_customer_360_and_the_feature_store_are_keyed_by_person_and_split_when_t
     assert features["C1"] == (person_of("C1"), 1, 1, 10.0, 1, True)
     assert features["G1"] == (person_of("G1"), 1, 1, 10.0, 1, False)
     assert c360["G1"] == (person_of("G1"), 1, 1, 10.0)
+    # split again: each id is a person of one and takes its own running totals
+    tracking = tracking_of(D2)
+    assert tracking["C1"] == (1, 1, ann[2])
+    assert tracking["G1"] == (1, 0, "direct")
