@@ -4,6 +4,48 @@
   (fs_customer_orders_asof, fs_customer_tracking_asof). One macro per figure set, so both compute exactly the same.
 #}
 
+{% macro running_totals_since(rule=none) %}
+  {#- The date a running-totals model continues from: its latest computed_as_of, or none (recompute every row) on a
+      first or full build, for a run date before that (a backfill of an older snapshot), or when `rule` (a value the
+      rows were computed with, kept in column stitch_rule) changed. -#}
+  {%- if not (is_incremental() and execute) -%}{{- return(none) -}}{%- endif -%}
+  {%- set rule_sql = ', min(stitch_rule), max(stitch_rule)' if rule is not none else '' -%}
+  {%- set stored = run_query('select max(computed_as_of)' ~ rule_sql ~ ' from ' ~ this).rows[0] -%}
+  {%- set today = run_date_value() -%}
+  {%- if stored[0] is none or today is none or stored[0] > today -%}{{- return(none) -}}{%- endif -%}
+  {%- if rule is not none and (stored[1] != rule or stored[2] != rule) -%}{{- return(none) -}}{%- endif -%}
+  {{- return(stored[0]) -}}
+{% endmacro %}
+
+
+{% macro recomputed_ids(since, touched, totals) %}
+    {#- the ids a running-totals run writes: every id it computed, the touched ones left without data, and on a
+        full rebuild of an existing table every stored id (as "no data" when it has none as of the run date) -#}
+    select customer_id from {{ totals }}
+    {%- if since is not none %}
+    where customer_id in (select customer_id from {{ touched }})
+    union
+    select customer_id from {{ touched }}
+    {%- elif is_incremental() %}
+    union
+    select customer_id from {{ this }}
+    {%- endif %}
+{% endmacro %}
+
+
+{% macro order_total_columns() %}
+  {{- return(['first_order_date', 'last_order_date', 'orders_count', 'purchase_days', 'items_count',
+              'cancelled_orders_count', 'gross_revenue_eur', 'returned_revenue_eur', 'orders_with_return_count',
+              'first_purchase_day_gross_eur', 'favourite_category', 'favourite_category_share',
+              'distinct_categories']) -}}
+{% endmacro %}
+
+
+{% macro session_total_columns() %}
+  {{- return(['sessions_total', 'last_session_date', 'first_touch_channel', 'last_touch_channel']) -}}
+{% endmacro %}
+
+
 {#
   A customer's lifetime order figures from its customer-day states (one row per customer_id and activity_date: the
   state an end-of-run_date snapshot sees): first and last order dates, sums, purchase days, the first purchase day's
@@ -14,16 +56,9 @@
 {% macro order_lifetime_totals(states) %}
     select
         totals.customer_id,
-        totals.first_order_date,
-        totals.last_order_date,
-        totals.orders_count,
-        totals.purchase_days,
-        totals.items_count,
-        totals.cancelled_orders_count,
-        totals.gross_revenue_eur,
-        totals.returned_revenue_eur,
-        totals.orders_with_return_count,
-        totals.first_purchase_day_gross_eur,
+        {%- for column in order_total_columns()[:10] %}
+        totals.{{ column }},
+        {%- endfor %}
         category_affinity.favourite_category,
         category_affinity.favourite_category_share,
         coalesce(category_affinity.distinct_categories, 0)                      as distinct_categories

@@ -18,14 +18,7 @@
 -- older snapshot) recomputes every row as of that date, stored rows without states then included as has_orders
 -- false; the next nights go on from there.
 
-{%- set since = none %}
-{%- if is_incremental() and execute %}
-  {%- set latest = run_query('select max(computed_as_of) from ' ~ this).columns[0].values()[0] %}
-  {%- set today = run_date_value() %}
-  {%- if latest is not none and today is not none and latest <= today %}
-    {%- set since = latest %}
-  {%- endif %}
-{%- endif %}
+{%- set since = running_totals_since() %}
 
 with
 
@@ -57,14 +50,7 @@ totals as (
 
 recomputed as (
 
-    select customer_id from totals
-    {%- if since is not none %}
-    union
-    select customer_id from touched
-    {%- elif is_incremental() %}
-    union
-    select customer_id from {{ this }}
-    {%- endif %}
+    {{ recomputed_ids(since, 'touched', 'totals') }}
 
 )
 
@@ -72,18 +58,8 @@ select
     recomputed.customer_id,
     {{ run_date() }}                                                            as computed_as_of,
     totals.customer_id is not null                                              as has_orders,
-    totals.first_order_date,
-    totals.last_order_date,
-    totals.orders_count,
-    totals.purchase_days,
-    totals.items_count,
-    totals.cancelled_orders_count,
-    totals.gross_revenue_eur,
-    totals.returned_revenue_eur,
-    totals.orders_with_return_count,
-    totals.first_purchase_day_gross_eur,
-    totals.favourite_category,
-    totals.favourite_category_share,
-    totals.distinct_categories
+    {%- for column in order_total_columns() %}
+    totals.{{ column }}{% if not loop.last %},{% endif %}
+    {%- endfor %}
 from recomputed
 left join totals on totals.customer_id = recomputed.customer_id

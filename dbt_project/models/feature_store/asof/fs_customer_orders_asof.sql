@@ -45,19 +45,9 @@ lifetime as (
 
     select
         totals.customer_id,
-        totals.first_order_date,
-        totals.last_order_date,
-        totals.orders_count,
-        totals.purchase_days,
-        totals.items_count,
-        totals.cancelled_orders_count,
-        totals.gross_revenue_eur,
-        totals.returned_revenue_eur,
-        totals.orders_with_return_count,
-        totals.first_purchase_day_gross_eur,
-        totals.favourite_category,
-        totals.favourite_category_share,
-        totals.distinct_categories
+        {%- for column in order_total_columns() %}
+        totals.{{ column }}{% if not loop.last %},{% endif %}
+        {%- endfor %}
     from {{ ref('fs_customer_order_totals') }} as totals
     left join keys on keys.customer_id = totals.customer_id
     where totals.has_orders and coalesce(keys.person_customer_count, 1) = 1

@@ -19,15 +19,7 @@
 -- max_customers_per_device, kept in stitch_rule), recomputes every row as of that date.
 
 {%- set rule = int_var('max_customers_per_device') %}
-{%- set since = none %}
-{%- if is_incremental() and execute %}
-  {%- set stored = run_query('select max(computed_as_of), min(stitch_rule), max(stitch_rule) from ' ~ this).rows[0] %}
-  {%- set today = run_date_value() %}
-  {%- if stored[0] is not none and today is not none and stored[0] <= today
-         and stored[1] == rule and stored[2] == rule %}
-    {%- set since = stored[0] %}
-  {%- endif %}
-{%- endif %}
+{%- set since = running_totals_since(rule) %}
 
 with
 
@@ -74,15 +66,7 @@ totals as (
 
 recomputed as (
 
-    select customer_id from totals
-    {%- if since is not none %}
-    where customer_id in (select customer_id from touched)
-    union
-    select customer_id from touched
-    {%- elif is_incremental() %}
-    union
-    select customer_id from {{ this }}
-    {%- endif %}
+    {{ recomputed_ids(since, 'touched', 'totals') }}
 
 )
 
@@ -91,9 +75,8 @@ select
     {{ run_date() }}                                                            as computed_as_of,
     {{ rule }}                                                                  as stitch_rule,
     totals.customer_id is not null                                              as has_sessions,
-    totals.sessions_total,
-    totals.last_session_date,
-    totals.first_touch_channel,
-    totals.last_touch_channel
+    {%- for column in session_total_columns() %}
+    totals.{{ column }}{% if not loop.last %},{% endif %}
+    {%- endfor %}
 from recomputed
 left join totals on totals.customer_id = recomputed.customer_id

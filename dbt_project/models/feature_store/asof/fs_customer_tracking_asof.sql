@@ -23,8 +23,7 @@ with keys as (
 
 lifetime as (
 
-    select totals.customer_id, totals.sessions_total, totals.last_session_date, totals.first_touch_channel,
-           totals.last_touch_channel
+    select totals.customer_id{% for column in session_total_columns() %}, totals.{{ column }}{% endfor %}
     from {{ ref('fs_customer_session_totals') }} as totals
     left join keys on keys.customer_id = totals.customer_id
     where totals.has_sessions and coalesce(keys.person_customer_count, 1) = 1
