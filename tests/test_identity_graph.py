@@ -303,3 +303,35 @@ def test_customer_360_and_the_feature_store_are_keyed_by_person_and_split_when_t
     tracking = tracking_of(D2)
     assert tracking["C1"] == (1, 1, ann[2])
     assert tracking["G1"] == (1, 0, "direct")
+
+
+def test_erasing_a_customer_of_a_shared_cookie_recomputes_the_others_tracking(shop):
+    """A family laptop: anonymous browsing from a search engine, then S2 logs in, later S1. Erasing S1 erases the
+    laptop's anonymous sessions (S2's own, logged-in ones stay). S2's running session totals counted the anonymous one
+    (attributed to S2, who identified next) and the laptop does not change, it goes: the next build must not keep it."""
+    from c360.ingest.load import ensure_raw_schema
+    from c360.privacy import erasure as privacy
+
+    with kit.connect() as con:
+        kit.insert(con, "tracking_events", [
+            kit._event("f1", "FAMILY", "2025-03-01T07:00:00Z", page_url="/home",
+                       referrer="https://www.google.com/search"),
+            _login("f2", "FAMILY", "S2", "2025-03-01T08:00:00Z"),
+            _login("f3", "FAMILY", "S1", "2025-03-01T20:00:00Z")], D1)
+
+    def s2() -> tuple:
+        with duckdb.connect(str(get_settings().warehouse_path), read_only=True) as con:
+            totals = con.execute("select sessions_total from feature_store_work.fs_customer_session_totals "
+                                 "where customer_id = 'S2'").fetchall()
+        return totals, tracking_of(D2)["S2"][2]
+
+    build_person_grain(D1)
+    build_person_grain(D2)  # the next night: the laptop's cookie-days are history now
+    first_touch = s2()[1]
+    assert s2() == ([(3,)], first_touch) and first_touch != "direct"  # the laptop's two sessions and the tablet's
+    settings = get_settings()
+    with duckdb.connect(str(settings.warehouse_path)) as con:
+        ensure_raw_schema(con)
+    privacy.erase_customer("S1", settings)
+    build_person_grain(D2)  # D2 again: nothing about the laptop is new, yet a session of S2's is gone
+    assert s2() == ([(2,)], "direct")

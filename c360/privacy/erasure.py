@@ -292,10 +292,29 @@ def person_members(con, customer_id: str) -> tuple[str | None, list[str]]:
     return rows[0][0], [r[1] for r in rows]
 
 
+# Running totals per customer id that count the sessions of every cookie linked to the id (dbt_project/models/
+# feature_store/asof/fs_customer_session_totals.sql). A night recomputes only the ids of cookies that changed, and an
+# erased cookie does not change, it goes: so when it was shared with someone not erased, the table is emptied and the
+# next night rebuilds it from what is left (one full recomputation of that model).
+SESSION_TOTALS = "feature_store_work.fs_customer_session_totals"
+
+
+def _others_on_erased_cookies(con) -> int:
+    """Customer ids, other than the erased, linked to one of the erased cookies (a shared device or household)."""
+    if not _table_exists(con, "intermediate", "int_identity_links"):
+        return 0
+    return con.execute(
+        """SELECT count(DISTINCT customer_id) FROM intermediate.int_identity_links
+           WHERE anonymous_id IN (SELECT anonymous_id FROM _erase_cookies)
+             AND customer_id NOT IN (SELECT customer_id FROM _erase_ids)"""
+    ).fetchall()[0][0]
+
+
 def _warehouse_phase(con, customer_ids: list[str], result: ErasureResult) -> tuple[set[str], set[str]]:
     """Count (dry run) or remove (in the caller's transaction) the person's rows; returns (cookies, emails)."""
     tables = discover_tables(con)
     _collect_keys(con, tables, customer_ids)
+    shared_with = _others_on_erased_cookies(con)
     cookies = {r[0] for r in con.execute("SELECT anonymous_id FROM _erase_cookies").fetchall()}
     emails = {r[0] for r in con.execute("SELECT email FROM _erase_emails").fetchall()}
     result.cookies = len(cookies)
@@ -328,6 +347,11 @@ def _warehouse_phase(con, customer_ids: list[str], result: ErasureResult) -> tup
                 [entity.name],
             )
         con.execute(f"DELETE FROM {t.relation} WHERE {cond}")
+    schema, table = SESSION_TOTALS.split(".")
+    if shared_with and not result.dry_run and _table_exists(con, schema, table):
+        log.info("%d other customer id(s) shared an erased cookie: %s emptied, the next night rebuilds it",
+                 shared_with, SESSION_TOTALS)
+        con.execute(f"DELETE FROM {SESSION_TOTALS}")
     if _table_exists(con, "raw", "quarantine"):
         result.quarantine_scrubbed = con.execute(
             f"SELECT count(*) FROM raw.quarantine WHERE {_QUARANTINE_MATCH}"
