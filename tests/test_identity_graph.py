@@ -332,6 +332,10 @@ def test_erasing_a_customer_of_a_shared_cookie_recomputes_the_others_tracking(sh
     settings = get_settings()
     with duckdb.connect(str(settings.warehouse_path)) as con:
         ensure_raw_schema(con)
+    # the dry run says the table goes: S1's row and the others' (S2 and the tablet's S3, S4)
+    dry = privacy.erase_customer("S1", settings, dry_run=True)
+    assert dry.tables["feature_store_work.fs_customer_session_totals"] == 4
+    assert s2()[0] == [(3,)]  # and changes nothing
     privacy.erase_customer("S1", settings)
     build_person_grain(D2)  # D2 again: nothing about the laptop is new, yet a session of S2's is gone
     assert s2() == ([(2,)], "direct")

@@ -348,10 +348,16 @@ def _warehouse_phase(con, customer_ids: list[str], result: ErasureResult) -> tup
             )
         con.execute(f"DELETE FROM {t.relation} WHERE {cond}")
     schema, table = SESSION_TOTALS.split(".")
-    if shared_with and not result.dry_run and _table_exists(con, schema, table):
+    if shared_with and _table_exists(con, schema, table):
+        # the dry run shows it too: the rows the sweep above did not already count
+        others = con.execute(f"SELECT count(*) FROM {SESSION_TOTALS}").fetchall()[0][0]
+        if result.dry_run:
+            others -= result.tables.get(SESSION_TOTALS, 0)
+        result.tables[SESSION_TOTALS] = result.tables.get(SESSION_TOTALS, 0) + others
         log.info("%d other customer id(s) shared an erased cookie: %s emptied, the next night rebuilds it",
                  shared_with, SESSION_TOTALS)
-        con.execute(f"DELETE FROM {SESSION_TOTALS}")
+        if not result.dry_run:
+            con.execute(f"DELETE FROM {SESSION_TOTALS}")
     if _table_exists(con, "raw", "quarantine"):
         result.quarantine_scrubbed = con.execute(
             f"SELECT count(*) FROM raw.quarantine WHERE {_QUARANTINE_MATCH}"
