@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from c360.config import get_settings
+from c360.ingest.load import REMOVED_TRANSACTIONS, REMOVED_TRANSACTIONS_DDL
 from c360.marketing.segments import load_segments, segments_dbt_var
 from c360.pipeline import transform
 from tests import dbt_testkit as kit
@@ -55,6 +56,8 @@ SCORES = {
     NIGHT_1: {"C1": (0.91, 9), "C2": (0.2, 3), "C3": (0.8, 8), "C4": (0.05, 1)},
     NIGHT_2: {"C1": (0.15, 2), "C2": (0.95, 9), "C3": (0.81, 8), "C4": (0.99, 10)},
 }
+# landed for night 1 (C3's only order), its file deleted before night 2
+VANISHED_ORDER = "O4"
 SCHEMAS = ("intermediate", "marts", "pii", "feature_store", "feature_store_work", "reference")
 REL_TOL = 1e-9
 
@@ -96,6 +99,19 @@ def land(con, after: date | None, up_to: date) -> None:
         for dt, rows in partitions.items():
             if due(dt):
                 kit.insert(con, table, rows, dt)
+    if after == NIGHT_1:
+        remove_landed_order(con, VANISHED_ORDER, NIGHT_2)
+
+
+def remove_landed_order(con, order_id: str, run_date: date) -> None:
+    """What the ingestion does when the landed file holding an order is deleted: it keeps the lines' keys in
+    raw.transactions_removed and takes them out of raw.transactions. The incremental order models on Spark then
+    rewrite their tables without the order (the pre-hook's NOT EXISTS: macros/strategies/spark.sql)."""
+    con.execute(f"create table if not exists {REMOVED_TRANSACTIONS} ({REMOVED_TRANSACTIONS_DDL})")
+    con.execute(f"insert into {REMOVED_TRANSACTIONS} select order_id, line_id, line_type, customer_id, ordered_at, "
+                "returned_at, _source_file, _source_line, _dt, ?, now() from raw.transactions where order_id = ?",
+                [run_date, order_id])
+    con.execute("delete from raw.transactions where order_id = ?", [order_id])
 
 
 def publish_scores(day: date) -> None:
@@ -286,6 +302,19 @@ def test_the_marts_users_rely_on_have_rows_on_spark(readers):
     # the identity graph compared above is not trivial: the chain is one person on night 2 (linked on 01-19)
     assert spark_con.execute("select anchor_customer_id, count(*) from intermediate.int_identity_components "
                              "where customer_id in ('C1', 'C5', 'C6', 'C7') group by all").fetchall() == [("C1", 4)]
+
+
+def test_an_order_whose_file_was_deleted_leaves_the_order_tables_on_spark(readers):
+    """Night 1 built O4; its landed file went before night 2, whose incremental rewrite must drop it from the
+    order models (which only rebuild orders that still have lines) and from C3's lifetime order figures."""
+    duck_con, spark_con = readers
+    for con in (duck_con, spark_con):
+        for relation in ("intermediate.int_order_lines", "marts.fct_orders"):
+            assert con.execute(f"select count(*) from {relation} where order_id = ?", [VANISHED_ORDER]).fetchone() \
+                == (0,), relation
+        assert con.execute("select count(*) from marts.fct_orders").fetchone()[0] >= 3  # the other orders stay
+        assert con.execute("select orders_count from feature_store.customer_features where customer_id = 'C3' "
+                           "and as_of_date = ?", [NIGHT_2]).fetchall() in ([], [(0,)])
 
 
 def test_the_feature_store_export_is_the_same_from_both(built):

@@ -4,7 +4,7 @@
         incremental_strategy='delete+insert',
         unique_key='order_id',
         on_schema_change='fail',
-        pre_hook="{% if is_incremental() %}{{ delete_rows_where(this, 'order_id not in (select order_id from ' ~ source('shop', 'transactions') ~ ')') }}{% endif %}"
+        pre_hook="{% if is_incremental() %}{{ delete_rows_missing_from(this, 'order_id', source('shop', 'transactions')) }}{% endif %}"
     )
 }}
 -- The pre-hook removes orders that vanished from raw (their landed file was deleted or replaced: ingestion
