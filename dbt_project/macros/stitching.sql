@@ -16,10 +16,20 @@
 #}
 {% macro stitch_sessions(sessions, links, name) -%}
     {%- set max_customers = int_var('max_customers_per_device') -%}
+-- only the links of the sessions' cookies: every rule below is per cookie, so this changes no result, and a night
+-- that stitches a day's sessions no longer reads (and builds the as-of joins on) every link of the history
+{{ name }}__cookie_links as (
+
+    select *
+    from {{ links }}
+    where anonymous_id in (select anonymous_id from {{ sessions }})
+
+),
+
 {{ name }}__device_customers as (
 
     select anonymous_id, count(distinct customer_id) as device_customer_count
-    from {{ links }}
+    from {{ name }}__cookie_links
     group by anonymous_id
 
 ),
@@ -28,7 +38,7 @@
 {{ name }}__link_starts as (
 
     select anonymous_id, first_linked_at as linked_at, min(customer_id) as customer_id
-    from {{ links }}
+    from {{ name }}__cookie_links
     group by anonymous_id, first_linked_at
 
 ),
@@ -36,7 +46,7 @@
 {{ name }}__link_ends as (
 
     select anonymous_id, last_linked_at as linked_at, max(customer_id) as customer_id
-    from {{ links }}
+    from {{ name }}__cookie_links
     group by anonymous_id, last_linked_at
 
 ),
