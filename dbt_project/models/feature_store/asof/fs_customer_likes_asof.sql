@@ -64,6 +64,9 @@ per_product as (
         max(event_time) filter (where is_cart and event_date > {{ run_date() }} - 30)
                                                                             as last_carted_at_30d
     from typed
+    -- every figure here is of the last 90 days: lifetime purchases only count per category (below). Grouping
+    -- every purchase line of the history per product was the model's largest cost at 1M customers.
+    where event_date > {{ run_date() }} - 90
     group by customer_id, product_id
 
 ),
@@ -114,7 +117,7 @@ category_summary as (
 )
 
 select
-    product_summary.customer_id,
+    coalesce(product_summary.customer_id, category_summary.customer_id)    as customer_id,
     {{ run_date() }}                                                        as as_of_date,
     category_summary.top_viewed_category_90d,
     category_summary.top_viewed_category_share_90d,
@@ -130,9 +133,11 @@ select
     product_summary.last_cart_abandon_product_30d,
     product_summary.viewed_and_bought_products_90d / nullif(product_summary.viewed_products_90d, 0)
                                                                             as view_to_buy_rate_90d
+-- a customer with an interaction in 90 days has a product row; one with older purchases only, a category row if a
+-- bought product has a known category. A customer with neither has no row: customer_features reads the same zeros
+-- and nulls for them as such a row would hold.
 from product_summary
--- every customer with an interaction has a product row; category rows need a known category
-left join category_summary on category_summary.customer_id = product_summary.customer_id
+full join category_summary on category_summary.customer_id = product_summary.customer_id
 left join per_category as top_viewed
     on  top_viewed.customer_id = category_summary.customer_id
     and top_viewed.category = category_summary.top_viewed_category_90d
