@@ -60,7 +60,7 @@
   {#- a pre-hook's "delete the rows whose key is no longer in source" (an order whose landed file was deleted).
       NOT EXISTS, not NOT IN: Spark plans a NOT IN subquery inside an expression (the rewrite's "keep the rows where
       not deleted") as a null-aware nested-loop join, every row against every row (at M it ran for more than 19 min
-      without finishing); an EXISTS becomes a sort-merge semi-join. On DuckDB both take the same time. -#}
+      without finishing); an EXISTS becomes a sort-merge semi-join. -#}
   {{- delete_rows_where(relation, 'not exists (select 1 from ' ~ source ~ ' as kept where kept.' ~ key ~ ' = '
       ~ relation.identifier ~ '.' ~ key ~ ')') -}}
 {%- endmacro %}
