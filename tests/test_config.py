@@ -19,7 +19,7 @@ from c360.config import ENV_VARS, Settings, SettingsError, dag_parse_settings, g
 
 ROOT = Path(__file__).resolve().parent.parent
 # dbt vars set per run by c360.pipeline.transform, not settings
-PER_RUN_DBT_VARIABLES = {"C360_RUN_DATE", "C360_SEGMENTS_JSON"}
+PER_RUN_DBT_VARIABLES = {"C360_RUN_DATE", "C360_SEGMENTS_JSON", "C360_TEST_WINDOW_START"}
 
 
 @pytest.fixture()

@@ -28,6 +28,8 @@ def warehouse(tmp_path_factory):
         with kit.connect() as con:
             kit.seed_base(con)
         assert transform.run_dbt(["build", "--exclude-resource-type", "unit_test"], RUN_DATE, settings).success
+        # the tests below run as an ordinary night does (a first build, as above, checks every row)
+        mp.setenv(transform.TEST_WINDOW_ENV, "")
         yield settings
 
 
@@ -114,3 +116,41 @@ def test_a_failed_data_test_names_its_offending_rows_their_file_and_what_to_do(w
                                warehouse)
     assert result.success and not result.failed_tests
     assert not [p for p in dbt_section(warehouse, RUN_DATE)["problems"] if p.get("hint")]
+
+
+def test_row_level_tests_check_the_rows_landed_in_the_window_unless_told_to_check_all(warehouse, monkeypatch):
+    """meta test_window (raw and staging of the shop): a row that landed before the night's window was checked on its
+    own night and is not read again; the same row landing inside the window fails the night; `all` reads every row."""
+    tests = "not_null_stg_shop__transactions_customer_id source_not_null_shop_transactions_customer_id"
+
+    def failed(window: str) -> set[str]:
+        monkeypatch.setenv(transform.TEST_WINDOW_ENV, window)
+        result = transform.run_dbt(["test", "-s", *tests.split()], RUN_DATE, warehouse, raise_on_failure=False)
+        assert len([n for n in result.nodes if n.unique_id.startswith("test.")]) == 2
+        return _failed(result)
+
+    both = {"not_null_stg_shop__transactions_customer_id", "source_not_null_shop_transactions_customer_id"}
+    for landed, inside in (("2025-01-16", False), ("2025-01-17", True), ("2025-01-20", True)):
+        with kit.connect() as con:  # lookback 3 days: the window is 2025-01-17 .. 2025-01-20
+            kit.insert(con, "transactions", [{"order_id": "ONULL", "customer_id": None, "amount": 1.0,
+                                              "ordered_at": "2025-01-10T10:00:00Z"}], landed)
+        try:
+            assert failed("") == (both if inside else set()), landed
+            assert failed("all") == both
+            assert failed("2025-01-12") == both  # a catch-up from the day after the last built night
+        finally:
+            with kit.connect() as con:
+                con.execute("delete from raw.transactions where order_id = 'ONULL'")
+
+
+def test_the_window_widens_for_a_first_build_and_a_catch_up(warehouse, monkeypatch):
+    """c360 transform asks the warehouse which nights were built: none before the date (a first build) -> every row;
+    the last one older than the window (nights were missed) -> from the day after it; else the lookback window."""
+    monkeypatch.delenv(transform.TEST_WINDOW_ENV, raising=False)
+    assert transform.test_window_start(warehouse, RUN_DATE) == "all"  # the fixture built 2025-01-20 only
+    assert transform.test_window_start(warehouse, date(2025, 1, 21)) == ""
+    assert transform.test_window_start(warehouse, date(2025, 1, 24)) == ""  # window 01-21..01-24 starts right after
+    assert transform.test_window_start(warehouse, date(2025, 1, 25)) == "2025-01-21"
+    with pytest.raises(Exception, match="must be empty, 'all' or a YYYY-MM-DD date, got '1 = 1'"):
+        monkeypatch.setenv(transform.TEST_WINDOW_ENV, "1 = 1")
+        transform.run_dbt(["test", "-s", "source_not_null_shop_transactions_customer_id"], RUN_DATE, warehouse)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import shutil
 import time
 import uuid
@@ -39,6 +40,8 @@ PERSON_KEYS_QUERY = ("select customer_id, person_customer_id from intermediate.i
 SCORES_SELECTOR = "source:scores+"
 # The env var the dbt project reads the segment definitions from (dbt_project/macros/segments.sql)
 SEGMENTS_ENV = "C360_SEGMENTS_JSON"
+# The env var of dbt's test_window_start var: which rows the night's scoped data tests check (test_window_start())
+TEST_WINDOW_ENV = "C360_TEST_WINDOW_START"
 # (the lookback - label partitions whose horizon closed this recently are re-exported - is Settings.lookback_days,
 # C360_LOOKBACK_DAYS, the variable dbt's lookback_days var reads too)
 
@@ -153,6 +156,8 @@ def run_dbt(
     env = settings.as_env()
     if run_date is not None:
         env["C360_RUN_DATE"] = run_date.isoformat()
+    if command and command[0] in ("build", "test") and TEST_WINDOW_ENV not in os.environ:
+        env[TEST_WINDOW_ENV] = test_window_start(settings, run_date)
     if segments is not None:
         # an env var, not --vars, for the same reason; serialized canonically so an unchanged segments.yml is
         # byte-identical every night and dbt re-parses nothing
@@ -195,6 +200,47 @@ def run_dbt(
         message = str(outcome.exception) if outcome.exception else None
         raise DbtRunError(list(command), result.failures, message, result.failed_tests)
     return result
+
+
+def test_window_start(settings: Settings, run_date: date | None) -> str:
+    """What the night's scoped data tests check (dbt var test_window_start; macros/tests/get_where_subquery.sql).
+
+    Row-level tests of tables whose older rows never change check only the rows of the lookback window (''): those
+    before it were checked on their own nights. Two cases need more, and only the warehouse can tell them:
+    - no feature snapshot before `run_date` (a first build, or the first night rebuilt): 'all', every row;
+    - the last night built is older than the window (nights were missed; the incremental models catch up from the
+      day after it): that day, so every day the catch-up brings in is checked.
+    A set C360_TEST_WINDOW_START wins (run_dbt does not call this then).
+    """
+    if run_date is None:
+        return ""
+    last = _last_snapshot_before(settings, run_date)
+    if last is None:
+        return "all"
+    window_start = run_date - timedelta(days=int(settings.lookback_days))
+    return (last + timedelta(days=1)).isoformat() if last + timedelta(days=1) < window_start else ""
+
+
+def _last_snapshot_before(settings: Settings, run_date: date) -> date | None:
+    """The latest as_of_date of the feature snapshots before run_date, or None (no warehouse, table or snapshot)."""
+    if settings.warehouse == "spark":
+        from c360.pipeline.spark_warehouse import table_dir
+
+        folder = table_dir(settings, *FEATURE_TABLE.split("."))
+        dates = []
+        for part in folder.glob("as_of_date=*") if folder.is_dir() else []:
+            with contextlib.suppress(ValueError):
+                dates.append(date.fromisoformat(part.name.split("=", 1)[1]))
+        return max((d for d in dates if d < run_date), default=None)
+    if not Path(settings.warehouse_path).exists():
+        return None
+    from c360.pipeline.warehouse import connect, relation_exists
+
+    with contextlib.closing(connect(settings, read_only=True)) as con:
+        if not relation_exists(con, FEATURE_TABLE):
+            return None
+        return con.execute(f"select max(as_of_date) from {FEATURE_TABLE} where as_of_date < ?",
+                           [run_date]).fetchone()[0]
 
 
 def _invocation_id(target: Path) -> str | None:

@@ -32,18 +32,28 @@
 
 
 {% test unique_in_window(model, column_name, date_column) %}
-    -- values of `column_name` in the rows the night processes (date_column in lookback_start() .. run_date())
+    -- values of `column_name` in the rows the night processes (date_column in test_window_start() .. run_date())
     -- that occur more than once in the whole table. Each night checks its own rows against the full history
     -- by a semi-join (no grouping of the history), so the test's cost grows with the column, not with a
-    -- GROUP BY over every row ever loaded; earlier rows were checked on their own nights.
+    -- GROUP BY over every row ever loaded; earlier rows were checked on their own nights. A first build or
+    -- --full-refresh (no window) checks the whole table.
+    {%- set start = test_window_start() %}
+    {%- if start is none %}
+    select {{ column_name }} as value, count(*) as occurrences
+    from {{ model }}
+    where {{ column_name }} is not null
+    group by {{ column_name }}
+    having count(*) > 1
+    {%- else %}
     with new_values as (
         select distinct {{ column_name }} as value
         from {{ model }}
-        where {{ date_column }} between {{ lookback_start(catch_up=false) }} and {{ run_date() }}
+        where {{ date_column }} between {{ date_literal(start) }} and {{ run_date() }}
     )
     select {{ column_name }} as value, count(*) as occurrences
     from {{ model }}
     where {{ column_name }} in (select value from new_values)
     group by {{ column_name }}
     having count(*) > 1
+    {%- endif %}
 {% endtest %}
