@@ -9,7 +9,8 @@
     the night's test window (test_window_start() .. run_date()), on top of the test's own `where`. For tables whose
     older rows never change once landed or built (raw, the staging views over it, incremental models that rewrite
     only their window): those rows were checked on the night they arrived. Tests that compare a row with other rows
-    (unique, unique_combination; unique_in_window scopes itself) and singular tests always read the whole table.
+    (unique; unique_combination unless the date column is one of its columns, so that a duplicate can only be
+    within one date; unique_in_window scopes itself) and singular tests always read the whole table.
     A first build, --full-refresh or C360_TEST_WINDOW_START=all checks every row.
 
   The pattern (overriding get_where_subquery) is the one dbt documents for custom `where` logic. The tests' cost then
@@ -45,8 +46,9 @@
     {%- if not execute or model is not mapping or model.get('resource_type') != 'test' -%}
         {{- return(none) -}}
     {%- endif -%}
-    {%- set test_name = (model.get('test_metadata') or {}).get('name') -%}
-    {%- if test_name is none or test_name in ('unique', 'unique_combination', 'unique_in_window') -%}
+    {%- set test_metadata = model.get('test_metadata') or {} -%}
+    {%- set test_name = test_metadata.get('name') -%}
+    {%- if test_name is none or test_name in ('unique', 'unique_in_window') -%}
         {{- return(none) -}}
     {%- endif -%}
     {%- set tested = model.get('attached_node') or ((model.get('depends_on') or {}).get('nodes') or [none])[0] -%}
@@ -54,7 +56,12 @@
     {%- if node is none -%}
         {{- return(none) -}}
     {%- endif -%}
-    {{- return((node.get('config', {}).get('meta') or {}).get('test_window') or (node.get('meta') or {}).get('test_window')) -}}
+    {%- set column = (node.get('config', {}).get('meta') or {}).get('test_window') or (node.get('meta') or {}).get('test_window') -%}
+    {%- if test_name == 'unique_combination' and column not in ((test_metadata.get('kwargs') or {}).get('columns') or []) -%}
+        {#- a duplicate can pair a row of the window with an older one, unless the window column is part of the key -#}
+        {{- return(none) -}}
+    {%- endif -%}
+    {{- return(column) -}}
 {%- endmacro %}
 
 
