@@ -31,6 +31,26 @@
 {% endtest %}
 
 
+{% test unique_combination_in_window(model, columns, date_column) %}
+    -- combinations of `columns` that occur more than once, among those of the rows in the night's window
+    -- (date_column in test_window_start() .. run_date()). The first column must be one that every duplicate of a row
+    -- shares and that is selective (a source file name): the table is narrowed by it with a semi-join before the
+    -- grouping, so a night reads the history's values of one column and groups only its own files' rows.
+    -- A first build or --full-refresh (no window) groups the whole table.
+    {%- set start = test_window_start() %}
+    select {{ columns | join(', ') }}, count(*) as occurrences
+    from {{ model }}
+    {%- if start is not none %}
+    where {{ columns[0] }} in (
+        select {{ columns[0] }} from {{ model }}
+        where {{ date_column }} between {{ date_literal(start) }} and {{ run_date() }}
+    )
+    {%- endif %}
+    group by {{ columns | join(', ') }}
+    having count(*) > 1
+{% endtest %}
+
+
 {% test unique_in_window(model, column_name, date_column) %}
     -- values of `column_name` in the rows the night processes (date_column in test_window_start() .. run_date())
     -- that occur more than once in the whole table. Each night checks its own rows against the full history

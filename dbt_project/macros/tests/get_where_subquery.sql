@@ -10,7 +10,8 @@
     older rows never change once landed or built (raw, the staging views over it, incremental models that rewrite
     only their window): those rows were checked on the night they arrived. Tests that compare a row with other rows
     (unique; unique_combination unless the date column is one of its columns, so that a duplicate can only be
-    within one date; unique_in_window scopes itself) and singular tests always read the whole table.
+    within one date; unique_in_window and unique_combination_in_window scope themselves) and singular tests always
+    read the whole table.
     A first build, --full-refresh or C360_TEST_WINDOW_START=all checks every row.
 
   The pattern (overriding get_where_subquery) is the one dbt documents for custom `where` logic. The tests' cost then
@@ -48,7 +49,7 @@
     {%- endif -%}
     {%- set test_metadata = model.get('test_metadata') or {} -%}
     {%- set test_name = test_metadata.get('name') -%}
-    {%- if test_name is none or test_name in ('unique', 'unique_in_window') -%}
+    {%- if test_name is none or test_name in ('unique', 'unique_in_window', 'unique_combination_in_window') -%}
         {{- return(none) -}}
     {%- endif -%}
     {%- set tested = model.get('attached_node') or ((model.get('depends_on') or {}).get('nodes') or [none])[0] -%}
