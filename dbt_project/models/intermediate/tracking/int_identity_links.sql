@@ -72,13 +72,18 @@ orders as (
 
     select
         order_id,
-        {{ first_by('customer_id', 'known_date, transaction_version_id') }}    as customer_id,
+        -- the tie-break is transaction_version_id's definition, written out so that it is computed after the
+        -- filter, for the few versions of the night's orders, not for every version in the history
+        {{ first_by('customer_id', "known_date, md5(source_file || ':' || source_line::string)") }}    as customer_id,
         min(known_date)                                                   as order_known_date
-    from {{ ref('stg_shop__transactions') }}
-    where line_type = 'sale'
-    {% if is_incremental() -%}
-      and order_id in (select order_id from purchase_events)
-    {%- endif %}
+    from (
+        select order_id, customer_id, known_date, source_file, source_line
+        from {{ ref('stg_shop__transactions') }}
+        where line_type = 'sale'
+        {% if is_incremental() -%}
+          and order_id in (select order_id from purchase_events)
+        {%- endif %}
+    ) as order_versions
     group by order_id
 
 ),
