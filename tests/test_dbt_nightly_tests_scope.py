@@ -70,13 +70,13 @@ def test_a_landed_file_line_loaded_twice_fails_the_night_whenever_the_first_copy
             if file != old_file:  # the same file and line loaded twice tonight
                 kit.insert(con, "transactions", [row], landed, source_file=file)
         try:
-            result = transform.run_dbt(["test", "-s", f"test_name:unique_combination_in_window"], RUN_DATE, warehouse,
+            result = transform.run_dbt(["test", "-s", "test_name:unique_combination_in_window"], RUN_DATE, warehouse,
                                        raise_on_failure=False)
             assert _failed(result) == {name}, file
         finally:
             with kit.connect() as con:
                 con.execute("delete from raw.transactions where order_id = 'ODUP'")
-    result = transform.run_dbt(["test", "-s", f"test_name:unique_combination_in_window"], RUN_DATE, warehouse)
+    result = transform.run_dbt(["test", "-s", "test_name:unique_combination_in_window"], RUN_DATE, warehouse)
     assert result.success
 
 
