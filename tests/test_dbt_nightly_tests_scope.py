@@ -173,6 +173,6 @@ def test_the_window_widens_for_a_first_build_and_a_catch_up(warehouse, monkeypat
     assert transform.test_window_start(warehouse, date(2025, 1, 21)) == ""
     assert transform.test_window_start(warehouse, date(2025, 1, 24)) == ""  # window 01-21..01-24 starts right after
     assert transform.test_window_start(warehouse, date(2025, 1, 25)) == "2025-01-21"
+    monkeypatch.setenv(transform.TEST_WINDOW_ENV, "1 = 1")
     with pytest.raises(Exception, match="must be empty, 'all' or a YYYY-MM-DD date, got '1 = 1'"):
-        monkeypatch.setenv(transform.TEST_WINDOW_ENV, "1 = 1")
         transform.run_dbt(["test", "-s", "source_not_null_shop_transactions_customer_id"], RUN_DATE, warehouse)

@@ -32,15 +32,18 @@
 
 
 {% test unique_combination_in_window(model, columns, date_column) %}
-    -- combinations of `columns` that occur more than once, among those of the rows in the night's window
-    -- (date_column in test_window_start() .. run_date()). The first column must be one that every duplicate of a row
-    -- shares and that is selective (a source file name): the table is narrowed by it with a semi-join before the
-    -- grouping, so a night reads the history's values of one column and groups only its own files' rows.
-    -- A first build or --full-refresh (no window) groups the whole table.
+    -- combinations of `columns` (the first one not null) that occur more than once in the whole table, among those
+    -- of the rows the night processes (date_column in test_window_start() .. run_date()). The first column must be
+    -- one that every duplicate of a row shares (for one column, the column itself; for a landed row, its file): the
+    -- table is narrowed to the night's values of it by a semi-join before the grouping, so a night reads the
+    -- history's values of one column and groups only its own rows' duplicates. Earlier rows were checked on their
+    -- own nights. A first build or --full-refresh (no window) groups the whole table.
     {%- set start = test_window_start() %}
     select {{ columns | join(', ') }}, count(*) as occurrences
     from {{ model }}
-    {%- if start is not none %}
+    {%- if start is none %}
+    where {{ columns[0] }} is not null
+    {%- else %}
     where {{ columns[0] }} in (
         select {{ columns[0] }} from {{ model }}
         where {{ date_column }} between {{ date_literal(start) }} and {{ run_date() }}
@@ -52,28 +55,6 @@
 
 
 {% test unique_in_window(model, column_name, date_column) %}
-    -- values of `column_name` in the rows the night processes (date_column in test_window_start() .. run_date())
-    -- that occur more than once in the whole table. Each night checks its own rows against the full history
-    -- by a semi-join (no grouping of the history), so the test's cost grows with the column, not with a
-    -- GROUP BY over every row ever loaded; earlier rows were checked on their own nights. A first build or
-    -- --full-refresh (no window) checks the whole table.
-    {%- set start = test_window_start() %}
-    {%- if start is none %}
-    select {{ column_name }} as value, count(*) as occurrences
-    from {{ model }}
-    where {{ column_name }} is not null
-    group by {{ column_name }}
-    having count(*) > 1
-    {%- else %}
-    with new_values as (
-        select distinct {{ column_name }} as value
-        from {{ model }}
-        where {{ date_column }} between {{ date_literal(start) }} and {{ run_date() }}
-    )
-    select {{ column_name }} as value, count(*) as occurrences
-    from {{ model }}
-    where {{ column_name }} in (select value from new_values)
-    group by {{ column_name }}
-    having count(*) > 1
-    {%- endif %}
+    -- values of `column_name` in the night's rows that occur more than once in the whole table (see above)
+    {{ test_unique_combination_in_window(model, [column_name], date_column) }}
 {% endtest %}
