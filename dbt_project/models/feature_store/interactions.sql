@@ -20,41 +20,31 @@
 -- cookie's next or previous identified customer, never through a shared device) using the links known at
 -- run_date; events of earlier windows are not re-attributed by later logins.
 
-with purchase_lines as (
+with purchases as (
 
+    -- int_order_lines keeps each line's first known date (min over its versions, recomputed whenever its order
+    -- changes), so the night reads one column of that table instead of grouping every version ever landed
     select
-        line_key,
-        min(known_date)                                                   as first_known_date
-    from {{ ref('stg_shop__transactions') }}
+        'order:' || line_key                                              as interaction_id,
+        customer_id,
+        product_id,
+        'purchase'                                                        as event_type,
+        ordered_at                                                        as event_time,
+        first_known_date                                                  as known_date
+    from {{ ref('int_order_lines') }}
     where line_type = 'sale'
-    group by line_key
-    {% if is_incremental() -%}
-    having min(known_date) between {{ window_start }} and {{ run_date() }}
+      and status = 'completed'
+      and customer_id is not null
+      and product_id is not null
+      {% if is_incremental() -%}
+      and (first_known_date between {{ window_start }} and {{ run_date() }}
         -- and, whatever their dates, the lines of a landed file replaced or deleted since (replace_reloaded deletes
         -- their old rows: a line the corrected file removed is no longer an interaction)
-        or (min(known_date) <= {{ run_date() }}
-            and line_key in (select line_key from ({{ reloaded_transactions(window_start) }})))
-    {%- else -%}
-    having min(known_date) <= {{ run_date() }}
-    {%- endif %}
-
-),
-
-purchases as (
-
-    select
-        'order:' || lines.line_key                                        as interaction_id,
-        lines.customer_id,
-        lines.product_id,
-        'purchase'                                                        as event_type,
-        lines.ordered_at                                                  as event_time,
-        purchase_lines.first_known_date                                   as known_date
-    from {{ ref('int_order_lines') }} as lines
-    inner join purchase_lines on purchase_lines.line_key = lines.line_key
-    where lines.line_type = 'sale'
-      and lines.status = 'completed'
-      and lines.customer_id is not null
-      and lines.product_id is not null
+        or (first_known_date <= {{ run_date() }}
+            and line_key in (select line_key from ({{ reloaded_transactions(window_start) }}))))
+      {%- else %}
+      and first_known_date <= {{ run_date() }}
+      {%- endif %}
 
 ),
 

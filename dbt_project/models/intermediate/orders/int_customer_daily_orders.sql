@@ -20,7 +20,7 @@
 -- which lines were on which customer-day when: no version ranking needed (DuckDB then skips the view's window)
 with versions as (
 
-    select line_key, customer_id, activity_date, known_date
+    select order_id, line_key, customer_id, activity_date, known_date
     from {{ ref('stg_shop__transactions') }}
     where known_date <= {{ run_date() }}
       and not is_test
@@ -89,6 +89,7 @@ candidate_lines as (
         days.customer_id,
         days.activity_date,
         days.state_known_date,
+        versions.order_id,
         versions.line_key
     from changed_customer_days as days
     inner join versions
@@ -106,7 +107,8 @@ ranked_versions as (
     select *
     from (
         {% if is_incremental() -%}
-        {{ transaction_versions(where='line_key in (select line_key from candidate_lines)') }}
+        {{ transaction_versions(where='line_key in (select line_key from candidate_lines)',
+                               raw_where='order_id in (select order_id from candidate_lines)') }}
         {%- else -%}
         select * from {{ ref('stg_shop__transactions') }}
         {%- endif %}

@@ -4,7 +4,7 @@
         incremental_strategy='delete+insert',
         unique_key='order_id',
         on_schema_change='fail',
-        pre_hook="{% if is_incremental() %}{{ delete_rows_missing_from(this, 'order_id', source('shop', 'transactions')) }}{% endif %}"
+        pre_hook="{% if is_incremental() %}{{ delete_rows_missing_from(this, 'order_id', source('shop', 'transactions'), candidates=reloaded_transactions()) }}{% endif %}"
     )
 }}
 -- The pre-hook removes orders that vanished from raw (their landed file was deleted or replaced: ingestion
@@ -17,13 +17,16 @@
 
 with changed_orders as (
 
-    select distinct order_id
-    from {{ ref('stg_shop__transactions') }}
     {% if is_incremental() -%}
+    select distinct order_id
+    -- unranked and pre-filtered on the raw columns: the staging view would type every version ever landed first
+    from ({{ transaction_lines(raw_where=transactions_known_since(lookback_start())) }})
     where known_date between {{ lookback_start() }} and {{ run_date() }}
     -- and orders of a landed file replaced or deleted since, whatever their dates (a line it removed must go)
     union
     select order_id from ({{ reloaded_transactions() }})
+    {%- else -%}
+    select distinct order_id from {{ ref('stg_shop__transactions') }}
     {%- endif %}
 
 ),
@@ -33,7 +36,7 @@ with changed_orders as (
 versions as (
 
     {% if is_incremental() -%}
-    select * from ({{ transaction_versions(where='order_id in (select order_id from changed_orders)') }})
+    select * from ({{ transaction_versions(raw_where='order_id in (select order_id from changed_orders)') }})
     {%- else -%}
     select * from {{ ref('stg_shop__transactions') }}
     {%- endif %}
@@ -51,7 +54,11 @@ lines as (
 
 version_counts as (
 
-    select line_key, count(*) as version_count
+    select
+        line_key,
+        count(*)                                                          as version_count,
+        -- the day the line's first version became known: the day interactions dates a purchase
+        min(known_date)                                                   as first_known_date
     from versions
     group by line_key
 
@@ -89,7 +96,8 @@ select
     lines.activity_date,
     lines.known_date,
     lines.landed_date,
-    version_counts.version_count
+    version_counts.version_count,
+    version_counts.first_known_date
 from lines
 {{ fx_asof_join('lines', 'currency', 'activity_date') }}
 left join products on products.product_id = lines.product_id
