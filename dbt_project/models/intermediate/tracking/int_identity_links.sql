@@ -7,6 +7,8 @@
         on_schema_change='fail'
     )
 }}
+-- depends_on: {{ ref('int_purchase_events') }}
+{#- (read in the incremental branch only: dbt needs the edge declared for the first, full build's order too) #}
 {#- lookback_start() asks the warehouse for the table's latest known_date (catch-up): once per model, not per use -#}
 {%- set window_start = lookback_start() %}
 -- Evidence that a cookie (anonymous_id) belongs to a customer: one row per cookie, customer, day of the evidence
@@ -35,7 +37,8 @@ with events as (
 new_orders as (
 
     select distinct order_id
-    from {{ ref('stg_shop__transactions') }}
+    -- unranked and pre-filtered on the raw columns: the staging view would type every version ever landed first
+    from ({{ transaction_lines(raw_where=transactions_known_since(window_start)) }})
     where line_type = 'sale'
       and known_date between {{ window_start }} and {{ run_date() }}
 
@@ -51,9 +54,8 @@ purchase_events as (
     union
 
     select event_id, anonymous_id, order_id, occurred_at, occurred_date, known_date
-    from {{ ref('stg_shop__tracking_events') }}
-    where event_type = 'purchase'
-      and known_date <= {{ run_date() }}
+    from {{ ref('int_purchase_events') }}
+    where known_date <= {{ run_date() }}
       and order_id in (select order_id from new_orders)
 
 ),
@@ -78,11 +80,13 @@ orders as (
         min(known_date)                                                   as order_known_date
     from (
         select order_id, customer_id, known_date, source_file, source_line
-        from {{ ref('stg_shop__transactions') }}
-        where line_type = 'sale'
         {% if is_incremental() -%}
-          and order_id in (select order_id from purchase_events)
+        -- the versions of the night's orders only, picked in the raw scan
+        from ({{ transaction_lines(raw_where='order_id in (select order_id from purchase_events)') }})
+        {%- else -%}
+        from {{ ref('stg_shop__transactions') }}
         {%- endif %}
+        where line_type = 'sale'
     ) as order_versions
     group by order_id
 
