@@ -14,6 +14,7 @@ import duckdb
 
 from c360.config import get_settings
 from c360.ingest.contract import ENTITIES, METADATA_COLUMNS
+from c360.ingest.load import REMOVED_TRANSACTIONS, REMOVED_TRANSACTIONS_DDL
 
 ENTITY_BY_TABLE = {e.table: e for e in ENTITIES.values()}
 # seeds and models without the data tests: what the tests run when they only need the tables
@@ -257,3 +258,15 @@ def withdraw_scores(day: date) -> None:
 
     for table in ("scores", "recommendations"):
         shutil.rmtree(Path(get_settings().scores_dir) / table / f"dt={day.isoformat()}", ignore_errors=True)
+
+
+def remove_landed_order(con, order_id: str, run_date: date) -> None:
+    """What the ingestion does when the landed file holding an order is deleted or replaced (c360/ingest/load.py,
+    _record_removed): it keeps the lines' keys in raw.transactions_removed with the run's date and takes them out of
+    raw.transactions. The incremental order models' pre-hooks (delete_rows_missing_from, macros/strategies/spark.sql)
+    look for vanished orders among those keys only."""
+    con.execute(f"create table if not exists {REMOVED_TRANSACTIONS} ({REMOVED_TRANSACTIONS_DDL})")
+    con.execute(f"insert into {REMOVED_TRANSACTIONS} select order_id, line_id, line_type, customer_id, ordered_at, "
+                "returned_at, _source_file, _source_line, _dt, ?, now() from raw.transactions where order_id = ?",
+                [run_date, order_id])
+    con.execute("delete from raw.transactions where order_id = ?", [order_id])

@@ -233,11 +233,11 @@ def test_rerun_same_date_gives_identical_tables(warehouse):
 def test_an_order_that_vanished_from_raw_leaves_order_lines_and_fct_orders(warehouse):
     """#13 item 10: a landed file deleted or replaced loses its rows in raw (ingestion); the next build must drop
     the order from the incremental models, which only rebuild orders that still have lines. Runs last: it
-    removes an order from the module's warehouse."""
+    removes an order from the module's warehouse, as ingestion removes one (kit.remove_landed_order)."""
     settings = warehouse["settings"]
     order = query("SELECT order_id FROM marts.fct_orders ORDER BY order_id LIMIT 1")[0][0]
     with duckdb.connect(str(settings.warehouse_path)) as con:
-        con.execute("DELETE FROM raw.transactions WHERE order_id = ?", [order])
+        kit.remove_landed_order(con, order, RUN_DATE)
     transform.run_dbt(["build", "--select", "int_order_lines fct_orders"], RUN_DATE, settings)
     assert query("SELECT count(*) FROM intermediate.int_order_lines WHERE order_id = ?", [order]) == [(0,)]
     assert query("SELECT count(*) FROM marts.fct_orders WHERE order_id = ?", [order]) == [(0,)]

@@ -24,7 +24,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from c360.config import get_settings
-from c360.ingest.load import REMOVED_TRANSACTIONS, REMOVED_TRANSACTIONS_DDL
 from c360.marketing.segments import load_segments, segments_dbt_var
 from c360.pipeline import transform
 from tests import dbt_testkit as kit
@@ -100,18 +99,7 @@ def land(con, after: date | None, up_to: date) -> None:
             if due(dt):
                 kit.insert(con, table, rows, dt)
     if after == NIGHT_1:
-        remove_landed_order(con, VANISHED_ORDER, NIGHT_2)
-
-
-def remove_landed_order(con, order_id: str, run_date: date) -> None:
-    """What the ingestion does when the landed file holding an order is deleted: it keeps the lines' keys in
-    raw.transactions_removed and takes them out of raw.transactions. The incremental order models on Spark then
-    rewrite their tables without the order (the pre-hook's NOT EXISTS: macros/strategies/spark.sql)."""
-    con.execute(f"create table if not exists {REMOVED_TRANSACTIONS} ({REMOVED_TRANSACTIONS_DDL})")
-    con.execute(f"insert into {REMOVED_TRANSACTIONS} select order_id, line_id, line_type, customer_id, ordered_at, "
-                "returned_at, _source_file, _source_line, _dt, ?, now() from raw.transactions where order_id = ?",
-                [run_date, order_id])
-    con.execute("delete from raw.transactions where order_id = ?", [order_id])
+        kit.remove_landed_order(con, VANISHED_ORDER, NIGHT_2)
 
 
 def publish_scores(day: date) -> None:

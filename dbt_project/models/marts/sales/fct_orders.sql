@@ -4,7 +4,7 @@
         incremental_strategy='delete+insert',
         unique_key='order_id',
         on_schema_change='fail',
-        pre_hook="{% if is_incremental() %}{{ delete_rows_missing_from(this, 'order_id', ref('int_order_lines')) }}{% endif %}"
+        pre_hook="{% if is_incremental() %}{{ delete_rows_missing_from(this, 'order_id', ref('int_order_lines'), candidates=reloaded_transactions()) }}{% endif %}"
     )
 }}
 -- The pre-hook drops orders whose lines vanished from int_order_lines (a landed file deleted or replaced).
