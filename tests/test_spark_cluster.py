@@ -145,7 +145,13 @@ def test_train_and_score_on_cluster_match_local_mode(spark_cluster, feature_stor
                          for table in ("scores", "recommendations")}
     for table, ref in outputs["local"].items():
         assert len(ref) > 0, table
-        pd.testing.assert_frame_equal(outputs["cluster"][table], ref, check_exact=True, obj=table)
+        got = outputs["cluster"][table]
+        # the same rows, ids, ranks, deciles, versions and reasons exactly; a float to 12 significant digits: the two
+        # modes cut the rows into different batches for the models' numpy maths, and a value can differ in its last
+        # bits (seen once: predicted_value_eur 187.34196539010534 against ...517)
+        floats = [c for c in ref.columns if pd.api.types.is_float_dtype(ref[c])]
+        pd.testing.assert_frame_equal(got.drop(columns=floats), ref.drop(columns=floats), check_exact=True, obj=table)
+        pd.testing.assert_frame_equal(got[floats], ref[floats], check_exact=False, rtol=1e-12, atol=0, obj=table)
     assert len(outputs["local"]["scores"]) == 500
     # and the cluster runs really ran on the standalone master (not in a local fallback)
     ran = sorted(name for app_id, name in _master_apps().items() if app_id not in apps_before)
