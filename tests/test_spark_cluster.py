@@ -146,9 +146,9 @@ def test_train_and_score_on_cluster_match_local_mode(spark_cluster, feature_stor
     for table, ref in outputs["local"].items():
         assert len(ref) > 0, table
         got = outputs["cluster"][table]
-        # the same rows, ids, ranks, deciles, versions and reasons exactly; a float to 12 significant digits: the two
-        # modes cut the rows into different batches for the models' numpy maths, and a value can differ in its last
-        # bits (seen once: predicted_value_eur 187.34196539010534 against ...517)
+        # the same rows, ids, ranks, deciles, versions and reasons exactly; a float to 12 significant digits: a value
+        # can differ in its last bits between the modes (seen once: predicted_value_eur 187.34196539010534 against
+        # ...517), most likely because they cut the rows into different batches for the models' numpy maths
         floats = [c for c in ref.columns if pd.api.types.is_float_dtype(ref[c])]
         pd.testing.assert_frame_equal(got.drop(columns=floats), ref.drop(columns=floats), check_exact=True, obj=table)
         pd.testing.assert_frame_equal(got[floats], ref[floats], check_exact=False, rtol=1e-12, atol=0, obj=table)
