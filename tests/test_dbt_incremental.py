@@ -1,13 +1,17 @@
 """A night's incremental build equals a full rebuild (`--full-refresh`) on the same data, for the incremental models
 under the snapshot (docs/scale.md, "Nightly cost and history"): int_session_states and int_identity_links (whose
-nightly run now reads only the window's events), int_customer_daily_orders, int_order_lines, and the snapshot built
-from them (fs_customer_likes_asof, which reads 90 days of looks, and the running totals fs_customer_order_totals and
-fs_customer_session_totals, which a night recomputes only for the customers whose orders or cookies changed).
+nightly run now reads only the window's events), int_customer_daily_orders, int_order_lines, marts.fct_sessions
+(rebuilt per changed cookie-day, and whole for a cookie with new links), and the snapshot built from them
+(fs_customer_likes_asof, which reads 90 days of interactions, and the running totals fs_customer_order_totals,
+fs_customer_session_totals and fs_customer_category_buys, which a night recomputes only for the customers whose
+orders, cookies or bought products changed).
 
 The nights see what makes the narrow reads risky: an order whose purchase event was tracked days before the order
 arrived (the link must come from the order, the event lying outside the window), a tracking event landing nine
 days late that merges two sessions of a cookie (the cookie's old events must be read again), and a correction of an
-order line first known long before the window (the order models rank only the changed orders' versions).
+order line first known long before the window (the order models rank only the changed orders' versions), and a
+product re-categorised after its only buyer's last order (that buyer's lifetime purchases per category and the
+order's line move to the new category although nothing of theirs changed).
 """
 
 from __future__ import annotations
@@ -47,15 +51,22 @@ EXTRA_TRANSACTIONS = {
                     "channel": "web", "updated_at": "2025-01-19T08:00:00Z"}],
 }
 
+# P3 (books), bought by C2 on 01-05 only, is re-categorised on 01-18: C2's orders change no more after 01-16
+EXTRA_PRODUCTS = {
+    "2025-01-18": [{"product_id": "P3", "name": "Novel", "category": "Comics", "price": 30, "currency": "EUR",
+                    "updated_at": "2025-01-18T08:00:00Z"}],
+}
+
 # relation -> an order giving every row a fixed place
 CHECKED = {
     "intermediate.int_order_lines": "line_key",
     "intermediate.int_customer_daily_orders": "customer_id, activity_date, known_date",
     "intermediate.int_session_states": "anonymous_id, session_date, known_date, session_id",
     "intermediate.int_identity_links": "anonymous_id, customer_id, link_date, known_date",
+    "marts.fct_sessions": "session_id",
 }
 REBUILT = ["int_order_lines", "int_customer_daily_orders", "int_session_states", "int_identity_links",
-           "fs_customer_order_totals", "fs_customer_session_totals"]
+           "fs_customer_order_totals", "fs_customer_session_totals", "fs_customer_category_buys", "fct_sessions"]
 
 
 def land(con, after: date, up_to: date) -> None:
@@ -68,6 +79,9 @@ def land(con, after: date, up_to: date) -> None:
         for dt, rows in source.items():
             if after < date.fromisoformat(dt) <= up_to:
                 kit.insert(con, "tracking_events", rows, dt)
+    for dt, rows in EXTRA_PRODUCTS.items():
+        if after < date.fromisoformat(dt) <= up_to:
+            kit.insert(con, "products", rows, dt)
 
 
 def read(relations: dict[str, str]) -> dict[str, list[tuple]]:
@@ -79,6 +93,12 @@ def snapshot(day: date) -> list[tuple]:
     with duckdb.connect(str(get_settings().warehouse_path), read_only=True) as con:
         return con.execute("select * from feature_store.customer_features where as_of_date = ? order by customer_id",
                            [day]).fetchall()
+
+
+def top_bought(day: date) -> dict[str, str | None]:
+    with duckdb.connect(str(get_settings().warehouse_path), read_only=True) as con:
+        return dict(con.execute("select customer_id, top_bought_category from feature_store.customer_features "
+                                "where as_of_date = ?", [day]).fetchall())
 
 
 @pytest.fixture(scope="module")
@@ -101,12 +121,13 @@ def built(tmp_path_factory):
             previous = night
         nightly = read(CHECKED)
         nightly_snapshot = snapshot(LATEST)
+        nightly_bought = top_bought(LATEST)
 
         transform.run_dbt(["run", "--full-refresh", "-s", *REBUILT], LATEST, settings)
         rebuilt = read(CHECKED)
         transform.run_dbt(kit.BUILD_MODELS, LATEST, settings)
         yield {"nightly": nightly, "rebuilt": rebuilt, "nightly_snapshot": nightly_snapshot,
-               "rebuilt_snapshot": snapshot(LATEST)}
+               "rebuilt_snapshot": snapshot(LATEST), "nightly_bought": nightly_bought}
 
 
 @pytest.mark.parametrize("relation", list(CHECKED))
@@ -147,3 +168,12 @@ def test_a_late_event_merges_the_old_sessions_it_falls_between(built):
         by_known[r[3]] = by_known.get(r[3], 0) + 1
     assert sorted(by_known) == [date(2025, 1, 10), date(2025, 1, 19)]
     assert by_known[date(2025, 1, 19)] == by_known[date(2025, 1, 10)] - 1
+
+
+def test_a_re_categorised_product_moves_its_buyers_purchases_that_night(built):
+    """C2's lines: P3 (01-05, books until 01-18) and P1 (01-15, shoes), one each; the tie goes to the alphabetically
+    first category. At 01-20 P3 is comics, and the night's incremental running totals must say so although C2's orders
+    last changed on 01-16; int_order_lines' O3 sale line carries the product's current category too."""
+    assert built["nightly_bought"]["C2"] == "comics"
+    sale = [r for r in built["nightly"]["intermediate.int_order_lines"] if r[1] == "O3" and r[3] == "sale"]
+    assert [r[6] for r in sale] == ["comics"]

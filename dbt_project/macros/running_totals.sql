@@ -149,3 +149,13 @@
     where customer_id is not null
     group by customer_id
 {%- endmacro %}
+
+
+{% macro products_known_at(date_sql) -%}
+    {#- each product's version known at the end of `date_sql` (a date expression): the category a snapshot of that
+        date files it under (a later re-categorisation does not move a past snapshot) -#}
+    select product_id, category
+    from {{ ref('stg_shop__products') }}
+    where valid_from_date <= {{ date_sql }}
+      and (valid_to_date is null or valid_to_date > {{ date_sql }})
+{%- endmacro %}

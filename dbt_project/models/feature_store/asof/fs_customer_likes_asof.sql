@@ -6,6 +6,10 @@
 -- and each product's category in the product version known at run_date (a later re-categorisation does not move
 -- a past snapshot). A shop without tracking has purchases only: the viewed/carted columns are zero or null then,
 -- and without product data every category is null.
+--
+-- Every figure but the lifetime purchases per category reads the last 90 days of interactions; those come from the
+-- running totals fs_customer_category_buys (per customer id, recomputed nightly only for the ids whose purchases
+-- moved), summed per person here. So the night no longer groups every purchase line of the history (#16).
 
 with interactions as (
 
@@ -18,19 +22,16 @@ with interactions as (
     from {{ by_person(ref('interactions')) }}
     where known_date <= {{ run_date() }}
       and event_time < {{ day_start_utc(run_date() ~ ' + 1') }}
-      -- looks only count within 90 days; purchases count for life. Without this every product view of the
-      -- history was read each night (the bulk of interactions). A customer whose only looks are older drops out
-      -- of this table, which gives the same snapshot: customer_features reads zeros / nulls for them either way.
-      and (event_type = 'purchase' or event_time >= {{ day_start_utc(run_date() ~ ' - 89') }})
+      -- the last 90 days only: lifetime purchases come from fs_customer_category_buys (below). A customer whose
+      -- only looks are older drops out of this table, which gives the same snapshot: customer_features reads
+      -- zeros / nulls for them either way.
+      and event_time >= {{ day_start_utc(run_date() ~ ' - 89') }}
 
 ),
 
 products as (
 
-    select product_id, category
-    from {{ ref('stg_shop__products') }}
-    where valid_from_date <= {{ run_date() }}
-      and (valid_to_date is null or valid_to_date > {{ run_date() }})
+    {{ products_known_at(run_date()) }}
 
 ),
 
@@ -64,9 +65,6 @@ per_product as (
         max(event_time) filter (where is_cart and event_date > {{ run_date() }} - 30)
                                                                             as last_carted_at_30d
     from typed
-    -- every figure here is of the last 90 days: lifetime purchases only count per category (below). Grouping
-    -- every purchase line of the history per product was the model's largest cost at 1M customers.
-    where event_date > {{ run_date() }} - 90
     group by customer_id, product_id
 
 ),
@@ -88,16 +86,27 @@ product_summary as (
 
 ),
 
+-- looks of the last 90 days and lifetime purchase lines, per person and category (a category with neither has no row)
 per_category as (
 
     select
-        customer_id,
-        category,
-        count(*) filter (where is_look and event_date > {{ run_date() }} - 90)  as looks_90d,
-        count(*) filter (where is_buy)                                          as buys
-    from typed
-    where category is not null
-    group by customer_id, category
+        coalesce(looks.customer_id, buys.customer_id)                       as customer_id,
+        coalesce(looks.category, buys.category)                             as category,
+        coalesce(looks.looks_90d, 0)                                         as looks_90d,
+        coalesce(buys.buys, 0)                                               as buys
+    from (
+        select customer_id, category, count(*) as looks_90d
+        from typed
+        where category is not null and is_look
+        group by customer_id, category
+    ) as looks
+    full join (
+        select customer_id, category, sum(buys) as buys
+        from {{ by_person(ref('fs_customer_category_buys')) }}
+        where buys > 0
+        group by customer_id, category
+    ) as buys
+        on buys.customer_id = looks.customer_id and buys.category = looks.category
 
 ),
 

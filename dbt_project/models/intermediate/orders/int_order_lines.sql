@@ -13,7 +13,7 @@
 -- their dates (macros/reloaded_transactions.sql): delete+insert by order_id then drops the lines that file removed.
 -- One row per order line as known today (latest version), sales and returns, with the amount in EUR and the
 -- product's current category. Incremental per order: orders with a line version that became known in the run's
--- window are rebuilt.
+-- window are rebuilt, and those with a line of a product re-categorised in the window.
 
 with changed_orders as (
 
@@ -25,6 +25,17 @@ with changed_orders as (
     -- and orders of a landed file replaced or deleted since, whatever their dates (a line it removed must go)
     union
     select order_id from ({{ reloaded_transactions() }})
+    -- and orders with a line whose product a version known in the window filed under another category: the
+    -- lines carry the product's current category
+    union
+    select stored.order_id
+    from {{ this }} as stored
+    inner join {{ ref('stg_shop__products') }} as products
+        on products.product_id = stored.product_id and products.is_latest
+    where stored.product_id in (
+            select product_id from {{ ref('stg_shop__products') }}
+            where known_date between {{ lookback_start() }} and {{ run_date() }})
+      and stored.category <> coalesce(products.category, 'unknown')
     {%- else -%}
     select distinct order_id from {{ ref('stg_shop__transactions') }}
     {%- endif %}
