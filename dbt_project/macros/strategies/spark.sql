@@ -19,9 +19,9 @@
 {%- endmacro %}
 
 
-{# dbt-spark accepts only its own strategies; the project's three are added here, the others stay dbt-spark's #}
+{# dbt-spark accepts only its own strategies; the project's are added here, the others stay dbt-spark's #}
 {% macro dbt_spark_validate_get_incremental_strategy(raw_strategy, file_format) %}
-  {%- if raw_strategy in ('replace_dates', 'replace_window', 'delete+insert') -%}
+  {%- if raw_strategy in ('replace_dates', 'replace_window', 'replace_where', 'delete+insert') -%}
     {{- return(raw_strategy) -}}
   {%- endif -%}
   {{- return(dbt_spark.dbt_spark_validate_get_incremental_strategy(raw_strategy, file_format)) -}}
@@ -39,6 +39,8 @@
     {{- spark_replace_rows(target, source, predicate) -}}
   {%- elif strategy == 'replace_window' -%}
     {{- spark_replace_rows(target, source, replace_window_predicate(config.get('window_column'))) -}}
+  {%- elif strategy == 'replace_where' -%}
+    {{- spark_replace_rows(target, source, replace_where_predicate()) -}}
   {%- elif strategy == 'delete+insert' -%}
     {%- set keys = [unique_key] if unique_key is string else unique_key -%}
     {%- set predicate = '(' ~ keys | join(', ') ~ ') in (select ' ~ keys | join(', ') ~ ' from ' ~ source ~ ')' -%}

@@ -1,48 +1,53 @@
 {{
     config(
         materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key='anonymous_id',
+        incremental_strategy='replace_where',
+        replace_where='fct_sessions_rebuilt_days',
         on_schema_change='fail'
     )
 }}
 -- One row per web/app session, as known today, attributed to a customer by identity stitching.
--- Incremental per cookie: a cookie with new sessions or new identity evidence in the run's window gets all its
--- sessions rebuilt, so a login attributes its earlier anonymous sessions retroactively.
+-- Incremental per cookie-day: a cookie-day with a new state in the run's window (new or late events) gets its
+-- sessions rebuilt, and a cookie with new identity evidence in the window gets every day rebuilt, so a login
+-- attributes its earlier anonymous sessions retroactively. A session's customer depends only on its cookie's links,
+-- so the other days of a cookie without new links keep their rows: a night no longer re-reads and re-stitches the
+-- whole history of every cookie that came back (#16). The strategy deletes the stored rows of the days being rebuilt
+-- (macros/fct_sessions.sql) and inserts the night's rows in one step, so a day whose latest state has no sessions
+-- left (its events were taken out by a corrected file) loses its old rows.
 
-with changed_cookies as (
+with
 
-    {% if is_incremental() -%}
-    select anonymous_id from {{ ref('int_session_states') }}
-    where known_date between {{ lookback_start() }} and {{ run_date() }}
-    union
-    select anonymous_id from {{ ref('int_identity_links') }}
-    where known_date between {{ lookback_start() }} and {{ run_date() }}
-    {%- else -%}
-    select distinct anonymous_id from {{ ref('int_session_states') }}
-    {%- endif %}
+{% if is_incremental() -%}
+changed_days as (
+
+    {{ fct_sessions_changed_days() }}
 
 ),
+{%- endif %}
 
--- today's version of each cookie-day: its latest state (an empty state, session_id null, has no sessions)
+-- today's version of each cookie-day (of the changed ones): its latest state (an empty state, session_id null, has
+-- no sessions)
 sessions as (
 
     select *
     from (
         select states.*
         from {{ ref('int_session_states') }} as states
-        semi join changed_cookies on changed_cookies.anonymous_id = states.anonymous_id
+        {%- if is_incremental() %}
+        semi join changed_days
+            on  changed_days.anonymous_id = states.anonymous_id
+            and changed_days.session_date = states.session_date
+        {%- endif %}
         qualify states.known_date = max(states.known_date) over (partition by states.anonymous_id, states.session_date)
     )
     where session_id is not null
 
 ),
 
+-- stitch_sessions reads only the links of the sessions' cookies
 links as (
 
-    select links.*
-    from {{ ref('int_identity_links') }} as links
-    semi join changed_cookies on changed_cookies.anonymous_id = links.anonymous_id
+    select * from {{ ref('int_identity_links') }}
 
 ),
 
