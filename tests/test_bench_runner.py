@@ -29,3 +29,22 @@ def test_long_stage_runs_once_and_says_so_short_stage_repeats():
     assert len(long.seconds) == 1 and "ran once of 3" in long.note
     short = run_stage("short", sleep, repeat=3, long_stage_seconds=5.0)
     assert len(short.seconds) == 3 and short.note == ""
+
+
+def test_history_ratio_counts_the_customers_of_the_nights_snapshot(tmp_path):
+    """The bench reports the snapshot's population beside the history ratio: the customers of that date only, and
+    nothing (not a crash) for a warehouse without a feature store."""
+    from datetime import date
+
+    import duckdb
+
+    from c360dev.bench.nightly import _snapshot_customers
+
+    warehouse = tmp_path / "w.duckdb"
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute("CREATE SCHEMA feature_store")
+        con.execute("CREATE TABLE feature_store.customer_features AS SELECT * FROM (VALUES "
+                    "('a', DATE '2025-01-30'), ('a', DATE '2025-01-31'), ('b', DATE '2025-01-31')) t(customer_id, as_of_date)")
+    assert _snapshot_customers(warehouse, date(2025, 1, 31)) == 2
+    assert _snapshot_customers(warehouse, date(2025, 1, 30)) == 1
+    assert _snapshot_customers(tmp_path / "none.duckdb", date(2025, 1, 31)) is None
