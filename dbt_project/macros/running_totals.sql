@@ -33,6 +33,19 @@
 {% endmacro %}
 
 
+{% macro ids_with_order_changes_since(since) %}
+    {#- the customer ids whose orders changed from the date `since` on: a customer-day state known since then (that
+        date again: a rerun of it may have replaced its states), or a line a corrected landed file removed. The
+        caller's model must depend on int_customer_daily_orders outside any `if` (a ref only inside a branch taken at
+        run time is not seen when dbt parses the project). -#}
+    select distinct customer_id
+    from {{ ref('int_customer_daily_orders') }}
+    where known_date between {{ date_literal(since) }} and {{ run_date() }}
+    union
+    select customer_id from ({{ reloaded_transactions(window_start=date_literal(since)) }}) where customer_id is not null
+{% endmacro %}
+
+
 {% macro order_total_columns() %}
   {{- return(['first_order_date', 'last_order_date', 'orders_count', 'purchase_days', 'items_count',
               'cancelled_orders_count', 'gross_revenue_eur', 'returned_revenue_eur', 'orders_with_return_count',

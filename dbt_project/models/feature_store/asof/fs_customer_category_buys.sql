@@ -42,13 +42,8 @@ touched as (
 
     -- every change of an order line (new, late, re-sent, cancelled, moved to another customer or day) gives the
     -- customer-days of all its versions a new state (int_customer_daily_orders), and interactions' purchases
-    -- follow the lines: so the ids with a state known from the table's date on (that date again: a rerun of it
-    -- may have replaced its states), and those of lines a corrected landed file removed
-    select distinct customer_id
-    from {{ ref('int_customer_daily_orders') }}
-    where known_date between {{ date_literal(since) }} and {{ run_date() }}
-    union
-    select customer_id from ({{ reloaded_transactions(window_start=date_literal(since)) }}) where customer_id is not null
+    -- follow the lines
+    {{ ids_with_order_changes_since(since) }}
     union
     -- buyers of a re-categorised product, and purchases known before the table's date but dated after its end
     select customer_id

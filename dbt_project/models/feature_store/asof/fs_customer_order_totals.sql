@@ -25,12 +25,7 @@ with
 {% if since is not none -%}
 touched as (
 
-    -- states known from the table's date on (that date again: a rerun of it may have replaced its states)
-    select distinct customer_id
-    from {{ ref('int_customer_daily_orders') }}
-    where known_date between {{ date_literal(since) }} and {{ run_date() }}
-    union
-    select customer_id from ({{ reloaded_transactions(window_start=date_literal(since)) }}) where customer_id is not null
+    {{ ids_with_order_changes_since(since) }}
 
 ),
 {%- endif %}
