@@ -37,9 +37,14 @@ EXTRA_TRACKING = {
         kit._event("g0", "A5", "2025-01-11T11:50:00Z", "product_view", product_id="P1"),
         kit._event("g1", "A5", "2025-01-11T12:00:00Z", "purchase", order_id="O9"),
     ],
-    # happened on 01-10 between A3's 12:10 and 13:00 events (joining their sessions), lands nine days late
+    # cookie A6's only session of 01-12 starts at 00:10 ...
+    "2025-01-12": [kit._event("m1", "A6", "2025-01-12T00:10:00Z", "page_view")],
+    # happened on 01-10 between A3's 12:10 and 13:00 events (joining their sessions), lands nine days late; and an
+    # event of A6 at 01-11 23:55, a week late, absorbs A6's 01-12 session into 01-11: 01-12 gets an empty state,
+    # which takes the table's state of 01-12 (older than the night's window) to find
     "2025-01-19": [kit._event("late3", "A3", "2025-01-10T12:35:00Z", "product_view", product_id="P2",
-                              device_type="mobile")],
+                              device_type="mobile"),
+                   kit._event("m0", "A6", "2025-01-11T23:55:00Z", "page_view")],
 }
 EXTRA_TRANSACTIONS = {
     "2025-01-17": [{"order_id": "O9", "customer_id": "C3", "ordered_at": "2025-01-11T12:00:00Z", "product_id": "P1",
@@ -156,6 +161,15 @@ def test_a_correction_of_an_old_order_is_the_current_line_and_a_new_state_of_its
                              "order by known_date").fetchall()
     assert [(float(a), n) for a, n in line] == [(90.0, 2)]
     assert [(k, float(v)) for k, v in states] == [(date(2025, 1, 2), 100.0), (date(2025, 1, 19), 90.0)]
+
+
+def test_a_late_event_absorbing_a_days_only_session_empties_that_day(built):
+    """A6's 01-12 session (known 01-12, before the 01-20 night's window) is absorbed into 01-11 by the late event:
+    the night writes an empty state for 01-12 and the session once, on 01-11."""
+    states = sorted((r[2], r[3], r[0] is None) for r in built["nightly"]["intermediate.int_session_states"]
+                    if r[1] == "A6")
+    assert states == [(date(2025, 1, 11), date(2025, 1, 19), False), (date(2025, 1, 12), date(2025, 1, 12), False),
+                      (date(2025, 1, 12), date(2025, 1, 19), True)]
 
 
 def test_a_late_event_merges_the_old_sessions_it_falls_between(built):

@@ -122,9 +122,8 @@ sessions as (
 
 ),
 
--- cookie-days whose recomputed state has no session starting that day, but which had sessions in an earlier
--- state (this run's or, for older known dates, the table's)
-emptied_cookie_days as (
+-- changed cookie-days whose recomputed state has no session starting that day ...
+sessionless_cookie_days as (
 
     select distinct changed.anonymous_id, changed.session_date, changed.state_known_date
     from changed_cookie_days as changed
@@ -134,23 +133,36 @@ emptied_cookie_days as (
           and sessions.session_date = changed.session_date
           and sessions.known_date = changed.state_known_date
     )
-      and (
-        exists (
-            select 1 from sessions
-            where sessions.anonymous_id = changed.anonymous_id
-              and sessions.session_date = changed.session_date
-              and sessions.known_date < changed.state_known_date
-        )
-        {% if is_incremental() -%}
-        or exists (
-            select 1 from {{ this }} as earlier
-            where earlier.anonymous_id = changed.anonymous_id
-              and earlier.session_date = changed.session_date
-              and earlier.known_date < {{ window_start }}
-              and earlier.session_id is not null
-        )
-        {%- endif %}
-      )
+
+),
+
+-- ... but which had sessions in an earlier state (this run's or, for older known dates, the table's)
+emptied_cookie_days as (
+
+    select *
+    from sessionless_cookie_days as candidate
+    where exists (
+        select 1 from sessions
+        where sessions.anonymous_id = candidate.anonymous_id
+          and sessions.session_date = candidate.session_date
+          and sessions.known_date < candidate.state_known_date
+    )
+    {% if is_incremental() -%}
+    union
+    select candidate.*
+    from sessionless_cookie_days as candidate
+    -- the table's states of the candidates' cookies only: the candidates are few, the table is the whole history
+    -- (a correlated EXISTS against the table was decorrelated into a join built over every stored state)
+    inner join (
+        select distinct anonymous_id, session_date
+        from {{ this }}
+        where known_date < {{ window_start }}
+          and session_id is not null
+          and anonymous_id in (select anonymous_id from sessionless_cookie_days)
+    ) as earlier
+        on  earlier.anonymous_id = candidate.anonymous_id
+        and earlier.session_date = candidate.session_date
+    {%- endif %}
 
 )
 
