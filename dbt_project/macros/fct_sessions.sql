@@ -5,15 +5,17 @@
   cookie's links, so the other days of a cookie keep their rows.
 #}
 {% macro fct_sessions_changed_days() %}
+    {#- lookback_start() asks the warehouse for the table's latest known_date (catch-up): once, not per use -#}
+    {%- set window_start = lookback_start() %}
     select anonymous_id, session_date
     from {{ ref('int_session_states') }}
-    where known_date between {{ lookback_start() }} and {{ run_date() }}
+    where known_date between {{ window_start }} and {{ run_date() }}
     union
     select anonymous_id, session_date
     from {{ ref('int_session_states') }}
     where anonymous_id in (
         select anonymous_id from {{ ref('int_identity_links') }}
-        where known_date between {{ lookback_start() }} and {{ run_date() }})
+        where known_date between {{ window_start }} and {{ run_date() }})
 {% endmacro %}
 
 

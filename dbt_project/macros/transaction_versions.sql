@@ -56,8 +56,8 @@ from _tv_ranked
 
 {#
   The same rows unranked (transaction_versions ranks these): every landed version, typed and dated, without
-  version_rank, is_latest or valid_to_date. For readers that filter on a date or an id and need no ranking (which versions became known in a
-  window, which customers have a transaction): no window stands between their filter and the raw table, so DuckDB
+  version_rank, is_latest or valid_to_date. For readers that filter on a date or an id and need no ranking (which
+  versions became known in a window, which customers have a transaction): no window stands between their filter and the raw table, so DuckDB
   applies the filter while it scans instead of after typing every version ever landed.
   `raw_where`: a predicate on raw.transactions' own columns, applied in the scan itself (both macros). DuckDB does not
   push a filter on a derived column (known_date, line_key) or a semi-join below the typing projection, so a reader

@@ -3,8 +3,9 @@
   one statement batch (one transaction on DuckDB; one rewrite on Spark SQL, macros/strategies/spark.sql).
   Config `replace_where`: the name of a project macro returning the predicate (a SQL condition on the target's rows,
   which may refer to them by the table's name), looked up and called when the model runs, not when dbt parses it
-  (a config value is rendered at parse time, before run_date and the window are known). For a model whose rebuilt rows are not a key or a
-  date range of the new ones: fct_sessions rebuilds cookie-days, and a day left without sessions must lose its rows.
+  (a config value is rendered at parse time, before run_date and the window are known). For a model whose rebuilt
+  rows are not a key or a date range of the new ones: fct_sessions rebuilds cookie-days, and a day left without
+  sessions must lose its rows.
 #}
 {% macro replace_where_predicate() -%}
   {%- set name = config.get('replace_where') -%}

@@ -15,26 +15,37 @@
 -- product's current category. Incremental per order: orders with a line version that became known in the run's
 -- window are rebuilt, and those with a line of a product re-categorised in the window.
 
-with changed_orders as (
+{#- lookback_start() asks the warehouse for the table's latest known_date (catch-up): once per model, not per use -#}
+{%- set window_start = lookback_start() %}
+
+-- each product's latest version: the lines carry its current category
+with products as (
+
+    select product_id, category
+    from {{ ref('stg_shop__products') }}
+    where is_latest
+
+),
+
+changed_orders as (
 
     {% if is_incremental() -%}
     select distinct order_id
     -- unranked and pre-filtered on the raw columns: the staging view would type every version ever landed first
-    from ({{ transaction_lines(raw_where=transactions_known_since(lookback_start())) }})
-    where known_date between {{ lookback_start() }} and {{ run_date() }}
+    from ({{ transaction_lines(raw_where=transactions_known_since(window_start)) }})
+    where known_date between {{ window_start }} and {{ run_date() }}
     -- and orders of a landed file replaced or deleted since, whatever their dates (a line it removed must go)
     union
-    select order_id from ({{ reloaded_transactions() }})
+    select order_id from ({{ reloaded_transactions(window_start) }})
     -- and orders with a line whose product a version known in the window filed under another category: the
     -- lines carry the product's current category
     union
     select stored.order_id
     from {{ this }} as stored
-    inner join {{ ref('stg_shop__products') }} as products
-        on products.product_id = stored.product_id and products.is_latest
+    inner join products on products.product_id = stored.product_id
     where stored.product_id in (
             select product_id from {{ ref('stg_shop__products') }}
-            where known_date between {{ lookback_start() }} and {{ run_date() }})
+            where known_date between {{ window_start }} and {{ run_date() }})
       and stored.category <> coalesce(products.category, 'unknown')
     {%- else -%}
     select distinct order_id from {{ ref('stg_shop__transactions') }}
@@ -72,14 +83,6 @@ version_counts as (
         min(known_date)                                                   as first_known_date
     from versions
     group by line_key
-
-),
-
-products as (
-
-    select product_id, category
-    from {{ ref('stg_shop__products') }}
-    where is_latest
 
 )
 
