@@ -13,6 +13,7 @@ C360_WAREHOUSE=spark), and the Spark tables are read back through the readers' c
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from datetime import date, datetime
@@ -226,8 +227,9 @@ def differences(duck: list[dict], spark: list[dict]) -> list[str]:
     return out
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def readers(built):
+    # per test: an open read-only connection to the DuckDB file would keep the erasure below from writing it
     from c360.pipeline.spark_warehouse import reader
 
     with pytest.MonkeyPatch.context() as mp:
@@ -263,7 +265,10 @@ def test_the_raw_tables_reach_spark_through_the_ledger(built, readers):
 
 
 def test_every_table_is_the_same_on_both_warehouses(readers):
-    duck_con, spark_con = readers
+    assert_same_tables(*readers)
+
+
+def assert_same_tables(duck_con, spark_con) -> None:
     duck_tables, spark_tables = model_tables(duck_con), {
         f"{s}.{t}" for s, t in spark_con.execute(
             "select table_schema, table_name from information_schema.tables where table_type = 'VIEW' "
@@ -343,18 +348,6 @@ def _row(r: dict) -> dict:
     return {k: _value(v) for k, v in r.items()}
 
 
-def test_erasure_refuses_the_spark_warehouse_it_cannot_reach_yet(monkeypatch, tmp_path):
-    """Erasing the ledger and leaving the person in the Spark tables would break the promise that erasure reaches
-    every copy: the command says so and changes nothing."""
-    from c360.privacy.erasure import erase_customer
-
-    kit.configure_env(monkeypatch, tmp_path)
-    monkeypatch.setenv("C360_WAREHOUSE", "spark")
-    monkeypatch.delenv("DBT_TARGET")
-    with pytest.raises(ValueError, match="does not reach the Spark warehouse"):
-        erase_customer("C1", get_settings(), dry_run=True)
-
-
 def test_the_data_tests_pass_on_spark(built):
     """The project's data tests (not the unit tests: those check SQL logic on DuckDB) on the Spark build."""
     with pytest.MonkeyPatch.context() as mp:
@@ -363,6 +356,67 @@ def test_the_data_tests_pass_on_spark(built):
                                    raise_on_failure=False)
     assert result.success, [(n.unique_id, n.message) for n in result.failures]
     assert len(result.nodes) > 200
+
+
+ERASED, ERASED_EMAIL = "C2", "c2@example.com"  # two orders, a login on the shared device A2
+
+
+def _spark_files_naming(spark_dir: Path, *values: str) -> list[str]:
+    """Every Parquet file of the Spark warehouse (its tables, raw included) holding one of `values` as a value."""
+    hits = []
+    for path in sorted(spark_dir.rglob("*.parquet")):
+        found = {v for row in pq.read_table(path).to_pylist() for v in row.values() if isinstance(v, str)}
+        if found & set(values):
+            hits.append(str(path.relative_to(spark_dir)))
+    return hits
+
+
+def test_erasure_reaches_every_spark_table(built, capsys):
+    """`c360 erase-customer` with C360_WAREHOUSE=spark: the dry run counts the Spark tables' rows and changes nothing;
+    the erasure leaves no Spark table file (raw tables included) naming the customer or their email, removes from
+    Spark exactly what the same erasure removes from DuckDB's tables (the test shop's DuckDB build shares the
+    ledger file, so the ledger phase erases it there: every table then compares equal again), empties the session
+    running totals their shared device feeds, and logs the Spark tables in privacy.erasure_log."""
+    from c360.ingest.load import ensure_raw_schema
+    from c360.privacy.erasure import erase_customer, print_summary
+
+    with kit.connect() as con:
+        ensure_raw_schema(con)  # the ledger's quarantine and audit, as `c360 ingest` creates them
+    spark_dir = built["root"] / "spark-warehouse"
+    assert _spark_files_naming(spark_dir, ERASED, ERASED_EMAIL), "the test shop has no rows about the customer"
+    before = {str(p) for p in spark_dir.rglob("*.parquet")}
+    with pytest.MonkeyPatch.context() as mp:
+        use_warehouse(mp, "spark", built["root"])
+        settings = get_settings()
+        preview = erase_customer(ERASED, settings, dry_run=True)
+        assert {str(p) for p in spark_dir.rglob("*.parquet")} == before, "the dry run changed Spark tables"
+        spark_counted = {t: n for t, n in preview.tables.items() if t.startswith("spark:")}
+        assert spark_counted.get("spark:marts.fct_orders") == 2, preview.tables  # O3 and O5
+        assert "spark:marts.dim_customers" in spark_counted and "spark:marts.fct_sessions" in spark_counted
+        result = erase_customer(ERASED, settings)
+        print_summary(result)
+    assert result.tables == preview.tables
+    assert "spark:marts.dim_customers" in capsys.readouterr().out
+    assert _spark_files_naming(spark_dir, ERASED, ERASED_EMAIL) == []
+    with pytest.MonkeyPatch.context() as mp:
+        use_warehouse(mp, "spark", built["root"])
+        from c360.pipeline.spark_warehouse import reader
+
+        spark_con = reader(get_settings())
+    duck_con = duckdb.connect(str(get_settings().warehouse_path), read_only=True)
+    try:
+        # A2 was shared with C1, C3 and C4: the running totals wait for the next night's rebuild, on both
+        for con in (duck_con, spark_con):
+            assert con.execute("select count(*) from feature_store_work.fs_customer_session_totals").fetchone() == (0,)
+            assert con.execute("select count(*) from marts.dim_customers where customer_id in ('C1', 'C3')"
+                               ).fetchone() == (2,)  # the others stay
+        assert_same_tables(duck_con, spark_con)
+        logged = json.loads(duck_con.execute("select rows_deleted from privacy.erasure_log where completed_at is "
+                                              "not null").fetchone()[0])
+        assert logged == result.tables
+    finally:
+        duck_con.close()
+        spark_con.close()
 
 
 def test_a_person_wider_than_the_spark_steps_fails_the_build_naming_the_setting(built):

@@ -75,6 +75,36 @@ def table_dir(settings: Settings, schema: str, table: str) -> Path:
     return Path(settings.spark_warehouse_dir) / f"{schema}.db" / table
 
 
+def delete_rows(spark, table: str, condition) -> int:
+    """Rewrite the Spark table `schema.name` without the rows for which `condition` (a pyspark Column) holds;
+    returns how many went. For the erasure (c360.privacy.erasure): Parquet tables have no DELETE.
+
+    The rows kept are written to a staging table beside it, which then overwrites the whole table (static partition
+    overwrite, so a partition left without rows is emptied, not kept), and is dropped. Not atomic, like dbt-spark's
+    table materialization on Parquet: a failure during the overwrite leaves the table short of rows until the model
+    is built again (docs/runbooks.md); the staging table stays then, and the next call replaces it.
+    """
+    from pyspark.sql import functions as F
+
+    schema, name = table.split(".")
+    target, staging = f"`{schema}`.`{name}`", f"`{schema}`.`c360_rewrite_{name}`"
+    rows = spark.table(target)
+    removed = rows.filter(condition).count()
+    if not removed:
+        return 0
+    spark.sql(f"DROP TABLE IF EXISTS {staging}")
+    rows.filter(~F.coalesce(condition, F.lit(False))).write.format("parquet").saveAsTable(staging)
+    mode = "spark.sql.sources.partitionOverwriteMode"
+    previous = spark.conf.get(mode)
+    spark.conf.set(mode, "static")
+    try:
+        spark.table(staging).write.insertInto(target, overwrite=True)
+    finally:
+        spark.conf.set(mode, previous)
+    spark.sql(f"DROP TABLE {staging}")
+    return removed
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # readers: DuckDB over the Spark tables' Parquet
 

@@ -135,21 +135,42 @@ class SweptTable:
             parts.append(f'lower(trim("{self.email_column}")) IN (SELECT email FROM _erase_emails)')
         return " OR ".join(parts) or None
 
+    def spark_condition(self, ids: set[str], cookies: set[str], emails: set[str]):
+        """The same test as condition() as a pyspark Column over the Spark table, the keys given as values (no SQL
+        text is built from them); None when no key can match."""
+        from functools import reduce
+
+        from pyspark.sql import functions as F
+
+        parts = [F.col(c).cast("string").isin(sorted(ids)) for c in self.id_columns if ids]
+        if self.cookie_column and cookies:
+            nobody_else = [F.col(c).isNull() for c in self.id_columns]
+            parts.append(reduce(lambda a, b: a & b, nobody_else,
+                                F.col(self.cookie_column).cast("string").isin(sorted(cookies))))
+        if self.email_column and not self.id_columns and emails:
+            parts.append(F.lower(F.trim(F.col(self.email_column))).isin(sorted(emails)))
+        return reduce(lambda a, b: a | b, parts) if parts else None
+
 
 def _is_id_column(name: str) -> bool:
     low = name.lower()
     return low == ID_COLUMN or low.endswith(ID_SUFFIX)
 
 
-def discover_tables(con) -> list[SweptTable]:
+def discover_tables(con, spark_tables: bool = False) -> list[SweptTable]:
     """Every base table of the warehouse with a customer-id, cookie or email column (privacy.* and the
-    quarantine/audit excepted), from information_schema, so tables added later are covered without code changes."""
+    quarantine/audit excepted), from information_schema, so tables added later are covered without code changes.
+
+    spark_tables: `con` is the Spark warehouse's reader (c360.pipeline.spark_warehouse.reader), whose views stand for
+    the Spark tables; its raw.* views read the ledger file and are left out (the ledger is swept on its own)."""
+    kind, schemas = ("VIEW", "AND t.table_schema <> 'raw'") if spark_tables else ("BASE TABLE", "")
     rows = con.execute(
-        """
+        f"""
         SELECT c.table_schema, c.table_name, list(c.column_name ORDER BY c.ordinal_position)
         FROM information_schema.columns c
         JOIN information_schema.tables t USING (table_catalog, table_schema, table_name)
-        WHERE t.table_type = 'BASE TABLE' AND t.table_catalog = current_database() AND t.table_schema <> 'privacy'
+        WHERE t.table_type = '{kind}' AND t.table_catalog = current_database() AND t.table_schema <> 'privacy'
+          {schemas}
         GROUP BY 1, 2 ORDER BY 1, 2
         """
     ).fetchall()
@@ -180,20 +201,50 @@ def _union(selects: list[str], column: str) -> str:
     return " UNION ".join(selects) if selects else f"SELECT NULL::VARCHAR AS {column} WHERE false"
 
 
-def _collect_keys(con, tables: list[SweptTable], customer_ids: list[str]) -> None:
+@dataclass(frozen=True)
+class Keys:
+    """What identifies the person's rows: customer ids, order ids, cookies (anonymous_id) and emails."""
+
+    ids: frozenset[str] = frozenset()
+    orders: frozenset[str] = frozenset()
+    cookies: frozenset[str] = frozenset()
+    emails: frozenset[str] = frozenset()
+
+    def __or__(self, other: Keys) -> Keys:
+        return Keys(self.ids | other.ids, self.orders | other.orders, self.cookies | other.cookies,
+                    self.emails | other.emails)
+
+
+def _collected(con) -> Keys:
+    """The keys _collect_keys() left in the connection's temp tables."""
+    def values(table: str, column: str) -> frozenset[str]:
+        return frozenset(r[0] for r in con.execute(f"SELECT {column} FROM _erase_{table}").fetchall())
+    return Keys(values("ids", "customer_id"), values("orders", "order_id"), values("cookies", "anonymous_id"),
+                values("emails", "email"))
+
+
+def _collect_keys(con, tables: list[SweptTable], customer_ids: list[str], known: Keys | None = None) -> None:
     """Fill the temp tables the conditions read: the ids (the person's members), their orders, cookies and emails.
 
     Cookies: every anonymous_id seen with the customer's id (logins, dbt's identity links and attributed sessions)
-    plus those whose purchase events carry one of the customer's orders (guest checkouts).
+    plus those whose purchase events carry one of the customer's orders (guest checkouts). `known`: keys found
+    elsewhere (the Spark warehouse's tables), added to what these tables give.
     """
+    known = known or Keys()
     con.execute("CREATE OR REPLACE TEMP TABLE _erase_ids AS SELECT DISTINCT unnest($1::VARCHAR[]) AS customer_id",
-                [customer_ids])
+                [sorted(set(customer_ids) | known.ids)])
+    con.execute("CREATE OR REPLACE TEMP TABLE _erase_known (kind VARCHAR, v VARCHAR)")
+    rows = ([("order", v) for v in sorted(known.orders)] + [("cookie", v) for v in sorted(known.cookies)]
+            + [("email", v) for v in sorted(known.emails)])
+    if rows:
+        con.executemany("INSERT INTO _erase_known VALUES (?, ?)", rows)
 
     def where_customer(t: SweptTable) -> str:
         return " OR ".join(f'"{c}"::VARCHAR IN (SELECT customer_id FROM _erase_ids)' for c in t.id_columns)
 
     orders = [f'SELECT "{t.order_column}"::VARCHAR AS order_id FROM {t.relation} WHERE {where_customer(t)}'
               for t in tables if t.order_column and t.id_columns]
+    orders.append("SELECT v AS order_id FROM _erase_known WHERE kind = 'order'")
     con.execute(f"CREATE OR REPLACE TEMP TABLE _erase_orders AS SELECT DISTINCT order_id FROM "
                 f"({_union(orders, 'order_id')}) WHERE order_id IS NOT NULL")
     cookies = [f'SELECT "{t.cookie_column}"::VARCHAR AS anonymous_id FROM {t.relation} WHERE {where_customer(t)}'
@@ -201,10 +252,12 @@ def _collect_keys(con, tables: list[SweptTable], customer_ids: list[str]) -> Non
     cookies += [f'SELECT "{t.cookie_column}"::VARCHAR AS anonymous_id FROM {t.relation} '
                 f'WHERE "{t.order_column}"::VARCHAR IN (SELECT order_id FROM _erase_orders)'
                 for t in tables if t.cookie_column and t.order_column]
+    cookies.append("SELECT v AS anonymous_id FROM _erase_known WHERE kind = 'cookie'")
     con.execute(f"CREATE OR REPLACE TEMP TABLE _erase_cookies AS SELECT DISTINCT anonymous_id FROM "
                 f"({_union(cookies, 'anonymous_id')}) WHERE anonymous_id IS NOT NULL")
     emails = [f'SELECT lower(trim("{t.email_column}")) AS email FROM {t.relation} WHERE {where_customer(t)}'
               for t in tables if t.email_column and t.id_columns]
+    emails.append("SELECT v AS email FROM _erase_known WHERE kind = 'email'")
     con.execute(f"CREATE OR REPLACE TEMP TABLE _erase_emails AS SELECT DISTINCT email FROM "
                 f"({_union(emails, 'email')}) WHERE nullif(email, '') IS NOT NULL")
     # Whole tokens a quarantined record may name the customer by (compared in lower case).
@@ -310,10 +363,11 @@ def _others_on_erased_cookies(con) -> int:
     ).fetchall()[0][0]
 
 
-def _warehouse_phase(con, customer_ids: list[str], result: ErasureResult) -> tuple[set[str], set[str]]:
+def _warehouse_phase(con, customer_ids: list[str], result: ErasureResult,
+                     known: Keys | None = None) -> tuple[set[str], set[str]]:
     """Count (dry run) or remove (in the caller's transaction) the person's rows; returns (cookies, emails)."""
     tables = discover_tables(con)
-    _collect_keys(con, tables, customer_ids)
+    _collect_keys(con, tables, customer_ids, known)
     shared_with = _others_on_erased_cookies(con)
     cookies = {r[0] for r in con.execute("SELECT anonymous_id FROM _erase_cookies").fetchall()}
     emails = {r[0] for r in con.execute("SELECT email FROM _erase_emails").fetchall()}
@@ -837,6 +891,56 @@ def _erase_mlflow_artifacts(settings: Settings, matcher: Matcher, dry_run: bool)
     return changes
 
 
+# ------------------------------------------------------------------------------------------------ spark
+
+SPARK_LABEL = "spark:"  # result.tables labels of Spark tables (the ledger's raw.* keep their own names)
+# Swept last: a failure half way through leaves the person findable (their ids and cookies) for the rerun.
+SWEPT_LAST = ("marts.person_members", "intermediate.int_identity_links", "intermediate.int_identity_components")
+
+
+def _erase_spark_tables(settings: Settings, keys: Keys, result: ErasureResult) -> None:
+    """Count (dry run) or remove the person's rows from the Spark warehouse's tables, after the ledger's phase.
+
+    Counted through the readers' connection with the same conditions as the DuckDB tables (SweptTable.condition);
+    removed by rewriting each table that holds some (c360.pipeline.spark_warehouse.delete_rows), after the raw
+    landing dates the ledger's phase changed were published again (c360.ingest.spark_publish). A cookie shared
+    with someone not erased empties the session running totals as on DuckDB (SESSION_TOTALS).
+    """
+    from c360.pipeline.spark_warehouse import reader
+
+    con = reader(settings)
+    try:
+        tables = discover_tables(con, spark_tables=True)
+        _collect_keys(con, [], sorted(keys.ids), Keys(cookies=keys.cookies, emails=keys.emails))
+        counts = {t: con.execute(f"SELECT count(*) FROM {t.relation} WHERE {t.condition()}").fetchall()[0][0]
+                  for t in tables}
+        shared_with = _others_on_erased_cookies(con)
+        schema, table = SESSION_TOTALS.split(".")
+        session_totals = _table_exists(con, schema, table) and \
+            con.execute(f"SELECT count(*) FROM {SESSION_TOTALS}").fetchall()[0][0]
+    finally:
+        con.close()
+    for t, n in counts.items():
+        if n:
+            result.tables[SPARK_LABEL + t.label] = n
+    if shared_with and session_totals:
+        result.tables[SPARK_LABEL + SESSION_TOTALS] = session_totals
+    if result.dry_run:
+        return
+    from c360.ingest.spark_publish import publish_raw
+    from c360.pipeline.spark_warehouse import delete_rows, session
+
+    spark = session(settings)
+    publish_raw(settings, spark)
+    for t in sorted((t for t, n in counts.items() if n), key=lambda t: (t.label in SWEPT_LAST, t.label)):
+        removed = delete_rows(spark, t.label, t.spark_condition(keys.ids, keys.cookies, keys.emails))
+        log.info("Spark table %s: %d row(s) about the person removed", t.label, removed)
+    if shared_with and session_totals:
+        log.info("%d other customer id(s) shared an erased cookie: Spark's %s emptied, the next night rebuilds it",
+                 shared_with, SESSION_TOTALS)
+        spark.sql(f"TRUNCATE TABLE {SESSION_TOTALS}")
+
+
 # ---------------------------------------------------------------------------------------------- erase
 
 
@@ -854,6 +958,12 @@ def erase_customer(customer_id: str, settings: Settings | None = None, *, dry_ru
        rewritten without them; unpublished export runs that list them and export leftovers deleted.
     3. The warehouse file is compacted, so deleted values are gone from disk; the log row is marked completed.
     A failure after step 1 leaves the log row without completed_at: run the same command again to finish.
+
+    With the Spark warehouse (C360_WAREHOUSE=spark) the DuckDB file is the ingestion's ledger (raw.*, quarantine,
+    audit, privacy.*) and step 1 runs there; the person's ids come from the Spark tables' person_members, and the
+    keys (orders, cookies, emails) from the Spark tables as well as the ledger. After it, the raw landing dates that
+    changed are published to Spark again (so the Spark raw tables lose the rows too) and every other Spark table
+    holding them is rewritten without them (_erase_spark_tables).
     """
     from c360.pipeline.warehouse import connect, rollback
 
@@ -861,35 +971,43 @@ def erase_customer(customer_id: str, settings: Settings | None = None, *, dry_ru
     customer_id = customer_id.strip()
     if not customer_id:
         raise ValueError("customer id is empty")
-    if settings.warehouse == "spark":
-        # it would erase the ledger and the files but leave the person in every Spark table: refuse, loudly
-        raise ValueError("c360 erase-customer does not reach the Spark warehouse yet (C360_WAREHOUSE=spark): it "
-                         "would leave the customer in the Spark tables. See docs/runbooks.md (erase a customer) and "
-                         "docs/scale.md (Spark SQL warehouse, not on Spark yet).")
     if not Path(settings.warehouse_path).exists():
         raise FileNotFoundError(f"No warehouse at {settings.warehouse_path}: nothing to erase from (check "
                                 "WAREHOUSE_PATH / C360_DATA_DIR).")
     key = customer_key(customer_id)
     result = ErasureResult(customer_key=key, dry_run=dry_run, erased_at=datetime.now(UTC))
     erasure_id = uuid.uuid4().hex
+    on_spark = settings.warehouse == "spark"
 
-    con = connect(settings, read_only=dry_run)
+    ids, spark_keys = [customer_id], None
+    if on_spark:
+        # the identity graph and the derived tables live in Spark: read them through the readers' connection
+        from c360.pipeline.spark_warehouse import reader
+
+        spark_con = reader(settings)
+        try:
+            if follow_person:
+                result.person_id, ids = person_members(spark_con, customer_id)
+            _collect_keys(spark_con, discover_tables(spark_con, spark_tables=True), ids)
+            spark_keys = _collected(spark_con)
+        finally:
+            spark_con.close()
+    # on Spark the ledger file itself (a read-only connect() would give the Spark reader)
+    con = connect(settings, read_only=dry_run, path=Path(settings.warehouse_path) if on_spark else None)
     try:
-        if follow_person:
+        if follow_person and not on_spark:
             result.person_id, ids = person_members(con, customer_id)
-        else:
-            ids = [customer_id]
         keys = [customer_key(i) for i in ids]
         result.member_keys = keys
         result.previously_erased = _previous_erasures(con, keys)
         cookie_keys = _erased_cookie_keys(con, keys)
         if dry_run:
-            cookies, emails = _warehouse_phase(con, ids, result)
+            cookies, emails = _warehouse_phase(con, ids, result, spark_keys)
         else:
             con.execute("BEGIN TRANSACTION")
             try:
                 ensure_privacy_tables(con)
-                cookies, emails = _warehouse_phase(con, ids, result)
+                cookies, emails = _warehouse_phase(con, ids, result, spark_keys)
                 # every member's key owns every cookie: a rerun named by any of them still recognises the cookies
                 con.execute(
                     """INSERT INTO privacy.erased_cookies
@@ -915,6 +1033,9 @@ def erase_customer(customer_id: str, settings: Settings | None = None, *, dry_ru
     finally:
         con.close()
 
+    if on_spark:
+        _erase_spark_tables(settings, Keys(frozenset(ids), cookies=frozenset(cookies), emails=frozenset(emails)),
+                            result)
     matcher = Matcher(frozenset(ids), frozenset(cookies), frozenset(keys), frozenset(cookie_keys),
                       frozenset(emails))
     result.files += _erase_parquet_dir("feature_store", Path(settings.feature_store_dir), matcher, dry_run)
@@ -927,9 +1048,12 @@ def erase_customer(customer_id: str, settings: Settings | None = None, *, dry_ru
         result.compacted = compact_warehouse(settings)
     con = connect(settings)
     try:
+        # rows_deleted again: on Spark the Spark tables' rows were counted after the ledger's transaction
         con.execute(
-            "UPDATE privacy.erasure_log SET files_rewritten = ?, completed_at = ? WHERE erasure_id = ?",
-            [json.dumps(result.files_summary(), sort_keys=True), datetime.now(UTC), erasure_id],
+            "UPDATE privacy.erasure_log SET rows_deleted = ?, files_rewritten = ?, completed_at = ? "
+            "WHERE erasure_id = ?",
+            [json.dumps(result.tables, sort_keys=True), json.dumps(result.files_summary(), sort_keys=True),
+             datetime.now(UTC), erasure_id],
         )
         con.execute("CHECKPOINT")
     finally:
