@@ -147,6 +147,18 @@ def test_hold_threshold_is_read_at_decision_time(snapshots, monkeypatch):
     assert should_hold_exports(get_settings(), D).hold
 
 
+def test_drift_holds_exports_on_the_spark_warehouse_too(snapshots, monkeypatch, tmp_path):
+    """With C360_WAREHOUSE=spark the check is recorded in the ledger file and the export's decision, which opens the
+    warehouse read-only (the Spark reader), must still find it: otherwise drift would never hold a Spark shop."""
+    monkeypatch.setenv("C360_WAREHOUSE", "spark")
+    monkeypatch.delenv("DBT_TARGET", raising=False)
+    monkeypatch.setenv("C360_SPARK_WAREHOUSE_DIR", str(tmp_path / "spark-warehouse"))
+    settings = get_settings()
+    run_monitoring(settings, D, REF, features=("orders_count",), scores=())
+    decision = should_hold_exports(get_settings(), D)
+    assert decision.hold and "orders_count" in decision.message
+
+
 def test_no_check_recorded_does_not_hold(c360_env):
     decision = should_hold_exports(c360_env, D)
     assert not decision and decision.status == "not_checked" and "no drift check" in decision.message

@@ -10,7 +10,7 @@ dbt builds the models there through dbt-spark (profile target `spark`). Around i
   tables (Parquet, partitioned by _dt).
 - `reader()`: what the readers (feature-store export, segment exports, summaries) open instead of the DuckDB file:
   an in-memory DuckDB connection whose marts/feature_store/... views read the Spark tables' Parquet files in place,
-  and whose raw views read the ledger file. The readers' SQL is unchanged.
+  and whose raw, monitoring, activation, ... views read the ledger file's own tables. The readers' SQL is unchanged.
 """
 
 from __future__ import annotations
@@ -112,12 +112,17 @@ _SPARK_TO_DUCKDB = {"string": "VARCHAR", "int": "INTEGER", "bigint": "BIGINT", "
                     "boolean": "BOOLEAN", "date": "DATE", "timestamp": "TIMESTAMPTZ", "float": "FLOAT"}
 
 
-def reader(settings: Settings | None = None):
+def reader(settings: Settings | None = None, ledger_schemas: tuple[str, ...] = ()):
     """A read-only DuckDB connection to the Spark warehouse (see the module's docstring).
 
     Views: <schema>.<table> for every table the Spark warehouse holds under spark_warehouse_dir (the Parquet files,
-    Hive partition folders as columns, as Spark places them: last), and raw.* from the DuckDB ledger file. A table
+    Hive partition folders as columns, as Spark places them: last), and the DuckDB ledger file's own tables (raw.*,
+    monitoring.psi, ...: every schema dbt does not build). A table
     with no data file yet (an empty partitioned table) is an empty view with the columns the metastore gives it.
+
+    ledger_schemas: schemas whose tables live in the ledger file and are written through this connection (the
+    destination sync's `activation` log beside the Spark tables' export rows): the ledger is attached read-write
+    then, the schemas are created there, and unqualified names in them resolve to the ledger (search_path).
     """
     import duckdb
 
@@ -125,12 +130,24 @@ def reader(settings: Settings | None = None):
     con = duckdb.connect(":memory:")
     con.execute("SET TimeZone = 'UTC'")
     con.execute(f"SET memory_limit = '{settings.warehouse_memory_limit}'")
-    if Path(settings.warehouse_path).exists():
+    if ledger_schemas:
+        Path(settings.warehouse_path).parent.mkdir(parents=True, exist_ok=True)
+        con.execute(f"attach '{_literal(settings.warehouse_path)}' as ledger")
+        for schema in ledger_schemas:
+            con.execute(f'create schema if not exists ledger."{schema}"')
+        con.execute("set search_path = '" + ",".join(["memory.main", *(f"ledger.{s}" for s in ledger_schemas)]) + "'")
+    elif Path(settings.warehouse_path).exists():
         con.execute(f"attach '{_literal(settings.warehouse_path)}' as ledger (read_only)")
-        con.execute("create schema if not exists raw")
-        for (table,) in con.execute("select table_name from duckdb_tables() where database_name = 'ledger' "
-                                    "and schema_name = 'raw'").fetchall():
-            con.execute(f'create view raw."{table}" as select * from ledger.raw."{table}"')
+    if Path(settings.warehouse_path).exists():
+        # the ledger's own tables (raw.*, monitoring.psi, activation.sync_log, privacy.*, ...), read in place; the
+        # schemas dbt builds are Spark's (a DuckDB build sharing the file, as in the tests, stays out of sight)
+        for schema, table in con.execute(
+                "select schema_name, table_name from duckdb_tables() where database_name = 'ledger' "
+                "order by all").fetchall():
+            if schema in MODEL_SCHEMAS or schema in ledger_schemas:
+                continue
+            con.execute(f'create schema if not exists "{schema}"')
+            con.execute(f'create view "{schema}"."{table}" as select * from ledger."{schema}"."{table}"')
     root = Path(settings.spark_warehouse_dir)
     empty: list[tuple[str, str]] = []
     for schema in MODEL_SCHEMAS:

@@ -162,8 +162,13 @@ def discover_tables(con, spark_tables: bool = False) -> list[SweptTable]:
     quarantine/audit excepted), from information_schema, so tables added later are covered without code changes.
 
     spark_tables: `con` is the Spark warehouse's reader (c360.pipeline.spark_warehouse.reader), whose views stand for
-    the Spark tables; its raw.* views read the ledger file and are left out (the ledger is swept on its own)."""
-    kind, schemas = ("VIEW", "AND t.table_schema <> 'raw'") if spark_tables else ("BASE TABLE", "")
+    the Spark tables dbt builds; its views of the ledger file's tables (raw.*, ...) are left out (the ledger is swept
+    on its own)."""
+    kind, schemas = "BASE TABLE", ""
+    if spark_tables:
+        from c360.pipeline.spark_warehouse import MODEL_SCHEMAS
+
+        kind, schemas = "VIEW", "AND t.table_schema IN (" + ", ".join(f"'{s}'" for s in MODEL_SCHEMAS) + ")"
     rows = con.execute(
         f"""
         SELECT c.table_schema, c.table_name, list(c.column_name ORDER BY c.ordinal_position)

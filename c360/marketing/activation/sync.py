@@ -4,7 +4,8 @@ The rows come from the dbt view pii.segment_export_rows, the same rows as the ex
 the date and segment with `consent_ok` (dbt's consent decision) and an email. Nothing about consent is decided here.
 
 What was planned, sent and acknowledged is recorded per (destination, segment, date, customer) in the warehouse table
-`activation.sync_log`:
+`activation.sync_log` (with C360_WAREHOUSE=spark: the export rows are read from the Spark table, the log is kept in
+the DuckDB ledger file, through one connection, c360.pipeline.spark_warehouse.reader):
 
 1. plan: the date's changes not yet in the log are added as `pending`, with a batch number fixed now (so a batch
    resent after a crash has the same members and idempotency keys);
@@ -319,6 +320,11 @@ def sync_date(day: date, settings: Settings, destinations: list[DestinationConfi
     result = SyncResult(as_of_date=day.isoformat())
     sync_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
     own = con is None
+    if con is None and settings.warehouse == "spark":
+        # the export rows are a Spark table, the log stays in the ledger file: one connection over both
+        from c360.pipeline.spark_warehouse import reader
+
+        con = reader(settings, ledger_schemas=("activation",))
     con = con or connect(settings)
     try:
         if not relation_exists(con, EXPORT_ROWS):
