@@ -393,6 +393,38 @@ def test_a_sync_sends_the_same_changes_from_both(built, tmp_path):
     assert logged == {"crm_duckdb": len(received["duckdb"]), "crm_spark": len(received["spark"])}
 
 
+def test_the_segments_page_reads_the_spark_tables(built, tmp_path):
+    """`c360 ui` on the Spark warehouse: its snapshot is a copy of the ledger and its queries read the Spark tables,
+    so the page lists the same segments, dates and sizes as on DuckDB. The Spark side gets a ledger without the
+    DuckDB build's schemas (the test's warehouses share one file; a Spark shop's ledger has none of them)."""
+    import shutil
+
+    from fastapi.testclient import TestClient
+
+    from c360.marketing.ui.app import create_app
+    from c360.pipeline.spark_warehouse import MODEL_SCHEMAS
+
+    ledger = tmp_path / "ledger.duckdb"
+    shutil.copyfile(get_settings().warehouse_path, ledger)
+    with duckdb.connect(str(ledger)) as con:
+        for schema in MODEL_SCHEMAS:
+            con.execute(f'drop schema if exists "{schema}" cascade')
+    pages = {}
+    for name in ("duckdb", "spark"):
+        with pytest.MonkeyPatch.context() as mp:
+            use_warehouse(mp, name, built["root"])
+            if name == "spark":
+                mp.setenv("WAREHOUSE_PATH", str(ledger))
+            app = create_app(get_settings(), built["segments_file"], background=False)
+            with TestClient(app, base_url="http://127.0.0.1:8050") as client:
+                page = client.get("/")
+                assert page.status_code == 200, (name, page.text[:500])
+                pages[name] = client.get("/api/segments").json()
+    assert [s["name"] for s in pages["duckdb"]] == ["buyers", "high_churn", "maybe_alive"]
+    assert all(s["size"] is not None for s in pages["duckdb"]), pages["duckdb"]
+    assert pages["spark"] == pages["duckdb"]
+
+
 def _row(r: dict) -> dict:
     return {k: _value(v) for k, v in r.items()}
 

@@ -112,7 +112,7 @@ _SPARK_TO_DUCKDB = {"string": "VARCHAR", "int": "INTEGER", "bigint": "BIGINT", "
                     "boolean": "BOOLEAN", "date": "DATE", "timestamp": "TIMESTAMPTZ", "float": "FLOAT"}
 
 
-def reader(settings: Settings | None = None, ledger_schemas: tuple[str, ...] = ()):
+def reader(settings: Settings | None = None, ledger_schemas: tuple[str, ...] = (), ledger_path: Path | None = None):
     """A read-only DuckDB connection to the Spark warehouse (see the module's docstring).
 
     Views: <schema>.<table> for every table the Spark warehouse holds under spark_warehouse_dir (the Parquet files,
@@ -123,6 +123,7 @@ def reader(settings: Settings | None = None, ledger_schemas: tuple[str, ...] = (
     ledger_schemas: schemas whose tables live in the ledger file and are written through this connection (the
     destination sync's `activation` log beside the Spark tables' export rows): the ledger is attached read-write
     then, the schemas are created there, and unqualified names in them resolve to the ledger (search_path).
+    ledger_path: another copy of the ledger to read (the segments page's snapshot), read-only.
     """
     import duckdb
 
@@ -130,15 +131,16 @@ def reader(settings: Settings | None = None, ledger_schemas: tuple[str, ...] = (
     con = duckdb.connect(":memory:")
     con.execute("SET TimeZone = 'UTC'")
     con.execute(f"SET memory_limit = '{settings.warehouse_memory_limit}'")
-    if ledger_schemas:
-        Path(settings.warehouse_path).parent.mkdir(parents=True, exist_ok=True)
-        con.execute(f"attach '{_literal(settings.warehouse_path)}' as ledger")
+    ledger = Path(ledger_path or settings.warehouse_path)
+    if ledger_schemas and ledger_path is None:
+        ledger.parent.mkdir(parents=True, exist_ok=True)
+        con.execute(f"attach '{_literal(ledger)}' as ledger")
         for schema in ledger_schemas:
             con.execute(f'create schema if not exists ledger."{schema}"')
         con.execute("set search_path = '" + ",".join(["memory.main", *(f"ledger.{s}" for s in ledger_schemas)]) + "'")
-    elif Path(settings.warehouse_path).exists():
-        con.execute(f"attach '{_literal(settings.warehouse_path)}' as ledger (read_only)")
-    if Path(settings.warehouse_path).exists():
+    elif ledger.exists():
+        con.execute(f"attach '{_literal(ledger)}' as ledger (read_only)")
+    if ledger.exists():
         # the ledger's own tables (raw.*, monitoring.psi, activation.sync_log, privacy.*, ...), read in place; the
         # schemas dbt builds are Spark's (a DuckDB build sharing the file, as in the tests, stays out of sight)
         for schema, table in con.execute(

@@ -51,7 +51,8 @@ class UiState:
     def __init__(self, settings: Settings, segments_file: Path):
         self.settings = settings
         self.segments_file = Path(segments_file)
-        self.snapshots = SnapshotManager(settings.warehouse_path, settings.data_dir / "ui" / "snapshots")
+        self.snapshots = SnapshotManager(settings.warehouse_path, settings.data_dir / "ui" / "snapshots",
+                                         spark=settings if settings.warehouse == "spark" else None)
         self._stop = threading.Event()
         self._facts_lock = threading.Lock()
         self._facts: tuple | None = None

@@ -5,6 +5,11 @@ the nightly's writer fail (or wait, with C360_WAREHOUSE_LOCK_TIMEOUT_SECONDS). S
 it copies it (plain reads take no DuckDB lock) and opens the copy. A copy is kept only when it is consistent:
 the file and its WAL have the same size and mtime before and after the copy (nothing was written meanwhile) and the
 copy opens and answers a query. Otherwise the previous good copy stays in use and the page says how old it is.
+
+With the Spark SQL warehouse (C360_WAREHOUSE=spark) the file is the ingestion's ledger and the marts are Spark tables:
+the copy is of the ledger, and a copy's connection is the Spark reader (c360.pipeline.spark_warehouse.reader: views
+over the Spark tables' Parquet files, the ledger copy for raw.* and the other ledger tables). The source stamp then
+also covers the Spark warehouse's folders, so a night that rewrote the Spark tables gives a new copy (and new facts).
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from pathlib import Path
 
 import duckdb
 
+from c360.config import Settings
+
 log = logging.getLogger(__name__)
 
 COPY_ATTEMPTS = 3
@@ -29,10 +36,15 @@ COPY_ATTEMPTS = 3
 @dataclass(frozen=True)
 class Snapshot:
     path: Path  # the copy, opened read-only by readers
-    source_stamp: tuple  # (size, mtime_ns) of the warehouse file and of its WAL when copied
+    source_stamp: tuple  # (size, mtime_ns) of the warehouse file and of its WAL when copied (+ the Spark folders')
     taken_at: datetime  # UTC
+    spark: Settings | None = None  # the Spark warehouse's settings: the copy is its ledger
 
     def connect(self):
+        if self.spark is not None:
+            from c360.pipeline.spark_warehouse import reader
+
+            return reader(self.spark, ledger_path=self.path)
         con = duckdb.connect(str(self.path), read_only=True)
         con.execute("SET TimeZone = 'UTC'")
         return con
@@ -49,10 +61,18 @@ def _stamp(path: Path) -> tuple:
     return tuple(out)
 
 
+def _folders_stamp(root: Path) -> tuple[int, int]:
+    """(folders, newest mtime) under the Spark warehouse: a table rewritten adds and removes files in its folder (or
+    a partition's), which moves the folder's mtime."""
+    folders = [p for p in root.rglob("*") if p.is_dir()] if root.is_dir() else []
+    return len(folders), max((p.stat().st_mtime_ns for p in folders), default=0)
+
+
 class SnapshotManager:
     """Holds the current copy of `source` under `folder`; `current()` refreshes it when the source changed."""
 
-    def __init__(self, source: Path, folder: Path, min_interval_seconds: float = 5.0):
+    def __init__(self, source: Path, folder: Path, min_interval_seconds: float = 5.0,
+                 spark: Settings | None = None):
         # One sub-folder per serving process: two pages on one data folder never delete each other's copies;
         # folders of processes that are gone are removed (a copy is as big as the warehouse).
         self.source, self.folder = Path(source), Path(folder) / str(os.getpid())
@@ -63,6 +83,12 @@ class SnapshotManager:
         self._checked_at = 0.0
         self.last_problem: str | None = None  # why the newest state could not be copied (shown on the page)
         self._last_seen: tuple | None = None  # the file's stamp at the previous check
+        self.spark = spark  # the Spark warehouse's settings when `source` is its ledger
+        self._spark_dir = Path(spark.spark_warehouse_dir) if spark is not None else None
+
+    def _source_stamp(self) -> tuple:
+        stamp = _stamp(self.source)
+        return stamp if self._spark_dir is None else (*stamp, _folders_stamp(self._spark_dir))
 
     def current(self, *, refresh: bool = True) -> Snapshot | None:
         """The newest consistent copy (None when the warehouse does not exist and was never copied)."""
@@ -79,7 +105,7 @@ class SnapshotManager:
             if not self.source.exists():
                 self.last_problem = f"no warehouse at {self.source} yet (run the nightly)"
                 return self._current
-            stamp = _stamp(self.source)
+            stamp = self._source_stamp()
             if self._current is not None and self._current.source_stamp == stamp:
                 self.last_problem = None
                 return self._current
@@ -97,7 +123,7 @@ class SnapshotManager:
                     self._remove_old(keep={snap.path, old.path if old else None})
                     return snap
                 time.sleep(0.2)
-                stamp = _stamp(self.source)
+                stamp = self._source_stamp()
             self.last_problem = (f"the warehouse {self.source} is being written (the nightly is running): showing "
                                  "the last consistent copy" if self._current else
                                  f"the warehouse {self.source} is being written and no consistent copy exists yet: "
@@ -115,7 +141,7 @@ class SnapshotManager:
             if stamp[1] is not None:
                 with contextlib.suppress(FileNotFoundError):  # checkpointed meanwhile: the stamp check sees it
                     shutil.copyfile(wal, f"{tmp}.wal")
-            if _stamp(self.source) != stamp:
+            if self._source_stamp() != stamp:
                 raise OSError("the file changed while it was copied")
             for suffix in ("", ".wal"):
                 if Path(f"{tmp}{suffix}").exists():
@@ -130,7 +156,7 @@ class SnapshotManager:
             for p in (tmp, Path(f"{tmp}.wal"), final, Path(f"{final}.wal")):
                 p.unlink(missing_ok=True)
             return None
-        return Snapshot(final, stamp, datetime.now(UTC))
+        return Snapshot(final, stamp, datetime.now(UTC), self.spark)
 
     def close(self) -> None:
         """Delete this process's copies (the server is stopping)."""
