@@ -215,10 +215,6 @@ class Keys:
     cookies: frozenset[str] = frozenset()
     emails: frozenset[str] = frozenset()
 
-    def __or__(self, other: Keys) -> Keys:
-        return Keys(self.ids | other.ids, self.orders | other.orders, self.cookies | other.cookies,
-                    self.emails | other.emails)
-
 
 def _collected(con) -> Keys:
     """The keys _collect_keys() left in the connection's temp tables."""
