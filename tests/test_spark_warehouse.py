@@ -135,6 +135,10 @@ def built(tmp_path_factory):
         mp.setenv("C360_SPARK_WAREHOUSE_DIR", str(root / "spark-warehouse"))
         mp.setenv("C360_SPARK_METASTORE_DIR", str(root / "spark-metastore"))
         mp.setenv("SPARK_MASTER", "local[2]")
+        # next-best-action rules the four customers reach: win-back after 5 days without an order, a minimum value
+        # some candidates miss (both reasons format a decimal, which Spark's printf refused)
+        mp.setenv("C360_NBA_WIN_BACK_AFTER_DAYS", "5")
+        mp.setenv("C360_NBA_MIN_EXPECTED_VALUE_EUR", "5.0")
         segments_file = root / "segments.yml"
         segments_file.write_text(SEGMENTS_YML)
         segments = segments_dbt_var(segments_file)
@@ -292,6 +296,10 @@ def test_the_marts_users_rely_on_have_rows_on_spark(readers):
                                "marts.segment_changes": 1, "feature_store.interactions": 4,
                                "intermediate.int_identity_components": 4}.items():
         assert spark_con.execute(f"select count(*) from {relation}").fetchone()[0] >= at_least, relation
+    # the next-best-action reasons that format amounts (win-back, below the minimum value) are among those compared
+    reasons = {r for row in spark_con.execute(
+        "select best_candidate_action, suppressed_by from marts.customer_next_best_action").fetchall() for r in row}
+    assert {"win_back", "below_min_value"} <= reasons, reasons
     # the identity graph compared above is not trivial: the chain is one person on night 2 (linked on 01-19)
     assert spark_con.execute("select anchor_customer_id, count(*) from intermediate.int_identity_components "
                              "where customer_id in ('C1', 'C5', 'C6', 'C7') group by all").fetchall() == [("C1", 4)]

@@ -110,9 +110,11 @@ candidates as (
         1                                                                     as priority,
         cast(null as string)                                                 as product_id,
         {{ uplift['retain'] }} * churn_probability * predicted_value_eur      as expected_value_eur,
+        -- every %f argument cast to double: Spark's printf (format_string) fails on a decimal (a decimal column,
+        -- or a literal such as 50.0), DuckDB's formats either
         printf('churn risk %.0f%% (retain from %.0f%%) and a predicted value of %.2f EUR (from %.2f)',
-               100 * churn_probability, {{ 100 * retain_min_churn }}, predicted_value_eur,
-               {{ retain_min_value }})
+               cast(100 * churn_probability as double), cast({{ 100 * retain_min_churn }} as double),
+               cast(predicted_value_eur as double), cast({{ retain_min_value }} as double))
             -- what the churn model says drives this customer's risk (customer_scores.churn_reason_1..3), when known
             || case when churn_reason_1 is not null
                     then '; driven by ' || concat_ws(', ', churn_reason_1, churn_reason_2, churn_reason_3)
@@ -133,7 +135,7 @@ candidates as (
         null,
         {{ uplift['win_back'] }} * avg_order_value_eur,
         printf('no order for %d days (win-back from %d days), average order %.2f EUR',
-               days_since_last_order, {{ win_back_days }}, avg_order_value_eur)
+               days_since_last_order, {{ win_back_days }}, cast(avg_order_value_eur as double))
     from customers
     where orders_count > 0
       and days_since_last_order >= {{ win_back_days }}
@@ -155,7 +157,7 @@ candidates as (
                 when offer.in_top_viewed then ', the category they view most'
                 else ', new to them'
                end
-            || printf(', churn risk %.0f%%', 100 * customers.churn_probability)
+            || printf(', churn risk %.0f%%', cast(100 * customers.churn_probability as double))
     from customers
     inner join offer on offer.customer_id = customers.customer_id
     where customers.orders_count > 0
@@ -242,7 +244,8 @@ select
                                        (last_action_date + {{ cap_days }})::string)
         when 'no_rule' then 'no rule applies (not at risk, not lapsed, no recommendation to offer, not new)'
         when 'below_min_value' then printf('%s is worth %.2f EUR, below the minimum of %.2f EUR',
-                                           candidate_action, coalesce(candidate_value_eur, 0), {{ min_value }})
+                                           candidate_action, cast(coalesce(candidate_value_eur, 0) as double),
+                                           cast({{ min_value }} as double))
         else candidate_action || ': ' || candidate_reason
     end)::string                                                             as reason,
     suppressed_by::string                                                    as suppressed_by,
