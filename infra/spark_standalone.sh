@@ -47,6 +47,14 @@ running_pid() {
   fi
 }
 
+# Whether the process `launch` started for $1 is alive, by its pid alone. During start-up spark-class first runs
+# Spark's launcher and then execs java: /proc/<pid>/cmdline can read empty at that instant, so running_pid's
+# cmdline match could call the process gone (and delete its pid file, leaving `stop` unable to end it).
+launched_alive() {
+  local pid
+  pid=$(cat "$DIR/$1.pid" 2>/dev/null) && [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null
+}
+
 port_busy() { ss -ltnH "sport = :$1" 2>/dev/null | grep -q .; }
 
 # "master_alive alive_workers" from the master's JSON status, or nothing if it does not answer
@@ -111,7 +119,7 @@ start() {
       return 0
     fi
     for name in master worker; do
-      if [ -z "$(running_pid $name deploy.)" ]; then
+      if ! launched_alive $name; then
         tail -n 20 "$DIR/logs/$name.log" >&2 || true
         die "the $name exited during start-up (log above: $DIR/logs/$name.log)"
       fi
